@@ -1,0 +1,248 @@
+//===- BuildProgram.cpp - vqt IR -> runtime program -----------------------===//
+#include "incnn/Compiler/BuildProgram.h"
+
+#include "../../checkpoint/Checkpoint.h"
+#include "incnn/Dialect/VQT/VQTOps.h"
+#include "incnn/runtime/Program.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+namespace rt = incnn::runtime;
+namespace vqt = incnn::vqt;
+
+namespace {
+
+class ProgramBuilder {
+public:
+  ProgramBuilder(const incnn::checkpoint::Checkpoint &checkpoint,
+                 rt::Program &program)
+      : ckpt(checkpoint), program(program) {}
+
+  std::string build(ModuleOp module);
+
+private:
+  int32_t valueId(Value value) {
+    auto it = valueIds.find(value);
+    if (it != valueIds.end())
+      return it->second;
+    int32_t id = static_cast<int32_t>(program.values.size());
+    rt::ValueInfo info;
+    auto type = cast<RankedTensorType>(value.getType());
+    info.perToken = type.isDynamicDim(0);
+    info.width = type.getRank() == 1 && info.perToken
+                     ? 1
+                     : static_cast<int32_t>(type.getShape().back());
+    info.name = "v" + std::to_string(id);
+    program.values.push_back(info);
+    valueIds[value] = id;
+    return id;
+  }
+
+  /// The weight id of a `vqt.param` value, binding its data on first use.
+  int32_t weightId(Value value) {
+    auto param = value.getDefiningOp<vqt::ParamOp>();
+    if (!param) {
+      fail("weights must come from vqt.param ops");
+      return 0;
+    }
+    std::string name = param.getName().str();
+    auto it = weightIds.find(name);
+    if (it != weightIds.end())
+      return it->second;
+    rt::Weight weight;
+    weight.name = name;
+    auto shape = cast<RankedTensorType>(param.getType()).getShape();
+    weight.shape.assign(shape.begin(), shape.end());
+    const auto *info = ckpt.weights.find(name);
+    if (!info || info->shape != weight.shape) {
+      fail("weight '" + name + "' is missing or misshapen in the checkpoint");
+      return 0;
+    }
+    if (info->dtype == "F32" &&
+        reinterpret_cast<uintptr_t>(info->data) % alignof(float) == 0) {
+      weight.data = reinterpret_cast<const float *>(info->data);
+    } else if (std::string e = ckpt.weights.readFloat32(name, weight.owned);
+               !e.empty()) {
+      fail(e);
+      return 0;
+    } else {
+      weight.data = weight.owned.data();
+    }
+    int32_t id = static_cast<int32_t>(program.weights.size());
+    program.weights.push_back(std::move(weight));
+    // `owned` moved with the vector; re-point at the stored copy.
+    rt::Weight &stored = program.weights.back();
+    if (!stored.owned.empty())
+      stored.data = stored.owned.data();
+    weightIds[name] = id;
+    return id;
+  }
+
+  void emit(rt::OpCode code, std::vector<Value> operands,
+            std::vector<Value> weights, std::vector<Value> results,
+            rt::InstrAttrs attrs = {}) {
+    rt::Instr instr;
+    instr.op = code;
+    for (Value v : operands)
+      instr.operands.push_back(valueId(v));
+    for (Value v : weights)
+      instr.weights.push_back(weightId(v));
+    for (Value v : results)
+      instr.results.push_back(valueId(v));
+    instr.attrs = attrs;
+    program.instrs.push_back(std::move(instr));
+  }
+
+  void lower(Operation *op);
+
+  void fail(std::string message) {
+    if (error.empty())
+      error = std::move(message);
+  }
+
+  const incnn::checkpoint::Checkpoint &ckpt;
+  rt::Program &program;
+  llvm::DenseMap<Value, int32_t> valueIds;
+  std::map<std::string, int32_t> weightIds;
+  std::string error;
+};
+
+void ProgramBuilder::lower(Operation *op) {
+  using rt::OpCode;
+  llvm::TypeSwitch<Operation *>(op)
+      .Case([&](vqt::ParamOp) {}) // bound lazily by the ops that use them
+      .Case([&](vqt::EmbedOp e) {
+        emit(OpCode::Embed, {e.getTokens()}, {e.getTable()}, {e.getResult()});
+      })
+      .Case([&](vqt::AddPositionsOp p) {
+        rt::InstrAttrs attrs;
+        attrs.positionOffset = static_cast<int32_t>(p.getOffset());
+        emit(OpCode::AddLearnedPositions, {p.getInput()}, {p.getTable()},
+             {p.getResult()}, attrs);
+      })
+      .Case([&](vqt::LayerNormOp n) {
+        rt::InstrAttrs attrs;
+        attrs.epsilon = n.getEpsilon().convertToFloat();
+        emit(OpCode::LayerNorm, {n.getInput()}, {n.getGamma(), n.getBeta()},
+             {n.getResult()}, attrs);
+      })
+      .Case([&](vqt::RmsNormOp n) {
+        rt::InstrAttrs attrs;
+        attrs.epsilon = n.getEpsilon().convertToFloat();
+        emit(OpCode::RmsNorm, {n.getInput()}, {n.getGamma()}, {n.getResult()},
+             attrs);
+      })
+      .Case([&](vqt::LinearOp l) {
+        std::vector<Value> weights = {l.getWeight()};
+        if (l.getBias())
+          weights.push_back(l.getBias());
+        emit(OpCode::Linear, {l.getInput()}, weights, {l.getResult()});
+      })
+      .Case([&](vqt::ReluOp u) {
+        emit(OpCode::Relu, {u.getInput()}, {}, {u.getResult()});
+      })
+      .Case([&](vqt::GeluOp u) {
+        emit(OpCode::Gelu, {u.getInput()}, {}, {u.getResult()});
+      })
+      .Case([&](vqt::SiluOp u) {
+        emit(OpCode::Silu, {u.getInput()}, {}, {u.getResult()});
+      })
+      .Case([&](vqt::AddOp b) {
+        emit(OpCode::Add, {b.getLhs(), b.getRhs()}, {}, {b.getResult()});
+      })
+      .Case([&](vqt::MulOp b) {
+        emit(OpCode::Mul, {b.getLhs(), b.getRhs()}, {}, {b.getResult()});
+      })
+      .Case([&](vqt::AttentionOp a) {
+        rt::InstrAttrs attrs;
+        attrs.numHeads = static_cast<int32_t>(a.getNumHeads());
+        attrs.numKvHeads = static_cast<int32_t>(a.getNumKvHeads());
+        attrs.causal = a.getMask() == vqt::MaskKind::causal;
+        attrs.ropeTheta =
+            a.getRopeTheta() ? a.getRopeTheta()->convertToFloat() : 0.0f;
+        attrs.scale = a.getEffectiveScale();
+        emit(OpCode::Attention, {a.getQuery(), a.getKey(), a.getValue()}, {},
+             {a.getResult()}, attrs);
+      })
+      .Case([&](vqt::VectorQuantizeOp q) {
+        emit(OpCode::VectorQuantize, {q.getInput()}, {q.getCodebook()},
+             {q.getResult(), q.getCodes()});
+      })
+      .Case([&](vqt::PoolOp p) {
+        rt::InstrAttrs attrs;
+        attrs.pool = p.getKind() == vqt::PoolKind::mean ? rt::PoolKind::Mean
+                                                        : rt::PoolKind::Last;
+        emit(OpCode::Pool, {p.getInput()}, {}, {p.getResult()}, attrs);
+      })
+      .Case([&](func::ReturnOp r) {
+        if (r.getNumOperands() != 1)
+          fail("@forward must return exactly one value");
+        else
+          program.outputValue = valueId(r.getOperand(0));
+      })
+      .Default([&](Operation *other) {
+        fail("cannot lower op '" + other->getName().getStringRef().str() +
+             "' to a runtime program");
+      });
+}
+
+int64_t intAttr(ModuleOp module, StringRef name, int64_t fallback) {
+  if (auto attr = module->getAttrOfType<IntegerAttr>(name))
+    return attr.getInt();
+  return fallback;
+}
+
+std::string strAttr(ModuleOp module, StringRef name) {
+  if (auto attr = module->getAttrOfType<StringAttr>(name))
+    return attr.str();
+  return "";
+}
+
+std::string ProgramBuilder::build(ModuleOp module) {
+  auto forward = module.lookupSymbol<func::FuncOp>("forward");
+  if (!forward || forward.getBody().getBlocks().size() != 1 ||
+      forward.getNumArguments() != 1 ||
+      !vqt::isTokenIdsType(forward.getArgument(0).getType()))
+    return "the module needs a single-block func.func @forward(tensor<?xi32>)";
+
+  program.family = strAttr(module, "vqt.family");
+  program.task = strAttr(module, "vqt.task") == "classifier"
+                     ? rt::TaskKind::Classifier
+                     : rt::TaskKind::CausalLM;
+  program.vocabSize = static_cast<int32_t>(intAttr(module, "vqt.vocab_size", 0));
+  program.maxPositions =
+      static_cast<int32_t>(intAttr(module, "vqt.max_positions", 0));
+  program.positionScheme = strAttr(module, "vqt.position");
+  program.bosTokenId = static_cast<int32_t>(intAttr(module, "vqt.bos_token_id", -1));
+  program.eosTokenId = static_cast<int32_t>(intAttr(module, "vqt.eos_token_id", -1));
+  program.padTokenId = static_cast<int32_t>(intAttr(module, "vqt.pad_token_id", -1));
+  if (auto labels = module->getAttrOfType<ArrayAttr>("vqt.labels"))
+    for (Attribute label : labels)
+      if (auto name = dyn_cast<StringAttr>(label))
+        program.labels.push_back(name.str());
+  program.tokenizer = ckpt.tokenizer;
+
+  program.tokenValue = valueId(forward.getArgument(0));
+  for (Operation &op : forward.getBody().front()) {
+    lower(&op);
+    if (!error.empty())
+      return error;
+  }
+  rt::Status status = rt::verifyProgram(program);
+  if (!status.ok())
+    return "internal error: the lowered program does not verify: " +
+           status.error;
+  return "";
+}
+
+} // namespace
+
+std::string incnn::buildProgram(ModuleOp module,
+                                const checkpoint::Checkpoint &checkpoint,
+                                rt::Program &program) {
+  return ProgramBuilder(checkpoint, program).build(module);
+}

@@ -1,0 +1,18 @@
+//===- VQTOps.h - vqt operations ---------------------------------*- C++ -*-===//
+#ifndef INCNN_DIALECT_VQT_VQTOPS_H
+#define INCNN_DIALECT_VQT_VQTOPS_H
+
+#include "incnn/Dialect/VQT/VQTDialect.h"
+#include "incnn/Dialect/VQT/VQTInterfaces.h"
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "incnn/Dialect/VQT/VQTEnums.h.inc"
+
+#define GET_OP_CLASSES
+#include "incnn/Dialect/VQT/VQTOps.h.inc"
+
+#endif // INCNN_DIALECT_VQT_VQTOPS_H

@@ -1,0 +1,145 @@
+//===- Program.h - In-memory form of an incnn program -----------*- C++ -*-===//
+//
+// The runtime owns the program format. The compiler fills a `Program` and
+// calls `writeProgram`; the runtime loads one with `loadProgram` (mmap).
+//
+// A program is a straight-line list of instructions over numbered values.
+// Every value is either a per-token matrix [n, width] (n = sequence length)
+// or a single vector [width] (after pooling). Weights are named tensors.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_PROGRAM_H
+#define INCNN_RUNTIME_PROGRAM_H
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace incnn::runtime {
+
+/// Current program file version; bump on any incompatible change.
+inline constexpr uint32_t kProgramVersion = 1;
+
+/// Instruction opcodes. Stable numbers: they are written to files.
+enum class OpCode : uint32_t {
+  /// results[0][i] = weights[0][tokens[i]]; operands[0] is the token input.
+  Embed = 1,
+  /// results[0][i] = operands[0][i] + weights[0][i + attrs.positionOffset].
+  AddLearnedPositions = 2,
+  /// LayerNorm over the row: weights = {gamma, beta}; attrs.epsilon.
+  LayerNorm = 3,
+  /// RMSNorm over the row: weights = {gamma}; attrs.epsilon.
+  RmsNorm = 4,
+  /// y = x W^T (+ b): weights = {W [out,in]} or {W, b [out]}. Rows or vector.
+  Linear = 5,
+  Relu = 6,
+  Gelu = 7, ///< exact erf form
+  Silu = 8,
+  Add = 9, ///< elementwise, operands[0] + operands[1]
+  Mul = 10, ///< elementwise, operands[0] * operands[1]
+  /// Multi-head attention; operands = {q, k, v} (already projected).
+  /// attrs: numHeads, numKvHeads, causal, ropeTheta (0 = no rotary),
+  /// scale (multiplies q.k). Rotary (HF half-split layout) applies to q and k
+  /// with absolute positions 0..n-1 before the dot products.
+  Attention = 11,
+  /// Vector quantization: weights = {codebook [G, K, width/G]};
+  /// results = {quantized [n,width], codes [n,G] (stored as float ids)}.
+  VectorQuantize = 12,
+  /// Pool rows to a vector: attrs.pool = Last (row n-1) or Mean.
+  Pool = 13,
+};
+
+enum class PoolKind : uint32_t { Last = 0, Mean = 1 };
+
+/// Lower-case name of an opcode ("linear"), or "unknown".
+const char *opCodeName(OpCode op);
+
+struct InstrAttrs {
+  float epsilon = 0.0f;
+  int32_t positionOffset = 0;
+  int32_t numHeads = 0;
+  int32_t numKvHeads = 0;
+  bool causal = true;
+  float ropeTheta = 0.0f;
+  float scale = 1.0f;
+  PoolKind pool = PoolKind::Last;
+};
+
+struct Instr {
+  OpCode op;
+  std::vector<int32_t> operands; ///< value ids
+  std::vector<int32_t> weights;  ///< weight ids
+  std::vector<int32_t> results;  ///< value ids
+  InstrAttrs attrs;
+};
+
+/// A value: per-token matrix [n, width] or a vector [width].
+struct ValueInfo {
+  int32_t width = 0;
+  bool perToken = true;
+  std::string name; ///< for debugging and --emit output
+};
+
+/// A named fp32 tensor. `data` points into the mapped file (or `owned`).
+struct Weight {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float *data = nullptr;
+  std::vector<float> owned; ///< used when the program is built in memory
+  /// Product of `shape`; -1 if a dimension is negative or the product
+  /// overflows int64_t.
+  int64_t numElements() const;
+  /// The tensor data: `owned` when it is non-empty, else `data`. Use this
+  /// rather than `data` so that copies of an in-memory Program stay valid.
+  const float *ptr() const { return owned.empty() ? data : owned.data(); }
+};
+
+enum class TaskKind : uint32_t { CausalLM = 0, Classifier = 1 };
+
+struct Program {
+  // Model metadata.
+  std::string family; ///< "opt" or "llama"
+  TaskKind task = TaskKind::CausalLM;
+  int32_t vocabSize = 0;
+  int32_t maxPositions = 0; ///< context window
+  std::string positionScheme; ///< "learned", "rope" or "none"
+  std::vector<std::string> labels; ///< classifier label names
+  int32_t bosTokenId = -1, eosTokenId = -1, padTokenId = -1;
+  std::string tokenizer; ///< serialized sentencepiece model, may be empty
+
+  // Graph.
+  std::vector<ValueInfo> values;
+  std::vector<Weight> weights;
+  std::vector<Instr> instrs;
+  int32_t tokenValue = 0;  ///< the token-id input (width 1, perToken)
+  int32_t outputValue = 0; ///< logits vector
+
+  /// Keeps the mapping alive when loaded from a file.
+  std::shared_ptr<void> backing;
+};
+
+/// Result of a fallible call: empty `error` means success.
+struct Status {
+  std::string error;
+  bool ok() const { return error.empty(); }
+  static Status success() { return {}; }
+  static Status failure(std::string message) { return {std::move(message)}; }
+};
+
+/// Checks that a program is well formed (ids in range, shapes consistent).
+Status verifyProgram(const Program &program);
+
+/// Writes `program` to `path`, weights 64-byte aligned.
+Status writeProgram(const Program &program, const std::string &path);
+
+/// Loads (mmaps) a program file and verifies it. Never crashes on bad input.
+Status loadProgram(const std::string &path, Program &program);
+
+/// Same, from bytes in memory (copied). Used by the fuzzer.
+Status loadProgramFromBuffer(const void *data, size_t size, Program &program);
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_PROGRAM_H

@@ -1,0 +1,72 @@
+//===- Runtime.h - From-scratch evaluation of a program ---------*- C++ -*-===//
+//
+// `Evaluator` runs a verified Program on a token sequence and keeps every
+// intermediate value as a row-major float matrix [n, width] (or a vector),
+// so that an incremental engine can reuse and patch rows.
+//
+// Threading: an Evaluator is used by one thread at a time; it runs its
+// kernels on its own thread pool. Several Evaluators may share a Program.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_RUNTIME_H
+#define INCNN_RUNTIME_RUNTIME_H
+
+#include "incnn/runtime/Program.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace incnn::runtime {
+
+class ThreadPool;
+
+struct EvaluatorOptions {
+  /// Threads used for kernels, the caller included; 0 = all hardware threads.
+  int numThreads = 0;
+};
+
+/// Checks a token sequence against a program: non-empty, at most
+/// maxPositions long, every id in [0, vocabSize).
+Status validateTokens(const Program &program,
+                      const std::vector<int32_t> &tokens);
+
+/// Multiply-accumulates of a from-scratch run on `numTokens` tokens: linear
+/// layers (rows * in * out), attention (q.k and p.v products) and VQ
+/// distance computations (rows * K * width).
+uint64_t countMacs(const Program &program, int64_t numTokens);
+
+class Evaluator {
+public:
+  /// `program` must be verified and must outlive the Evaluator.
+  explicit Evaluator(const Program &program, EvaluatorOptions options = {});
+  ~Evaluator();
+  Evaluator(const Evaluator &) = delete;
+  Evaluator &operator=(const Evaluator &) = delete;
+
+  /// Runs the program from scratch on `tokens`. On error (bad tokens) the
+  /// previous state is kept.
+  Status evaluate(const std::vector<int32_t> &tokens);
+
+  /// The program output (logits) of the last successful evaluate().
+  const std::vector<float> &output() const;
+  /// Any value of the last evaluation: [numTokens, width] row-major for
+  /// per-token values, [width] for vectors.
+  const std::vector<float> &value(int32_t id) const;
+  /// Tokens of the last successful evaluation.
+  const std::vector<int32_t> &tokens() const;
+  int64_t numTokens() const { return int64_t(tokens().size()); }
+  /// MACs of the last evaluation (== countMacs for a from-scratch run).
+  uint64_t macs() const;
+
+  const Program &program() const;
+  ThreadPool &threadPool();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_RUNTIME_H

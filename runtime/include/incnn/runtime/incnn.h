@@ -1,0 +1,128 @@
+/*===- incnn.h - incnn runtime C API ------------------------------*- C -*-===*\
+|*                                                                            *|
+|* A small C API over the runtime: load a program, evaluate token sequences,  *|
+|* read the output. Handles are opaque; every call that can fail returns an   *|
+|* incnn_status_t and leaves a message readable from the handle (or, for      *|
+|* calls that create a handle, from incnn_last_error() on the same thread).   *|
+|*                                                                            *|
+|* Threading: a program is immutable after loading and may be shared by any   *|
+|* number of threads and sessions. A session must be used by one thread at a  *|
+|* time; it runs its kernels on its own worker threads.                       *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+#ifndef INCNN_RUNTIME_INCNN_H
+#define INCNN_RUNTIME_INCNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes. */
+typedef enum incnn_status_t {
+  INCNN_OK = 0,
+  INCNN_ERROR_INVALID_ARGUMENT = 1, /* null pointer, bad size, bad token */
+  INCNN_ERROR_IO = 2,               /* file cannot be opened or read */
+  INCNN_ERROR_INVALID_PROGRAM = 3,  /* malformed or unsupported program */
+  INCNN_ERROR_BUFFER_TOO_SMALL = 4, /* caller buffer shorter than needed */
+  INCNN_ERROR_UNAVAILABLE = 5,      /* e.g. program has no tokenizer */
+  INCNN_ERROR_INTERNAL = 6,         /* out of memory or other failure */
+} incnn_status_t;
+
+/* The task of a program's output. */
+typedef enum incnn_task_t {
+  INCNN_TASK_CAUSAL_LM = 0,  /* output: next-token logits [vocab] */
+  INCNN_TASK_CLASSIFIER = 1, /* output: class logits [num labels] */
+} incnn_task_t;
+
+/* A loaded, verified program. Immutable; thread-safe. */
+typedef struct incnn_program_t incnn_program_t;
+/* Evaluation state for one token sequence. One thread at a time. */
+typedef struct incnn_session_t incnn_session_t;
+
+/* Session options. Always call incnn_options_init before setting fields, so
+ * that fields added by later versions get their defaults. */
+typedef struct incnn_options_t {
+  size_t struct_size;  /* set by incnn_options_init */
+  int32_t num_threads; /* kernel threads incl. the caller; 0 = all cores */
+} incnn_options_t;
+
+/* Runtime version string ("0.1.0"); static storage, never freed. */
+const char *incnn_version(void);
+
+/* Fills `options` with defaults. `options` must not be null. */
+void incnn_options_init(incnn_options_t *options);
+
+/* Message of the last failed handle-creating call (program load, session
+ * create) on the calling thread; "" if none. Valid until the next such call
+ * on this thread. */
+const char *incnn_last_error(void);
+
+/* Loads and verifies the program file at `path` (memory-mapped).
+ * On success *out_program owns the program; free it with
+ * incnn_program_destroy. On failure *out_program is set to NULL. */
+incnn_status_t incnn_program_load(const char *path,
+                                  incnn_program_t **out_program);
+
+/* Same, from `size` bytes at `data` (copied; the caller keeps `data`). */
+incnn_status_t incnn_program_load_from_memory(const void *data, size_t size,
+                                              incnn_program_t **out_program);
+
+/* Frees a program. Every session created from it must be destroyed first.
+ * NULL is ignored. */
+void incnn_program_destroy(incnn_program_t *program);
+
+/* Program queries; `program` must be a live program. Thread-safe. */
+incnn_task_t incnn_program_task(const incnn_program_t *program);
+int32_t incnn_program_vocab_size(const incnn_program_t *program);
+int32_t incnn_program_max_tokens(const incnn_program_t *program);
+/* Number of floats in the output (logits). */
+size_t incnn_program_output_size(const incnn_program_t *program);
+/* Classifier label names: count, and the name of label `index` (NULL when
+ * out of range). Strings live as long as the program. */
+size_t incnn_program_num_labels(const incnn_program_t *program);
+const char *incnn_program_label(const incnn_program_t *program, size_t index);
+/* Whether the program carries a tokenizer (1) or not (0). */
+int incnn_program_has_tokenizer(const incnn_program_t *program);
+
+/* Tokenizes UTF-8 `text` (`text_size` bytes, no BOS) into `out_tokens`
+ * (capacity `capacity`); *out_count receives the number of tokens, also
+ * when the buffer is too small (INCNN_ERROR_BUFFER_TOO_SMALL). Thread-safe;
+ * the message of a failure is available from incnn_last_error(). */
+incnn_status_t incnn_program_tokenize(const incnn_program_t *program,
+                                      const char *text, size_t text_size,
+                                      int32_t *out_tokens, size_t capacity,
+                                      size_t *out_count);
+
+/* Creates a session evaluating `program`, which must outlive it.
+ * `options` may be NULL (defaults). On failure *out_session is NULL. */
+incnn_status_t incnn_session_create(const incnn_program_t *program,
+                                    const incnn_options_t *options,
+                                    incnn_session_t **out_session);
+
+/* Frees a session and joins its threads. NULL is ignored. */
+void incnn_session_destroy(incnn_session_t *session);
+
+/* Evaluates the program on `tokens[0..num_tokens)` from scratch and copies
+ * the output into `out_logits` (`capacity` floats, at least
+ * incnn_program_output_size). Bad tokens give INCNN_ERROR_INVALID_ARGUMENT
+ * and keep the previous state. */
+incnn_status_t incnn_session_evaluate(incnn_session_t *session,
+                                      const int32_t *tokens,
+                                      size_t num_tokens, float *out_logits,
+                                      size_t capacity);
+
+/* Multiply-accumulates performed by the last evaluation (0 before any). */
+uint64_t incnn_session_macs(const incnn_session_t *session);
+
+/* Message of the session's last failed call ("" if none). Valid until the
+ * next call on the session. */
+const char *incnn_session_last_error(const incnn_session_t *session);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* INCNN_RUNTIME_INCNN_H */

@@ -1,0 +1,217 @@
+//===- Evaluator.cpp - From-scratch evaluation of a program ---------------===//
+
+#include "incnn/runtime/Runtime.h"
+
+#include "Kernels.h"
+#include "ThreadPool.h"
+
+#include <cstring>
+#include <mutex>
+
+namespace incnn::runtime {
+
+Status validateTokens(const Program &program,
+                      const std::vector<int32_t> &tokens) {
+  if (tokens.empty())
+    return Status::failure("the token sequence is empty");
+  if (int64_t(tokens.size()) > program.maxPositions)
+    return Status::failure(
+        "too many tokens: " + std::to_string(tokens.size()) +
+        " > the context window of " + std::to_string(program.maxPositions));
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= program.vocabSize)
+      return Status::failure("token " + std::to_string(tokens[i]) +
+                             " at position " + std::to_string(i) +
+                             " is outside the vocabulary [0, " +
+                             std::to_string(program.vocabSize) + ")");
+  return Status::success();
+}
+
+uint64_t countMacs(const Program &program, int64_t numTokens) {
+  uint64_t n = uint64_t(numTokens), macs = 0;
+  for (const Instr &in : program.instrs) {
+    auto width = [&](int32_t id) { return uint64_t(program.values[id].width); };
+    auto rows = [&](int32_t id) {
+      return program.values[id].perToken ? n : uint64_t(1);
+    };
+    switch (in.op) {
+    case OpCode::Linear:
+      macs += rows(in.operands[0]) * width(in.operands[0]) *
+              width(in.results[0]);
+      break;
+    case OpCode::Attention: {
+      uint64_t pairs = in.attrs.causal ? n * (n + 1) / 2 : n * n;
+      // q.k and p.v, each head-dim long, for every head: 2 * qWidth.
+      macs += 2 * pairs * width(in.operands[0]);
+      break;
+    }
+    case OpCode::VectorQuantize: {
+      const Weight &cb = program.weights[in.weights[0]];
+      macs += rows(in.operands[0]) * uint64_t(cb.shape[1]) *
+              width(in.operands[0]);
+      break;
+    }
+    default:
+      break;
+    }
+  }
+  return macs;
+}
+
+struct Evaluator::Impl {
+  const Program &program;
+  ThreadPool pool;
+  std::vector<std::vector<float>> values;
+  std::vector<int32_t> tokens;
+  uint64_t macs = 0;
+  /// Packed weights per (Linear) instruction, built on first use.
+  std::vector<kernels::PackedLinear> packed;
+  bool packedReady = false;
+
+  Impl(const Program &program, const EvaluatorOptions &options)
+      : program(program), pool(options.numThreads) {}
+
+  void packWeights();
+  void run(const Instr &in, int64_t n);
+};
+
+void Evaluator::Impl::packWeights() {
+  if (packedReady)
+    return;
+  packed.resize(program.instrs.size());
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    if (in.op != OpCode::Linear)
+      continue;
+    const Weight &w = program.weights[in.weights[0]];
+    const float *bias =
+        in.weights.size() > 1 ? program.weights[in.weights[1]].ptr() : nullptr;
+    kernels::packLinear(w.ptr(), w.shape[0], w.shape[1], bias, packed[i],
+                        &pool);
+  }
+  packedReady = true;
+}
+
+void Evaluator::Impl::run(const Instr &in, int64_t n) {
+  auto info = [&](int32_t id) -> const ValueInfo & {
+    return program.values[id];
+  };
+  auto rows = [&](int32_t id) { return info(id).perToken ? n : int64_t(1); };
+  auto src = [&](size_t i) { return values[in.operands[i]].data(); };
+  auto wt = [&](size_t i) { return program.weights[in.weights[i]].ptr(); };
+  // Allocate results.
+  for (int32_t r : in.results)
+    values[r].resize(size_t(rows(r) * info(r).width));
+  float *dst = values[in.results[0]].data();
+  const int64_t width = info(in.results[0]).width;
+  const int64_t count = rows(in.results[0]) * width;
+
+  switch (in.op) {
+  case OpCode::Embed:
+    kernels::embed(tokens.data(), n, wt(0), width, dst);
+    return;
+  case OpCode::AddLearnedPositions:
+    kernels::addPositions(src(0), n, width, wt(0), 0, in.attrs.positionOffset,
+                          dst);
+    return;
+  case OpCode::LayerNorm:
+    kernels::layerNorm(src(0), rows(in.results[0]), width, wt(0), wt(1),
+                       in.attrs.epsilon, dst, &pool);
+    return;
+  case OpCode::RmsNorm:
+    kernels::rmsNorm(src(0), rows(in.results[0]), width, wt(0),
+                     in.attrs.epsilon, dst, &pool);
+    return;
+  case OpCode::Linear: {
+    size_t idx = size_t(&in - program.instrs.data());
+    const kernels::PackedLinear &w = packed[idx];
+    kernels::linear(src(0), rows(in.operands[0]), w.in, w, dst, width, &pool);
+    return;
+  }
+  case OpCode::Relu:
+    kernels::relu(src(0), count, dst, &pool);
+    return;
+  case OpCode::Gelu:
+    kernels::gelu(src(0), count, dst, &pool);
+    return;
+  case OpCode::Silu:
+    kernels::silu(src(0), count, dst, &pool);
+    return;
+  case OpCode::Add:
+    kernels::add(src(0), src(1), count, dst, &pool);
+    return;
+  case OpCode::Mul:
+    kernels::mul(src(0), src(1), count, dst, &pool);
+    return;
+  case OpCode::Attention: {
+    kernels::AttentionParams p;
+    p.numHeads = in.attrs.numHeads;
+    p.numKvHeads = in.attrs.numKvHeads;
+    p.headDim = info(in.operands[0]).width / p.numHeads;
+    p.causal = in.attrs.causal;
+    p.ropeTheta = in.attrs.ropeTheta;
+    p.scale = in.attrs.scale;
+    kernels::attention(src(0), src(1), src(2), n, p, dst, 0, n, &pool);
+    return;
+  }
+  case OpCode::VectorQuantize: {
+    const Weight &cb = program.weights[in.weights[0]];
+    kernels::vectorQuantize(src(0), rows(in.operands[0]), width, cb.ptr(),
+                            cb.shape[0], cb.shape[1], dst,
+                            values[in.results[1]].data(), &pool);
+    return;
+  }
+  case OpCode::Pool:
+    if (in.attrs.pool == PoolKind::Mean)
+      kernels::poolMean(src(0), n, width, dst);
+    else
+      kernels::poolLast(src(0), n, width, dst);
+    return;
+  }
+}
+
+Evaluator::Evaluator(const Program &program, EvaluatorOptions options)
+    : impl(std::make_unique<Impl>(program, options)) {
+  impl->values.resize(program.values.size());
+}
+
+Evaluator::~Evaluator() = default;
+
+Status Evaluator::evaluate(const std::vector<int32_t> &tokens) {
+  Status st = validateTokens(impl->program, tokens);
+  if (!st.ok())
+    return st;
+  try {
+    impl->packWeights();
+    impl->tokens = tokens;
+    const int64_t n = int64_t(tokens.size());
+    std::vector<float> &tok = impl->values[impl->program.tokenValue];
+    tok.assign(tokens.begin(), tokens.end());
+    for (const Instr &in : impl->program.instrs)
+      impl->run(in, n);
+    impl->macs = countMacs(impl->program, n);
+  } catch (const std::bad_alloc &) {
+    return Status::failure("out of memory evaluating the program");
+  } catch (const std::exception &e) {
+    return Status::failure(std::string("evaluation failed: ") + e.what());
+  }
+  return Status::success();
+}
+
+const std::vector<float> &Evaluator::output() const {
+  return impl->values[impl->program.outputValue];
+}
+
+const std::vector<float> &Evaluator::value(int32_t id) const {
+  return impl->values.at(size_t(id));
+}
+
+const std::vector<int32_t> &Evaluator::tokens() const { return impl->tokens; }
+
+uint64_t Evaluator::macs() const { return impl->macs; }
+
+const Program &Evaluator::program() const { return impl->program; }
+
+ThreadPool &Evaluator::threadPool() { return impl->pool; }
+
+} // namespace incnn::runtime

@@ -1,0 +1,787 @@
+//===- Kernels.cpp - Row-invariant CPU kernels ----------------------------===//
+//
+// Kernels use an 8-lane float vector type `V`: AVX2+FMA intrinsics when the
+// build targets them, otherwise a portable struct (the same algorithms with
+// separate multiply and add). Tails shorter than 8 go through the same vector
+// code on zero-padded copies, so every element sees one code path.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define INCNN_AVX2 1
+#endif
+
+namespace incnn::runtime::kernels {
+
+//===----------------------------------------------------------------------===//
+// 8-lane vectors
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+#ifdef INCNN_AVX2
+using V = __m256;
+inline V vzero() { return _mm256_setzero_ps(); }
+inline V vset1(float x) { return _mm256_set1_ps(x); }
+inline V vload(const float *p) { return _mm256_loadu_ps(p); }
+inline V vaload(const float *p) { return _mm256_load_ps(p); }
+inline void vstore(float *p, V x) { _mm256_storeu_ps(p, x); }
+inline V vbcast(const float *p) { return _mm256_broadcast_ss(p); }
+inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
+inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
+inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+inline V vfloor(V a) { return _mm256_floor_ps(a); }
+/// 2^n for integral-valued n in [-127, 128].
+inline V vpow2i(V n) {
+  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+#else
+struct V {
+  float v[8];
+};
+inline V vzero() { return V{}; }
+inline V vset1(float x) {
+  V r;
+  for (float &e : r.v)
+    e = x;
+  return r;
+}
+inline V vload(const float *p) {
+  V r;
+  std::memcpy(r.v, p, sizeof(r.v));
+  return r;
+}
+inline V vaload(const float *p) { return vload(p); }
+inline void vstore(float *p, V x) { std::memcpy(p, x.v, sizeof(x.v)); }
+inline V vbcast(const float *p) { return vset1(*p); }
+#define INCNN_LANEWISE(NAME, EXPR)                                             \
+  inline V NAME(V a, V b) {                                                    \
+    V r;                                                                       \
+    for (int i = 0; i < 8; ++i) {                                              \
+      float x = a.v[i], y = b.v[i];                                            \
+      r.v[i] = (EXPR);                                                         \
+    }                                                                          \
+    return r;                                                                  \
+  }
+INCNN_LANEWISE(vadd, x + y)
+INCNN_LANEWISE(vsub, x - y)
+INCNN_LANEWISE(vmul, x *y)
+INCNN_LANEWISE(vdiv, x / y)
+INCNN_LANEWISE(vmax, x > y ? x : y)
+INCNN_LANEWISE(vmin, x < y ? x : y)
+#undef INCNN_LANEWISE
+inline V vfma(V a, V b, V c) { return vadd(vmul(a, b), c); }
+inline V vfloor(V a) {
+  V r;
+  for (int i = 0; i < 8; ++i)
+    r.v[i] = std::floor(a.v[i]);
+  return r;
+}
+inline V vpow2i(V n) {
+  V r;
+  for (int i = 0; i < 8; ++i) {
+    uint32_t bits = uint32_t(int32_t(n.v[i]) + 127) << 23;
+    std::memcpy(&r.v[i], &bits, 4);
+  }
+  return r;
+}
+#endif
+
+/// Sum of the 8 lanes in a fixed order.
+inline float vreduce(V x) {
+  alignas(32) float l[8];
+  vstore(l, x);
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+inline float vreduceMax(V x) {
+  alignas(32) float l[8];
+  vstore(l, x);
+  float m = l[0];
+  for (int i = 1; i < 8; ++i)
+    m = std::max(m, l[i]);
+  return m;
+}
+
+/// Cephes-style exp; accurate to ~1 ulp on [-87, 88]; 0 below.
+inline V vexp(V x) {
+  x = vmin(x, vset1(88.3762626647949f));
+  x = vmax(x, vset1(-88.3762626647949f));
+  V fx = vfloor(vfma(x, vset1(1.44269504088896341f), vset1(0.5f)));
+  x = vsub(x, vmul(fx, vset1(0.693359375f)));
+  x = vsub(x, vmul(fx, vset1(-2.12194440e-4f)));
+  V z = vmul(x, x);
+  V y = vset1(1.9875691500E-4f);
+  y = vfma(y, x, vset1(1.3981999507E-3f));
+  y = vfma(y, x, vset1(8.3334519073E-3f));
+  y = vfma(y, x, vset1(4.1665795894E-2f));
+  y = vfma(y, x, vset1(1.6666665459E-1f));
+  y = vfma(y, x, vset1(5.0000001201E-1f));
+  y = vfma(y, z, x);
+  y = vadd(y, vset1(1.0f));
+  return vmul(y, vpow2i(fx));
+}
+
+inline int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/// Applies `f` (V -> V) to x[0..count) writing y; the tail goes through a
+/// zero-padded copy so every element uses the same code.
+template <typename F>
+void mapUnary(const float *x, int64_t count, float *y, ThreadPool *pool, F f) {
+  constexpr int64_t kChunk = 8192;
+  int64_t tasks = (count + kChunk - 1) / kChunk;
+  parallelFor(pool, tasks, [&](int64_t t) {
+    int64_t begin = t * kChunk, end = std::min(count, begin + kChunk);
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8)
+      vstore(y + i, f(vload(x + i)));
+    if (i < end) {
+      alignas(32) float buf[8] = {};
+      std::memcpy(buf, x + i, sizeof(float) * size_t(end - i));
+      vstore(buf, f(vload(buf)));
+      std::memcpy(y + i, buf, sizeof(float) * size_t(end - i));
+    }
+  });
+}
+
+template <typename F>
+void mapBinary(const float *a, const float *b, int64_t count, float *y,
+               ThreadPool *pool, F f) {
+  constexpr int64_t kChunk = 8192;
+  int64_t tasks = (count + kChunk - 1) / kChunk;
+  parallelFor(pool, tasks, [&](int64_t t) {
+    int64_t begin = t * kChunk, end = std::min(count, begin + kChunk);
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8)
+      vstore(y + i, f(vload(a + i), vload(b + i)));
+    if (i < end) {
+      alignas(32) float ba[8] = {}, bb[8] = {};
+      size_t bytes = sizeof(float) * size_t(end - i);
+      std::memcpy(ba, a + i, bytes);
+      std::memcpy(bb, b + i, bytes);
+      vstore(ba, f(vload(ba), vload(bb)));
+      std::memcpy(y + i, ba, bytes);
+    }
+  });
+}
+
+/// Splits n rows into tasks of about `rowsPerTask` rows.
+template <typename F>
+void forRowChunks(int64_t n, int64_t rowsPerTask, ThreadPool *pool, F f) {
+  int64_t tasks = (n + rowsPerTask - 1) / rowsPerTask;
+  parallelFor(pool, tasks, [&](int64_t t) {
+    int64_t begin = t * rowsPerTask, end = std::min(n, begin + rowsPerTask);
+    for (int64_t i = begin; i < end; ++i)
+      f(i);
+  });
+}
+
+} // namespace
+
+void AlignedBuffer::resize(int64_t newCount) {
+  ptr.reset();
+  count = 0;
+  if (newCount <= 0)
+    return;
+  size_t bytes = size_t(roundUp(newCount * int64_t(sizeof(float)), 64));
+  void *p = std::aligned_alloc(64, bytes);
+  if (!p)
+    throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  ptr.reset(static_cast<float *>(p));
+  count = newCount;
+}
+
+float expf(float x) {
+  alignas(32) float buf[8] = {x};
+  vstore(buf, vexp(vload(buf)));
+  return buf[0];
+}
+
+//===----------------------------------------------------------------------===//
+// Linear layers
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr int64_t kMR = 6;      // rows per micro-kernel
+constexpr int64_t kKC = 256;    // k block
+constexpr int64_t kMC = 96;     // rows per task (multiple of kMR)
+constexpr int64_t kPanelsPerTask = 8;
+static_assert(kPanelWidth == 16, "the micro-kernel computes 2 x 8 lanes");
+
+/// C[MR, 16] (+)= A[MR, kc] * B[kc, 16] (+ bias). `ap` holds A packed
+/// k-major with stride kMR; `bp` one panel slice, k-major with stride 16.
+template <int MR>
+void microKernel(int64_t kc, const float *__restrict ap,
+                 const float *__restrict bp, float *c, int64_t ldc,
+                 bool accumulate, const float *bias) {
+  V acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = accumulate ? vload(c + r * ldc) : vzero();
+    acc1[r] = accumulate ? vload(c + r * ldc + 8) : vzero();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    V b0 = vaload(bp), b1 = vaload(bp + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      V a = vbcast(ap + r);
+      acc0[r] = vfma(a, b0, acc0[r]);
+      acc1[r] = vfma(a, b1, acc1[r]);
+    }
+    ap += kMR;
+    bp += kPanelWidth;
+  }
+  if (bias) {
+    V c0 = vaload(bias), c1 = vaload(bias + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      acc0[r] = vadd(acc0[r], c0);
+      acc1[r] = vadd(acc1[r], c1);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    vstore(c + r * ldc, acc0[r]);
+    vstore(c + r * ldc + 8, acc1[r]);
+  }
+}
+
+using MicroKernelFn = void (*)(int64_t, const float *, const float *, float *,
+                               int64_t, bool, const float *);
+constexpr MicroKernelFn kMicroKernels[kMR + 1] = {
+    nullptr,         microKernel<1>, microKernel<2>, microKernel<3>,
+    microKernel<4>, microKernel<5>, microKernel<6>};
+
+} // namespace
+
+void packLinear(const float *w, int64_t out, int64_t in, const float *bias,
+                PackedLinear &packed, ThreadPool *pool) {
+  packed.out = out;
+  packed.in = in;
+  packed.numPanels = (out + kPanelWidth - 1) / kPanelWidth;
+  packed.panels.resize(packed.numPanels * in * kPanelWidth);
+  float *dst = packed.panels.data();
+  parallelFor(pool, packed.numPanels, [&](int64_t p) {
+    float *panel = dst + p * in * kPanelWidth;
+    int64_t cols = std::min(kPanelWidth, out - p * kPanelWidth);
+    for (int64_t j = 0; j < cols; ++j) {
+      const float *row = w + (p * kPanelWidth + j) * in;
+      for (int64_t k = 0; k < in; ++k)
+        panel[k * kPanelWidth + j] = row[k];
+    }
+  });
+  if (bias) {
+    packed.bias.resize(packed.numPanels * kPanelWidth);
+    std::memcpy(packed.bias.data(), bias, sizeof(float) * size_t(out));
+  } else {
+    packed.bias.resize(0);
+  }
+}
+
+void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
+            float *y, int64_t ldy, ThreadPool *pool) {
+  if (n <= 0)
+    return;
+  const int64_t in = w.in, out = w.out;
+  const int64_t rowChunks = (n + kMC - 1) / kMC;
+  const int64_t panelGroups = (w.numPanels + kPanelsPerTask - 1) / kPanelsPerTask;
+  parallelFor(pool, rowChunks * panelGroups, [&](int64_t task) {
+    // Row chunks vary fastest so that threads share weight panels in cache.
+    int64_t r0 = (task % rowChunks) * kMC, r1 = std::min(n, r0 + kMC);
+    int64_t p0 = (task / rowChunks) * kPanelsPerTask;
+    int64_t p1 = std::min(w.numPanels, p0 + kPanelsPerTask);
+    thread_local std::vector<float> aBuf;
+    aBuf.resize(size_t(kMC * kKC));
+    alignas(64) float edge[kMR * kPanelWidth];
+    for (int64_t k0 = 0; k0 < in; k0 += kKC) {
+      int64_t kc = std::min(kKC, in - k0);
+      bool last = k0 + kc == in;
+      // Pack A rows r0..r1, columns k0..k0+kc: blocks of kMR rows, k-major.
+      for (int64_t rb = r0; rb < r1; rb += kMR) {
+        float *dst = aBuf.data() + (rb - r0) * kc;
+        int64_t mr = std::min(kMR, r1 - rb);
+        for (int64_t r = 0; r < mr; ++r) {
+          const float *src = x + (rb + r) * ldx + k0;
+          for (int64_t k = 0; k < kc; ++k)
+            dst[k * kMR + r] = src[k];
+        }
+      }
+      for (int64_t p = p0; p < p1; ++p) {
+        const float *bp = w.panels.data() + (p * in + k0) * kPanelWidth;
+        const float *bias =
+            last && !w.bias.empty() ? w.bias.data() + p * kPanelWidth : nullptr;
+        int64_t c0 = p * kPanelWidth;
+        int64_t cols = std::min(kPanelWidth, out - c0);
+        for (int64_t rb = r0; rb < r1; rb += kMR) {
+          int64_t mr = std::min(kMR, r1 - rb);
+          const float *ap = aBuf.data() + (rb - r0) * kc;
+          float *c = y + rb * ldy + c0;
+          if (cols == kPanelWidth) {
+            kMicroKernels[mr](kc, ap, bp, c, ldy, k0 > 0, bias);
+            continue;
+          }
+          // Partial panel: go through a 16-wide scratch tile.
+          std::memset(edge, 0, sizeof(edge));
+          if (k0 > 0)
+            for (int64_t r = 0; r < mr; ++r)
+              std::memcpy(edge + r * kPanelWidth, c + r * ldy,
+                          sizeof(float) * size_t(cols));
+          kMicroKernels[mr](kc, ap, bp, edge, kPanelWidth, k0 > 0, bias);
+          for (int64_t r = 0; r < mr; ++r)
+            std::memcpy(c + r * ldy, edge + r * kPanelWidth,
+                        sizeof(float) * size_t(cols));
+        }
+      }
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Norms and elementwise ops
+//===----------------------------------------------------------------------===//
+
+void layerNorm(const float *x, int64_t n, int64_t width, const float *gamma,
+               const float *beta, float epsilon, float *y, ThreadPool *pool) {
+  forRowChunks(n, 16, pool, [&](int64_t i) {
+    const float *xr = x + i * width;
+    float *yr = y + i * width;
+    double sum = 0.0;
+    for (int64_t j = 0; j < width; ++j)
+      sum += xr[j];
+    double mean = sum / double(width);
+    double sq = 0.0;
+    for (int64_t j = 0; j < width; ++j) {
+      double d = double(xr[j]) - mean;
+      sq += d * d;
+    }
+    double rstd = 1.0 / std::sqrt(sq / double(width) + double(epsilon));
+    for (int64_t j = 0; j < width; ++j) {
+      float normed = float((double(xr[j]) - mean) * rstd);
+      yr[j] = normed * gamma[j] + beta[j];
+    }
+  });
+}
+
+void rmsNorm(const float *x, int64_t n, int64_t width, const float *gamma,
+             float epsilon, float *y, ThreadPool *pool) {
+  forRowChunks(n, 16, pool, [&](int64_t i) {
+    const float *xr = x + i * width;
+    float *yr = y + i * width;
+    double sq = 0.0;
+    for (int64_t j = 0; j < width; ++j)
+      sq += double(xr[j]) * double(xr[j]);
+    double rstd = 1.0 / std::sqrt(sq / double(width) + double(epsilon));
+    for (int64_t j = 0; j < width; ++j)
+      yr[j] = float(double(xr[j]) * rstd) * gamma[j];
+  });
+}
+
+void relu(const float *x, int64_t count, float *y, ThreadPool *pool) {
+  mapUnary(x, count, y, pool, [](V v) { return vmax(v, vzero()); });
+}
+
+void gelu(const float *x, int64_t count, float *y, ThreadPool *pool) {
+  constexpr int64_t kChunk = 8192;
+  parallelFor(pool, (count + kChunk - 1) / kChunk, [&](int64_t t) {
+    int64_t end = std::min(count, (t + 1) * kChunk);
+    for (int64_t i = t * kChunk; i < end; ++i) {
+      float v = x[i];
+      y[i] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    }
+  });
+}
+
+void silu(const float *x, int64_t count, float *y, ThreadPool *pool) {
+  mapUnary(x, count, y, pool, [](V v) {
+    return vdiv(v, vadd(vset1(1.0f), vexp(vsub(vzero(), v))));
+  });
+}
+
+void add(const float *a, const float *b, int64_t count, float *y,
+         ThreadPool *pool) {
+  mapBinary(a, b, count, y, pool, [](V p, V q) { return vadd(p, q); });
+}
+
+void mul(const float *a, const float *b, int64_t count, float *y,
+         ThreadPool *pool) {
+  mapBinary(a, b, count, y, pool, [](V p, V q) { return vmul(p, q); });
+}
+
+void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
+           float *y) {
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(y + i * width, table + int64_t(tokens[i]) * width,
+                sizeof(float) * size_t(width));
+}
+
+void addPositions(const float *x, int64_t n, int64_t width, const float *table,
+                  int64_t firstPosition, int64_t offset, float *y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float *t = table + (firstPosition + i + offset) * width;
+    for (int64_t j = 0; j < width; ++j)
+      y[i * width + j] = x[i * width + j] + t[j];
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+void ropeCosSin(int64_t position, int64_t headDim, float theta, float *cosOut,
+                float *sinOut) {
+  int64_t half = headDim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    double invFreq =
+        std::pow(double(theta), -double(2 * i) / double(headDim));
+    double angle = double(position) * invFreq;
+    cosOut[i] = float(std::cos(angle));
+    sinOut[i] = float(std::sin(angle));
+  }
+}
+
+namespace {
+
+/// Rotates one head vector in place (HF half-split layout).
+void rotate(float *x, int64_t headDim, const float *cs, const float *sn) {
+  int64_t half = headDim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    float x1 = x[i], x2 = x[i + half];
+    x[i] = x1 * cs[i] - x2 * sn[i];
+    x[i + half] = x2 * cs[i] + x1 * sn[i];
+  }
+}
+
+constexpr int64_t kKeyBlock = 32;
+
+/// Scores of R query rows against keys [0, L) (rounded up to kKeyBlock):
+/// scores[r][j] = (sum_d q_r[d] * k_j[d], one FMA chain in d) * scale.
+template <int R>
+void computeScores(const float *const *qrows, int64_t hd, const float *kt,
+                   int64_t nPad, int64_t L, float scale,
+                   float *const *scores) {
+  const V vscale = vset1(scale);
+  for (int64_t jb = 0; jb < L; jb += kKeyBlock) {
+    V a[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < 4; ++t)
+        a[r][t] = vzero();
+    const float *kp = kt + jb;
+    for (int64_t d = 0; d < hd; ++d) {
+      const float *kd = kp + d * nPad;
+      V k0 = vaload(kd), k1 = vaload(kd + 8), k2 = vaload(kd + 16),
+        k3 = vaload(kd + 24);
+      for (int r = 0; r < R; ++r) {
+        V qd = vbcast(qrows[r] + d);
+        a[r][0] = vfma(qd, k0, a[r][0]);
+        a[r][1] = vfma(qd, k1, a[r][1]);
+        a[r][2] = vfma(qd, k2, a[r][2]);
+        a[r][3] = vfma(qd, k3, a[r][3]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < 4; ++t)
+        vstore(scores[r] + jb + 8 * t, vmul(a[r][t], vscale));
+  }
+}
+
+/// Turns scores[0..L) into exp(s - max) in place (zero past L up to the
+/// next multiple of 8) and returns their sum (lane sums in j order, then a
+/// fixed lane reduction).
+float softmaxNumerators(float *scores, int64_t L) {
+  const int64_t L8 = roundUp(L, 8);
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < L; ++j)
+    m = std::max(m, scores[j]);
+  const V vm = vset1(m);
+  V sum = vzero();
+  for (int64_t j = 0; j < L8; j += 8)
+    vstore(scores + j, vexp(vsub(vload(scores + j), vm)));
+  for (int64_t j = L; j < L8; ++j)
+    scores[j] = 0.0f;
+  for (int64_t j = 0; j < L8; j += 8)
+    sum = vadd(sum, vload(scores + j));
+  return vreduce(sum);
+}
+
+/// acc_r[c8 .. c8 + 8*CW) = sum_{j < L[r]} p_r[j] * v[j][c8 ..], one FMA
+/// chain in increasing j per element; rows share the loads of v.
+template <int R, int CW>
+void weightedValues(const float *const *p, const int64_t *L, const float *vp,
+                    int64_t hdPad, int64_t c8, float *const *acc) {
+  V a[R][CW];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < CW; ++t)
+      a[r][t] = vzero();
+  int64_t lmin = L[0];
+  for (int r = 1; r < R; ++r)
+    lmin = std::min(lmin, L[r]);
+  for (int64_t j = 0; j < lmin; ++j) {
+    const float *row = vp + j * hdPad + c8;
+    V v[CW];
+    for (int t = 0; t < CW; ++t)
+      v[t] = vaload(row + 8 * t);
+    for (int r = 0; r < R; ++r) {
+      V pj = vbcast(p[r] + j);
+      for (int t = 0; t < CW; ++t)
+        a[r][t] = vfma(pj, v[t], a[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int64_t j = lmin; j < L[r]; ++j) {
+      const float *row = vp + j * hdPad + c8;
+      V pj = vbcast(p[r] + j);
+      for (int t = 0; t < CW; ++t)
+        a[r][t] = vfma(pj, vaload(row + 8 * t), a[r][t]);
+    }
+    for (int t = 0; t < CW; ++t)
+      vstore(acc[r] + c8 + 8 * t, a[r][t]);
+  }
+}
+
+template <int R>
+void weightedValuesAll(const float *const *p, const int64_t *L,
+                       const float *vp, int64_t hdPad, float *const *acc) {
+  const int64_t nv = hdPad / 8;
+  for (int64_t c = 0; c < nv; c += 4) {
+    switch (std::min<int64_t>(4, nv - c)) {
+    case 1:
+      weightedValues<R, 1>(p, L, vp, hdPad, 8 * c, acc);
+      break;
+    case 2:
+      weightedValues<R, 2>(p, L, vp, hdPad, 8 * c, acc);
+      break;
+    case 3:
+      weightedValues<R, 3>(p, L, vp, hdPad, 8 * c, acc);
+      break;
+    default:
+      weightedValues<R, 4>(p, L, vp, hdPad, 8 * c, acc);
+      break;
+    }
+  }
+}
+
+} // namespace
+
+void attention(const float *q, const float *k, const float *v, int64_t n,
+               const AttentionParams &params, float *out, int64_t rowBegin,
+               int64_t rowEnd, ThreadPool *pool) {
+  const int64_t H = params.numHeads, Hkv = params.numKvHeads;
+  const int64_t hd = params.headDim, half = hd / 2;
+  const int64_t qw = H * hd, kvw = Hkv * hd, group = H / Hkv;
+  const bool rope = params.ropeTheta > 0.0f;
+  if (rowBegin >= rowEnd)
+    return;
+  // Keys needed: all rows for bidirectional, rows < rowEnd for causal.
+  const int64_t nk = params.causal ? rowEnd : n;
+  const int64_t nPad = roundUp(nk, kKeyBlock);
+  const int64_t hdPad = roundUp(hd, 8);
+
+  // Rotary tables for every position used.
+  std::vector<float> cosT, sinT;
+  if (rope) {
+    cosT.resize(size_t(nk * half));
+    sinT.resize(size_t(nk * half));
+    for (int64_t p = 0; p < nk; ++p)
+      ropeCosSin(p, hd, params.ropeTheta, &cosT[p * half], &sinT[p * half]);
+  }
+  // Per kv head: keys transposed [hd][nPad] (rotated), values [nk][hdPad].
+  AlignedBuffer kt(Hkv * hd * nPad), vp(Hkv * nk * hdPad);
+  parallelFor(pool, Hkv, [&](int64_t h) {
+    float *ktH = kt.data() + h * hd * nPad;
+    float *vpH = vp.data() + h * nk * hdPad;
+    std::vector<float> tmp(static_cast<size_t>(hd));
+    for (int64_t j = 0; j < nk; ++j) {
+      std::memcpy(tmp.data(), k + j * kvw + h * hd, sizeof(float) * size_t(hd));
+      if (rope)
+        rotate(tmp.data(), hd, &cosT[j * half], &sinT[j * half]);
+      for (int64_t d = 0; d < hd; ++d)
+        ktH[d * nPad + j] = tmp[d];
+      std::memcpy(vpH + j * hdPad, v + j * kvw + h * hd,
+                  sizeof(float) * size_t(hd));
+    }
+  });
+
+  constexpr int64_t kRowsPerTask = 8;
+  const int64_t rows = rowEnd - rowBegin;
+  const int64_t rowTasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+  parallelFor(pool, H * rowTasks, [&](int64_t task) {
+    // Later rows (longer for causal) first for better load balance.
+    int64_t h = task % H;
+    int64_t rt = rowTasks - 1 - task / H;
+    int64_t hk = h / group;
+    const float *ktH = kt.data() + hk * hd * nPad;
+    const float *vpH = vp.data() + hk * nk * hdPad;
+    AlignedBuffer scoreBuf(2 * nPad), qBuf(2 * hdPad), accBuf(2 * hdPad);
+    float *scores[2] = {scoreBuf.data(), scoreBuf.data() + nPad};
+    float *qrow[2] = {qBuf.data(), qBuf.data() + hdPad};
+    float *acc[2] = {accBuf.data(), accBuf.data() + hdPad};
+    int64_t i0 = rowBegin + rt * kRowsPerTask;
+    int64_t i1 = std::min(rowEnd, i0 + kRowsPerTask);
+    for (int64_t i = i0; i < i1; i += 2) {
+      const int R = i + 1 < i1 ? 2 : 1;
+      int64_t L[2];
+      for (int r = 0; r < R; ++r) {
+        std::memcpy(qrow[r], q + (i + r) * qw + h * hd,
+                    sizeof(float) * size_t(hd));
+        if (rope)
+          rotate(qrow[r], hd, &cosT[(i + r) * half], &sinT[(i + r) * half]);
+        L[r] = params.causal ? i + r + 1 : n;
+      }
+      const int64_t lmax = R == 2 ? std::max(L[0], L[1]) : L[0];
+      if (R == 2)
+        computeScores<2>(qrow, hd, ktH, nPad, lmax, params.scale, scores);
+      else
+        computeScores<1>(qrow, hd, ktH, nPad, lmax, params.scale, scores);
+      float sum[2];
+      for (int r = 0; r < R; ++r)
+        sum[r] = softmaxNumerators(scores[r], L[r]);
+      if (R == 2)
+        weightedValuesAll<2>(scores, L, vpH, hdPad, acc);
+      else
+        weightedValuesAll<1>(scores, L, vpH, hdPad, acc);
+      for (int r = 0; r < R; ++r) {
+        const V vsum = vset1(sum[r]);
+        for (int64_t c = 0; c < hdPad; c += 8)
+          vstore(acc[r] + c, vdiv(vaload(acc[r] + c), vsum));
+        std::memcpy(out + (i + r) * qw + h * hd, acc[r],
+                    sizeof(float) * size_t(hd));
+      }
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Vector quantization
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Squared distances from x to 4 codewords; each one the same op sequence as
+/// squaredDistance.
+void squaredDistance4(const float *x, const float *c0, const float *c1,
+                      const float *c2, const float *c3, int64_t d,
+                      float *outDist) {
+  V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    V xv = vload(x + i);
+    V d0 = vsub(xv, vload(c0 + i)), d1 = vsub(xv, vload(c1 + i));
+    V d2 = vsub(xv, vload(c2 + i)), d3 = vsub(xv, vload(c3 + i));
+    a0 = vfma(d0, d0, a0);
+    a1 = vfma(d1, d1, a1);
+    a2 = vfma(d2, d2, a2);
+    a3 = vfma(d3, d3, a3);
+  }
+  float s[4] = {vreduce(a0), vreduce(a1), vreduce(a2), vreduce(a3)};
+  const float *cs[4] = {c0, c1, c2, c3};
+  for (; i < d; ++i)
+    for (int t = 0; t < 4; ++t) {
+      float diff = x[i] - cs[t][i];
+      s[t] = s[t] + diff * diff;
+    }
+  for (int t = 0; t < 4; ++t)
+    outDist[t] = s[t];
+}
+
+} // namespace
+
+float squaredDistance(const float *a, const float *b, int64_t d) {
+  V acc = vzero();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    V diff = vsub(vload(a + i), vload(b + i));
+    acc = vfma(diff, diff, acc);
+  }
+  float s = vreduce(acc);
+  for (; i < d; ++i) {
+    float diff = a[i] - b[i];
+    s = s + diff * diff;
+  }
+  return s;
+}
+
+int64_t nearestCode(const float *x, const float *codebook, int64_t K,
+                    int64_t d, float *bestDist, float *secondDist) {
+  int64_t best = 0;
+  float bestD = std::numeric_limits<float>::infinity();
+  float secondD = std::numeric_limits<float>::infinity();
+  bool haveBest = false;
+  auto consider = [&](int64_t idx, float dist) {
+    if (!haveBest) {
+      best = idx;
+      bestD = dist;
+      haveBest = true;
+    } else if (dist < bestD) {
+      secondD = bestD;
+      best = idx;
+      bestD = dist;
+    } else if (dist < secondD) {
+      secondD = dist;
+    }
+  };
+  int64_t c = 0;
+  float dist[4];
+  for (; c + 4 <= K; c += 4) {
+    const float *base = codebook + c * d;
+    squaredDistance4(x, base, base + d, base + 2 * d, base + 3 * d, d, dist);
+    for (int t = 0; t < 4; ++t)
+      consider(c + t, dist[t]);
+  }
+  for (; c < K; ++c)
+    consider(c, squaredDistance(x, codebook + c * d, d));
+  if (bestDist)
+    *bestDist = bestD;
+  if (secondDist)
+    *secondDist = secondD;
+  return best;
+}
+
+void vectorQuantize(const float *x, int64_t n, int64_t width,
+                    const float *codebook, int64_t G, int64_t K,
+                    float *quantized, float *codes, ThreadPool *pool) {
+  const int64_t d = width / G;
+  forRowChunks(n, 4, pool, [&](int64_t i) {
+    for (int64_t g = 0; g < G; ++g) {
+      const float *cb = codebook + g * K * d;
+      int64_t idx = nearestCode(x + i * width + g * d, cb, K, d);
+      std::memcpy(quantized + i * width + g * d, cb + idx * d,
+                  sizeof(float) * size_t(d));
+      codes[i * G + g] = float(idx);
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Pooling
+//===----------------------------------------------------------------------===//
+
+void poolLast(const float *x, int64_t n, int64_t width, float *y) {
+  std::memcpy(y, x + (n - 1) * width, sizeof(float) * size_t(width));
+}
+
+void poolMean(const float *x, int64_t n, int64_t width, float *y) {
+  std::vector<double> sum(size_t(width), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < width; ++j)
+      sum[j] += x[i * width + j];
+  for (int64_t j = 0; j < width; ++j)
+    y[j] = float(sum[j] / double(n));
+}
+
+} // namespace incnn::runtime::kernels

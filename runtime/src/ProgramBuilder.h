@@ -1,0 +1,198 @@
+//===- ProgramBuilder.h - Build programs in memory --------------*- C++ -*-===//
+//
+// Helpers to assemble Programs in memory: a low-level builder, and a
+// decoder-only transformer generator (OPT- or Llama-shaped, optional VQ
+// sites) with random weights, used by tests, benchmarks and fuzz seeds.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_PROGRAMBUILDER_H
+#define INCNN_RUNTIME_PROGRAMBUILDER_H
+
+#include "incnn/runtime/Program.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace incnn::runtime {
+
+class ProgramBuilder {
+public:
+  explicit ProgramBuilder(Program &p) : p(p) {}
+
+  int32_t value(int32_t width, bool perToken = true, std::string name = "") {
+    p.values.push_back({width, perToken, std::move(name)});
+    return int32_t(p.values.size() - 1);
+  }
+
+  int32_t weight(std::string name, std::vector<int64_t> shape,
+                 std::vector<float> data) {
+    Weight w;
+    w.name = std::move(name);
+    w.shape = std::move(shape);
+    w.owned = std::move(data);
+    p.weights.push_back(std::move(w));
+    return int32_t(p.weights.size() - 1);
+  }
+
+  /// A weight filled with uniform values in [-scale, scale] (+ `shift`).
+  int32_t randomWeight(std::string name, std::vector<int64_t> shape,
+                       float scale, std::mt19937 &rng, float shift = 0.0f) {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    std::uniform_real_distribution<float> dist(-scale, scale);
+    std::vector<float> data(static_cast<size_t>(n));
+    for (float &x : data)
+      x = dist(rng) + shift;
+    return weight(std::move(name), std::move(shape), std::move(data));
+  }
+
+  Instr &instr(OpCode op, std::vector<int32_t> operands,
+               std::vector<int32_t> weights, std::vector<int32_t> results) {
+    Instr in;
+    in.op = op;
+    in.operands = std::move(operands);
+    in.weights = std::move(weights);
+    in.results = std::move(results);
+    p.instrs.push_back(std::move(in));
+    return p.instrs.back();
+  }
+
+  /// Adds an instruction with one result of `width` and returns its id.
+  int32_t op(OpCode op, std::vector<int32_t> operands,
+             std::vector<int32_t> weights, int32_t width, bool perToken = true,
+             InstrAttrs attrs = {}) {
+    int32_t r = value(width, perToken);
+    instr(op, std::move(operands), std::move(weights), {r}).attrs = attrs;
+    return r;
+  }
+
+private:
+  Program &p;
+};
+
+struct DecoderConfig {
+  std::string family = "opt"; ///< "opt" (LayerNorm, bias, ReLU/GELU) or "llama"
+  TaskKind task = TaskKind::CausalLM;
+  int32_t layers = 2, dim = 32, heads = 4, kvHeads = 4, ffn = 64;
+  int32_t vocab = 50, maxPositions = 64, numLabels = 3;
+  std::string position = "learned"; ///< "learned", "rope" or "none"
+  bool causal = true;
+  bool gelu = false; ///< opt only
+  PoolKind pool = PoolKind::Last;
+  /// VQ sites: {layer, isBlockOut, groups, codes}.
+  struct Vq {
+    int32_t layer;
+    bool blockOut;
+    int32_t groups, codes;
+  };
+  std::vector<Vq> vq;
+  uint32_t seed = 1;
+};
+
+/// Builds a decoder-only transformer program with random weights.
+inline Program buildDecoder(const DecoderConfig &c) {
+  Program p;
+  ProgramBuilder b(p);
+  std::mt19937 rng(c.seed);
+  const bool opt = c.family == "opt";
+  p.family = c.family;
+  p.task = c.task;
+  p.vocabSize = c.vocab;
+  p.maxPositions = c.maxPositions;
+  p.positionScheme = c.position;
+  const int64_t d = c.dim, hd = d / c.heads;
+  const float ws = 1.0f / std::sqrt(float(d));
+  p.tokenValue = b.value(1, true, "tokens");
+  int32_t emb = b.randomWeight("embed_tokens", {c.vocab, d}, 1.0f, rng);
+  int32_t x = b.op(OpCode::Embed, {p.tokenValue}, {emb}, d);
+  if (c.position == "learned") {
+    InstrAttrs a;
+    a.positionOffset = 2;
+    int32_t pos =
+        b.randomWeight("embed_positions", {c.maxPositions + 2, d}, 0.5f, rng);
+    x = b.op(OpCode::AddLearnedPositions, {x}, {pos}, d, true, a);
+  }
+  auto norm = [&](int32_t in, const std::string &name) {
+    InstrAttrs a;
+    a.epsilon = opt ? 1e-5f : 1e-6f;
+    int32_t g = b.randomWeight(name + ".weight", {d}, 0.2f, rng, 1.0f);
+    if (!opt)
+      return b.op(OpCode::RmsNorm, {in}, {g}, int32_t(d), true, a);
+    int32_t be = b.randomWeight(name + ".bias", {d}, 0.1f, rng);
+    return b.op(OpCode::LayerNorm, {in}, {g, be}, int32_t(d), true, a);
+  };
+  auto linear = [&](int32_t in, int64_t inW, int64_t outW,
+                    const std::string &name, bool perToken = true) {
+    std::vector<int32_t> w = {b.randomWeight(name + ".weight", {outW, inW},
+                                             1.0f / std::sqrt(float(inW)),
+                                             rng)};
+    if (opt)
+      w.push_back(b.randomWeight(name + ".bias", {outW}, 0.1f, rng));
+    return b.op(OpCode::Linear, {in}, w, int32_t(outW), perToken);
+  };
+  auto vq = [&](int32_t in, int32_t layer, bool blockOut) {
+    for (const DecoderConfig::Vq &s : c.vq) {
+      if (s.layer != layer || s.blockOut != blockOut)
+        continue;
+      int32_t cb = b.randomWeight("vq." + std::to_string(layer) +
+                                      (blockOut ? ".block_out" : ".attn_out"),
+                                  {s.groups, s.codes, d / s.groups}, 1.0f,
+                                  rng);
+      int32_t q = b.value(int32_t(d));
+      int32_t codes = b.value(s.groups);
+      b.instr(OpCode::VectorQuantize, {in}, {cb}, {q, codes});
+      return q;
+    }
+    return in;
+  };
+  for (int32_t l = 0; l < c.layers; ++l) {
+    std::string pre = "layers." + std::to_string(l) + ".";
+    int32_t h = norm(x, pre + "attn_norm");
+    int32_t q = linear(h, d, d, pre + "q_proj");
+    int32_t k = linear(h, d, c.kvHeads * hd, pre + "k_proj");
+    int32_t v = linear(h, d, c.kvHeads * hd, pre + "v_proj");
+    InstrAttrs a;
+    a.numHeads = c.heads;
+    a.numKvHeads = c.kvHeads;
+    a.causal = c.causal;
+    a.ropeTheta = c.position == "rope" ? 10000.0f : 0.0f;
+    a.scale = 1.0f / std::sqrt(float(hd));
+    int32_t att = b.op(OpCode::Attention, {q, k, v}, {}, int32_t(d), true, a);
+    int32_t o = vq(linear(att, d, d, pre + "o_proj"), l, false);
+    x = b.op(OpCode::Add, {x, o}, {}, int32_t(d));
+    h = norm(x, pre + "ffn_norm");
+    int32_t f;
+    if (opt) {
+      f = linear(h, d, c.ffn, pre + "fc1");
+      f = b.op(c.gelu ? OpCode::Gelu : OpCode::Relu, {f}, {}, c.ffn);
+    } else {
+      int32_t gate = linear(h, d, c.ffn, pre + "gate_proj");
+      int32_t up = linear(h, d, c.ffn, pre + "up_proj");
+      gate = b.op(OpCode::Silu, {gate}, {}, c.ffn);
+      f = b.op(OpCode::Mul, {gate, up}, {}, c.ffn);
+    }
+    f = linear(f, c.ffn, d, pre + (opt ? "fc2" : "down_proj"));
+    x = vq(b.op(OpCode::Add, {x, f}, {}, int32_t(d)), l, true);
+  }
+  x = norm(x, "final_norm");
+  InstrAttrs pa;
+  pa.pool = c.task == TaskKind::Classifier ? c.pool : PoolKind::Last;
+  int32_t pooled = b.op(OpCode::Pool, {x}, {}, int32_t(d), false, pa);
+  if (c.task == TaskKind::CausalLM) {
+    // Tied LM head: reuse the embedding table as W [vocab, d].
+    p.outputValue = b.op(OpCode::Linear, {pooled}, {emb}, c.vocab, false);
+  } else {
+    int32_t score = b.randomWeight("score.weight", {c.numLabels, d}, ws, rng);
+    p.outputValue = b.op(OpCode::Linear, {pooled}, {score}, c.numLabels, false);
+    for (int32_t i = 0; i < c.numLabels; ++i)
+      p.labels.push_back("label" + std::to_string(i));
+  }
+  return p;
+}
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_PROGRAMBUILDER_H

@@ -1,0 +1,65 @@
+//===- ThreadPool.h - A small fork-join thread pool -------------*- C++ -*-===//
+//
+// `parallelFor` hands out task indices dynamically. Kernels are written so
+// that a task's result never depends on which thread runs it, so dynamic
+// scheduling keeps results bit-reproducible.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_THREADPOOL_H
+#define INCNN_RUNTIME_THREADPOOL_H
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace incnn::runtime {
+
+class ThreadPool {
+public:
+  /// A pool running work on `numThreads` threads in total, the calling
+  /// thread included; 0 means std::thread::hardware_concurrency().
+  explicit ThreadPool(int numThreads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool &) = delete;
+  ThreadPool &operator=(const ThreadPool &) = delete;
+
+  int numThreads() const { return int(workers.size()) + 1; }
+
+  /// Runs fn(i) for every i in [0, n) and returns when all are done. Calls
+  /// from inside a task, or concurrent calls, run serially on the caller.
+  void parallelFor(int64_t n, const std::function<void(int64_t)> &fn);
+
+private:
+  void workerLoop();
+  void runTasks();
+
+  std::vector<std::thread> workers;
+  std::mutex mutex;
+  std::condition_variable wake, done;
+  uint64_t generation = 0;
+  bool stopping = false;
+  int activeWorkers = 0;
+  std::atomic<bool> busy{false};
+  // The current job.
+  const std::function<void(int64_t)> *job = nullptr;
+  int64_t jobSize = 0;
+  std::atomic<int64_t> nextTask{0};
+};
+
+/// Runs fn(i) for i in [0, n) on `pool`, or serially when `pool` is null.
+inline void parallelFor(ThreadPool *pool, int64_t n,
+                        const std::function<void(int64_t)> &fn) {
+  if (pool)
+    pool->parallelFor(n, fn);
+  else
+    for (int64_t i = 0; i < n; ++i)
+      fn(i);
+}
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_THREADPOOL_H

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs incnn's Debian packages where missing, then configures and builds.
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${1:-build}
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
+  libeigen3-dev libgtest-dev nlohmann-json3-dev
+  libsentencepiece-dev sentencepiece
+  python3 python3-numpy python3-torch libopenblas0-pthread
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "== installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+echo "== configuring $BUILD_DIR"
+cmake -G Ninja -S . -B "$BUILD_DIR" \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DMLIR_DIR=/usr/lib/llvm-19/lib/cmake/mlir \
+  -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-19/build/utils/lit/lit.py
+echo "== building (this takes a few minutes on 2 cores)"
+cmake --build "$BUILD_DIR"

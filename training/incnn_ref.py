@@ -1,0 +1,343 @@
+#!/usr/bin/python3
+"""PyTorch float32 reference forward for incnn checkpoints (docs/checkpoint-format.md).
+
+This is the oracle the C++ runtime is compared against, so it is written with plain torch ops,
+one token row per row, no fused kernels, and the formulas are spelled out here:
+
+Embedding (both families): ``x[p] = embed_tokens[t[p]]``; opt with ``incnn_position ==
+"learned"`` adds ``embed_positions[p + 2]``. Positions are ``p = 0 .. n-1`` and ``n`` must not
+exceed ``max_position_embeddings``.
+
+Norms:
+  * LayerNorm (opt): ``(x - mean(x)) / sqrt(var(x) + eps) * w + b``, biased variance, eps =
+    ``layer_norm_eps`` (torch.nn.functional.layer_norm).
+  * RMSNorm (llama, as HF): ``w * (x * rsqrt(mean(x^2) + eps))``, eps = ``rms_norm_eps``.
+
+Attention, per head ``h`` (``hd = hidden / heads``; with GQA query head h reads kv head
+``h // (heads / kv_heads)``, HF's repeat_kv / llama2.c's kv_mul):
+  * opt:   ``q = (x Wq^T + bq) * hd**-0.5`` (scaled after q_proj incl. bias, as HF OPT),
+           ``k = x Wk^T + bk``, ``v = x Wv^T + bv``, ``s = q k^T``.
+  * llama: ``q = x Wq^T``, ``k = x Wk^T``, ``v = x Wv^T``, ``s = (q k^T) / sqrt(hd)``.
+  * rope (either family; applied to q after its opt scaling and to k): HF half-split layout,
+    ``inv_freq[i] = 1 / theta**(2i/hd)`` (float32; theta = ``rope_theta``, 10000 for opt),
+    ``a = p * inv_freq[i]`` (float32), ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``
+    with ``x1 = x[:hd/2]``, ``x2 = x[hd/2:]``.
+  * causal: key j > query i masked (-inf) before softmax; bidirectional: no mask.
+  * ``P = softmax(s)`` in float32 over keys, ``o = P v``, heads concatenated, then
+    ``out_proj`` / ``o_proj`` (+ bias for opt).
+MLP: opt ``fc2(act(fc1(LN2(h))))`` with ReLU or exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))``;
+llama ``down(silu(gate(z)) * up(z))``, ``silu(x) = x * sigmoid(x)``, ``z = RMS2(h)``.
+
+Layer: ``a = attn_out(norm1(x))``; VQ ``attn_out`` (if configured) replaces ``a``;
+``h = x + a``; ``y = h + mlp(norm2(h))``; VQ ``block_out`` replaces ``y``.
+
+VQ with a codebook ``C [G, K, d/G]``: the row is split into G contiguous groups; group g picks
+``argmin_k sum((x_g - C[g,k])**2)`` (float32 squared L2; ties -> lowest k) and is replaced by
+``C[g,k]``.
+
+Heads, after the final norm (opt ``model.decoder.final_layer_norm``, llama ``model.norm``) of
+every row: causal LM -> ``lm_head(z[n-1])`` (``lm_head.weight`` or the tied ``embed_tokens``);
+classifier -> ``score(pool(z))`` where ``pool`` is ``z[n-1]`` (last) or ``sum_p z[p] / n`` (mean).
+
+CLI:  /usr/bin/python3 training/incnn_ref.py MODEL_DIR --tokens "1 2 3" [--generate N]
+prints ``{"output": [...], "generated": [...]}`` (output: the logits for the given tokens,
+floats in shortest float32 round-trip form; generated: N greedy ids, argmax ties -> lowest id).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import incnn_ckpt as ck  # noqa: E402
+
+
+class Model:
+    """A loaded checkpoint: ``config`` (raw json), ``r`` (resolved hyper-parameters, see
+    incnn_ckpt.resolved) and ``w`` (name -> float32 torch tensor)."""
+
+    def __init__(self, config, tensors):
+        self.config = config
+        self.r = ck.resolved(config)
+        self.w = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
+                  for k, v in tensors.items()}
+        self._check()
+
+    def _check(self):
+        r = self.r
+        need = [self.emb_name()]
+        for s in r["vq"]:
+            need.append(vq_name(s))
+        for n in need:
+            if n not in self.w:
+                raise ValueError("missing tensor %s" % n)
+        for s in r["vq"]:
+            shape = tuple(self.w[vq_name(s)].shape)
+            want = (int(s["groups"]), int(s["codes"]), r["hidden"] // int(s["groups"]))
+            if shape != want:
+                raise ValueError("%s has shape %s, want %s" % (vq_name(s), shape, want))
+
+    def prefix(self):
+        return "model.decoder." if self.r["family"] == "opt" else "model."
+
+    def emb_name(self):
+        return self.prefix() + "embed_tokens.weight"
+
+    def get(self, name, required=True):
+        t = self.w.get(name)
+        if t is None and required:
+            raise ValueError("missing tensor %s" % name)
+        return t
+
+
+def vq_name(site):
+    return "incnn.vq.%d.%s.codebook" % (int(site["layer"]), site["site"])
+
+
+def load_model(model_dir):
+    config, tensors = ck.load_checkpoint(model_dir)
+    return Model(config, tensors)
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def linear(x, w, b=None):
+    y = x @ w.t()
+    if b is not None:
+        y = y + b
+    return y
+
+
+def rms_norm(x, w, eps):
+    var = x.pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def rope_tables(n, hd, theta):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    pos = torch.arange(n, dtype=torch.float32)
+    ang = pos[:, None] * inv_freq[None, :]  # [n, hd/2]
+    return torch.cos(ang), torch.sin(ang)
+
+
+def apply_rope(x, cos, sin):
+    """x: [heads, n, hd]; half-split pairs (i, i + hd/2)."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def vq_quantize(x, codebook, chunk_rows=None):
+    """x: [n, d]; codebook: [G, K, d/G]. Returns (quantized [n, d], codes int64 [n, G])."""
+    n, d = x.shape
+    G, K, dg = codebook.shape
+    if chunk_rows is None:
+        chunk_rows = max(1, (1 << 24) // max(1, G * K * dg))
+    xq = torch.empty_like(x)
+    codes = torch.empty((n, G), dtype=torch.int64)
+    ar = torch.arange(K, dtype=torch.int64)
+    for s in range(0, n, chunk_rows):
+        xg = x[s:s + chunk_rows].reshape(-1, G, 1, dg)
+        dist = (xg - codebook[None]).pow(2).sum(-1)  # [m, G, K]
+        m = dist.min(-1, keepdim=True).values
+        idx = torch.where(dist == m, ar, torch.full_like(ar, K)).min(-1).values  # first min
+        codes[s:s + chunk_rows] = idx
+        sel = codebook[torch.arange(G)[None, :], idx]  # [m, G, dg]
+        xq[s:s + chunk_rows] = sel.reshape(-1, d)
+    return xq, codes
+
+
+def _attention(model, li, x):
+    r = model.r
+    p = model.prefix() + "layers.%d.self_attn." % li
+    n = x.shape[0]
+    H, KV, hd = r["heads"], r["kv_heads"], r["head_dim"]
+    if r["family"] == "opt":
+        q = linear(x, model.get(p + "q_proj.weight"), model.get(p + "q_proj.bias", False))
+        q = q * (hd ** -0.5)
+        k = linear(x, model.get(p + "k_proj.weight"), model.get(p + "k_proj.bias", False))
+        v = linear(x, model.get(p + "v_proj.weight"), model.get(p + "v_proj.bias", False))
+        theta = float(model.config.get("rope_theta", 10000.0))
+    else:
+        q = linear(x, model.get(p + "q_proj.weight"))
+        k = linear(x, model.get(p + "k_proj.weight"))
+        v = linear(x, model.get(p + "v_proj.weight"))
+        theta = r["rope_theta"]
+    q = q.view(n, H, hd).transpose(0, 1)  # [H, n, hd]
+    k = k.view(n, KV, hd).transpose(0, 1)
+    v = v.view(n, KV, hd).transpose(0, 1)
+    if r["position"] == "rope":
+        cos, sin = rope_tables(n, hd, theta)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+    rep = H // KV
+    if rep > 1:
+        k = k.repeat_interleave(rep, dim=0)
+        v = v.repeat_interleave(rep, dim=0)
+    s = q @ k.transpose(1, 2)  # [H, n, n]
+    if r["family"] == "llama":
+        s = s / math.sqrt(hd)
+    if r["attention"] == "causal":
+        mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+        s = s.masked_fill(mask, float("-inf"))
+    P = torch.softmax(s, dim=-1)
+    o = (P @ v).transpose(0, 1).reshape(n, H * hd)
+    if r["family"] == "opt":
+        return linear(o, model.get(p + "out_proj.weight"), model.get(p + "out_proj.bias", False))
+    return linear(o, model.get(p + "o_proj.weight"))
+
+
+def _mlp(model, li, z):
+    r = model.r
+    p = model.prefix() + "layers.%d." % li
+    if r["family"] == "opt":
+        a = linear(z, model.get(p + "fc1.weight"), model.get(p + "fc1.bias", False))
+        a = F.relu(a) if r["act"] == "relu" else 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))
+        return linear(a, model.get(p + "fc2.weight"), model.get(p + "fc2.bias", False))
+    g = linear(z, model.get(p + "mlp.gate_proj.weight"))
+    u = linear(z, model.get(p + "mlp.up_proj.weight"))
+    return linear(g * torch.sigmoid(g) * u, model.get(p + "mlp.down_proj.weight"))
+
+
+def _norm(model, prefix, x):
+    r = model.r
+    if r["family"] == "opt":
+        return F.layer_norm(x, (r["hidden"],), model.get(prefix + ".weight"),
+                            model.get(prefix + ".bias", False), r["eps"])
+    return rms_norm(x, model.get(prefix + ".weight"), r["eps"])
+
+
+def run(model, token_ids, vq_sites=None, capture=None):
+    """Run the decoder. Returns the final-normed hidden states ``[n, d]`` (torch float32).
+
+    vq_sites: None -> every configured VQ site is applied; otherwise an iterable of
+    ``(layer, site)`` pairs restricting which configured sites are applied.
+    capture: optional dict; receives ``(layer, site) -> pre-VQ activation [n, d]`` for both
+    sites of every layer, ``("codes", layer, site) -> [n, G]`` for applied VQ sites, and
+    ``"hidden" -> [n, d]`` (final-normed)."""
+    r = model.r
+    ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64))
+    n = int(ids.shape[0])
+    if n < 1:
+        raise ValueError("need at least one token")
+    if n > r["max_pos"]:
+        raise ValueError("%d tokens exceed max_position_embeddings %d" % (n, r["max_pos"]))
+    if int(ids.min()) < 0 or int(ids.max()) >= r["vocab"]:
+        raise ValueError("token id out of vocabulary")
+    vq = {}
+    for s in r["vq"]:
+        key = (int(s["layer"]), s["site"])
+        if vq_sites is None or key in set(vq_sites):
+            vq[key] = model.get(vq_name(s))
+    pre = model.prefix()
+    with torch.no_grad():
+        x = model.get(pre + "embed_tokens.weight")[ids]
+        if r["position"] == "learned":
+            x = x + model.get(pre + "embed_positions.weight")[torch.arange(n) + 2]
+        for li in range(r["layers"]):
+            lp = pre + "layers.%d." % li
+            n1 = "self_attn_layer_norm" if r["family"] == "opt" else "input_layernorm"
+            n2 = "final_layer_norm" if r["family"] == "opt" else "post_attention_layernorm"
+            a = _attention(model, li, _norm(model, lp + n1, x))
+            for site in ("attn_out",):
+                if capture is not None:
+                    capture[(li, site)] = a
+                if (li, site) in vq:
+                    a, codes = vq_quantize(a, vq[(li, site)])
+                    if capture is not None:
+                        capture[("codes", li, site)] = codes
+            h = x + a
+            y = h + _mlp(model, li, _norm(model, lp + n2, h))
+            if capture is not None:
+                capture[(li, "block_out")] = y
+            if (li, "block_out") in vq:
+                y, codes = vq_quantize(y, vq[(li, "block_out")])
+                if capture is not None:
+                    capture[("codes", li, "block_out")] = codes
+            x = y
+        fin = pre + ("final_layer_norm" if r["family"] == "opt" else "norm")
+        z = _norm(model, fin, x)
+        if capture is not None:
+            capture["hidden"] = z
+    return z
+
+
+def head(model, z):
+    """Apply the model's head to final-normed hidden states z [n, d] -> logits (torch)."""
+    r = model.r
+    with torch.no_grad():
+        if r["classifier"]:
+            pooled = z[-1] if r["pool"] == "last" else z.sum(0) / z.shape[0]
+            return linear(pooled, model.get("score.weight"))
+        w = model.get("lm_head.weight", False)
+        if w is None or (r["family"] == "llama" and r.get("tied")):
+            w = model.get(model.emb_name())
+        return linear(z[-1], w)
+
+
+def forward(model, token_ids, vq_sites=None):
+    """Logits (float32 numpy): the last position's LM logits [V], or classifier logits [labels]."""
+    return head(model, run(model, token_ids, vq_sites)).numpy().astype(np.float32)
+
+
+def lm_logits_all(model, token_ids, vq_sites=None):
+    """Causal LMs: logits for every position [n, V] (tests)."""
+    z = run(model, token_ids, vq_sites)
+    w = model.get("lm_head.weight", False)
+    if w is None or (model.r["family"] == "llama" and model.r.get("tied")):
+        w = model.get(model.emb_name())
+    with torch.no_grad():
+        return linear(z, w).numpy().astype(np.float32)
+
+
+def generate(model, token_ids, n_new, stop=None, vq_sites=None):
+    """Greedy decoding by full recomputation (argmax ties -> lowest id)."""
+    if model.r["classifier"]:
+        raise ValueError("--generate needs a causal LM")
+    ids = [int(t) for t in token_ids]
+    out = []
+    for _ in range(n_new):
+        if len(ids) >= model.r["max_pos"]:
+            break
+        nxt = int(np.argmax(forward(model, ids, vq_sites)))
+        if stop is not None and nxt in stop:
+            break
+        ids.append(nxt)
+        out.append(nxt)
+    return out
+
+
+def _fmt(x):
+    return repr(float(np.float32(x))) if not np.isfinite(x) else str(np.float32(x))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="incnn PyTorch reference forward")
+    ap.add_argument("model_dir")
+    ap.add_argument("--tokens", required=True, help='space separated token ids, e.g. "1 2 3"')
+    ap.add_argument("--generate", type=int, default=0, help="append N greedy tokens")
+    ap.add_argument("--no-vq", action="store_true", help="skip all VQ sites")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model = load_model(a.model_dir)
+    ids = [int(t) for t in a.tokens.split()]
+    sites = [] if a.no_vq else None
+    logits = forward(model, ids, sites)
+    gen = []
+    if a.generate:
+        gen = generate(model, ids, a.generate, vq_sites=sites)
+    sys.stdout.write('{"output":[%s],"generated":%s}\n'
+                     % (",".join(_fmt(v) for v in logits), json.dumps(gen)))
+
+
+if __name__ == "__main__":
+    main()
