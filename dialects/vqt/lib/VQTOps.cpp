@@ -114,6 +114,8 @@ ChangeRule AttentionOp::getChangeRule() {
   return TokenMixing<AttentionOp>::getChangeRule();
 }
 bool AttentionOp::dependsOnPosition() { return getRopeTheta().has_value(); }
+/// Row i reads query row i but every key and value row.
+bool AttentionOp::isRowAligned(unsigned index) { return index == 0; }
 
 LogicalResult AttentionOp::verify() {
   int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();

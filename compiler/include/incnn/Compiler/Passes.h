@@ -2,6 +2,7 @@
 #ifndef INCNN_COMPILER_PASSES_H
 #define INCNN_COMPILER_PASSES_H
 
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
 namespace incnn {

@@ -25,4 +25,68 @@ def AnnotateChangeRules : Pass<"vqt-annotate-change-rules"> {
   ];
 }
 
+def AnnotateChangeSources : Pass<"vqt-annotate-change-sources"> {
+  let summary = "Attach the change analysis result to every vqt op";
+  let description = [{
+    Runs the change analysis (which dirty row sets each value inherits, from
+    the change-rule interface alone) and records, per op, its sources as
+    `vqt.change_sources` and, where after an edit some user reads rows that
+    are not dirty, `vqt.keep_all_rows`. Used to inspect and test the analysis.
+
+    ```mlir
+    %h = vqt.add %x, %vq {vqt.change_sources = ["edited", "vqt.vq#9"],
+                          vqt.keep_all_rows} : tensor<?x64xf32>
+    ```
+  }];
+}
+
+def Incrementalize : Pass<"vqt-incrementalize", "mlir::ModuleOp"> {
+  let summary = "Derive the change-propagation program (vqt -> delta)";
+  let description = [{
+    For every vqt op, adds the delta step that updates its result after an
+    edit, chosen by the op's change rule (never by its name):
+    token-local -> `delta.recompute_rows` over the union of the operands'
+    dirty sets (plus the shifted rows for position-dependent ops);
+    token-mixing -> `delta.attention_update` with the row-aligned operands'
+    dirty rows as queries and the others as keys; quantizing ->
+    `delta.vq_cutoff`; reducing -> `delta.pool_update`. The function's result
+    gets a `delta.output`.
+
+    Before:
+    ```mlir
+    %y = vqt.relu %x : tensor<?x64xf32>
+    ```
+    After:
+    ```mlir
+    %y = vqt.relu %x : tensor<?x64xf32>
+    %r = delta.recompute_rows %y rows %rx : tensor<?x64xf32>
+    ```
+  }];
+  let dependentDialects = ["incnn::delta::DeltaDialect"];
+  let statistics = [
+    Statistic<"numSteps", "num-steps", "Number of delta steps created">
+  ];
+}
+
+def PlanCache : Pass<"delta-plan-cache", "mlir::ModuleOp"> {
+  let summary = "Decide which values keep every row between edits";
+  let description = [{
+    A value keeps all its rows only if, after some edit, a user reads rows
+    outside the value's own dirty set (attention keys/values/queries, residual
+    operands whose partner has other change sources, pooled inputs). Adds a
+    `delta.cache` op for each such value, and records on the module
+    `delta.cache_bytes_per_token`: cached rows plus the attention
+    accumulators and VQ codes the runtime keeps.
+
+    ```mlir
+    delta.cache %k {bytes_per_token = 128 : i64} : tensor<?x32xf32>
+    ```
+  }];
+  let dependentDialects = ["incnn::delta::DeltaDialect"];
+  let statistics = [
+    Statistic<"numCached", "num-cached", "Number of values kept for all rows">,
+    Statistic<"bytesPerToken", "bytes-per-token", "Cache bytes per token">
+  ];
+}
+
 #endif // INCNN_COMPILER_PASSES_TD

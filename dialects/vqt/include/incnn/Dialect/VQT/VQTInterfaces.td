@@ -37,6 +37,13 @@ def VQT_ChangeRuleOpInterface : OpInterface<"ChangeRuleOpInterface"> {
         insertion or deletion before row i changes it.
       }],
       "bool", "dependsOnPosition", (ins), [{}], [{ return false; }]>,
+    InterfaceMethod<[{
+        Returns true if output row i reads only row i of operand `index`
+        (token-local operands, attention queries), false if it may read every
+        row of it (attention keys and values).
+      }],
+      "bool", "isRowAligned", (ins "unsigned":$index), [{}],
+      [{ return true; }]>,
   ];
 }
 

@@ -186,7 +186,8 @@ def VQT_MulOp : VQT_BinaryOp<"mul", "lhs * rhs", [Commutative]>;
 
 def VQT_AttentionOp : VQT_RuleOp<"attention", VQT_TokenMixing,
     [AllTypesMatch<["query", "result"]>, AllTypesMatch<["key", "value"]>,
-     DeclareOpInterfaceMethods<VQT_ChangeRuleOpInterface, ["dependsOnPosition"]>]> {
+     DeclareOpInterfaceMethods<VQT_ChangeRuleOpInterface,
+                               ["dependsOnPosition", "isRowAligned"]>]> {
   let summary = "Multi-head scaled dot-product attention";
   let description = [{
     Takes projected queries `[n, H*hd]` and keys/values `[n, Hkv*hd]` (grouped
