@@ -1,0 +1,77 @@
+//===- RowOps.cpp - one instruction over a set of rows --------------------===//
+#include "RowOps.h"
+
+namespace incnn::runtime {
+
+std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,
+                                                     ThreadPool *pool) {
+  std::vector<kernels::PackedLinear> packed(program.instrs.size());
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    if (in.op != OpCode::Linear)
+      continue;
+    const Weight &w = program.weights[in.weights[0]];
+    const float *bias =
+        in.weights.size() > 1 ? program.weights[in.weights[1]].ptr() : nullptr;
+    kernels::packLinear(w.ptr(), w.shape[0], w.shape[1], bias, packed[i], pool);
+  }
+  return packed;
+}
+
+void runRows(const Program &program, const Instr &in,
+             const kernels::PackedLinear *packed, const float *const *inputs,
+             int64_t m, const int32_t *tokens, const int64_t *positions,
+             float *out, ThreadPool *pool) {
+  const int64_t width = program.values[in.results[0]].width;
+  const int64_t count = m * width;
+  auto wt = [&](size_t i) { return program.weights[in.weights[i]].ptr(); };
+  switch (in.op) {
+  case OpCode::Embed:
+    kernels::embed(tokens, m, wt(0), width, out);
+    return;
+  case OpCode::AddLearnedPositions:
+    for (int64_t r = 0; r < m; ++r)
+      kernels::addPositions(inputs[0] + r * width, 1, width, wt(0),
+                            positions[r], in.attrs.positionOffset,
+                            out + r * width);
+    return;
+  case OpCode::LayerNorm:
+    kernels::layerNorm(inputs[0], m, width, wt(0), wt(1), in.attrs.epsilon, out,
+                       pool);
+    return;
+  case OpCode::RmsNorm:
+    kernels::rmsNorm(inputs[0], m, width, wt(0), in.attrs.epsilon, out, pool);
+    return;
+  case OpCode::Linear:
+    kernels::linear(inputs[0], m, packed->in, *packed, out, width, pool);
+    return;
+  case OpCode::Relu:
+    kernels::relu(inputs[0], count, out, pool);
+    return;
+  case OpCode::Gelu:
+    kernels::gelu(inputs[0], count, out, pool);
+    return;
+  case OpCode::Silu:
+    kernels::silu(inputs[0], count, out, pool);
+    return;
+  case OpCode::Add:
+    kernels::add(inputs[0], inputs[1], count, out, pool);
+    return;
+  case OpCode::Mul:
+    kernels::mul(inputs[0], inputs[1], count, out, pool);
+    return;
+  case OpCode::Attention:
+  case OpCode::VectorQuantize:
+  case OpCode::Pool:
+    break; // not token-local
+  }
+}
+
+uint64_t rowMacs(const Program &program, const Instr &in, int64_t m) {
+  if (in.op != OpCode::Linear)
+    return 0;
+  return uint64_t(m) * uint64_t(program.values[in.operands[0]].width) *
+         uint64_t(program.values[in.results[0]].width);
+}
+
+} // namespace incnn::runtime

@@ -1,0 +1,770 @@
+//===- Session.cpp - incremental evaluation of one document ---------------===//
+//
+// After an edit, every instruction is brought up to date in program order.
+// Each value has a dirty row set (rows whose bits may differ from before);
+// token-local instructions recompute exactly the union of their operands'
+// dirty rows, attention recomputes rows whose query changed and delta-updates
+// the others' exact accumulators, VQ keeps dirty only the rows whose codes
+// flipped (early cutoff), and pooling reads the cached rows.
+//
+// Values the cache plan keeps (ValueInfo::keepAllRows) hold every row between
+// edits and follow insertions/deletions; the others hold only the rows
+// computed during the current update.
+//
+//===----------------------------------------------------------------------===//
+#include "incnn/runtime/Session.h"
+#include "incnn/runtime/Runtime.h"
+
+#include "ExactAttention.h"
+#include "Kernels.h"
+#include "RowOps.h"
+#include "ThreadPool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+namespace incnn::runtime {
+
+TokenEdit TokenEdit::replace(int64_t at, std::vector<int32_t> tokens) {
+  TokenEdit e;
+  e.kind = Kind::Replace;
+  e.at = at;
+  e.tokens = std::move(tokens);
+  return e;
+}
+
+TokenEdit TokenEdit::insert(int64_t at, std::vector<int32_t> tokens) {
+  TokenEdit e;
+  e.kind = Kind::Insert;
+  e.at = at;
+  e.tokens = std::move(tokens);
+  return e;
+}
+
+TokenEdit TokenEdit::erase(int64_t at, int64_t count) {
+  TokenEdit e;
+  e.kind = Kind::Delete;
+  e.at = at;
+  e.count = count;
+  return e;
+}
+
+namespace {
+
+using Rows = std::vector<int64_t>; // sorted, unique
+
+Rows unite(const Rows &a, const Rows &b) {
+  Rows out;
+  out.reserve(a.size() + b.size());
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(),
+                 std::back_inserter(out));
+  return out;
+}
+
+Rows allRows(int64_t n) {
+  Rows rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    rows[size_t(i)] = i;
+  return rows;
+}
+
+/// The result of applying a batch of edits to a token sequence.
+struct EditPlan {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> from;  ///< new row -> old row, -1 if inserted
+  std::vector<int64_t> to;    ///< old row -> new row, -1 if deleted
+  Rows edited;                ///< rows whose token is new or different
+  Rows shifted;               ///< kept rows whose position changed
+  Rows removed;               ///< old rows deleted
+  bool lengthChanged = false;
+};
+
+Status checkTokenIds(const Program &program, const std::vector<int32_t> &ids,
+                     size_t editIndex) {
+  for (int32_t id : ids)
+    if (id < 0 || id >= program.vocabSize)
+      return Status::failure("edit " + std::to_string(editIndex) +
+                             ": token id " + std::to_string(id) +
+                             " is outside the vocabulary [0, " +
+                             std::to_string(program.vocabSize) + ")");
+  return Status::success();
+}
+
+/// Applies `edits` to `tokens`, tracking where each row came from.
+Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
+                 const std::vector<TokenEdit> &edits, EditPlan &plan) {
+  std::vector<int32_t> cur = tokens;
+  std::vector<int64_t> origin(tokens.size());
+  for (size_t i = 0; i < origin.size(); ++i)
+    origin[i] = int64_t(i);
+  for (size_t e = 0; e < edits.size(); ++e) {
+    const TokenEdit &edit = edits[e];
+    int64_t n = int64_t(cur.size());
+    std::string where = "edit " + std::to_string(e) + ": ";
+    switch (edit.kind) {
+    case TokenEdit::Kind::Replace: {
+      int64_t len = int64_t(edit.tokens.size());
+      if (len == 0)
+        return Status::failure(where + "replace needs at least one token");
+      if (edit.at < 0 || edit.at > n - len)
+        return Status::failure(where + "replace of " + std::to_string(len) +
+                               " token(s) at " + std::to_string(edit.at) +
+                               " is outside the sequence of " +
+                               std::to_string(n) + " tokens");
+      if (Status st = checkTokenIds(program, edit.tokens, e); !st.ok())
+        return st;
+      std::copy(edit.tokens.begin(), edit.tokens.end(), cur.begin() + edit.at);
+      break;
+    }
+    case TokenEdit::Kind::Insert: {
+      if (edit.tokens.empty())
+        return Status::failure(where + "insert needs at least one token");
+      if (edit.at < 0 || edit.at > n)
+        return Status::failure(where + "insert position " +
+                               std::to_string(edit.at) +
+                               " is outside [0, " + std::to_string(n) + "]");
+      if (Status st = checkTokenIds(program, edit.tokens, e); !st.ok())
+        return st;
+      cur.insert(cur.begin() + edit.at, edit.tokens.begin(), edit.tokens.end());
+      origin.insert(origin.begin() + edit.at, edit.tokens.size(), -1);
+      break;
+    }
+    case TokenEdit::Kind::Delete: {
+      if (edit.count <= 0)
+        return Status::failure(where + "delete needs a positive count");
+      if (edit.at < 0 || edit.at > n - edit.count)
+        return Status::failure(where + "delete of " +
+                               std::to_string(edit.count) + " token(s) at " +
+                               std::to_string(edit.at) +
+                               " is outside the sequence of " +
+                               std::to_string(n) + " tokens");
+      cur.erase(cur.begin() + edit.at, cur.begin() + edit.at + edit.count);
+      origin.erase(origin.begin() + edit.at,
+                   origin.begin() + edit.at + edit.count);
+      break;
+    }
+    }
+  }
+  if (cur.empty())
+    return Status::failure("the edits would leave an empty document");
+  if (int64_t(cur.size()) > program.maxPositions)
+    return Status::failure("the edits would make the document " +
+                           std::to_string(cur.size()) +
+                           " tokens long, over the context window of " +
+                           std::to_string(program.maxPositions));
+  plan.tokens = std::move(cur);
+  plan.from = std::move(origin);
+  plan.to.assign(tokens.size(), -1);
+  plan.edited.clear();
+  plan.shifted.clear();
+  plan.removed.clear();
+  for (size_t i = 0; i < plan.from.size(); ++i) {
+    int64_t r = plan.from[i];
+    if (r < 0 || plan.tokens[i] != tokens[size_t(r)])
+      plan.edited.push_back(int64_t(i));
+    if (r >= 0) {
+      plan.to[size_t(r)] = int64_t(i);
+      if (r != int64_t(i))
+        plan.shifted.push_back(int64_t(i));
+    }
+  }
+  for (size_t r = 0; r < plan.to.size(); ++r)
+    if (plan.to[r] < 0)
+      plan.removed.push_back(int64_t(r));
+  plan.lengthChanged = plan.tokens.size() != tokens.size();
+  return Status::success();
+}
+
+/// Storage of one value: all rows (kept values, vectors) or only the rows
+/// computed in the current update.
+struct ValueStore {
+  int64_t width = 0;
+  bool perToken = true;
+  bool keepAll = true;
+  std::vector<float> data;
+  Rows rows;                   ///< partial stores: which rows `data` holds
+  std::vector<int32_t> slotOf; ///< partial stores: row -> slot, or -1
+  /// Old rows overwritten or deleted in this update, by old row index
+  /// (kept for attention keys/values, which subtract old terms).
+  std::unordered_map<int64_t, std::vector<float>> stash;
+  bool needsStash = false;
+
+  const float *row(int64_t r) const {
+    if (keepAll || !perToken)
+      return data.data() + r * width;
+    int32_t slot = slotOf[size_t(r)];
+    return slot < 0 ? nullptr : data.data() + int64_t(slot) * width;
+  }
+};
+
+} // namespace
+
+Status applyEditsToTokens(const Program &program, std::vector<int32_t> &tokens,
+                          const std::vector<TokenEdit> &edits) {
+  EditPlan plan;
+  if (Status st = planEdits(program, tokens, edits, plan); !st.ok())
+    return st;
+  tokens = std::move(plan.tokens);
+  return Status::success();
+}
+
+struct Session::Impl {
+  const Program &program;
+  ThreadPool pool;
+  std::vector<kernels::PackedLinear> packed;
+  std::vector<ValueStore> values;
+  std::vector<exact::AttentionState> attention; ///< per instruction
+  std::vector<int32_t> layerOf, vqIndexOf;      ///< per instruction, or -1
+  std::vector<int64_t> lastUse;                 ///< per value
+  std::vector<int32_t> tokens;
+  EditStats stats;
+  bool valid = false;
+  int64_t numLayers = 0, numVQ = 0;
+
+  Impl(const Program &program, const SessionOptions &options)
+      : program(program), pool(options.numThreads) {}
+
+  void setup();
+  void enforceCachePlan();
+  void run(const EditPlan *plan);
+  void step(size_t index, const EditPlan *plan,
+            std::vector<Rows> &dirty);
+  void attentionStep(size_t index, const EditPlan *plan,
+                     std::vector<Rows> &dirty);
+  void vqStep(size_t index, const EditPlan *plan, std::vector<Rows> &dirty);
+  void remapKept(const EditPlan &plan);
+  void storeRows(int32_t id, const Rows &rows, std::vector<float> &&computed,
+                 const EditPlan *plan);
+  /// Copies rows `rows` of value `id` into a contiguous buffer.
+  std::vector<float> gather(int32_t id, const Rows &rows) const;
+};
+
+void Session::Impl::setup() {
+  packed = packLinearWeights(program, &pool);
+  values.resize(program.values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i].width = program.values[i].width;
+    values[i].perToken = program.values[i].perToken;
+    values[i].keepAll = program.values[i].keepAllRows;
+  }
+  attention.resize(program.instrs.size());
+  layerOf.assign(program.instrs.size(), -1);
+  vqIndexOf.assign(program.instrs.size(), -1);
+  lastUse.assign(program.values.size(), -1);
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    for (int32_t v : in.operands)
+      lastUse[size_t(v)] = int64_t(i);
+    if (in.op == OpCode::Attention) {
+      layerOf[i] = int32_t(numLayers++);
+      // Old key/value rows are needed to subtract their terms.
+      for (size_t k = 1; k < in.operands.size(); ++k)
+        values[size_t(in.operands[k])].needsStash = true;
+      // Delta updates read every key, value and query row.
+      for (int32_t v : in.operands)
+        values[size_t(v)].keepAll = true;
+    }
+    if (in.op == OpCode::VectorQuantize) {
+      vqIndexOf[i] = int32_t(numVQ++);
+      values[size_t(in.results[1])].keepAll = true; // old codes for cutoff
+    }
+    if (in.op == OpCode::Pool)
+      values[size_t(in.operands[0])].keepAll = true;
+  }
+  lastUse[size_t(program.outputValue)] = int64_t(program.instrs.size());
+  enforceCachePlan();
+}
+
+/// Keeps every row of each value whose clean rows some user reads after an
+/// edit: the same rule as the compiler's cache planning, applied here so a
+/// program with a wrong or missing plan still updates correctly.
+void Session::Impl::enforceCachePlan() {
+  // Change sources: 0 = edited tokens, 1 = shifted positions, then one per
+  // attention, VQ and pool instruction.
+  std::vector<Rows> sources(program.values.size());
+  sources[size_t(program.tokenValue)] = {0};
+  int64_t nextSource = 2;
+  auto isSubset = [](const Rows &a, const Rows &b) {
+    return std::includes(b.begin(), b.end(), a.begin(), a.end());
+  };
+  for (const Instr &in : program.instrs) {
+    Rows result;
+    switch (in.op) {
+    case OpCode::Attention:
+    case OpCode::VectorQuantize:
+    case OpCode::Pool:
+      result = {nextSource++};
+      break;
+    default:
+      for (int32_t v : in.operands)
+        result = unite(result, sources[size_t(v)]);
+      if (in.op == OpCode::AddLearnedPositions || in.op == OpCode::Embed)
+        result = unite(result, in.op == OpCode::Embed ? Rows{0} : Rows{1});
+      break;
+    }
+    for (int32_t r : in.results)
+      sources[size_t(r)] = result;
+    bool tokenLocal = in.op != OpCode::Attention &&
+                      in.op != OpCode::VectorQuantize && in.op != OpCode::Pool;
+    if (!tokenLocal)
+      continue;
+    for (int32_t v : in.operands)
+      if (!isSubset(result, sources[size_t(v)]))
+        values[size_t(v)].keepAll = true;
+  }
+}
+
+std::vector<float> Session::Impl::gather(int32_t id, const Rows &rows) const {
+  const ValueStore &v = values[size_t(id)];
+  std::vector<float> out(rows.size() * size_t(v.width));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const float *src = v.row(rows[i]);
+    std::memcpy(out.data() + i * size_t(v.width), src,
+                sizeof(float) * size_t(v.width));
+  }
+  return out;
+}
+
+void Session::Impl::storeRows(int32_t id, const Rows &rows,
+                              std::vector<float> &&computed,
+                              const EditPlan *plan) {
+  ValueStore &v = values[size_t(id)];
+  size_t w = size_t(v.width);
+  if (!v.perToken) {
+    v.data = std::move(computed);
+    return;
+  }
+  if (!v.keepAll) {
+    v.data = std::move(computed);
+    v.rows = rows;
+    v.slotOf.assign(tokens.size(), -1);
+    for (size_t i = 0; i < rows.size(); ++i)
+      v.slotOf[size_t(rows[i])] = int32_t(i);
+    return;
+  }
+  v.data.resize(tokens.size() * w);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    float *dst = v.data.data() + size_t(rows[i]) * w;
+    if (v.needsStash && plan) {
+      int64_t old = plan->from[size_t(rows[i])];
+      if (old >= 0 && !v.stash.count(old))
+        v.stash.emplace(old, std::vector<float>(dst, dst + w));
+    }
+    std::memcpy(dst, computed.data() + i * w, sizeof(float) * w);
+  }
+}
+
+void Session::Impl::remapKept(const EditPlan &plan) {
+  size_t n = plan.tokens.size();
+  bool identity =
+      !plan.lengthChanged && plan.shifted.empty() && plan.removed.empty();
+  for (ValueStore &v : values) {
+    v.stash.clear();
+    if (!v.perToken || !v.keepAll || v.data.empty() || identity)
+      continue;
+    size_t w = size_t(v.width);
+    if (v.needsStash)
+      for (int64_t r : plan.removed)
+        v.stash.emplace(r, std::vector<float>(v.data.begin() + r * w,
+                                              v.data.begin() + (r + 1) * w));
+    std::vector<float> next(n * w, 0.0f);
+    for (size_t i = 0; i < n; ++i)
+      if (plan.from[i] >= 0)
+        std::memcpy(next.data() + i * w,
+                    v.data.data() + size_t(plan.from[i]) * w,
+                    sizeof(float) * w);
+    v.data = std::move(next);
+  }
+  if (!identity)
+    for (size_t i = 0; i < program.instrs.size(); ++i)
+      if (program.instrs[i].op == OpCode::Attention)
+        attention[i].remap(plan.from);
+}
+
+void Session::Impl::vqStep(size_t index, const EditPlan *plan,
+                           std::vector<Rows> &dirty) {
+  const Instr &in = program.instrs[index];
+  const Weight &cb = program.weights[size_t(in.weights[0])];
+  int64_t G = cb.shape[0], K = cb.shape[1];
+  int32_t input = in.operands[0], out = in.results[0], codes = in.results[1];
+  const Rows &rows = dirty[size_t(input)];
+  int64_t width = values[size_t(input)].width;
+  std::vector<float> x = gather(input, rows);
+  std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
+  kernels::vectorQuantize(x.data(), int64_t(rows.size()), width, cb.ptr(), G,
+                          K, quantized.data(), newCodes.data(), &pool);
+  stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
+
+  // Rows whose codes flipped (or that are new) stay dirty.
+  Rows flipped;
+  std::vector<float> flippedRows;
+  const ValueStore &oldCodes = values[size_t(codes)];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    int64_t r = rows[i];
+    bool changed = !plan || plan->from[size_t(r)] < 0 ||
+                   oldCodes.data.size() < size_t((r + 1) * G) ||
+                   std::memcmp(oldCodes.data.data() + r * G,
+                               newCodes.data() + i * size_t(G),
+                               sizeof(float) * size_t(G)) != 0;
+    if (!changed)
+      continue;
+    flipped.push_back(r);
+    flippedRows.insert(flippedRows.end(), quantized.begin() + i * width,
+                       quantized.begin() + (i + 1) * width);
+  }
+  if (plan)
+    stats.codeFlips[size_t(vqIndexOf[index])] = int64_t(flipped.size());
+  storeRows(codes, rows, std::move(newCodes), plan);
+  storeRows(out, flipped, std::move(flippedRows), plan);
+  dirty[size_t(out)] = flipped;
+  dirty[size_t(codes)] = std::move(flipped);
+}
+
+void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
+                                  std::vector<Rows> &dirty) {
+  const Instr &in = program.instrs[index];
+  exact::AttentionShape shape;
+  shape.numHeads = in.attrs.numHeads;
+  shape.numKvHeads = in.attrs.numKvHeads;
+  shape.headDim = program.values[size_t(in.operands[0])].width / shape.numHeads;
+  shape.causal = in.attrs.causal;
+  shape.ropeTheta = in.attrs.ropeTheta;
+  shape.scale = in.attrs.scale;
+  int64_t n = int64_t(tokens.size()), qw = shape.queryWidth(),
+          kvw = shape.kvWidth(), hd = shape.headDim;
+  const ValueStore &q = values[size_t(in.operands[0])];
+  const ValueStore &k = values[size_t(in.operands[1])];
+  const ValueStore &v = values[size_t(in.operands[2])];
+  exact::AttentionState &state = attention[index];
+  int32_t layer = layerOf[index];
+  bool rope = shape.ropeTheta != 0.0f;
+
+  Rows queryRows = dirty[size_t(in.operands[0])];
+  Rows keyRows = unite(dirty[size_t(in.operands[1])],
+                       dirty[size_t(in.operands[2])]);
+  if (plan && rope) {
+    queryRows = unite(queryRows, plan->shifted);
+    keyRows = unite(keyRows, plan->shifted);
+  }
+
+  if (!plan) {
+    // From scratch: every row.
+    std::vector<float> outRows(size_t(n * qw));
+    exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
+                     outRows.data(), state, &pool);
+    stats.macs += 2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) *
+                  uint64_t(qw);
+    storeRows(in.results[0], allRows(n), std::move(outRows), plan);
+    dirty[size_t(in.results[0])] = allRows(n);
+    return;
+  }
+
+  // Old terms to subtract (deleted keys, changed keys) and new ones to add.
+  struct Term {
+    int64_t position; ///< in old coordinates for old terms, new for new
+    std::vector<float> kRot, v;
+  };
+  std::vector<Term> oldTerms, newTerms;
+  auto oldRow = [&](const ValueStore &store, int64_t r) -> const float * {
+    auto it = store.stash.find(r);
+    if (it != store.stash.end())
+      return it->second.data();
+    return store.row(plan->to[size_t(r)]);
+  };
+  auto makeTerm = [&](int64_t position, const float *kRow, const float *vRow) {
+    Term t;
+    t.position = position;
+    t.kRot.assign(kRow, kRow + kvw);
+    exact::rotateRow(t.kRot.data(), shape.numKvHeads, hd, shape.ropeTheta,
+                     position);
+    t.v.assign(vRow, vRow + kvw);
+    return t;
+  };
+  for (int64_t r : plan->removed)
+    oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+  for (int64_t j : keyRows) {
+    int64_t r = plan->from[size_t(j)];
+    if (r >= 0)
+      oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+    newTerms.push_back(makeTerm(j, k.row(j), v.row(j)));
+  }
+  // Rows that keep their query and attend to a changed key get delta
+  // updates; a row whose canonical shift moves is recomputed.
+  std::vector<char> full(size_t(n), 0), updated(size_t(n), 0);
+  for (int64_t i : queryRows)
+    full[size_t(i)] = 1;
+  std::vector<uint64_t> termCounts(size_t(n), 0);
+  if (!oldTerms.empty() || !newTerms.empty()) {
+    parallelFor(&pool, n, [&](int64_t i) {
+      if (full[size_t(i)])
+        return;
+      int64_t oldPos = plan->from[size_t(i)];
+      if (oldPos < 0) { // a new row always has a new query
+        full[size_t(i)] = 1;
+        return;
+      }
+      auto attends = [&](const Term &t, int64_t rowPos) {
+        return !shape.causal || t.position <= rowPos;
+      };
+      bool touched = false;
+      for (const Term &t : oldTerms)
+        touched = touched || attends(t, oldPos);
+      for (const Term &t : newTerms)
+        touched = touched || attends(t, i);
+      if (!touched)
+        return;
+      std::vector<float> qRot(q.row(i), q.row(i) + qw);
+      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
+      bool ok = true;
+      uint64_t applied = 0;
+      for (size_t t = 0; ok && t < oldTerms.size(); ++t)
+        if (attends(oldTerms[t], oldPos)) {
+          ++applied;
+          ok = exact::applyTerm(qRot.data(), oldTerms[t].kRot.data(),
+                                oldTerms[t].v.data(), shape, state, i, -1);
+        }
+      for (size_t t = 0; ok && t < newTerms.size(); ++t)
+        if (attends(newTerms[t], i)) {
+          ++applied;
+          ok = exact::applyTerm(qRot.data(), newTerms[t].kRot.data(),
+                                newTerms[t].v.data(), shape, state, i, +1);
+        }
+      termCounts[size_t(i)] = applied;
+      if (ok)
+        updated[size_t(i)] = 1;
+      else
+        full[size_t(i)] = 2; // the canonical shift moved: recompute
+    });
+  }
+  for (uint64_t count : termCounts)
+    stats.macs += count * 2 * uint64_t(qw);
+
+  Rows fullRows;
+  for (int64_t i = 0; i < n; ++i)
+    if (full[size_t(i)])
+      fullRows.push_back(i);
+  std::vector<float> fullOut(fullRows.size() * size_t(qw));
+  if (!fullRows.empty()) {
+    std::vector<float> kRot(k.data.begin(), k.data.begin() + n * kvw);
+    if (rope)
+      exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd,
+                        shape.ropeTheta, kRot.data(), &pool);
+    parallelFor(&pool, int64_t(fullRows.size()), [&](int64_t t) {
+      int64_t i = fullRows[size_t(t)];
+      std::vector<float> qRot(q.row(i), q.row(i) + qw);
+      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
+      exact::computeRow(qRot.data(), kRot.data(), v.data.data(),
+                        shape.causal ? i + 1 : n, shape, state, i,
+                        fullOut.data() + t * qw);
+    });
+    for (int64_t i : fullRows)
+      stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
+  }
+
+  // The refreshed output rows, in order.
+  std::vector<float> outRows;
+  Rows outDirty;
+  int64_t numUpdated = 0;
+  size_t nextFull = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!full[size_t(i)] && !updated[size_t(i)])
+      continue;
+    outDirty.push_back(i);
+    size_t at = outRows.size();
+    outRows.resize(at + size_t(qw));
+    if (full[size_t(i)]) {
+      std::memcpy(outRows.data() + at, fullOut.data() + nextFull++ * qw,
+                  sizeof(float) * size_t(qw));
+    } else {
+      exact::finishRow(shape, state, i, outRows.data() + at);
+      ++numUpdated;
+    }
+  }
+  stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
+  stats.updatedRows[size_t(layer)] = numUpdated;
+  storeRows(in.results[0], outDirty, std::move(outRows), plan);
+  dirty[size_t(in.results[0])] = std::move(outDirty);
+}
+
+void Session::Impl::step(size_t index, const EditPlan *plan,
+                         std::vector<Rows> &dirty) {
+  const Instr &in = program.instrs[index];
+  int64_t n = int64_t(tokens.size());
+  switch (in.op) {
+  case OpCode::Attention:
+    attentionStep(index, plan, dirty);
+    return;
+  case OpCode::VectorQuantize:
+    vqStep(index, plan, dirty);
+    return;
+  case OpCode::Pool: {
+    const Rows &rows = dirty[size_t(in.operands[0])];
+    Rows &out = dirty[size_t(in.results[0])];
+    out.clear();
+    if (rows.empty() && plan && !plan->lengthChanged)
+      return;
+    const ValueStore &x = values[size_t(in.operands[0])];
+    std::vector<float> pooled(size_t(x.width));
+    if (in.attrs.pool == PoolKind::Mean)
+      kernels::poolMean(x.data.data(), n, x.width, pooled.data());
+    else
+      kernels::poolLast(x.data.data(), n, x.width, pooled.data());
+    storeRows(in.results[0], {0}, std::move(pooled), plan);
+    out = {0};
+    return;
+  }
+  default:
+    break;
+  }
+
+  // Token-local: the union of the operands' dirty rows.
+  const ValueInfo &result = program.values[size_t(in.results[0])];
+  Rows rows;
+  if (in.op == OpCode::Embed) {
+    rows = plan ? plan->edited : allRows(n);
+  } else {
+    for (int32_t v : in.operands)
+      rows = unite(rows, dirty[size_t(v)]);
+    if (in.op == OpCode::AddLearnedPositions && plan)
+      rows = unite(rows, plan->shifted);
+  }
+  Rows &out = dirty[size_t(in.results[0])];
+  if (!result.perToken) {
+    out.clear();
+    if (rows.empty())
+      return;
+    rows = {0};
+  }
+  out = rows;
+  if (rows.empty()) {
+    storeRows(in.results[0], rows, {}, plan);
+    return;
+  }
+  int64_t m = int64_t(rows.size());
+  std::vector<std::vector<float>> inputs;
+  std::vector<const float *> inputPtrs;
+  for (int32_t v : in.operands) {
+    if (in.op == OpCode::Embed)
+      break;
+    inputs.push_back(program.values[size_t(v)].perToken
+                         ? gather(v, rows)
+                         : values[size_t(v)].data);
+    inputPtrs.push_back(inputs.back().data());
+  }
+  std::vector<int32_t> rowTokens;
+  if (in.op == OpCode::Embed)
+    for (int64_t r : rows)
+      rowTokens.push_back(tokens[size_t(r)]);
+  std::vector<float> computed(size_t(m * result.width));
+  runRows(program, in, &packed[index], inputPtrs.data(), m, rowTokens.data(),
+          rows.data(), computed.data(), &pool);
+  stats.macs += rowMacs(program, in, m);
+  storeRows(in.results[0], rows, std::move(computed), plan);
+}
+
+void Session::Impl::run(const EditPlan *plan) {
+  std::vector<Rows> dirty(program.values.size());
+  int64_t n = int64_t(tokens.size());
+  dirty[size_t(program.tokenValue)] = plan ? plan->edited : allRows(n);
+  stats.macs = 0;
+  stats.dirtyRows.assign(size_t(numLayers), plan ? 0 : n);
+  stats.updatedRows.assign(size_t(numLayers), 0);
+  stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    step(i, plan, dirty);
+    // Partial stores are only needed within an update.
+    for (int32_t v : program.instrs[i].operands) {
+      ValueStore &store = values[size_t(v)];
+      if (lastUse[size_t(v)] == int64_t(i) && store.perToken &&
+          !store.keepAll) {
+        store.data = {};
+        store.rows.clear();
+        store.slotOf = {};
+      }
+    }
+  }
+  for (ValueStore &v : values)
+    v.stash.clear();
+  stats.macsFull = countMacs(program, n);
+  stats.numTokens = n;
+}
+
+Session::Session(const Program &program, SessionOptions options)
+    : impl(std::make_unique<Impl>(program, options)) {
+  impl->setup();
+}
+
+Session::~Session() = default;
+
+Status Session::reset(const std::vector<int32_t> &tokens) {
+  if (Status st = validateTokens(impl->program, tokens); !st.ok())
+    return st;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    impl->tokens = tokens;
+    for (ValueStore &v : impl->values) {
+      v.data.clear();
+      v.rows.clear();
+      v.slotOf.clear();
+    }
+    impl->run(nullptr);
+    impl->valid = true;
+  } catch (const std::bad_alloc &) {
+    impl->valid = false;
+    return Status::failure("out of memory evaluating the document");
+  }
+  impl->stats.micros = std::chrono::duration<double, std::micro>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+  return Status::success();
+}
+
+Status Session::apply(const std::vector<TokenEdit> &edits) {
+  if (!impl->valid)
+    return Status::failure("the session has no document: call reset first");
+  EditPlan plan;
+  if (Status st = planEdits(impl->program, impl->tokens, edits, plan);
+      !st.ok())
+    return st;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    impl->tokens = plan.tokens;
+    impl->remapKept(plan);
+    impl->run(&plan);
+  } catch (const std::bad_alloc &) {
+    impl->valid = false;
+    return Status::failure("out of memory updating the document; the session "
+                           "must be reset");
+  }
+  impl->stats.micros = std::chrono::duration<double, std::micro>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+  return Status::success();
+}
+
+const std::vector<float> &Session::output() const {
+  return impl->values[size_t(impl->program.outputValue)].data;
+}
+
+const std::vector<int32_t> &Session::tokens() const { return impl->tokens; }
+
+const EditStats &Session::stats() const { return impl->stats; }
+
+int64_t Session::cacheBytes() const {
+  int64_t bytes = 0;
+  for (const ValueStore &v : impl->values)
+    if (v.perToken && v.keepAll)
+      bytes += int64_t(v.data.size() * sizeof(float));
+  for (const exact::AttentionState &s : impl->attention)
+    bytes += s.numRows * s.bytesPerRow();
+  return bytes;
+}
+
+int64_t Session::numLayers() const { return impl->numLayers; }
+int64_t Session::numVQ() const { return impl->numVQ; }
+const Program &Session::program() const { return impl->program; }
+
+} // namespace incnn::runtime

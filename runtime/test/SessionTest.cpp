@@ -1,0 +1,215 @@
+//===- SessionTest.cpp - incremental vs from-scratch, bit for bit ---------===//
+//
+// A differential fuzzer: random small programs (both families, every
+// position scheme, both masks, VQ sites, full and minimal cache plans) and
+// random edit scripts; after every edit the session's output must equal a
+// from-scratch evaluation of the same tokens in every bit.
+//
+//===----------------------------------------------------------------------===//
+#include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Session.h"
+
+#include "ProgramBuilder.h"
+#include "TestUtil.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+
+using namespace incnn::runtime;
+
+namespace {
+
+std::vector<int32_t> randomTokens(std::mt19937 &rng, int64_t n, int32_t vocab) {
+  std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int32_t &x : t)
+    x = tok(rng);
+  return t;
+}
+
+TokenEdit randomEdit(std::mt19937 &rng, int64_t n, int64_t maxLen,
+                     int32_t vocab) {
+  std::uniform_int_distribution<int> kind(0, 2), len(1, 3);
+  int k = kind(rng);
+  if (n >= maxLen - 3)
+    k = 2; // make room
+  if (n <= 4 && k == 2)
+    k = 1;
+  int l = len(rng);
+  if (k == 0) {
+    l = int(std::min<int64_t>(l, n));
+    std::uniform_int_distribution<int64_t> at(0, n - l);
+    return TokenEdit::replace(at(rng), randomTokens(rng, l, vocab));
+  }
+  if (k == 1) {
+    std::uniform_int_distribution<int64_t> at(0, n);
+    return TokenEdit::insert(at(rng), randomTokens(rng, l, vocab));
+  }
+  l = int(std::min<int64_t>(l, n - 1));
+  std::uniform_int_distribution<int64_t> at(0, n - l);
+  return TokenEdit::erase(at(rng), l);
+}
+
+struct FuzzCase {
+  DecoderConfig config;
+  bool minimalPlan;
+};
+
+/// Runs `edits` random edit batches and checks every output bit.
+int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
+  Program program = buildDecoder(c.config);
+  if (c.minimalPlan)
+    for (ValueInfo &v : program.values)
+      v.keepAllRows = !v.perToken;
+  EXPECT_TRUE(verifyProgram(program).ok());
+  std::mt19937 rng(seed);
+  Session session(program, {1});
+  Evaluator oracle(program, {1});
+  std::uniform_int_distribution<int64_t> len(1, c.config.maxPositions / 2);
+  std::vector<int32_t> tokens = randomTokens(rng, len(rng), c.config.vocab);
+  EXPECT_TRUE(session.reset(tokens).ok());
+  EXPECT_TRUE(oracle.evaluate(tokens).ok());
+  EXPECT_EQ(session.output(), oracle.output());
+  int64_t checked = 0;
+  std::uniform_int_distribution<int> batch(1, 3);
+  for (int e = 0; e < edits; ++e) {
+    std::vector<TokenEdit> script;
+    std::vector<int32_t> expected = session.tokens();
+    int b = batch(rng);
+    for (int i = 0; i < b; ++i) {
+      script.push_back(randomEdit(rng, int64_t(expected.size()),
+                                  c.config.maxPositions, c.config.vocab));
+      Status st = applyEditsToTokens(program, expected, {script.back()});
+      if (!st.ok())
+        script.pop_back();
+    }
+    if (script.empty())
+      continue;
+    Status st = session.apply(script);
+    EXPECT_TRUE(st.ok()) << st.error;
+    EXPECT_EQ(session.tokens(), expected);
+    EXPECT_TRUE(oracle.evaluate(session.tokens()).ok());
+    const std::vector<float> &got = session.output(), &want = oracle.output();
+    bool same = got.size() == want.size() &&
+                test::bitsEqual(got.data(), want.data(), got.size());
+    EXPECT_TRUE(same) << "family " << c.config.family << " position "
+                      << c.config.position << " causal " << c.config.causal
+                      << " vq " << c.config.vq.size() << " minimal plan "
+                      << c.minimalPlan << " seed " << seed << " edit " << e;
+    if (!same)
+      return checked;
+    EXPECT_LE(session.stats().macs, session.stats().macsFull * 3);
+    ++checked;
+  }
+  return checked;
+}
+
+std::vector<FuzzCase> allCases() {
+  std::vector<FuzzCase> cases;
+  uint32_t seed = 1;
+  for (std::string family : {"opt", "llama"})
+    for (std::string position : {"learned", "rope", "none"}) {
+      if (family == "llama" && position == "learned")
+        continue;
+      for (bool causal : {true, false})
+        for (int vq = 0; vq < 3; ++vq)
+          for (bool minimal : {false, true}) {
+            FuzzCase c;
+            c.config.family = family;
+            c.config.position = position;
+            c.config.causal = causal;
+            c.config.layers = 2;
+            c.config.dim = 16;
+            c.config.heads = 4;
+            c.config.kvHeads = family == "llama" ? 2 : 4;
+            c.config.ffn = 24;
+            c.config.vocab = 40;
+            c.config.maxPositions = 48;
+            c.config.seed = seed++;
+            c.config.task = vq == 2 ? TaskKind::Classifier : TaskKind::CausalLM;
+            c.config.pool = seed % 2 ? PoolKind::Mean : PoolKind::Last;
+            if (vq == 1)
+              c.config.vq = {{0, false, 2, 8}, {1, false, 4, 16}};
+            if (vq == 2)
+              c.config.vq = {{0, true, 1, 16}, {1, false, 2, 4}};
+            c.minimalPlan = minimal;
+            cases.push_back(c);
+          }
+    }
+  return cases;
+}
+
+} // namespace
+
+TEST(Session, MatchesFromScratchBitForBit) {
+  // INCNN_FUZZ_EDITS raises the number of edits per case for long local runs.
+  int edits = 40;
+  if (const char *env = std::getenv("INCNN_FUZZ_EDITS"))
+    edits = std::max(1, std::atoi(env));
+  int64_t checked = 0;
+  std::vector<FuzzCase> cases = allCases();
+  for (size_t i = 0; i < cases.size(); ++i)
+    checked += fuzzOne(cases[i], edits, uint32_t(1000 + i));
+  std::printf("checked %lld edits over %zu random programs\n",
+              (long long)checked, cases.size());
+  EXPECT_GT(checked, int64_t(cases.size()) * edits / 2);
+}
+
+TEST(Session, RejectedEditsLeaveTheSessionUnchanged) {
+  DecoderConfig config;
+  config.vq = {{0, false, 2, 8}};
+  Program program = buildDecoder(config);
+  Session session(program, {1});
+  std::vector<int32_t> tokens = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(session.reset(tokens).ok());
+  std::vector<float> before = session.output();
+  std::vector<std::vector<TokenEdit>> bad = {
+      {TokenEdit::replace(5, {1})},
+      {TokenEdit::insert(-1, {1})},
+      {TokenEdit::insert(6, {1})},
+      {TokenEdit::erase(3, 3)},
+      {TokenEdit::erase(0, 5)},
+      {TokenEdit::replace(0, {config.vocab})},
+      {TokenEdit::insert(0, {-1})},
+      {TokenEdit::insert(0, {})},
+      // A valid edit followed by a bad one: the whole batch is rejected.
+      {TokenEdit::replace(0, {7}), TokenEdit::erase(10, 1)},
+      {TokenEdit::insert(0, std::vector<int32_t>(size_t(config.maxPositions), 1))},
+  };
+  for (const auto &batch : bad) {
+    Status st = session.apply(batch);
+    EXPECT_FALSE(st.ok());
+    EXPECT_FALSE(st.error.empty());
+    EXPECT_EQ(session.tokens(), tokens);
+    EXPECT_EQ(session.output(), before);
+  }
+  // And the session still works.
+  ASSERT_TRUE(session.apply(TokenEdit::replace(2, {9})).ok());
+  Evaluator oracle(program, {1});
+  ASSERT_TRUE(oracle.evaluate(session.tokens()).ok());
+  EXPECT_EQ(session.output(), oracle.output());
+}
+
+TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
+  DecoderConfig config;
+  config.position = "none";
+  config.dim = 32;
+  config.ffn = 64;
+  config.maxPositions = 256;
+  config.task = TaskKind::Classifier;
+  config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
+  Program program = buildDecoder(config);
+  for (ValueInfo &v : program.values)
+    v.keepAllRows = !v.perToken;
+  Session session(program, {1});
+  std::mt19937 rng(7);
+  ASSERT_TRUE(session.reset(randomTokens(rng, 200, config.vocab)).ok());
+  ASSERT_TRUE(session.apply(TokenEdit::replace(100, {3})).ok());
+  const EditStats &s = session.stats();
+  EXPECT_LT(s.macs * 2, s.macsFull) << "macs " << s.macs << " full "
+                                    << s.macsFull;
+  ASSERT_EQ(s.dirtyRows.size(), 2u);
+  EXPECT_GE(s.dirtyRows[0], 1);
+}
