@@ -32,9 +32,8 @@ int main(int argc, char **argv) {
     const char *text = argc > 3 ? argv[3] : "";
     size_t cap = strlen(text) + 1;
     tokens = malloc(cap * sizeof(int32_t));
-    if (!tokens ||
-        incnn_program_tokenize(program, text, strlen(text), tokens, cap,
-                               &num_tokens) != INCNN_OK) {
+    if (!tokens || incnn_program_tokenize(program, text, strlen(text), tokens,
+                                          cap, &num_tokens) != INCNN_OK) {
       fprintf(stderr, "error: %s\n", incnn_last_error());
       goto done;
     }
@@ -72,8 +71,7 @@ int main(int argc, char **argv) {
   }
   const char *label = incnn_program_label(program, best);
   printf("argmax %zu%s%s, %llu MACs\n", best, label ? " " : "",
-         label ? label : "",
-         (unsigned long long)incnn_session_macs(session));
+         label ? label : "", (unsigned long long)incnn_session_macs(session));
   rc = 0;
 done:
   free(logits);

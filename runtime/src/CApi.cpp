@@ -35,8 +35,7 @@ incnn_status_t setError(incnn_status_t code, std::string message) {
   return code;
 }
 
-incnn_status_t finishLoad(Status st, Program &program,
-                          incnn_program_t **out) {
+incnn_status_t finishLoad(Status st, Program &program, incnn_program_t **out) {
   if (!st.ok())
     return setError(st.error.find("cannot open") != std::string::npos ||
                             st.error.find("not a regular file") !=
@@ -47,8 +46,7 @@ incnn_status_t finishLoad(Status st, Program &program,
   auto handle = std::make_unique<incnn_program_t>();
   handle->program = std::move(program);
   if (!handle->program.tokenizer.empty()) {
-    Status ts =
-        Tokenizer::create(handle->program.tokenizer, handle->tokenizer);
+    Status ts = Tokenizer::create(handle->program.tokenizer, handle->tokenizer);
     if (!ts.ok())
       return setError(INCNN_ERROR_INVALID_PROGRAM, ts.error);
   }
@@ -129,8 +127,7 @@ size_t incnn_program_num_labels(const incnn_program_t *program) {
   return program->program.labels.size();
 }
 
-const char *incnn_program_label(const incnn_program_t *program,
-                                size_t index) {
+const char *incnn_program_label(const incnn_program_t *program, size_t index) {
   if (index >= program->program.labels.size())
     return nullptr;
   return program->program.labels[index].c_str();
@@ -179,8 +176,8 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
   incnn_options_t opts;
   incnn_options_init(&opts);
   if (options) {
-    if (options->struct_size < offsetof(incnn_options_t, num_threads) +
-                                   sizeof(int32_t))
+    if (options->struct_size <
+        offsetof(incnn_options_t, num_threads) + sizeof(int32_t))
       return setError(INCNN_ERROR_INVALID_ARGUMENT,
                       "options not initialized with incnn_options_init");
     opts.num_threads = options->num_threads;
@@ -204,9 +201,8 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
 void incnn_session_destroy(incnn_session_t *session) { delete session; }
 
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
-                                      const int32_t *tokens,
-                                      size_t num_tokens, float *out_logits,
-                                      size_t capacity) {
+                                      const int32_t *tokens, size_t num_tokens,
+                                      float *out_logits, size_t capacity) {
   if (!session)
     return INCNN_ERROR_INVALID_ARGUMENT;
   auto fail = [&](incnn_status_t code, std::string msg) {

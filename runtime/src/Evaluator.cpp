@@ -2,6 +2,7 @@
 
 #include "incnn/runtime/Runtime.h"
 
+#include "ExactAttention.h"
 #include "Kernels.h"
 #include "ThreadPool.h"
 
@@ -15,9 +16,9 @@ Status validateTokens(const Program &program,
   if (tokens.empty())
     return Status::failure("the token sequence is empty");
   if (int64_t(tokens.size()) > program.maxPositions)
-    return Status::failure(
-        "too many tokens: " + std::to_string(tokens.size()) +
-        " > the context window of " + std::to_string(program.maxPositions));
+    return Status::failure("too many tokens: " + std::to_string(tokens.size()) +
+                           " > the context window of " +
+                           std::to_string(program.maxPositions));
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] < 0 || tokens[i] >= program.vocabSize)
       return Status::failure("token " + std::to_string(tokens[i]) +
@@ -36,8 +37,8 @@ uint64_t countMacs(const Program &program, int64_t numTokens) {
     };
     switch (in.op) {
     case OpCode::Linear:
-      macs += rows(in.operands[0]) * width(in.operands[0]) *
-              width(in.results[0]);
+      macs +=
+          rows(in.operands[0]) * width(in.operands[0]) * width(in.results[0]);
       break;
     case OpCode::Attention: {
       uint64_t pairs = in.attrs.causal ? n * (n + 1) / 2 : n * n;
@@ -47,8 +48,8 @@ uint64_t countMacs(const Program &program, int64_t numTokens) {
     }
     case OpCode::VectorQuantize: {
       const Weight &cb = program.weights[in.weights[0]];
-      macs += rows(in.operands[0]) * uint64_t(cb.shape[1]) *
-              width(in.operands[0]);
+      macs +=
+          rows(in.operands[0]) * uint64_t(cb.shape[1]) * width(in.operands[0]);
       break;
     }
     default:
@@ -144,14 +145,16 @@ void Evaluator::Impl::run(const Instr &in, int64_t n) {
     kernels::mul(src(0), src(1), count, dst, &pool);
     return;
   case OpCode::Attention: {
-    kernels::AttentionParams p;
-    p.numHeads = in.attrs.numHeads;
-    p.numKvHeads = in.attrs.numKvHeads;
-    p.headDim = info(in.operands[0]).width / p.numHeads;
-    p.causal = in.attrs.causal;
-    p.ropeTheta = in.attrs.ropeTheta;
-    p.scale = in.attrs.scale;
-    kernels::attention(src(0), src(1), src(2), n, p, dst, 0, n, &pool);
+    // The exact fixed-point form, so incremental updates match bit for bit.
+    exact::AttentionShape shape;
+    shape.numHeads = in.attrs.numHeads;
+    shape.numKvHeads = in.attrs.numKvHeads;
+    shape.headDim = info(in.operands[0]).width / shape.numHeads;
+    shape.causal = in.attrs.causal;
+    shape.ropeTheta = in.attrs.ropeTheta;
+    shape.scale = in.attrs.scale;
+    exact::AttentionState state;
+    exact::attention(src(0), src(1), src(2), n, shape, dst, state, &pool);
     return;
   }
   case OpCode::VectorQuantize: {
@@ -176,6 +179,16 @@ Evaluator::Evaluator(const Program &program, EvaluatorOptions options)
 }
 
 Evaluator::~Evaluator() = default;
+
+Status Evaluator::prepare() {
+  try {
+    impl->packWeights();
+  } catch (const std::exception &e) {
+    return Status::failure(std::string("cannot prepare the weights: ") +
+                           e.what());
+  }
+  return Status::success();
+}
 
 Status Evaluator::evaluate(const std::vector<int32_t> &tokens) {
   Status st = validateTokens(impl->program, tokens);

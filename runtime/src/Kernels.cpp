@@ -218,9 +218,9 @@ float expf(float x) {
 
 namespace {
 
-constexpr int64_t kMR = 6;      // rows per micro-kernel
-constexpr int64_t kKC = 256;    // k block
-constexpr int64_t kMC = 96;     // rows per task (multiple of kMR)
+constexpr int64_t kMR = 6;   // rows per micro-kernel
+constexpr int64_t kKC = 256; // k block
+constexpr int64_t kMC = 96;  // rows per task (multiple of kMR)
 constexpr int64_t kPanelsPerTask = 8;
 static_assert(kPanelWidth == 16, "the micro-kernel computes 2 x 8 lanes");
 
@@ -265,7 +265,7 @@ void microKernel(int64_t kc, const float *__restrict ap,
 using MicroKernelFn = void (*)(int64_t, const float *, const float *, float *,
                                int64_t, bool, const float *);
 constexpr MicroKernelFn kMicroKernels[kMR + 1] = {
-    nullptr,         microKernel<1>, microKernel<2>, microKernel<3>,
+    nullptr,        microKernel<1>, microKernel<2>, microKernel<3>,
     microKernel<4>, microKernel<5>, microKernel<6>};
 
 } // namespace
@@ -299,29 +299,44 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
   if (n <= 0)
     return;
   const int64_t in = w.in, out = w.out;
+  const int64_t rowBlocks = (n + kMR - 1) / kMR, nPad = rowBlocks * kMR;
+  // Pack X once: for each k block (k0, kc), row blocks of kMR rows stored
+  // k-major, block b at aPacked[k0 * nPad + b * kMR * kc].
+  thread_local std::vector<float> aPackedBuf;
+  if (aPackedBuf.size() < size_t(nPad * in))
+    aPackedBuf.resize(size_t(nPad * in));
+  float *aPacked = aPackedBuf.data();
+  constexpr int64_t kBlocksPerPackTask = 8;
+  parallelFor(pool, (rowBlocks + kBlocksPerPackTask - 1) / kBlocksPerPackTask,
+              [&](int64_t t) {
+                int64_t b1 = std::min(rowBlocks, (t + 1) * kBlocksPerPackTask);
+                for (int64_t b = t * kBlocksPerPackTask; b < b1; ++b) {
+                  int64_t r0 = b * kMR, mr = std::min(kMR, n - r0);
+                  for (int64_t k0 = 0; k0 < in; k0 += kKC) {
+                    int64_t kc = std::min(kKC, in - k0);
+                    float *dst = aPacked + k0 * nPad + b * kMR * kc;
+                    for (int64_t r = 0; r < mr; ++r) {
+                      const float *src = x + (r0 + r) * ldx + k0;
+                      for (int64_t k = 0; k < kc; ++k)
+                        dst[k * kMR + r] = src[k];
+                    }
+                  }
+                }
+              });
+
   const int64_t rowChunks = (n + kMC - 1) / kMC;
-  const int64_t panelGroups = (w.numPanels + kPanelsPerTask - 1) / kPanelsPerTask;
+  const int64_t panelGroups =
+      (w.numPanels + kPanelsPerTask - 1) / kPanelsPerTask;
   parallelFor(pool, rowChunks * panelGroups, [&](int64_t task) {
     // Row chunks vary fastest so that threads share weight panels in cache.
     int64_t r0 = (task % rowChunks) * kMC, r1 = std::min(n, r0 + kMC);
     int64_t p0 = (task / rowChunks) * kPanelsPerTask;
     int64_t p1 = std::min(w.numPanels, p0 + kPanelsPerTask);
-    thread_local std::vector<float> aBuf;
-    aBuf.resize(size_t(kMC * kKC));
     alignas(64) float edge[kMR * kPanelWidth];
     for (int64_t k0 = 0; k0 < in; k0 += kKC) {
       int64_t kc = std::min(kKC, in - k0);
       bool last = k0 + kc == in;
-      // Pack A rows r0..r1, columns k0..k0+kc: blocks of kMR rows, k-major.
-      for (int64_t rb = r0; rb < r1; rb += kMR) {
-        float *dst = aBuf.data() + (rb - r0) * kc;
-        int64_t mr = std::min(kMR, r1 - rb);
-        for (int64_t r = 0; r < mr; ++r) {
-          const float *src = x + (rb + r) * ldx + k0;
-          for (int64_t k = 0; k < kc; ++k)
-            dst[k * kMR + r] = src[k];
-        }
-      }
+      const float *aBlock = aPacked + k0 * nPad;
       for (int64_t p = p0; p < p1; ++p) {
         const float *bp = w.panels.data() + (p * in + k0) * kPanelWidth;
         const float *bias =
@@ -330,7 +345,7 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
         int64_t cols = std::min(kPanelWidth, out - c0);
         for (int64_t rb = r0; rb < r1; rb += kMR) {
           int64_t mr = std::min(kMR, r1 - rb);
-          const float *ap = aBuf.data() + (rb - r0) * kc;
+          const float *ap = aBlock + rb * kc;
           float *c = y + rb * ldy + c0;
           if (cols == kPanelWidth) {
             kMicroKernels[mr](kc, ap, bp, c, ldy, k0 > 0, bias);
@@ -447,8 +462,7 @@ void ropeCosSin(int64_t position, int64_t headDim, float theta, float *cosOut,
                 float *sinOut) {
   int64_t half = headDim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    double invFreq =
-        std::pow(double(theta), -double(2 * i) / double(headDim));
+    double invFreq = std::pow(double(theta), -double(2 * i) / double(headDim));
     double angle = double(position) * invFreq;
     cosOut[i] = float(std::cos(angle));
     sinOut[i] = float(std::sin(angle));
@@ -473,8 +487,7 @@ constexpr int64_t kKeyBlock = 32;
 /// scores[r][j] = (sum_d q_r[d] * k_j[d], one FMA chain in d) * scale.
 template <int R>
 void computeScores(const float *const *qrows, int64_t hd, const float *kt,
-                   int64_t nPad, int64_t L, float scale,
-                   float *const *scores) {
+                   int64_t nPad, int64_t L, float scale, float *const *scores) {
   const V vscale = vset1(scale);
   for (int64_t jb = 0; jb < L; jb += kKeyBlock) {
     V a[R][4];
@@ -505,8 +518,13 @@ void computeScores(const float *const *qrows, int64_t hd, const float *kt,
 /// fixed lane reduction).
 float softmaxNumerators(float *scores, int64_t L) {
   const int64_t L8 = roundUp(L, 8);
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < L; ++j)
+  // The max is exact in any order; vector lanes then a scalar tail.
+  V vmx = vset1(-std::numeric_limits<float>::infinity());
+  int64_t j8 = 0;
+  for (; j8 + 8 <= L; j8 += 8)
+    vmx = vmax(vmx, vload(scores + j8));
+  float m = vreduceMax(vmx);
+  for (int64_t j = j8; j < L; ++j)
     m = std::max(m, scores[j]);
   const V vm = vset1(m);
   V sum = vzero();
@@ -521,42 +539,55 @@ float softmaxNumerators(float *scores, int64_t L) {
 
 /// acc_r[c8 .. c8 + 8*CW) = sum_{j < L[r]} p_r[j] * v[j][c8 ..], one FMA
 /// chain in increasing j per element; rows share the loads of v.
-template <int R, int CW>
-void weightedValues(const float *const *p, const int64_t *L, const float *vp,
-                    int64_t hdPad, int64_t c8, float *const *acc) {
-  V a[R][CW];
-  for (int r = 0; r < R; ++r)
+template <int CW>
+inline void accumulateValues(const float *p, int64_t j0, int64_t j1,
+                             const float *vp, int64_t hdPad, V (&a)[CW]) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const float *row = vp + j * hdPad;
+    V pj = vbcast(p + j);
+#pragma GCC unroll 4
     for (int t = 0; t < CW; ++t)
-      a[r][t] = vzero();
-  int64_t lmin = L[0];
-  for (int r = 1; r < R; ++r)
-    lmin = std::min(lmin, L[r]);
-  for (int64_t j = 0; j < lmin; ++j) {
-    const float *row = vp + j * hdPad + c8;
-    V v[CW];
-    for (int t = 0; t < CW; ++t)
-      v[t] = vaload(row + 8 * t);
-    for (int r = 0; r < R; ++r) {
-      V pj = vbcast(p[r] + j);
-      for (int t = 0; t < CW; ++t)
-        a[r][t] = vfma(pj, v[t], a[r][t]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int64_t j = lmin; j < L[r]; ++j) {
-      const float *row = vp + j * hdPad + c8;
-      V pj = vbcast(p[r] + j);
-      for (int t = 0; t < CW; ++t)
-        a[r][t] = vfma(pj, vaload(row + 8 * t), a[r][t]);
-    }
-    for (int t = 0; t < CW; ++t)
-      vstore(acc[r] + c8 + 8 * t, a[r][t]);
+      a[t] = vfma(pj, vaload(row + 8 * t), a[t]);
   }
 }
 
+template <int R, int CW>
+void weightedValues(const float *const *p, const int64_t *L, const float *vp,
+                    int64_t hdPad, int64_t c8, float *const *acc) {
+  vp += c8;
+  V a0[CW], a1[CW];
+#pragma GCC unroll 4
+  for (int t = 0; t < CW; ++t)
+    a0[t] = a1[t] = vzero();
+  if constexpr (R == 1) {
+    accumulateValues<CW>(p[0], 0, L[0], vp, hdPad, a0);
+  } else {
+    const int64_t lmin = std::min(L[0], L[1]);
+    const float *p0 = p[0], *p1 = p[1];
+    for (int64_t j = 0; j < lmin; ++j) {
+      const float *row = vp + j * hdPad;
+      V pj0 = vbcast(p0 + j), pj1 = vbcast(p1 + j);
+#pragma GCC unroll 4
+      for (int t = 0; t < CW; ++t) {
+        V v = vaload(row + 8 * t);
+        a0[t] = vfma(pj0, v, a0[t]);
+        a1[t] = vfma(pj1, v, a1[t]);
+      }
+    }
+    accumulateValues<CW>(p0, lmin, L[0], vp, hdPad, a0);
+    accumulateValues<CW>(p1, lmin, L[1], vp, hdPad, a1);
+#pragma GCC unroll 4
+    for (int t = 0; t < CW; ++t)
+      vstore(acc[1] + c8 + 8 * t, a1[t]);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < CW; ++t)
+    vstore(acc[0] + c8 + 8 * t, a0[t]);
+}
+
 template <int R>
-void weightedValuesAll(const float *const *p, const int64_t *L,
-                       const float *vp, int64_t hdPad, float *const *acc) {
+void weightedValuesAll(const float *const *p, const int64_t *L, const float *vp,
+                       int64_t hdPad, float *const *acc) {
   const int64_t nv = hdPad / 8;
   for (int64_t c = 0; c < nv; c += 4) {
     switch (std::min<int64_t>(4, nv - c)) {
@@ -716,8 +747,8 @@ float squaredDistance(const float *a, const float *b, int64_t d) {
   return s;
 }
 
-int64_t nearestCode(const float *x, const float *codebook, int64_t K,
-                    int64_t d, float *bestDist, float *secondDist) {
+int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
+                    float *bestDist, float *secondDist) {
   int64_t best = 0;
   float bestD = std::numeric_limits<float>::infinity();
   float secondD = std::numeric_limits<float>::infinity();

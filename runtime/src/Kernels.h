@@ -84,8 +84,8 @@ void mul(const float *a, const float *b, int64_t count, float *y,
 float expf(float x);
 
 /// y[i] = table[tokens[i]] for i < n.
-void embed(const int32_t *tokens, int64_t n, const float *table,
-           int64_t width, float *y);
+void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
+           float *y);
 
 /// y[i] = x[i] + table[firstPosition + i + offset].
 void addPositions(const float *x, int64_t n, int64_t width, const float *table,
@@ -118,17 +118,15 @@ float squaredDistance(const float *a, const float *b, int64_t d);
 /// Index of the nearest of the K codewords (codebook [K, d]) to x, ties to
 /// the lowest index. Optionally returns the nearest and second-nearest
 /// distances (second = +inf when K == 1).
-int64_t nearestCode(const float *x, const float *codebook, int64_t K,
-                    int64_t d, float *bestDist = nullptr,
-                    float *secondDist = nullptr);
+int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
+                    float *bestDist = nullptr, float *secondDist = nullptr);
 
 /// VQ of each row of x [n, width] with codebook [G, K, width/G]: writes the
 /// chosen codewords to quantized [n, width] and their indices (as floats) to
 /// codes [n, G].
 void vectorQuantize(const float *x, int64_t n, int64_t width,
                     const float *codebook, int64_t G, int64_t K,
-                    float *quantized, float *codes,
-                    ThreadPool *pool = nullptr);
+                    float *quantized, float *codes, ThreadPool *pool = nullptr);
 
 /// Pools x [n, width] to y [width]: the last row, or the mean (double sum in
 /// row order, rounded to float).

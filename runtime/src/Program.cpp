@@ -174,9 +174,8 @@ Instr instrFromJson(const json &j) {
     if (!a.is_object())
       fail("attrs must be an object");
     in.attrs.epsilon = getFloatOr(a, "epsilon", 0.0f);
-    in.attrs.positionOffset =
-        int32_t(getIntOr(a, "position_offset", -(int64_t(1) << 31),
-                         (int64_t(1) << 31) - 1, 0));
+    in.attrs.positionOffset = int32_t(getIntOr(
+        a, "position_offset", -(int64_t(1) << 31), (int64_t(1) << 31) - 1, 0));
     in.attrs.numHeads = int32_t(getIntOr(a, "num_heads", 0, 1 << 20, 0));
     in.attrs.numKvHeads = int32_t(getIntOr(a, "num_kv_heads", 0, 1 << 20, 0));
     in.attrs.causal = getBoolOr(a, "causal", true);
@@ -211,8 +210,8 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
 
   json meta;
   try {
-    json::parser_callback_t limitDepth =
-        [](int depth, json::parse_event_t, json &) -> bool {
+    json::parser_callback_t limitDepth = [](int depth, json::parse_event_t,
+                                            json &) -> bool {
       if (depth > kMaxJsonDepth)
         throw FormatError{"metadata JSON nested too deeply"};
       return true;
@@ -251,6 +250,7 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
     ValueInfo info;
     info.width = int32_t(getInt(v, "width", 1, kMaxWidth));
     info.perToken = getBoolOr(v, "per_token", true);
+    info.keepAllRows = getBoolOr(v, "keep_all_rows", true);
     info.name = getStringOr(v, "name");
     program.values.push_back(std::move(info));
   }
@@ -428,8 +428,7 @@ void Verifier::verifyInstr(const Instr &in) {
         W(0).shape[0] < int64_t(p.maxPositions) + in.attrs.positionOffset)
       error("position table '" + W(0).name + "' has shape " +
             shapeStr(W(0).shape) + ", needs [>=" +
-            std::to_string(int64_t(p.maxPositions) +
-                           in.attrs.positionOffset) +
+            std::to_string(int64_t(p.maxPositions) + in.attrs.positionOffset) +
             "," + std::to_string(r.width) + "]");
     return;
   }
@@ -628,15 +627,12 @@ int64_t Weight::numElements() const {
   return n;
 }
 
-Status verifyProgram(const Program &program) {
-  return Verifier(program).run();
-}
+Status verifyProgram(const Program &program) { return Verifier(program).run(); }
 
 Status writeProgram(const Program &program, const std::string &path) {
   Status st = verifyProgram(program);
   if (!st.ok())
-    return Status::failure("refusing to write an invalid program: " +
-                           st.error);
+    return Status::failure("refusing to write an invalid program: " + st.error);
   try {
     json meta;
     meta["format"] = "incnn-program";
@@ -654,7 +650,10 @@ Status writeProgram(const Program &program, const std::string &path) {
     json values = json::array();
     for (const ValueInfo &v : program.values)
       values.push_back(
-          {{"name", v.name}, {"width", v.width}, {"per_token", v.perToken}});
+          {{"name", v.name},
+           {"width", v.width},
+           {"per_token", v.perToken},
+           {"keep_all_rows", v.keepAllRows}});
     meta["values"] = std::move(values);
     // Data offsets are relative to the data section, which starts at the
     // first 64-byte boundary after the metadata.
@@ -701,7 +700,8 @@ Status writeProgram(const Program &program, const std::string &path) {
       pos += bytes;
       pad();
     }
-    os.write(program.tokenizer.data(), std::streamsize(program.tokenizer.size()));
+    os.write(program.tokenizer.data(),
+             std::streamsize(program.tokenizer.size()));
     os.close();
     if (!os)
       return Status::failure("error writing '" + path + "'");

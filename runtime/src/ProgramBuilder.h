@@ -126,9 +126,8 @@ inline Program buildDecoder(const DecoderConfig &c) {
   };
   auto linear = [&](int32_t in, int64_t inW, int64_t outW,
                     const std::string &name, bool perToken = true) {
-    std::vector<int32_t> w = {b.randomWeight(name + ".weight", {outW, inW},
-                                             1.0f / std::sqrt(float(inW)),
-                                             rng)};
+    std::vector<int32_t> w = {b.randomWeight(
+        name + ".weight", {outW, inW}, 1.0f / std::sqrt(float(inW)), rng)};
     if (opt)
       w.push_back(b.randomWeight(name + ".bias", {outW}, 0.1f, rng));
     return b.op(OpCode::Linear, {in}, w, int32_t(outW), perToken);
@@ -139,8 +138,7 @@ inline Program buildDecoder(const DecoderConfig &c) {
         continue;
       int32_t cb = b.randomWeight("vq." + std::to_string(layer) +
                                       (blockOut ? ".block_out" : ".attn_out"),
-                                  {s.groups, s.codes, d / s.groups}, 1.0f,
-                                  rng);
+                                  {s.groups, s.codes, d / s.groups}, 1.0f, rng);
       int32_t q = b.value(int32_t(d));
       int32_t codes = b.value(s.groups);
       b.instr(OpCode::VectorQuantize, {in}, {cb}, {q, codes});

@@ -1,6 +1,14 @@
 //===- ThreadPool.cpp - A small fork-join thread pool ---------------------===//
+//
+// The caller of parallelFor runs tasks too and waits only for tasks that
+// were claimed, never for idle workers to wake up: on an oversubscribed
+// machine a descheduled worker does not delay the caller.
+//
+//===----------------------------------------------------------------------===//
 
 #include "ThreadPool.h"
+
+#include <limits>
 
 namespace incnn::runtime {
 
@@ -23,13 +31,21 @@ ThreadPool::~ThreadPool() {
     t.join();
 }
 
-void ThreadPool::runTasks() {
+void ThreadPool::runTasks(uint64_t gen, const std::function<void(int64_t)> *fn,
+                          int64_t size) {
   insideTask = true;
+  uint64_t t = ticket.load(std::memory_order_acquire);
   for (;;) {
-    int64_t i = nextTask.fetch_add(1, std::memory_order_relaxed);
-    if (i >= jobSize)
+    if ((t >> 32) != (gen & 0xffffffffu) || int64_t(t & 0xffffffffu) >= size)
       break;
-    (*job)(i);
+    if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel))
+      continue;
+    (*fn)(int64_t(t & 0xffffffffu));
+    if (completed.fetch_add(1, std::memory_order_acq_rel) + 1 == size) {
+      std::lock_guard<std::mutex> lock(mutex);
+      done.notify_all();
+    }
+    t = ticket.load(std::memory_order_acquire);
   }
   insideTask = false;
 }
@@ -37,19 +53,19 @@ void ThreadPool::runTasks() {
 void ThreadPool::workerLoop() {
   uint64_t seen = 0;
   for (;;) {
+    uint64_t gen;
+    const std::function<void(int64_t)> *fn;
+    int64_t size;
     {
       std::unique_lock<std::mutex> lock(mutex);
       wake.wait(lock, [&] { return stopping || generation != seen; });
       if (stopping)
         return;
-      seen = generation;
+      seen = gen = generation;
+      fn = job;
+      size = jobSize;
     }
-    runTasks();
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (--activeWorkers == 0)
-        done.notify_one();
-    }
+    runTasks(gen, fn, size);
   }
 }
 
@@ -59,25 +75,31 @@ void ThreadPool::parallelFor(int64_t n,
     return;
   bool expected = false;
   if (n == 1 || workers.empty() || insideTask ||
+      n > int64_t(std::numeric_limits<uint32_t>::max()) ||
       !busy.compare_exchange_strong(expected, true)) {
     for (int64_t i = 0; i < n; ++i)
       fn(i);
     return;
   }
+  uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(mutex);
+    gen = ++generation;
     job = &fn;
     jobSize = n;
-    nextTask.store(0, std::memory_order_relaxed);
-    activeWorkers = int(workers.size());
-    ++generation;
+    completed.store(0, std::memory_order_relaxed);
+    ticket.store((gen & 0xffffffffu) << 32, std::memory_order_release);
   }
   wake.notify_all();
-  runTasks();
-  {
+  runTasks(gen, &fn, n);
+  if (completed.load(std::memory_order_acquire) != n) {
+    // Brief spin for tasks still running elsewhere, then block.
+    for (int i = 0; i < 2000 && completed.load(std::memory_order_acquire) != n;
+         ++i)
+      std::this_thread::yield();
     std::unique_lock<std::mutex> lock(mutex);
-    done.wait(lock, [&] { return activeWorkers == 0; });
-    job = nullptr;
+    done.wait(lock,
+              [&] { return completed.load(std::memory_order_acquire) == n; });
   }
   busy.store(false);
 }

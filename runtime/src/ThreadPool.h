@@ -35,19 +35,23 @@ public:
 
 private:
   void workerLoop();
-  void runTasks();
+  /// Claims and runs tasks of generation `gen` until none are left.
+  void runTasks(uint64_t gen, const std::function<void(int64_t)> *fn,
+                int64_t size);
 
   std::vector<std::thread> workers;
   std::mutex mutex;
   std::condition_variable wake, done;
-  uint64_t generation = 0;
   bool stopping = false;
-  int activeWorkers = 0;
   std::atomic<bool> busy{false};
-  // The current job.
+  // The current job, published under `mutex`.
+  uint64_t generation = 0;
   const std::function<void(int64_t)> *job = nullptr;
   int64_t jobSize = 0;
-  std::atomic<int64_t> nextTask{0};
+  /// (generation << 32) | next task index; claimed by compare-exchange so
+  /// a worker that wakes late can never take a task of a newer job.
+  std::atomic<uint64_t> ticket{0};
+  std::atomic<int64_t> completed{0};
 };
 
 /// Runs fn(i) for i in [0, n) on `pool`, or serially when `pool` is null.

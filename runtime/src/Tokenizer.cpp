@@ -34,7 +34,8 @@ Status Tokenizer::encode(std::string_view text,
                          std::vector<int32_t> &ids) const {
   try {
     std::vector<int> out;
-    auto st = impl->sp.Encode(absl::string_view(text.data(), text.size()), &out);
+    auto st =
+        impl->sp.Encode(absl::string_view(text.data(), text.size()), &out);
     if (!st.ok())
       return Status::failure("tokenizer: " + st.ToString());
     ids.assign(out.begin(), out.end());

@@ -48,7 +48,7 @@ inline double maxRelError(const std::vector<float> &got, const Vec &want) {
 
 inline Vec refLinear(const float *x, int64_t n, int64_t in, const float *w,
                      int64_t out, const float *b) {
-  Vec y(size_t(n * out));
+  Vec y(static_cast<size_t>(n * out));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < out; ++o) {
       double s = b ? b[o] : 0.0;
@@ -102,7 +102,7 @@ inline Vec refAttention(const Vec &q, const Vec &k, const Vec &v, int64_t n,
       if (theta > 0)
         refRotate(qi.data(), hd, i, theta);
       int64_t L = causal ? i + 1 : n;
-      Vec s(size_t(L));
+      Vec s(static_cast<size_t>(L));
       double m = -1e300;
       for (int64_t j = 0; j < L; ++j) {
         Vec kj(k.begin() + j * kvw + hk * hd,
@@ -146,7 +146,8 @@ inline int64_t refNearest(const double *x, const float *cb, int64_t K,
   return best;
 }
 
-// Whole programs ---------------------------------------------------------------
+// Whole programs
+// ---------------------------------------------------------------
 
 /// Evaluates `p` on `tokens` in double precision, op by op.
 inline Vec referenceEvaluate(const Program &p,
@@ -160,7 +161,7 @@ inline Vec referenceEvaluate(const Program &p,
     const int32_t res = in.results[0];
     const int64_t width = p.values[res].width;
     const Vec *a = in.operands.empty() ? nullptr : &vals[in.operands[0]];
-    Vec y(size_t(rows(res) * width));
+    Vec y(static_cast<size_t>(rows(res) * width));
     switch (in.op) {
     case OpCode::Embed:
       for (int64_t i = 0; i < n; ++i)
@@ -170,15 +171,14 @@ inline Vec referenceEvaluate(const Program &p,
     case OpCode::AddLearnedPositions:
       for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < width; ++j)
-          y[i * width + j] =
-              (*a)[i * width + j] +
-              W(0)[(i + in.attrs.positionOffset) * width + j];
+          y[i * width + j] = (*a)[i * width + j] +
+                             W(0)[(i + in.attrs.positionOffset) * width + j];
       break;
     case OpCode::LayerNorm:
     case OpCode::RmsNorm:
       y = refNorm(*a, rows(res), width, W(0),
-                  in.op == OpCode::LayerNorm ? W(1) : nullptr,
-                  in.attrs.epsilon, in.op == OpCode::RmsNorm);
+                  in.op == OpCode::LayerNorm ? W(1) : nullptr, in.attrs.epsilon,
+                  in.op == OpCode::RmsNorm);
       break;
     case OpCode::Linear: {
       int64_t inW = p.values[in.operands[0]].width;
@@ -219,11 +219,11 @@ inline Vec referenceEvaluate(const Program &p,
     case OpCode::VectorQuantize: {
       const Weight &cb = p.weights[in.weights[0]];
       int64_t G = cb.shape[0], K = cb.shape[1], d = cb.shape[2];
-      Vec codes(size_t(rows(res) * G));
+      Vec codes(static_cast<size_t>(rows(res) * G));
       for (int64_t i = 0; i < rows(res); ++i)
         for (int64_t g = 0; g < G; ++g) {
-          int64_t c = refNearest(&(*a)[i * width + g * d], cb.ptr() + g * K * d,
-                                 K, d);
+          int64_t c =
+              refNearest(&(*a)[i * width + g * d], cb.ptr() + g * K * d, K, d);
           codes[i * G + g] = double(c);
           for (int64_t j = 0; j < d; ++j)
             y[i * width + g * d + j] = cb.ptr()[(g * K + c) * d + j];

@@ -8,6 +8,7 @@
 #include "incnn/Compiler/BuildProgram.h"
 #include "incnn/Compiler/Import.h"
 #include "incnn/Compiler/InitAll.h"
+#include "incnn/Compiler/Pipelines.h"
 #include "incnn/runtime/Program.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -23,7 +24,7 @@
 namespace cl = llvm::cl;
 
 namespace {
-enum class EmitKind { Program, VQT };
+enum class EmitKind { Program, VQT, Delta };
 
 cl::opt<std::string> modelDir(cl::Positional, cl::desc("<model directory>"),
                               cl::Required);
@@ -33,7 +34,10 @@ cl::opt<EmitKind> emitKind(
     "emit", cl::desc("What to produce"), cl::init(EmitKind::Program),
     cl::values(clEnumValN(EmitKind::Program, "program",
                           "the runtime program file (default)"),
-               clEnumValN(EmitKind::VQT, "vqt", "the imported vqt IR")));
+               clEnumValN(EmitKind::VQT, "vqt", "the imported vqt IR"),
+               clEnumValN(EmitKind::Delta, "delta",
+                          "the vqt IR with its delta change-propagation "
+                          "program and cache plan")));
 cl::opt<bool> quiet("q", cl::desc("No progress output"), cl::init(false));
 
 int fail(const std::string &message) {
@@ -77,12 +81,20 @@ int main(int argc, char **argv) {
            config.position);
 
   mlir::PassManager pm(&context);
-  pm.addPass(mlir::createCanonicalizerPass());
-  pm.addPass(mlir::createCSEPass());
-  if (mlir::failed(pm.run(*module)))
-    return fail("the cleanup pipeline failed");
-
   if (emitKind == EmitKind::VQT) {
+    pm.addPass(mlir::createCanonicalizerPass());
+    pm.addPass(mlir::createCSEPass());
+  } else {
+    incnn::buildIncrementalPipeline(pm);
+  }
+  if (mlir::failed(pm.run(*module)))
+    return fail("the compilation pipeline failed");
+  if (auto bytes = (*module)->getAttrOfType<mlir::IntegerAttr>(
+          "delta.cache_bytes_per_token"))
+    progress("cache plan: " + std::to_string(bytes.getInt()) +
+             " bytes per token");
+
+  if (emitKind != EmitKind::Program) {
     std::error_code ec;
     llvm::raw_fd_ostream out(outputPath.empty() ? std::string("-") : outputPath.getValue(), ec);
     if (ec)

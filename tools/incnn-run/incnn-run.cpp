@@ -53,10 +53,15 @@ struct Options {
 struct Exit {
   int code;
   std::string message;
+  bool showUsage = false;
 };
 
 [[noreturn]] void die(int code, std::string message) {
   throw Exit{code, std::move(message)};
+}
+
+[[noreturn]] void usageError(std::string message) {
+  throw Exit{2, std::move(message), true};
 }
 
 bool parseInt(const std::string &s, int64_t &out) {
@@ -71,14 +76,14 @@ Options parseArgs(int argc, char **argv) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
       if (i + 1 >= argc)
-        die(2, "missing value after " + a);
+        usageError("missing value after " + a);
       return argv[++i];
     };
     auto nextInt = [&](int64_t lo, int64_t hi) {
       std::string v = next();
       int64_t x;
       if (!parseInt(v, x) || x < lo || x > hi)
-        die(2, "bad value '" + v + "' for " + a);
+        usageError("bad value '" + v + "' for " + a);
       return int(x);
     };
     if (a == "--tokens")
@@ -99,16 +104,16 @@ Options parseArgs(int argc, char **argv) {
       std::cout << kUsage;
       std::exit(0);
     } else if (!a.empty() && a[0] == '-')
-      die(2, "unknown option " + a);
+      usageError("unknown option " + a);
     else if (o.model.empty())
       o.model = a;
     else
-      die(2, "unexpected argument '" + a + "'");
+      usageError("unexpected argument '" + a + "'");
   }
   if (o.model.empty())
-    die(2, "no model file given");
+    usageError("no model file given");
   if (o.tokens.has_value() == o.textFile.has_value())
-    die(2, "give exactly one of --tokens and --text");
+    usageError("give exactly one of --tokens and --text");
   return o;
 }
 
@@ -161,6 +166,11 @@ public:
   }
 
   void start() {
+    if (opts.generate > 0 && program.task != TaskKind::CausalLM)
+      die(2, "--generate needs a causal language model");
+    Status prep = evaluator.prepare();
+    if (!prep.ok())
+      die(1, prep.error);
     if (opts.tokens) {
       tokens = parseTokenList(*opts.tokens);
     } else {
@@ -210,8 +220,7 @@ public:
       evaluate(1);
     }
     std::string decoded;
-    bool haveDecoded =
-        tokenizer && tokenizer->decode(generated, decoded).ok();
+    bool haveDecoded = tokenizer && tokenizer->decode(generated, decoded).ok();
     if (opts.jsonOut) {
       json j;
       j["generated"] = generated;
@@ -307,8 +316,8 @@ private:
         std::cout << " '" << tokenizer->piece(int32_t(best)) << "'";
       std::cout << " (logit " << formatFloat(out[best]) << ")";
     }
-    std::cout << "  [" << tokens.size() << " tokens, "
-              << evaluator.macs() << " MACs, " << int64_t(lastUs) << " us]\n";
+    std::cout << "  [" << tokens.size() << " tokens, " << evaluator.macs()
+              << " MACs, " << int64_t(lastUs) << " us]\n";
   }
 
   // Edits -------------------------------------------------------------------
@@ -320,8 +329,7 @@ private:
   }
 
   std::vector<int32_t> getTokens(const json &j, const std::string &where) {
-    if (!j.contains("tokens") || !j["tokens"].is_array() ||
-        j["tokens"].empty())
+    if (!j.contains("tokens") || !j["tokens"].is_array() || j["tokens"].empty())
       die(2, where + "'tokens' must be a non-empty array of token ids");
     std::vector<int32_t> ids;
     for (const json &t : j["tokens"]) {
@@ -417,7 +425,7 @@ int main(int argc, char **argv) {
   } catch (const Exit &e) {
     std::cout.flush();
     std::cerr << "incnn-run: error: " << e.message << "\n";
-    if (e.code == 2 && e.message.find(": ") == std::string::npos)
+    if (e.showUsage)
       std::cerr << kUsage;
     return e.code;
   } catch (const std::exception &e) {

@@ -2,6 +2,7 @@
 #include "incnn/Compiler/BuildProgram.h"
 
 #include "../../checkpoint/Checkpoint.h"
+#include "incnn/Dialect/Delta/DeltaOps.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
 #include "incnn/runtime/Program.h"
 
@@ -227,10 +228,26 @@ std::string ProgramBuilder::build(ModuleOp module) {
   program.tokenizer = ckpt.tokenizer;
 
   program.tokenValue = valueId(forward.getArgument(0));
+  bool hasCachePlan = false;
   for (Operation &op : forward.getBody().front()) {
+    if (isa<incnn::delta::DeltaDialect>(op.getDialect())) {
+      // The delta program's step kinds follow from the opcodes; the cache
+      // plan is recorded per value.
+      hasCachePlan |= isa<incnn::delta::CacheOp>(op);
+      continue;
+    }
     lower(&op);
     if (!error.empty())
       return error;
+  }
+  if (hasCachePlan) {
+    for (rt::ValueInfo &info : program.values)
+      info.keepAllRows = !info.perToken;
+    forward.walk([&](incnn::delta::CacheOp cache) {
+      auto it = valueIds.find(cache.getValue());
+      if (it != valueIds.end())
+        program.values[size_t(it->second)].keepAllRows = true;
+    });
   }
   rt::Status status = rt::verifyProgram(program);
   if (!status.ok())

@@ -37,7 +37,7 @@ enum class OpCode : uint32_t {
   Relu = 6,
   Gelu = 7, ///< exact erf form
   Silu = 8,
-  Add = 9, ///< elementwise, operands[0] + operands[1]
+  Add = 9,  ///< elementwise, operands[0] + operands[1]
   Mul = 10, ///< elementwise, operands[0] * operands[1]
   /// Multi-head attention; operands = {q, k, v} (already projected).
   /// attrs: numHeads, numKvHeads, causal, ropeTheta (0 = no rotary),
@@ -80,6 +80,9 @@ struct ValueInfo {
   int32_t width = 0;
   bool perToken = true;
   std::string name; ///< for debugging and --emit output
+  /// Cache plan: keep every row between edits (else only rows computed
+  /// during an update). Set by the compiler's delta-plan-cache pass.
+  bool keepAllRows = true;
 };
 
 /// A named fp32 tensor. `data` points into the mapped file (or `owned`).
@@ -103,8 +106,8 @@ struct Program {
   std::string family; ///< "opt" or "llama"
   TaskKind task = TaskKind::CausalLM;
   int32_t vocabSize = 0;
-  int32_t maxPositions = 0; ///< context window
-  std::string positionScheme; ///< "learned", "rope" or "none"
+  int32_t maxPositions = 0;        ///< context window
+  std::string positionScheme;      ///< "learned", "rope" or "none"
   std::vector<std::string> labels; ///< classifier label names
   int32_t bosTokenId = -1, eosTokenId = -1, padTokenId = -1;
   std::string tokenizer; ///< serialized sentencepiece model, may be empty

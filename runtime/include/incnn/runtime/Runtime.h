@@ -44,6 +44,10 @@ public:
   Evaluator(const Evaluator &) = delete;
   Evaluator &operator=(const Evaluator &) = delete;
 
+  /// Packs the weights for the kernels (done by the first evaluate() if not
+  /// called before); lets callers keep this one-time cost out of timings.
+  Status prepare();
+
   /// Runs the program from scratch on `tokens`. On error (bad tokens) the
   /// previous state is kept.
   Status evaluate(const std::vector<int32_t> &tokens);

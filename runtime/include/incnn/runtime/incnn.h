@@ -110,9 +110,8 @@ void incnn_session_destroy(incnn_session_t *session);
  * incnn_program_output_size). Bad tokens give INCNN_ERROR_INVALID_ARGUMENT
  * and keep the previous state. */
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
-                                      const int32_t *tokens,
-                                      size_t num_tokens, float *out_logits,
-                                      size_t capacity);
+                                      const int32_t *tokens, size_t num_tokens,
+                                      float *out_logits, size_t capacity);
 
 /* Multiply-accumulates performed by the last evaluation (0 before any). */
 uint64_t incnn_session_macs(const incnn_session_t *session);
