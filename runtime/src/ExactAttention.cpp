@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace incnn::runtime::exact {
 
 namespace {
@@ -23,7 +27,35 @@ inline int64_t roundToInt(double x) {
 /// exp(x) for x <= 0 by range reduction and a degree-6 polynomial: the same
 /// IEEE operations for every element, whether or not the loop is vectorized.
 void expNonPositive(const float *x, int64_t n, float *y) {
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  // The same IEEE operations as the scalar loop below, eight lanes at once.
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  for (; i + 8 <= n; i += 8) {
+    __m256 xi = _mm256_loadu_ps(x + i);
+    __m256 v = _mm256_max_ps(xi, lo);
+    __m256 k = _mm256_floor_ps(_mm256_add_ps(
+        _mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+        _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_sub_ps(v, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(
+        _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
+        _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
+    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    __m256 under = _mm256_cmp_ps(xi, lo, _CMP_LT_OQ);
+    _mm256_storeu_ps(y + i, _mm256_andnot_ps(under, result));
+  }
+#endif
+  for (; i < n; ++i) {
     float v = std::max(x[i], -87.0f);
     float k = std::floor(v * 1.44269504088896341f + 0.5f);
     float r = v - k * 0.693359375f;
@@ -71,16 +103,28 @@ void AttentionState::remap(const std::vector<int64_t> &from) {
 }
 
 float dot(const float *a, const float *b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l)
-      acc[l] = std::fma(a[i + l], b[i + l], acc[l]);
-  for (int l = 0; i < n; ++i, ++l)
-    acc[l] = std::fma(a[i], b[i], acc[l]);
-  float s01 = acc[0] + acc[1], s23 = acc[2] + acc[3];
-  float s45 = acc[4] + acc[5], s67 = acc[6] + acc[7];
-  return (s01 + s23) + (s45 + s67);
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    acc = std::fma(a[i], b[i], acc);
+  return acc;
+}
+
+void KeyPanel::build(const float *kRot, const float *v, int64_t n,
+                     const AttentionShape &shape, ThreadPool *pool) {
+  int64_t Hkv = shape.numKvHeads, hd = shape.headDim, kvw = shape.kvWidth();
+  numKeys = n;
+  nPad = (n + 7) / 8 * 8;
+  keysT.assign(size_t(Hkv * hd * nPad), 0.0f);
+  values.resize(size_t(Hkv * n * hd));
+  parallelFor(pool, Hkv, [&](int64_t h) {
+    float *kt = keysT.data() + h * hd * nPad;
+    double *vd = values.data() + h * n * hd;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < hd; ++c) {
+        kt[c * nPad + j] = kRot[j * kvw + h * hd + c];
+        vd[j * hd + c] = double(v[j * kvw + h * hd + c]);
+      }
+  });
 }
 
 void rotateRow(float *row, int64_t heads, int64_t hd, float theta,
@@ -113,41 +157,180 @@ void rotateRows(const float *x, int64_t n, int64_t heads, int64_t hd,
   });
 }
 
-void computeRow(const float *qRot, const float *kRot, const float *v,
-                int64_t keyCount, const AttentionShape &shape,
-                AttentionState &state, int64_t row, float *out) {
-  int64_t H = shape.numHeads, hd = shape.headDim, kvw = shape.kvWidth();
-  std::vector<float> scores(size_t(std::max<int64_t>(keyCount, 1)));
-  std::vector<float> weights(scores.size());
-  for (int64_t h = 0; h < H; ++h) {
-    const float *q = qRot + h * hd;
-    int64_t kvOff = shape.kvHeadOf(h) * hd;
-    float maxScore = -INFINITY;
-    for (int64_t j = 0; j < keyCount; ++j) {
-      scores[j] = dot(q, kRot + j * kvw + kvOff, hd) * shape.scale;
-      maxScore = std::max(maxScore, scores[j]);
+namespace {
+
+/// scores[j] = dot(q, key j) for j < count, 32 keys at a time (four
+/// independent vectors hide the FMA latency); each lane runs the same FMA
+/// chain as dot().
+void scoreKeys(const float *q, const float *kt, int64_t nPad, int64_t hd,
+               int64_t count, float *scores) {
+  int64_t j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  for (; j + 32 <= count; j += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float *k = kt + j;
+    for (int64_t c = 0; c < hd; ++c, k += nPad) {
+      __m256 qc = _mm256_set1_ps(q[c]);
+      a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k), a0);
+      a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 8), a1);
+      a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 16), a2);
+      a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 24), a3);
     }
-    float shift = std::ceil(maxScore);
-    int32_t top = 0;
-    for (int64_t j = 0; j < keyCount; ++j) {
-      top += scores[j] > shift - 1.0f;
-      scores[j] -= shift;
-    }
-    expNonPositive(scores.data(), keyCount, weights.data());
-    int64_t denom = 0;
-    int64_t *numer = &state.numer[size_t((row * H + h) * hd)];
-    std::fill_n(numer, hd, 0);
-    for (int64_t j = 0; j < keyCount; ++j) {
-      float p = weights[j] * kTermScale;
-      denom += roundToInt(double(p));
-      const float *vj = v + j * kvw + kvOff;
-      for (int64_t c = 0; c < hd; ++c)
-        numer[c] += roundToInt(double(p) * double(vj[c]));
-    }
-    state.shift[size_t(row * H + h)] = shift;
-    state.top[size_t(row * H + h)] = top;
-    state.denom[size_t(row * H + h)] = denom;
+    _mm256_storeu_ps(scores + j, a0);
+    _mm256_storeu_ps(scores + j + 8, a1);
+    _mm256_storeu_ps(scores + j + 16, a2);
+    _mm256_storeu_ps(scores + j + 24, a3);
   }
+  for (; j + 8 <= count; j += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; ++c)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(q[c]),
+                            _mm256_loadu_ps(kt + c * nPad + j), acc);
+    _mm256_storeu_ps(scores + j, acc);
+  }
+#endif
+  for (; j < count; ++j) {
+    float acc = 0.0f;
+    for (int64_t c = 0; c < hd; ++c)
+      acc = std::fma(q[c], kt[c * nPad + j], acc);
+    scores[j] = acc;
+  }
+}
+
+constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
+
+/// acc[c] += sum over keys j of bits(p[j] * v[j][c] + bias), with p[j] the
+/// scaled weight as a double; columns in register-resident blocks of 32.
+void accumulateRow(const double *p, int64_t count, const double *values,
+                   int64_t hd, uint64_t *acc) {
+  int64_t c0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+  for (; c0 + 32 <= hd; c0 += 32) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
+            a5 = a0, a6 = a0, a7 = a0;
+    const double *v = values + c0;
+    for (int64_t j = 0; j < count; ++j, v += hd) {
+      __m256d pj = _mm256_broadcast_sd(p + j);
+#define INCNN_TERM(a, off)                                                     \
+  a = _mm256_add_epi64(                                                        \
+      a, _mm256_castpd_si256(_mm256_fmadd_pd(pj, _mm256_loadu_pd(v + off),     \
+                                             magic)))
+      INCNN_TERM(a0, 0);
+      INCNN_TERM(a1, 4);
+      INCNN_TERM(a2, 8);
+      INCNN_TERM(a3, 12);
+      INCNN_TERM(a4, 16);
+      INCNN_TERM(a5, 20);
+      INCNN_TERM(a6, 24);
+      INCNN_TERM(a7, 28);
+#undef INCNN_TERM
+    }
+    __m256i parts[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int r = 0; r < 8; ++r) {
+      __m256i *dst = reinterpret_cast<__m256i *>(acc + c0 + 4 * r);
+      _mm256_storeu_si256(dst,
+                          _mm256_add_epi64(_mm256_loadu_si256(dst), parts[r]));
+    }
+  }
+#endif
+  for (int64_t j = 0; c0 < hd && j < count; ++j)
+    for (int64_t c = c0; c < hd; ++c) {
+      double t = std::fma(p[j], values[j * hd + c], 6755399441055744.0);
+      uint64_t bits;
+      std::memcpy(&bits, &t, sizeof(bits));
+      acc[c] += bits;
+    }
+}
+
+/// scores[j] *= scale; returns the maximum (max is exact in any order).
+float scaleAndMax(float *scores, int64_t count, float scale) {
+  int64_t j = 0;
+  float best = -INFINITY;
+#if defined(__AVX2__)
+  __m256 vmax = _mm256_set1_ps(-INFINITY), vs = _mm256_set1_ps(scale);
+  for (; j + 8 <= count; j += 8) {
+    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(scores + j), vs);
+    _mm256_storeu_ps(scores + j, x);
+    vmax = _mm256_max_ps(vmax, x);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float x : lanes)
+    best = std::max(best, x);
+#endif
+  for (; j < count; ++j) {
+    scores[j] *= scale;
+    best = std::max(best, scores[j]);
+  }
+  return best;
+}
+
+struct RowScratch {
+  std::vector<float> scores, weights;
+  std::vector<double> scaled;
+  std::vector<uint64_t> acc;
+};
+
+} // namespace
+
+namespace {
+
+/// The state of one (row, head) from scratch.
+void computeRowHead(const float *qRot, const KeyPanel &panel,
+                    int64_t keyCount, const AttentionShape &shape,
+                    AttentionState &state, int64_t row, int64_t h) {
+  static thread_local RowScratch scratch;
+  int64_t H = shape.numHeads, hd = shape.headDim, hk = shape.kvHeadOf(h);
+  size_t cap = size_t(std::max<int64_t>(keyCount, 1));
+  if (scratch.scores.size() < cap) {
+    scratch.scores.resize(cap);
+    scratch.weights.resize(cap);
+    scratch.scaled.resize(cap);
+  }
+  scratch.acc.resize(size_t(hd));
+  float *scores = scratch.scores.data(), *weights = scratch.weights.data();
+  double *scaled = scratch.scaled.data();
+  scoreKeys(qRot + h * hd, panel.keysT.data() + hk * hd * panel.nPad,
+            panel.nPad, hd, keyCount, scores);
+  float maxScore = scaleAndMax(scores, keyCount, shape.scale);
+  float shift = std::ceil(maxScore);
+  int32_t top = 0;
+  for (int64_t j = 0; j < keyCount; ++j) {
+    top += scores[j] > shift - 1.0f;
+    scores[j] -= shift;
+  }
+  expNonPositive(scores, keyCount, weights);
+  // Weights are at most 2^24 after scaling, so their rounded sum is exact
+  // in double in any order.
+  double denomSum = 0.0;
+  for (int64_t j = 0; j < keyCount; ++j) {
+    float p = weights[j] * kTermScale;
+    scaled[j] = double(p);
+    denomSum += std::nearbyint(scaled[j]);
+  }
+  int64_t denom = int64_t(denomSum);
+  uint64_t contributing = uint64_t(keyCount); // every key adds one bias
+  uint64_t *acc = scratch.acc.data();
+  std::fill_n(acc, hd, 0);
+  accumulateRow(scaled, keyCount,
+                panel.values.data() + hk * panel.numKeys * hd, hd, acc);
+  // Remove the bias: one per contributing key.
+  int64_t *numer = &state.numer[size_t((row * H + h) * hd)];
+  for (int64_t c = 0; c < hd; ++c)
+    numer[c] = int64_t(acc[c] - contributing * kMagicBits);
+  state.shift[size_t(row * H + h)] = shift;
+  state.top[size_t(row * H + h)] = top;
+  state.denom[size_t(row * H + h)] = denom;
+}
+
+} // namespace
+
+void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+                const AttentionShape &shape, AttentionState &state,
+                int64_t row, float *out) {
+  for (int64_t h = 0; h < shape.numHeads; ++h)
+    computeRowHead(qRot, panel, keyCount, shape, state, row, h);
   finishRow(shape, state, row, out);
 }
 
@@ -200,12 +383,23 @@ void attention(const float *q, const float *k, const float *v, int64_t n,
              pool);
   rotateRows(k, n, shape.numKvHeads, shape.headDim, shape.ropeTheta,
              kRot.data(), pool);
+  KeyPanel panel;
+  panel.build(kRot.data(), v, n, shape, pool);
   state.resize(n, shape.numHeads, shape.headDim);
-  // Causal rows have growing cost: interleave them across tasks.
-  parallelFor(pool, n, [&](int64_t t) {
-    int64_t i = (t % 2 == 0) ? t / 2 : n - 1 - t / 2;
-    computeRow(qRot.data() + i * qw, kRot.data(), v, shape.causal ? i + 1 : n,
-               shape, state, i, out + i * qw);
+  // Head-major tasks keep one head's keys and values in cache; blocks pair a
+  // short causal row range with a long one to balance the work.
+  constexpr int64_t kBlock = 16;
+  int64_t blocks = (n + kBlock - 1) / kBlock;
+  parallelFor(pool, shape.numHeads * blocks, [&](int64_t t) {
+    int64_t h = t / blocks, b = t % blocks;
+    int64_t block = (b % 2 == 0) ? b / 2 : blocks - 1 - b / 2;
+    for (int64_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock);
+         ++i)
+      computeRowHead(qRot.data() + i * qw, panel, shape.causal ? i + 1 : n,
+                     shape, state, i, h);
+  });
+  parallelFor(pool, n, [&](int64_t i) {
+    finishRow(shape, state, i, out + i * qw);
   });
 }
 

@@ -52,9 +52,20 @@ struct AttentionState {
   int64_t bytesPerRow() const { return numHeads * (16 + 8 * headDim); }
 };
 
-/// Dot product in one fixed order (eight interleaved FMA chains, then a
-/// fixed reduction); every score in this file uses it.
+/// Dot product as one FMA chain in increasing index order; the vectorized
+/// full-row kernel computes every score with the same chain, lane by lane.
 float dot(const float *a, const float *b, int64_t n);
+
+/// Keys and values laid out for computing many rows: per kv head the
+/// rotated keys transposed [hd][nPad] and the values widened to double
+/// [n][hd].
+struct KeyPanel {
+  int64_t numKeys = 0, nPad = 0;
+  std::vector<float> keysT;    ///< [Hkv][hd][nPad]
+  std::vector<double> values;  ///< [Hkv][n][hd]
+  void build(const float *kRot, const float *v, int64_t n,
+             const AttentionShape &shape, ThreadPool *pool);
+};
 
 /// Rotates one row [heads * hd] in place for absolute position `position`
 /// (Hugging Face half-split pairs). No-op when theta == 0.
@@ -66,13 +77,12 @@ void rotateRow(float *row, int64_t heads, int64_t hd, float theta,
 void rotateRows(const float *x, int64_t n, int64_t heads, int64_t hd,
                 float theta, float *out, ThreadPool *pool = nullptr);
 
-/// Computes row `row` from scratch: attends to keys [0, keyCount) (causal:
-/// keyCount = row + 1). `qRot` is the rotated query row, `kRot` [nk, kvw]
-/// the rotated keys, `v` [nk, kvw] the values. Writes the output row and
-/// the row's state.
-void computeRow(const float *qRot, const float *kRot, const float *v,
-                int64_t keyCount, const AttentionShape &shape,
-                AttentionState &state, int64_t row, float *out);
+/// Computes row `row` from scratch: attends to keys [0, keyCount) of
+/// `panel` (causal: keyCount = row + 1). `qRot` is the rotated query row.
+/// Writes the output row and the row's state.
+void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+                const AttentionShape &shape, AttentionState &state,
+                int64_t row, float *out);
 
 /// Applies one key's term to row `row` of `state`: sign +1 adds it, -1
 /// removes it. Returns false when the row's shift would change (the row must

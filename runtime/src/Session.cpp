@@ -552,13 +552,14 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     if (rope)
       exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd,
                         shape.ropeTheta, kRot.data(), &pool);
+    exact::KeyPanel panel;
+    panel.build(kRot.data(), v.data.data(), n, shape, &pool);
     parallelFor(&pool, int64_t(fullRows.size()), [&](int64_t t) {
       int64_t i = fullRows[size_t(t)];
       std::vector<float> qRot(q.row(i), q.row(i) + qw);
       exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-      exact::computeRow(qRot.data(), kRot.data(), v.data.data(),
-                        shape.causal ? i + 1 : n, shape, state, i,
-                        fullOut.data() + t * qw);
+      exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n, shape,
+                        state, i, fullOut.data() + t * qw);
     });
     for (int64_t i : fullRows)
       stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
