@@ -1,0 +1,68 @@
+//===- Document.h - a text document over an incremental session --*- C++ -*-===//
+//
+// Keeps a document's text, tokenizes it, and turns byte-range text edits into
+// token edits that the Session applies incrementally. The model sees the
+// first `maxPositions` tokens of the text (its context window); an edit whose
+// token changes all lie beyond the window leaves the session untouched.
+//
+// Threading: like Session, one thread at a time.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_DOCUMENT_H
+#define INCNN_RUNTIME_DOCUMENT_H
+
+#include "incnn/runtime/Session.h"
+#include "incnn/runtime/Tokenizer.h"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace incnn::runtime {
+
+/// The edits that turn token list `from` into `to`: the common prefix and
+/// suffix are kept and the middle becomes one replace, insert and/or delete.
+/// Empty when the lists are equal.
+std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
+                                  const std::vector<int32_t> &to);
+
+/// True if byte offset `i` of `text` starts a UTF-8 character (or is its end).
+bool isUtf8Boundary(std::string_view text, int64_t i);
+
+class Document {
+public:
+  /// `session` and `tokenizer` must outlive the document.
+  Document(Session &session, const Tokenizer &tokenizer);
+
+  /// Tokenizes `text` and evaluates its first window from scratch.
+  Status reset(std::string text);
+
+  struct EditResult {
+    std::vector<TokenEdit> tokenEdits; ///< applied to the session
+    bool insideWindow = false;         ///< false: the window did not change
+    int64_t firstChanged = -1;         ///< first changed token position
+    double tokenizeMicros = 0;         ///< re-tokenization and diff time
+  };
+
+  /// Replaces bytes [start, end) of the text with `replacement`. Offsets
+  /// must lie on UTF-8 boundaries. A rejected edit changes nothing.
+  Status applyText(int64_t start, int64_t end, std::string_view replacement,
+                   EditResult *result = nullptr);
+
+  const std::string &text() const { return text_; }
+  /// Every token of the text (the session holds the first window of them).
+  const std::vector<int32_t> &allTokens() const { return tokens_; }
+  int64_t window() const;
+
+private:
+  std::vector<int32_t> windowOf(const std::vector<int32_t> &tokens) const;
+
+  Session &session;
+  const Tokenizer &tokenizer;
+  std::string text_;
+  std::vector<int32_t> tokens_;
+};
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_DOCUMENT_H

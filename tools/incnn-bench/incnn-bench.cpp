@@ -1,0 +1,523 @@
+//===- incnn-bench.cpp - replay edit traces, report incremental ratios ----===//
+//
+//   incnn-bench MODEL.incnn --trace EDITS.jsonl[.gz] [--json OUT]
+//   incnn-bench MODEL.incnn --synthetic TEXT [--edits N] [--json OUT]
+//
+// Every atomic edit is applied to the document text, turned into token edits
+// by the model's tokenizer and applied incrementally. Per edit it measures the
+// incremental update against a from-scratch run of the same tokens in the same
+// process (MACs and wall time), the prefix-reuse baseline (recompute from the
+// first changed token), and checks the output bits.
+//
+//===----------------------------------------------------------------------===//
+#include "incnn/runtime/Document.h"
+#include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Session.h"
+#include "incnn/runtime/Tokenizer.h"
+
+#include <nlohmann/json.hpp>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace incnn::runtime;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string model, trace, synthetic, jsonOut;
+  int64_t maxDocs = -1, syntheticEdits = 300, checkEvery = 1;
+  int threads = 0;
+  bool quiet = false;
+};
+
+[[noreturn]] void die(const std::string &message, int code = 1) {
+  std::fprintf(stderr, "incnn-bench: error: %s\n", message.c_str());
+  std::exit(code);
+}
+
+void usage() {
+  std::fprintf(
+      stderr,
+      "usage: incnn-bench MODEL.incnn (--trace EDITS.jsonl[.gz] | --synthetic "
+      "TEXT_FILE)\n"
+      "                   [--json OUT] [--docs N] [--edits N] "
+      "[--check-every K]\n"
+      "                   [--threads T] [--quiet]\n"
+      "  --trace        PEP-style edit histories (base text + line hunks)\n"
+      "  --synthetic    single-token replace/insert/delete at uniform "
+      "positions\n"
+      "  --docs N       replay only the first N documents of the trace\n"
+      "  --edits N      synthetic edits (default 300)\n"
+      "  --check-every  run from scratch (timing and exactness) every K edits "
+      "(default 1)\n");
+}
+
+Options parseArgs(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        die("missing value after " + a, 2);
+      return argv[++i];
+    };
+    auto number = [&]() -> int64_t {
+      std::string v = value();
+      char *end = nullptr;
+      long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || n < 0)
+        die("expected a non-negative integer after " + a + ", got '" + v + "'",
+            2);
+      return n;
+    };
+    if (a == "--trace")
+      o.trace = value();
+    else if (a == "--synthetic")
+      o.synthetic = value();
+    else if (a == "--json")
+      o.jsonOut = value();
+    else if (a == "--docs")
+      o.maxDocs = number();
+    else if (a == "--edits")
+      o.syntheticEdits = number();
+    else if (a == "--check-every")
+      o.checkEvery = std::max<int64_t>(1, number());
+    else if (a == "--threads")
+      o.threads = int(number());
+    else if (a == "--quiet")
+      o.quiet = true;
+    else if (a == "-h" || a == "--help") {
+      usage();
+      std::exit(0);
+    } else if (!a.empty() && a[0] == '-')
+      die("unknown option " + a, 2);
+    else if (o.model.empty())
+      o.model = a;
+    else
+      die("unexpected argument " + a, 2);
+  }
+  if (o.model.empty() || (o.trace.empty() == o.synthetic.empty())) {
+    usage();
+    std::exit(2);
+  }
+  return o;
+}
+
+/// Reads a file, gunzipping it when it is gzip-compressed.
+std::string readMaybeGzip(const std::string &path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f)
+    die("cannot open " + path);
+  std::string out;
+  char buffer[1 << 16];
+  int n;
+  while ((n = gzread(f, buffer, sizeof(buffer))) > 0)
+    out.append(buffer, size_t(n));
+  int err = 0;
+  const char *message = gzerror(f, &err);
+  gzclose(f);
+  if (n < 0 || err < 0)
+    die(path + ": " + (message ? message : "read error"));
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = size_t(std::min<double>(double(v.size() - 1),
+                                     std::floor(p * double(v.size() - 1) + 0.5)));
+  return v[i];
+}
+
+double mean(const std::vector<double> &v) {
+  double s = 0;
+  for (double x : v)
+    s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+/// Measured read bandwidth (bytes/s) over a buffer larger than the caches.
+double measureBandwidth() {
+  std::vector<float> buffer(size_t(64) << 20, 1.0f); // 256 MB
+  double best = 0;
+  volatile float sink = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto t0 = Clock::now();
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= buffer.size(); i += 4) {
+      s0 += buffer[i];
+      s1 += buffer[i + 1];
+      s2 += buffer[i + 2];
+      s3 += buffer[i + 3];
+    }
+    sink = s0 + s1 + s2 + s3;
+    double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, double(buffer.size() * sizeof(float)) / sec);
+  }
+  (void)sink;
+  return best;
+}
+
+struct EditRecord {
+  int64_t tokens = 0, changedRows = 0;
+  uint64_t macs = 0, macsFull = 0, macsPrefix = 0, macsFloor = 0;
+  double us = 0, usFull = -1, usTokenize = 0;
+  bool checked = false, exact = true;
+  std::vector<int64_t> dirtyRows, codeFlips;
+};
+
+class Bench {
+public:
+  Bench(const Options &options, const Program &program,
+        const Tokenizer &tokenizer)
+      : options(options), program(program), session(program, {options.threads}),
+        oracle(program, {options.threads}), document(session, tokenizer) {
+    if (!oracle.prepare().ok())
+      die("cannot prepare the weights");
+  }
+
+  void resetDocument(const std::string &text) {
+    if (Status st = document.reset(text); !st.ok())
+      die("cannot evaluate a document: " + st.error);
+  }
+
+  /// Applies one text edit and records it.
+  void edit(int64_t start, int64_t end, const std::string &replacement) {
+    Document::EditResult r;
+    if (Status st = document.applyText(start, end, replacement, &r); !st.ok())
+      die("a trace edit was rejected: " + st.error);
+    ++total;
+    if (!r.insideWindow) {
+      ++outsideWindow;
+      return;
+    }
+    const EditStats &s = session.stats();
+    EditRecord rec;
+    rec.tokens = s.numTokens;
+    rec.macs = s.macs;
+    rec.macsFull = s.macsFull;
+    rec.us = s.micros;
+    rec.usTokenize = r.tokenizeMicros;
+    rec.dirtyRows = s.dirtyRows;
+    rec.codeFlips = s.codeFlips;
+    // Prefix reuse: rows before the first change are kept, the rest rerun.
+    rec.macsPrefix = s.macsFull - countMacs(program, r.firstChanged);
+    for (const TokenEdit &e : r.tokenEdits)
+      rec.changedRows += e.kind == TokenEdit::Kind::Delete
+                             ? 0
+                             : int64_t(e.tokens.size());
+    // Floor: the changed rows alone through every layer.
+    rec.macsFloor = uint64_t(double(countMacs(program, 1)) *
+                             double(std::max<int64_t>(rec.changedRows, 1)));
+    if (records.size() % size_t(options.checkEvery) == 0) {
+      auto t0 = Clock::now();
+      if (!oracle.evaluate(session.tokens()).ok())
+        die("from-scratch evaluation failed");
+      rec.usFull =
+          std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      rec.checked = true;
+      rec.exact = oracle.output() == session.output();
+      if (!rec.exact)
+        ++mismatches;
+    }
+    records.push_back(std::move(rec));
+  }
+
+  void progress(const std::string &where, bool force = false) {
+    if (options.quiet)
+      return;
+    auto now = Clock::now();
+    if (!force && std::chrono::duration<double>(now - lastProgress).count() < 0.5)
+      return;
+    lastProgress = now;
+    std::vector<double> ratios;
+    for (const EditRecord &r : records)
+      ratios.push_back(double(r.macsFull) / double(std::max<uint64_t>(r.macs, 1)));
+    std::fprintf(stderr,
+                 "\r%s  edits %lld (outside window %lld)  median MAC ratio "
+                 "%.1fx  mismatches %lld   ",
+                 where.c_str(), (long long)total, (long long)outsideWindow,
+                 median(ratios), (long long)mismatches);
+    if (force)
+      std::fprintf(stderr, "\n");
+  }
+
+  json summary(double bandwidth) const {
+    std::vector<double> macRatio, wallRatio, prefixRatio, floorRatio, us,
+        usFull, tok, tokens;
+    bool exact = mismatches == 0;
+    int64_t checked = 0;
+    for (const EditRecord &r : records) {
+      double m = double(std::max<uint64_t>(r.macs, 1));
+      macRatio.push_back(double(r.macsFull) / m);
+      prefixRatio.push_back(double(r.macsFull) /
+                            double(std::max<uint64_t>(r.macsPrefix, 1)));
+      floorRatio.push_back(double(r.macsFull) /
+                           double(std::max<uint64_t>(r.macsFloor, 1)));
+      us.push_back(r.us);
+      tok.push_back(r.usTokenize);
+      tokens.push_back(double(r.tokens));
+      if (r.checked) {
+        ++checked;
+        usFull.push_back(r.usFull);
+        wallRatio.push_back(r.usFull / std::max(r.us, 1e-3));
+      }
+    }
+    int64_t weightBytes = 0;
+    for (const Weight &w : program.weights)
+      weightBytes += w.numElements() * 4;
+    json s;
+    s["edits"] = records.size();
+    s["edits_total"] = total;
+    s["outside_window"] = outsideWindow;
+    s["checked"] = checked;
+    s["exact"] = exact && checked > 0;
+    s["median_mac_ratio"] = median(macRatio);
+    s["mean_mac_ratio"] = mean(macRatio);
+    s["median_wall_ratio"] = median(wallRatio);
+    s["p90_wall_ratio"] = percentile(wallRatio, 0.9);
+    s["p10_wall_ratio"] = percentile(wallRatio, 0.1);
+    s["median_prefix_reuse_mac_ratio"] = median(prefixRatio);
+    s["median_floor_mac_ratio"] = median(floorRatio);
+    s["median_update_us"] = median(us);
+    s["median_from_scratch_us"] = median(usFull);
+    s["median_tokenize_us"] = median(tok);
+    s["median_tokens"] = median(tokens);
+    s["cache_bytes_per_token"] =
+        session.tokens().empty()
+            ? 0.0
+            : double(session.cacheBytes()) / double(session.tokens().size());
+    s["weight_bytes"] = weightBytes;
+    s["bandwidth_gb_s"] = bandwidth / 1e9;
+    s["weight_stream_us"] = double(weightBytes) / bandwidth * 1e6;
+    return s;
+  }
+
+  json perEdit() const {
+    json edits = json::array();
+    for (const EditRecord &r : records) {
+      json e;
+      e["tokens"] = r.tokens;
+      e["changed_rows"] = r.changedRows;
+      e["macs"] = r.macs;
+      e["macs_full"] = r.macsFull;
+      e["macs_prefix"] = r.macsPrefix;
+      e["us"] = r.us;
+      if (r.checked) {
+        e["us_full"] = r.usFull;
+        e["exact"] = r.exact;
+      }
+      e["dirty_rows"] = r.dirtyRows;
+      e["code_flips"] = r.codeFlips;
+      edits.push_back(std::move(e));
+    }
+    return edits;
+  }
+
+  Session &getSession() { return session; }
+  Document &getDocument() { return document; }
+  int64_t mismatches = 0;
+
+private:
+  const Options &options;
+  const Program &program;
+  Session session;
+  Evaluator oracle;
+  Document document;
+  std::vector<EditRecord> records;
+  int64_t total = 0, outsideWindow = 0;
+  Clock::time_point lastProgress{};
+};
+
+/// Byte offset of line `line` (0-based; lines end with '\n').
+int64_t lineOffset(const std::string &text, int64_t line) {
+  int64_t offset = 0;
+  for (int64_t l = 0; l < line; ++l) {
+    size_t nl = text.find('\n', size_t(offset));
+    if (nl == std::string::npos)
+      return int64_t(text.size());
+    offset = int64_t(nl) + 1;
+  }
+  return offset;
+}
+
+void replayTrace(Bench &bench, const Options &o) {
+  std::string data = readMaybeGzip(o.trace);
+  std::istringstream lines(data);
+  std::string line;
+  int64_t docIndex = 0, lineNo = 0;
+  int64_t numDocs = std::count(data.begin(), data.end(), '\n');
+  while (std::getline(lines, line)) {
+    ++lineNo;
+    if (line.empty())
+      continue;
+    if (o.maxDocs >= 0 && docIndex >= o.maxDocs)
+      break;
+    json doc = json::parse(line, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("base") ||
+        !doc["base"].is_string() || !doc.contains("revisions") ||
+        !doc["revisions"].is_array())
+      die(o.trace + ":" + std::to_string(lineNo) +
+          ": expected an object with 'base' text and 'revisions'");
+    ++docIndex;
+    std::string where = "[doc " + std::to_string(docIndex) + "/" +
+                        std::to_string(o.maxDocs >= 0
+                                           ? std::min(o.maxDocs, numDocs)
+                                           : numDocs) +
+                        "]";
+    bench.resetDocument(doc["base"].get<std::string>());
+    for (const json &rev : doc["revisions"]) {
+      if (!rev.is_object() || !rev.contains("hunks") || !rev["hunks"].is_array())
+        die(o.trace + ":" + std::to_string(lineNo) + ": malformed revision");
+      // Hunks refer to the previous revision: apply from the highest start.
+      std::vector<json> hunks(rev["hunks"].begin(), rev["hunks"].end());
+      std::stable_sort(hunks.begin(), hunks.end(),
+                       [](const json &a, const json &b) {
+                         return a[0].get<int64_t>() > b[0].get<int64_t>();
+                       });
+      for (const json &h : hunks) {
+        if (!h.is_array() || h.size() != 3 || !h[0].is_number_integer() ||
+            !h[1].is_number_integer() || !h[2].is_array())
+          die(o.trace + ":" + std::to_string(lineNo) + ": malformed hunk");
+        const std::string &text = bench.getDocument().text();
+        int64_t start = lineOffset(text, h[0].get<int64_t>());
+        int64_t end = lineOffset(text, h[0].get<int64_t>() + h[1].get<int64_t>());
+        std::string inserted;
+        for (const json &l : h[2])
+          if (l.is_string())
+            inserted += l.get<std::string>();
+        bench.edit(start, end, inserted);
+        bench.progress(where);
+      }
+    }
+  }
+  bench.progress("[done]", true);
+}
+
+void runSynthetic(Bench &bench, const Options &o) {
+  std::ifstream in(o.synthetic, std::ios::binary);
+  if (!in)
+    die("cannot read " + o.synthetic);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  bench.resetDocument(buffer.str());
+  Session &session = bench.getSession();
+  std::mt19937 rng(1234);
+  int32_t vocab = session.program().vocabSize;
+  std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
+  (void)tok;
+  // Token-level edits: replace, insert, delete at uniform positions, applied
+  // through the document's text so tokenization stays consistent.
+  const std::string &text = bench.getDocument().text();
+  (void)text;
+  for (int64_t e = 0; e < o.syntheticEdits; ++e) {
+    const std::string &t = bench.getDocument().text();
+    // Pick a word boundary inside the window's text and edit one word.
+    std::uniform_int_distribution<int64_t> pos(0, int64_t(t.size()) - 1);
+    int64_t at = pos(rng);
+    while (at > 0 && t[size_t(at)] != ' ')
+      --at;
+    int kind = int(e % 3);
+    if (kind == 0) { // replace a word
+      int64_t end = at + 1;
+      while (end < int64_t(t.size()) && t[size_t(end)] != ' ')
+        ++end;
+      bench.edit(at, end, " word");
+    } else if (kind == 1) { // insert a word
+      bench.edit(at, at, " new");
+    } else { // delete a word
+      int64_t end = at + 1;
+      while (end < int64_t(t.size()) && t[size_t(end)] != ' ')
+        ++end;
+      bench.edit(at, end, "");
+    }
+    bench.progress("[synthetic]");
+  }
+  bench.progress("[done]", true);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o = parseArgs(argc, argv);
+  Program program;
+  if (Status st = loadProgram(o.model, program); !st.ok())
+    die(st.error);
+  if (program.tokenizer.empty())
+    die(o.model + " has no tokenizer: text edits need one");
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (Status st = Tokenizer::create(program.tokenizer, tokenizer); !st.ok())
+    die(st.error);
+  Bench bench(o, program, *tokenizer);
+  if (!o.trace.empty())
+    replayTrace(bench, o);
+  else
+    runSynthetic(bench, o);
+  double bandwidth = measureBandwidth();
+  json s = bench.summary(bandwidth);
+  std::printf("\n== incnn-bench: %s on %s\n", o.model.c_str(),
+              (o.trace.empty() ? o.synthetic : o.trace).c_str());
+  std::printf("edits in window          %lld (outside the window: %lld; "
+              "checked from scratch: %lld)\n",
+              (long long)s["edits"].get<int64_t>(),
+              (long long)s["outside_window"].get<int64_t>(),
+              (long long)s["checked"].get<int64_t>());
+  std::printf("exact                    %s\n",
+              s["exact"].get<bool>() ? "yes (every checked edit, bit for bit)"
+                                     : "NO");
+  std::printf("MAC ratio                median %.1fx, mean %.1fx  "
+              "(prefix reuse: median %.1fx; changed-rows floor: %.0fx)\n",
+              s["median_mac_ratio"].get<double>(),
+              s["mean_mac_ratio"].get<double>(),
+              s["median_prefix_reuse_mac_ratio"].get<double>(),
+              s["median_floor_mac_ratio"].get<double>());
+  std::printf("wall ratio               median %.1fx, p10 %.1fx, p90 %.1fx "
+              "(update %.0f us vs from scratch %.0f us; tokenize %.0f us)\n",
+              s["median_wall_ratio"].get<double>(),
+              s["p10_wall_ratio"].get<double>(),
+              s["p90_wall_ratio"].get<double>(),
+              s["median_update_us"].get<double>(),
+              s["median_from_scratch_us"].get<double>(),
+              s["median_tokenize_us"].get<double>());
+  std::printf("cache                    %.0f bytes per token\n",
+              s["cache_bytes_per_token"].get<double>());
+  std::printf("weights                  %.1f MB; streaming them once takes "
+              "%.0f us at %.1f GB/s\n",
+              double(s["weight_bytes"].get<int64_t>()) / 1e6,
+              s["weight_stream_us"].get<double>(),
+              s["bandwidth_gb_s"].get<double>());
+  if (!o.jsonOut.empty()) {
+    json out;
+    out["model"] = o.model;
+    out["input"] = o.trace.empty() ? o.synthetic : o.trace;
+    out["summary"] = s;
+    out["edits"] = bench.perEdit();
+    std::ofstream f(o.jsonOut);
+    if (!f)
+      die("cannot write " + o.jsonOut);
+    f << out.dump(1) << "\n";
+  }
+  return bench.mismatches ? 1 : 0;
+}
