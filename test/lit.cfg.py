@@ -34,3 +34,8 @@ if os.path.exists("/usr/bin/python3"):
 for tool in ["incnn-compile", "incnn-run", "incnn-bench"]:
     if os.path.exists(os.path.join(config.incnn_tools_dir, tool)):
         config.available_features.add(tool)
+# The C API example (built beside the runtime).
+embed_example = os.path.join(config.incnn_obj_root, "runtime", "incnn-embed-example")
+if os.path.exists(embed_example):
+    config.available_features.add("incnn-embed-example")
+config.substitutions.append(("%incnn_embed_example", embed_example))

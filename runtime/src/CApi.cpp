@@ -8,6 +8,7 @@
 
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
 
 #include <cstring>
@@ -22,8 +23,10 @@ struct incnn_program_t {
 
 struct incnn_session_t {
   const incnn_program_t *program;
-  std::unique_ptr<Evaluator> evaluator;
-  std::string lastError;
+  std::unique_ptr<Session> session;
+  bool hasDocument = false;
+  /// Mutable so that const queries can report their failures too.
+  mutable std::string lastError;
 };
 
 namespace {
@@ -52,6 +55,43 @@ incnn_status_t finishLoad(Status st, Program &program, incnn_program_t **out) {
   }
   *out = handle.release();
   lastError.clear();
+  return INCNN_OK;
+}
+
+/// Runs `body` (returning a Status-like pair) with the session's error
+/// bookkeeping: clears the message on success, catches every exception.
+template <typename Body>
+incnn_status_t guarded(const incnn_session_t *session, Body body) {
+  if (!session)
+    return INCNN_ERROR_INVALID_ARGUMENT;
+  try {
+    std::string message;
+    incnn_status_t code = body(message);
+    session->lastError = code == INCNN_OK ? std::string() : message;
+    return code;
+  } catch (const std::bad_alloc &) {
+    session->lastError = "out of memory";
+  } catch (const std::exception &e) {
+    session->lastError = e.what();
+  }
+  return INCNN_ERROR_INTERNAL;
+}
+
+template <typename T>
+incnn_status_t copyOut(const std::vector<T> &v, T *out, size_t capacity,
+                       size_t *out_count, const char *what,
+                       std::string &message) {
+  if (!out_count || (!out && capacity)) {
+    message = "null argument";
+    return INCNN_ERROR_INVALID_ARGUMENT;
+  }
+  *out_count = v.size();
+  if (capacity < v.size()) {
+    message = std::string(what) + " buffer holds " + std::to_string(capacity) +
+              ", need " + std::to_string(v.size());
+    return INCNN_ERROR_BUFFER_TOO_SMALL;
+  }
+  std::copy(v.begin(), v.end(), out);
   return INCNN_OK;
 }
 
@@ -185,12 +225,12 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
   if (opts.num_threads < 0 || opts.num_threads > 1024)
     return setError(INCNN_ERROR_INVALID_ARGUMENT, "bad num_threads");
   try {
-    auto session = std::make_unique<incnn_session_t>();
-    session->program = program;
-    EvaluatorOptions eo;
-    eo.numThreads = opts.num_threads;
-    session->evaluator = std::make_unique<Evaluator>(program->program, eo);
-    *out_session = session.release();
+    auto handle = std::make_unique<incnn_session_t>();
+    handle->program = program;
+    SessionOptions so;
+    so.numThreads = opts.num_threads;
+    handle->session = std::make_unique<Session>(program->program, so);
+    *out_session = handle.release();
   } catch (const std::exception &e) {
     return setError(INCNN_ERROR_INTERNAL, e.what());
   }
@@ -200,41 +240,219 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
 
 void incnn_session_destroy(incnn_session_t *session) { delete session; }
 
+incnn_status_t incnn_session_reset(incnn_session_t *session,
+                                   const int32_t *tokens, size_t num_tokens) {
+  return guarded(session, [&](std::string &message) {
+    if (!tokens && num_tokens) {
+      message = "tokens is null";
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    std::vector<int32_t> toks(tokens, tokens + num_tokens);
+    Status valid = validateTokens(session->program->program, toks);
+    if (!valid.ok()) {
+      message = valid.error;
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    Status st = session->session->reset(toks);
+    session->hasDocument = st.ok();
+    if (!st.ok()) {
+      message = st.error;
+      return INCNN_ERROR_INTERNAL;
+    }
+    return INCNN_OK;
+  });
+}
+
+incnn_status_t incnn_session_apply(incnn_session_t *session,
+                                   const incnn_edit_t *edits,
+                                   size_t num_edits) {
+  return guarded(session, [&](std::string &message) {
+    if (!edits && num_edits) {
+      message = "edits is null";
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    if (!session->hasDocument) {
+      message = "the session has no document: call incnn_session_reset";
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    std::vector<TokenEdit> batch;
+    for (size_t i = 0; i < num_edits; ++i) {
+      const incnn_edit_t &e = edits[i];
+      std::string where = "edit " + std::to_string(i) + ": ";
+      if ((e.kind == INCNN_EDIT_REPLACE || e.kind == INCNN_EDIT_INSERT) &&
+          !e.tokens && e.num_tokens) {
+        message = where + "tokens is null";
+        return INCNN_ERROR_INVALID_ARGUMENT;
+      }
+      switch (e.kind) {
+      case INCNN_EDIT_REPLACE:
+        batch.push_back(TokenEdit::replace(
+            e.at, std::vector<int32_t>(e.tokens, e.tokens + e.num_tokens)));
+        break;
+      case INCNN_EDIT_INSERT:
+        batch.push_back(TokenEdit::insert(
+            e.at, std::vector<int32_t>(e.tokens, e.tokens + e.num_tokens)));
+        break;
+      case INCNN_EDIT_DELETE:
+        batch.push_back(TokenEdit::erase(e.at, e.count));
+        break;
+      default:
+        message = where + "unknown edit kind " + std::to_string(int(e.kind));
+        return INCNN_ERROR_INVALID_ARGUMENT;
+      }
+    }
+    // Validate first: Session::apply also rejects bad batches atomically,
+    // but this tells a bad argument from a failed update.
+    std::vector<int32_t> copy = session->session->tokens();
+    if (Status st = applyEditsToTokens(session->program->program, copy, batch);
+        !st.ok()) {
+      message = st.error;
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    Status st = session->session->apply(batch);
+    if (!st.ok()) {
+      session->hasDocument = false;
+      message = st.error;
+      return INCNN_ERROR_INTERNAL;
+    }
+    return INCNN_OK;
+  });
+}
+
+incnn_status_t incnn_session_replace(incnn_session_t *session, int64_t at,
+                                     const int32_t *tokens, size_t num_tokens) {
+  incnn_edit_t e = {INCNN_EDIT_REPLACE, at, tokens, num_tokens, 0};
+  return incnn_session_apply(session, &e, 1);
+}
+
+incnn_status_t incnn_session_insert(incnn_session_t *session, int64_t at,
+                                    const int32_t *tokens, size_t num_tokens) {
+  incnn_edit_t e = {INCNN_EDIT_INSERT, at, tokens, num_tokens, 0};
+  return incnn_session_apply(session, &e, 1);
+}
+
+incnn_status_t incnn_session_delete(incnn_session_t *session, int64_t at,
+                                    int64_t count) {
+  incnn_edit_t e = {INCNN_EDIT_DELETE, at, nullptr, 0, count};
+  return incnn_session_apply(session, &e, 1);
+}
+
+incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
+                                    size_t capacity, size_t *out_count) {
+  return guarded(session, [&](std::string &message) {
+    if (!session->hasDocument) {
+      if (out_count)
+        *out_count = 0;
+      message = "the session has no document: call incnn_session_reset";
+      return INCNN_ERROR_UNAVAILABLE;
+    }
+    return copyOut(session->session->output(), out, capacity, out_count,
+                   "output", message);
+  });
+}
+
+incnn_status_t incnn_session_tokens(const incnn_session_t *session,
+                                    int32_t *out, size_t capacity,
+                                    size_t *out_count) {
+  return guarded(session, [&](std::string &message) {
+    if (!session->hasDocument) {
+      if (out_count)
+        *out_count = 0;
+      message = "the session has no document: call incnn_session_reset";
+      return INCNN_ERROR_UNAVAILABLE;
+    }
+    return copyOut(session->session->tokens(), out, capacity, out_count,
+                   "token", message);
+  });
+}
+
+void incnn_stats_init(incnn_stats_t *stats) {
+  if (!stats)
+    return;
+  std::memset(stats, 0, sizeof(*stats));
+  stats->struct_size = sizeof(*stats);
+}
+
+incnn_status_t incnn_session_stats(const incnn_session_t *session,
+                                   incnn_stats_t *out_stats) {
+  return guarded(session, [&](std::string &message) {
+    if (!out_stats || out_stats->struct_size < sizeof(incnn_stats_t)) {
+      message = "stats not initialized with incnn_stats_init";
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    const EditStats &s = session->session->stats();
+    out_stats->macs = s.macs;
+    out_stats->macs_full = s.macsFull;
+    out_stats->micros = s.micros;
+    out_stats->num_tokens = int64_t(session->session->tokens().size());
+    out_stats->num_layers = size_t(session->session->numLayers());
+    out_stats->num_vq = size_t(session->session->numVQ());
+    return INCNN_OK;
+  });
+}
+
+incnn_status_t incnn_session_layer_stats(const incnn_session_t *session,
+                                         int64_t *dirty_rows,
+                                         int64_t *updated_rows,
+                                         size_t capacity) {
+  return guarded(session, [&](std::string &message) {
+    const EditStats &s = session->session->stats();
+    size_t n = size_t(session->session->numLayers());
+    if (capacity < n && (dirty_rows || updated_rows)) {
+      message = "layer buffers hold " + std::to_string(capacity) + ", need " +
+                std::to_string(n);
+      return INCNN_ERROR_BUFFER_TOO_SMALL;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (dirty_rows)
+        dirty_rows[i] = i < s.dirtyRows.size() ? s.dirtyRows[i] : 0;
+      if (updated_rows)
+        updated_rows[i] = i < s.updatedRows.size() ? s.updatedRows[i] : 0;
+    }
+    return INCNN_OK;
+  });
+}
+
+incnn_status_t incnn_session_code_flips(const incnn_session_t *session,
+                                        int64_t *code_flips, size_t capacity) {
+  return guarded(session, [&](std::string &message) {
+    const EditStats &s = session->session->stats();
+    size_t n = size_t(session->session->numVQ());
+    if (capacity < n && code_flips) {
+      message = "code flip buffer holds " + std::to_string(capacity) +
+                ", need " + std::to_string(n);
+      return INCNN_ERROR_BUFFER_TOO_SMALL;
+    }
+    for (size_t i = 0; code_flips && i < n; ++i)
+      code_flips[i] = i < s.codeFlips.size() ? s.codeFlips[i] : 0;
+    return INCNN_OK;
+  });
+}
+
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
                                       const int32_t *tokens, size_t num_tokens,
                                       float *out_logits, size_t capacity) {
   if (!session)
     return INCNN_ERROR_INVALID_ARGUMENT;
-  auto fail = [&](incnn_status_t code, std::string msg) {
-    session->lastError = std::move(msg);
-    return code;
-  };
-  if ((!tokens && num_tokens) || !out_logits)
-    return fail(INCNN_ERROR_INVALID_ARGUMENT, "null argument");
-  try {
-    size_t outSize = incnn_program_output_size(session->program);
-    if (capacity < outSize)
-      return fail(INCNN_ERROR_BUFFER_TOO_SMALL,
-                  "output buffer holds " + std::to_string(capacity) +
-                      " floats, need " + std::to_string(outSize));
-    std::vector<int32_t> toks(tokens, tokens + num_tokens);
-    Status valid = validateTokens(session->program->program, toks);
-    if (!valid.ok())
-      return fail(INCNN_ERROR_INVALID_ARGUMENT, valid.error);
-    Status st = session->evaluator->evaluate(toks);
-    if (!st.ok())
-      return fail(INCNN_ERROR_INTERNAL, st.error);
-    const std::vector<float> &out = session->evaluator->output();
-    std::copy(out.begin(), out.end(), out_logits);
-  } catch (const std::exception &e) {
-    return fail(INCNN_ERROR_INTERNAL, e.what());
+  if (!out_logits) {
+    session->lastError = "out_logits is null";
+    return INCNN_ERROR_INVALID_ARGUMENT;
   }
-  session->lastError.clear();
-  return INCNN_OK;
+  size_t outSize = incnn_program_output_size(session->program);
+  if (capacity < outSize) {
+    session->lastError = "output buffer holds " + std::to_string(capacity) +
+                         " floats, need " + std::to_string(outSize);
+    return INCNN_ERROR_BUFFER_TOO_SMALL;
+  }
+  incnn_status_t st = incnn_session_reset(session, tokens, num_tokens);
+  if (st != INCNN_OK)
+    return st;
+  size_t count = 0;
+  return incnn_session_output(session, out_logits, capacity, &count);
 }
 
 uint64_t incnn_session_macs(const incnn_session_t *session) {
-  return session ? session->evaluator->macs() : 0;
+  return session && session->hasDocument ? session->session->stats().macs : 0;
 }
 
 const char *incnn_session_last_error(const incnn_session_t *session) {

@@ -362,6 +362,66 @@ bool applyTerm(const float *qRot, const float *kRotRow, const float *vRow,
   return true;
 }
 
+void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
+                      const float *kRotRow, const float *vRow,
+                      const AttentionShape &shape, AttentionState &state,
+                      int sign, bool *ok) {
+  int64_t H = shape.numHeads, hd = shape.headDim;
+  for (int64_t h = 0; h < H; ++h) {
+    const float *k = kRotRow + shape.kvHeadOf(h) * hd;
+    const float *q = qT + h * hd * kTermBlock;
+    float scores[kTermBlock];
+#if defined(__AVX2__) && defined(__FMA__)
+    static_assert(kTermBlock == 8, "one AVX2 vector of rows");
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; ++c)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c * kTermBlock),
+                            _mm256_set1_ps(k[c]), acc);
+    _mm256_storeu_ps(scores, acc);
+#else
+    for (int l = 0; l < kTermBlock; ++l) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < hd; ++c)
+        acc = std::fma(q[c * kTermBlock + l], k[c], acc);
+      scores[l] = acc;
+    }
+#endif
+    float x[kTermBlock], weights[kTermBlock];
+    for (int l = 0; l < kTermBlock; ++l) {
+      x[l] = 0.0f;
+      if (!use[l] || !ok[l])
+        continue;
+      float score = scores[l] * shape.scale;
+      size_t slot = size_t(rows[l] * H + h);
+      float shift = state.shift[slot];
+      if (score > shift) {
+        ok[l] = false; // the canonical shift would rise
+        continue;
+      }
+      if (score > shift - 1.0f) {
+        state.top[slot] += sign;
+        if (state.top[slot] <= 0) {
+          ok[l] = false; // the maximum may have dropped a bucket
+          continue;
+        }
+      }
+      x[l] = score - shift;
+    }
+    expNonPositive(x, kTermBlock, weights);
+    const float *vj = vRow + shape.kvHeadOf(h) * hd;
+    for (int l = 0; l < kTermBlock; ++l) {
+      if (!use[l] || !ok[l])
+        continue;
+      size_t slot = size_t(rows[l] * H + h);
+      double p = double(weights[l] * kTermScale);
+      state.denom[slot] += sign * roundToInt(p);
+      int64_t *numer = &state.numer[slot * size_t(hd)];
+      for (int64_t c = 0; c < hd; ++c)
+        numer[c] += sign * roundToInt(p * double(vj[c]));
+    }
+  }
+}
+
 void finishRow(const AttentionShape &shape, const AttentionState &state,
                int64_t row, float *out) {
   int64_t H = shape.numHeads, hd = shape.headDim;

@@ -91,6 +91,19 @@ bool applyTerm(const float *qRot, const float *kRotRow, const float *vRow,
                const AttentionShape &shape, AttentionState &state, int64_t row,
                int sign);
 
+/// Rows handled together by applyTermToBlock.
+constexpr int kTermBlock = 8;
+
+/// applyTerm for up to kTermBlock rows at once. `qT` holds their rotated
+/// query rows transposed, [qWidth][kTermBlock]; lane l is row rows[l] and
+/// takes part only when `use[l]`. Scores run the same FMA chain per lane as
+/// dot(), so the result equals calling applyTerm row by row. Rows whose
+/// shift would change get ok[l] = false (their state is then unspecified).
+void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
+                      const float *kRotRow, const float *vRow,
+                      const AttentionShape &shape, AttentionState &state,
+                      int sign, bool *ok);
+
 /// Recomputes the output row from the row's state.
 void finishRow(const AttentionShape &shape, const AttentionState &state,
                int64_t row, float *out);

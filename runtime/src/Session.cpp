@@ -497,48 +497,80 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   for (int64_t i : queryRows)
     full[size_t(i)] = 1;
   std::vector<uint64_t> termCounts(size_t(n), 0);
-  if (!oldTerms.empty() || !newTerms.empty()) {
-    parallelFor(&pool, n, [&](int64_t i) {
+  auto attends = [&](const Term &t, int64_t rowPos) {
+    return !shape.causal || t.position <= rowPos;
+  };
+  // Candidate rows: kept rows with an unchanged query that attend to some
+  // changed key, handled kTermBlock at a time.
+  std::vector<int64_t> candidates;
+  if (!oldTerms.empty() || !newTerms.empty())
+    for (int64_t i = 0; i < n; ++i) {
       if (full[size_t(i)])
-        return;
+        continue;
       int64_t oldPos = plan->from[size_t(i)];
       if (oldPos < 0) { // a new row always has a new query
         full[size_t(i)] = 1;
-        return;
+        continue;
       }
-      auto attends = [&](const Term &t, int64_t rowPos) {
-        return !shape.causal || t.position <= rowPos;
-      };
       bool touched = false;
       for (const Term &t : oldTerms)
         touched = touched || attends(t, oldPos);
       for (const Term &t : newTerms)
         touched = touched || attends(t, i);
-      if (!touched)
-        return;
-      std::vector<float> qRot(q.row(i), q.row(i) + qw);
-      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-      bool ok = true;
-      uint64_t applied = 0;
-      for (size_t t = 0; ok && t < oldTerms.size(); ++t)
-        if (attends(oldTerms[t], oldPos)) {
-          ++applied;
-          ok = exact::applyTerm(qRot.data(), oldTerms[t].kRot.data(),
-                                oldTerms[t].v.data(), shape, state, i, -1);
-        }
-      for (size_t t = 0; ok && t < newTerms.size(); ++t)
-        if (attends(newTerms[t], i)) {
-          ++applied;
-          ok = exact::applyTerm(qRot.data(), newTerms[t].kRot.data(),
-                                newTerms[t].v.data(), shape, state, i, +1);
-        }
-      termCounts[size_t(i)] = applied;
-      if (ok)
-        updated[size_t(i)] = 1;
+      if (touched)
+        candidates.push_back(i);
+    }
+  constexpr int B = exact::kTermBlock;
+  int64_t numBlocks = (int64_t(candidates.size()) + B - 1) / B;
+  parallelFor(&pool, numBlocks, [&](int64_t blockIndex) {
+    int64_t rows[B], oldPos[B];
+    bool ok[B], use[B];
+    std::vector<float> qT(size_t(qw * B), 0.0f);
+    std::vector<float> qRot(static_cast<size_t>(qw));
+    int count = 0;
+    for (int l = 0; l < B; ++l) {
+      size_t c = size_t(blockIndex * B + l);
+      ok[l] = c < candidates.size();
+      rows[l] = ok[l] ? candidates[c] : 0;
+      oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
+      if (!ok[l])
+        continue;
+      ++count;
+      std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
+      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
+                       rows[l]);
+      for (int64_t c2 = 0; c2 < qw; ++c2)
+        qT[size_t(c2 * B + l)] = qRot[size_t(c2)];
+    }
+    bool valid[B];
+    for (int l = 0; l < B; ++l)
+      valid[l] = ok[l];
+    auto apply = [&](const Term &t, int sign, bool oldTerm) {
+      bool any = false;
+      for (int l = 0; l < B; ++l) {
+        use[l] = valid[l] && ok[l] &&
+                 attends(t, oldTerm ? oldPos[l] : rows[l]);
+        any = any || use[l];
+        termCounts[size_t(rows[l])] += use[l];
+      }
+      if (any)
+        exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(),
+                                t.v.data(), shape, state, sign, ok);
+    };
+    for (const Term &t : oldTerms)
+      apply(t, -1, true);
+    for (const Term &t : newTerms)
+      apply(t, +1, false);
+    for (int l = 0; l < B; ++l) {
+      if (!valid[l])
+        continue;
+      if (ok[l])
+        updated[size_t(rows[l])] = 1;
       else
-        full[size_t(i)] = 2; // the canonical shift moved: recompute
-    });
-  }
+        full[size_t(rows[l])] = 2; // the canonical shift moved: recompute
+    }
+    (void)count;
+  });
   for (uint64_t count : termCounts)
     stats.macs += count * 2 * uint64_t(qw);
 

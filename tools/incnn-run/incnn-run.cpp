@@ -1,27 +1,35 @@
-//===- incnn-run.cpp - Run an incnn program on tokens or text -------------===//
+//===- incnn-run.cpp - Run an incnn program on a document with edits ------===//
 //
 //   incnn-run MODEL.incnn (--tokens "ID ..." | --text FILE)
 //             [--edits EDITS.jsonl] [--verify] [--json] [--generate N]
 //             [--threads N]
 //
-// Prints the output after the first evaluation (step 0) and after every edit.
-// Edits are applied by re-evaluating from scratch until the incremental
-// engine lands; --verify compares against an independent from-scratch
-// evaluation and exits 1 on any bit of difference.
+// Step 0 evaluates the document from scratch (Session::reset); every line of
+// the edits file is one incremental update (Session::apply). The output is
+// printed after every step. --verify also evaluates every step from scratch
+// with an Evaluator and exits 1 on any bit of difference. --generate appends
+// greedy tokens one insert at a time, stopping at EOS.
 //
-// Exit status: 0 ok; 1 runtime error (bad model file, bad tokens, --verify
-// mismatch); 2 usage error or invalid edit.
+// --text: the file is tokenized without BOS, except that a causal LM with a
+// BOS id gets BOS prepended (as the model was trained). A document longer
+// than the context window is cut to its first maxPositions tokens, with a
+// warning.
+//
+// Exit status: 0 ok; 1 runtime error (bad model file, --verify mismatch);
+// 2 usage error, bad input tokens or an invalid edit (the session is left
+// untouched: every edit line is validated before it is applied).
 //
 //===----------------------------------------------------------------------===//
 
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -40,7 +48,15 @@ namespace {
 const char *kUsage =
     "usage: incnn-run MODEL.incnn (--tokens \"ID ...\" | --text FILE)\n"
     "                 [--edits EDITS.jsonl] [--verify] [--json] "
-    "[--generate N] [--threads N]\n";
+    "[--generate N] [--threads N]\n"
+    "  --text FILE     tokenize FILE (BOS first for causal LMs that have one;\n"
+    "                  cut to the context window with a warning)\n"
+    "  --edits FILE    JSON lines: replace/insert/delete/text edits, or an\n"
+    "                  array of them as one batch; one incremental step each\n"
+    "  --verify        compare every step with a from-scratch run (exit 1)\n"
+    "  --json          one JSON object per step\n"
+    "  --generate N    append up to N greedy tokens (stops at EOS)\n"
+    "  --threads N     kernel threads (0 = all cores)\n";
 
 struct Options {
   std::string model;
@@ -117,32 +133,47 @@ Options parseArgs(int argc, char **argv) {
   return o;
 }
 
+/// Space- or comma-separated token ids.
 std::vector<int32_t> parseTokenList(const std::string &s) {
   std::vector<int32_t> ids;
-  std::string item;
-  std::stringstream ss(s);
-  while (ss >> item) {
-    // Accept commas as separators too.
-    std::stringstream parts(item);
-    std::string tok;
-    while (std::getline(parts, tok, ',')) {
-      if (tok.empty())
-        continue;
-      int64_t x;
-      if (!parseInt(tok, x) || x < INT32_MIN || x > INT32_MAX)
-        die(2, "bad token id '" + tok + "' in --tokens");
-      ids.push_back(int32_t(x));
-    }
+  std::string item = s;
+  std::replace(item.begin(), item.end(), ',', ' ');
+  std::stringstream ss(item);
+  std::string tok;
+  while (ss >> tok) {
+    int64_t x;
+    if (!parseInt(tok, x) || x < INT32_MIN || x > INT32_MAX)
+      die(2, "bad token id '" + tok + "' in --tokens");
+    ids.push_back(int32_t(x));
   }
   return ids;
 }
 
+/// Shortest round-trip form; non-finite values print as JSON null.
 std::string formatFloat(float x) {
   if (!std::isfinite(x))
     return "null";
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof(buf), x);
   return std::string(buf, r.ptr);
+}
+
+std::string formatDouble(double x) {
+  if (!std::isfinite(x))
+    return "null";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof(buf), x);
+  return std::string(buf, r.ptr);
+}
+
+template <typename T> std::string jsonList(const std::vector<T> &v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i)
+      s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s + "]";
 }
 
 size_t argmax(const std::vector<float> &v) {
@@ -153,24 +184,58 @@ size_t argmax(const std::vector<float> &v) {
   return best;
 }
 
-class Session {
+/// Whether byte `i` of `s` starts a UTF-8 character (or is the end).
+bool onUtf8Boundary(const std::string &s, int64_t i) {
+  return i == int64_t(s.size()) || (uint8_t(s[size_t(i)]) & 0xC0) != 0x80;
+}
+
+/// One batch of token edits turning `from` into `to`: the differing middle
+/// after the common prefix and suffix, as replace + insert or delete.
+std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
+                                  const std::vector<int32_t> &to) {
+  size_t n = from.size(), m = to.size(), prefix = 0, suffix = 0;
+  while (prefix < n && prefix < m && from[prefix] == to[prefix])
+    ++prefix;
+  while (suffix < n - prefix && suffix < m - prefix &&
+         from[n - 1 - suffix] == to[m - 1 - suffix])
+    ++suffix;
+  size_t oldLen = n - prefix - suffix, newLen = m - prefix - suffix;
+  size_t common = std::min(oldLen, newLen);
+  std::vector<TokenEdit> edits;
+  auto slice = [&](size_t b, size_t e) {
+    return std::vector<int32_t>(to.begin() + b, to.begin() + e);
+  };
+  if (common)
+    edits.push_back(
+        TokenEdit::replace(int64_t(prefix), slice(prefix, prefix + common)));
+  if (newLen > common)
+    edits.push_back(TokenEdit::insert(int64_t(prefix + common),
+                                      slice(prefix + common, prefix + newLen)));
+  else if (oldLen > common)
+    edits.push_back(
+        TokenEdit::erase(int64_t(prefix + common), int64_t(oldLen - common)));
+  return edits;
+}
+
+class Runner {
 public:
-  Session(const Options &opts, const Program &program)
+  Runner(const Options &opts, const Program &program)
       : opts(opts), program(program),
-        evaluator(program, EvaluatorOptions{opts.threads}) {
+        session(program, SessionOptions{opts.threads}) {
     if (!program.tokenizer.empty()) {
       Status st = Tokenizer::create(program.tokenizer, tokenizer);
       if (!st.ok())
         die(1, st.error);
     }
+    if (opts.verify)
+      verifier =
+          std::make_unique<Evaluator>(program, EvaluatorOptions{opts.threads});
   }
 
   void start() {
     if (opts.generate > 0 && program.task != TaskKind::CausalLM)
       die(2, "--generate needs a causal language model");
-    Status prep = evaluator.prepare();
-    if (!prep.ok())
-      die(1, prep.error);
+    std::vector<int32_t> tokens;
     if (opts.tokens) {
       tokens = parseTokenList(*opts.tokens);
     } else {
@@ -178,18 +243,21 @@ public:
         die(2, "--text needs a program with a tokenizer");
       std::ifstream in(*opts.textFile, std::ios::binary);
       if (!in)
-        die(1, "cannot read '" + *opts.textFile + "'");
+        die(2, "cannot read '" + *opts.textFile + "'");
       std::stringstream ss;
       ss << in.rdbuf();
       text = ss.str();
       haveText = true;
-      tokens = tokenize(text, 1);
+      tokens = tokenizeDocument(text, 2);
     }
-    evaluateAndPrint(1);
+    Status st = session.reset(tokens);
+    if (!st.ok())
+      die(2, "bad input: " + st.error);
+    finishStep();
   }
 
   void runEdits(const std::string &path) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     if (!in)
       die(2, "cannot read edits file '" + path + "'");
     std::string line;
@@ -199,25 +267,47 @@ public:
       if (line.find_first_not_of(" \t\r") == std::string::npos)
         continue;
       std::string where = path + ":" + std::to_string(lineNo) + ": ";
-      applyEdit(line, where);
-      evaluateAndPrint(1);
+      std::vector<TokenEdit> edits = parseLine(line, where);
+      Status st = session.apply(edits);
+      if (!st.ok())
+        die(2, where + st.error);
+      if (pendingText) {
+        text = std::move(*pendingText);
+        pendingText.reset();
+      }
+      finishStep();
     }
+    if (in.bad())
+      die(2, "error reading edits file '" + path + "'");
   }
 
   void generate(int count) {
-    if (program.task != TaskKind::CausalLM)
-      die(2, "--generate needs a causal language model");
     std::vector<int32_t> generated;
+    uint64_t macs = 0, macsFull = 0;
+    double micros = 0;
+    const char *stop = "count";
     for (int i = 0; i < count; ++i) {
-      if (int64_t(tokens.size()) >= program.maxPositions) {
-        std::cerr << "incnn-run: context window full after " << i
-                  << " generated tokens\n";
+      int32_t next = int32_t(argmax(session.output()));
+      if (next == program.eosTokenId) {
+        stop = "eos";
         break;
       }
-      int32_t next = int32_t(argmax(evaluator.output()));
+      int64_t n = int64_t(session.tokens().size());
+      if (n >= program.maxPositions) {
+        std::cerr << "incnn-run: warning: context window full after " << i
+                  << " generated tokens\n";
+        stop = "context";
+        break;
+      }
+      Status st = session.apply(TokenEdit::insert(n, {next}));
+      if (!st.ok())
+        die(1, st.error);
       generated.push_back(next);
-      tokens.push_back(next);
-      evaluate(1);
+      const EditStats &s = session.stats();
+      macs += s.macs;
+      macsFull += s.macsFull;
+      micros += s.micros;
+      verify("generated token " + std::to_string(i));
     }
     std::string decoded;
     bool haveDecoded = tokenizer && tokenizer->decode(generated, decoded).ok();
@@ -226,6 +316,10 @@ public:
       j["generated"] = generated;
       if (haveDecoded)
         j["text"] = decoded;
+      j["stop"] = stop;
+      j["macs"] = macs;
+      j["macs_full"] = macsFull;
+      j["us"] = std::round(micros * 10) / 10;
       std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace)
                 << "\n";
     } else {
@@ -235,94 +329,136 @@ public:
       std::cout << "\n";
       if (haveDecoded)
         std::cout << "text: " << decoded << "\n";
+      std::cout << "stopped at " << stop << "; " << generated.size()
+                << " tokens in " << formatMillis(micros) << ", " << macs
+                << " MACs" << ratio(macs, macsFull) << "\n";
     }
+    std::cout.flush();
   }
 
 private:
   const Options &opts;
   const Program &program;
-  Evaluator evaluator;
+  Session session;
+  std::unique_ptr<Evaluator> verifier;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::vector<int32_t> tokens;
-  std::string text;
-  bool haveText = false;
+  std::string text;                       ///< the document, with --text
+  std::optional<std::string> pendingText; ///< text after the line's edit
+  bool haveText = false;                  ///< text still matches the tokens
   int step = 0;
-  double lastUs = 0;
 
-  std::vector<int32_t> tokenize(const std::string &s, int code) {
+  bool addsBos() const {
+    return program.task == TaskKind::CausalLM && program.bosTokenId >= 0;
+  }
+
+  /// Tokens of a whole document: BOS (see addsBos) + encoded text, cut to
+  /// the context window.
+  std::vector<int32_t> tokenizeDocument(const std::string &s, int code) {
     std::vector<int32_t> ids;
-    Status st = tokenizer->encode(s, ids);
+    if (addsBos())
+      ids.push_back(program.bosTokenId);
+    std::vector<int32_t> body;
+    Status st = tokenizer->encode(s, body);
     if (!st.ok())
       die(code, st.error);
+    ids.insert(ids.end(), body.begin(), body.end());
+    if (int64_t(ids.size()) > program.maxPositions) {
+      std::cerr << "incnn-run: warning: the document has " << ids.size()
+                << " tokens; using the first " << program.maxPositions
+                << " (the context window)\n";
+      ids.resize(size_t(program.maxPositions));
+    }
     return ids;
   }
 
-  void evaluate(int code) {
-    auto t0 = std::chrono::steady_clock::now();
-    Status st = evaluator.evaluate(tokens);
-    auto t1 = std::chrono::steady_clock::now();
-    if (!st.ok())
-      die(code, st.error);
-    lastUs = std::chrono::duration<double, std::micro>(t1 - t0).count();
-    if (opts.verify && step > 0) {
-      Evaluator fresh(program, EvaluatorOptions{opts.threads});
-      Status fs = fresh.evaluate(tokens);
-      if (!fs.ok())
-        die(1, fs.error);
-      const std::vector<float> &a = evaluator.output(), &b = fresh.output();
-      if (a.size() != b.size() ||
-          std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0)
-        die(1, "--verify: step " + std::to_string(step) +
-                   " differs from a from-scratch evaluation");
-    }
+  static std::string formatMillis(double us) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3f ms", us / 1000.0);
+    return buf;
   }
 
-  void evaluateAndPrint(int code) {
-    evaluate(code);
+  static std::string ratio(uint64_t macs, uint64_t full) {
+    if (!macs)
+      return "";
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), " (%.2fx fewer than from scratch)",
+                  double(full) / double(macs));
+    return buf;
+  }
+
+  /// With --verify, compares the session output with a from-scratch run.
+  void verify(const std::string &what) {
+    if (!verifier)
+      return;
+    Status st = verifier->evaluate(session.tokens());
+    if (!st.ok())
+      die(1, "--verify: " + what + ": " + st.error);
+    const std::vector<float> &a = session.output(), &b = verifier->output();
+    if (a.size() != b.size())
+      die(1, "--verify: " + what + ": output sizes differ");
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
+        die(1, "--verify: " + what + ": output[" + std::to_string(i) + "] is " +
+                   formatFloat(a[i]) + " incrementally but " +
+                   formatFloat(b[i]) + " from scratch");
+  }
+
+  void finishStep() {
+    verify("step " + std::to_string(step));
     print();
     ++step;
   }
 
   void print() {
-    const std::vector<float> &out = evaluator.output();
+    const std::vector<float> &out = session.output();
+    const EditStats &st = session.stats();
+    size_t best = argmax(out);
+    bool classifier = program.task == TaskKind::Classifier;
     if (opts.jsonOut) {
-      std::string s = "{\"step\":" + std::to_string(step) + ",\"output\":[";
+      std::string s = "{\"step\":" + std::to_string(step) +
+                      ",\"tokens\":" + std::to_string(session.tokens().size());
+      if (classifier) {
+        std::string label = best < program.labels.size() ? program.labels[best]
+                                                         : std::to_string(best);
+        s += ",\"label\":" +
+             json(label).dump(-1, ' ', false, json::error_handler_t::replace);
+      }
+      s += ",\"output\":[";
       for (size_t i = 0; i < out.size(); ++i) {
         if (i)
           s += ',';
         s += formatFloat(out[i]);
       }
-      uint64_t full = countMacs(program, int64_t(tokens.size()));
-      s += "],\"stats\":{\"macs\":" + std::to_string(evaluator.macs()) +
-           ",\"macs_full\":" + std::to_string(full) +
-           ",\"dirty_rows\":[],\"code_flips\":[],\"us\":" +
-           std::to_string(int64_t(std::llround(lastUs))) + "}}\n";
+      s += "],\"stats\":{\"macs\":" + std::to_string(st.macs) +
+           ",\"macs_full\":" + std::to_string(st.macsFull) +
+           ",\"dirty_rows\":" + jsonList(st.dirtyRows) +
+           ",\"updated_rows\":" + jsonList(st.updatedRows) +
+           ",\"code_flips\":" + jsonList(st.codeFlips) +
+           ",\"us\":" + formatDouble(std::round(st.micros * 10) / 10) + "}}\n";
       std::cout << s;
       std::cout.flush();
       return;
     }
-    size_t best = argmax(out);
     std::cout << "step " << step << ": ";
-    if (program.task == TaskKind::Classifier) {
+    if (classifier) {
       std::cout << "class " << best;
       if (best < program.labels.size())
         std::cout << " (" << program.labels[best] << ")";
-      std::cout << "  logits:";
-      for (float x : out)
-        std::cout << " " << formatFloat(x);
     } else {
       std::cout << "next token " << best;
       if (tokenizer)
         std::cout << " '" << tokenizer->piece(int32_t(best)) << "'";
       std::cout << " (logit " << formatFloat(out[best]) << ")";
     }
-    std::cout << "  [" << tokens.size() << " tokens, " << evaluator.macs()
-              << " MACs, " << int64_t(lastUs) << " us]\n";
+    std::cout << "  [" << session.tokens().size() << " tokens, "
+              << formatMillis(st.micros) << ", " << st.macs << " MACs"
+              << (step ? ratio(st.macs, st.macsFull) : "") << "]\n";
+    std::cout.flush();
   }
 
   // Edits -------------------------------------------------------------------
 
-  int64_t getIndex(const json &j, const char *key, const std::string &where) {
+  int64_t getInt(const json &j, const char *key, const std::string &where) {
     if (!j.contains(key) || !j[key].is_number_integer())
       die(2, where + "'" + key + "' must be an integer");
     return j[key].get<int64_t>();
@@ -338,72 +474,105 @@ private:
       int64_t id = t.get<int64_t>();
       if (id < 0 || id >= program.vocabSize)
         die(2, where + "token " + std::to_string(id) +
-                   " is outside the vocabulary");
+                   " is outside the vocabulary [0, " +
+                   std::to_string(program.vocabSize) + ")");
       ids.push_back(int32_t(id));
     }
     return ids;
   }
 
-  /// Validates and applies one edit; on error exits 2 with the state
-  /// untouched.
-  void applyEdit(const std::string &line, const std::string &where) {
+  void checkKeys(const json &j, std::initializer_list<const char *> keys,
+                 const std::string &where) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (std::none_of(keys.begin(), keys.end(),
+                       [&](const char *k) { return it.key() == k; }))
+        die(2, where + "unexpected key '" + it.key() + "' in a '" +
+                   j["op"].get<std::string>() + "' edit");
+  }
+
+  /// Parses and validates one line (an edit object or an array of them, one
+  /// batch) into token edits without touching the session. A text edit also
+  /// sets pendingText, the document after the edit.
+  std::vector<TokenEdit> parseLine(const std::string &line,
+                                   const std::string &where) {
     json j;
     try {
       j = json::parse(line);
     } catch (const json::exception &e) {
       die(2, where + "malformed JSON: " + e.what());
     }
-    if (!j.is_object() || !j.contains("op") || !j["op"].is_string())
-      die(2, where + "an edit is an object with a string 'op'");
-    std::string op = j["op"].get<std::string>();
-    const int64_t n = int64_t(tokens.size());
-    std::vector<int32_t> next = tokens;
-    if (op == "replace" || op == "insert") {
-      int64_t at = getIndex(j, "at", where);
-      std::vector<int32_t> ins = getTokens(j, where);
-      int64_t len = int64_t(ins.size());
-      if (op == "replace") {
-        if (at < 0 || at > n || len > n - at)
-          die(2, where + "replace range out of bounds");
-        std::copy(ins.begin(), ins.end(), next.begin() + at);
-      } else {
-        if (at < 0 || at > n)
-          die(2, where + "insert position out of bounds");
-        next.insert(next.begin() + at, ins.begin(), ins.end());
-      }
-    } else if (op == "delete") {
-      int64_t at = getIndex(j, "at", where);
-      int64_t count = getIndex(j, "count", where);
-      if (at < 0 || count < 1 || at > n || count > n - at)
-        die(2, where + "delete range out of bounds");
-      next.erase(next.begin() + at, next.begin() + at + count);
-    } else if (op == "text") {
-      if (!tokenizer || !haveText)
-        die(2, where + "text edits need --text (and no earlier token edit)");
-      int64_t start = getIndex(j, "start", where);
-      int64_t end = getIndex(j, "end", where);
-      if (!j.contains("text") || !j["text"].is_string())
-        die(2, where + "'text' must be a string");
-      if (start < 0 || end < start || end > int64_t(text.size()))
-        die(2, where + "text range out of bounds");
-      std::string newText = text.substr(0, size_t(start)) +
-                            j["text"].get<std::string>() +
-                            text.substr(size_t(end));
-      next = tokenize(newText, 2);
-      Status st = validateTokens(program, next);
-      if (!st.ok())
-        die(2, where + st.error);
-      text = std::move(newText);
-      tokens = std::move(next);
-      return;
+    std::vector<json> items;
+    if (j.is_array()) {
+      if (j.empty())
+        die(2, where + "empty edit batch");
+      items.assign(j.begin(), j.end());
     } else {
-      die(2, where + "unknown edit op '" + op + "'");
+      items.push_back(j);
     }
-    Status st = validateTokens(program, next);
+    std::vector<TokenEdit> edits;
+    std::string newText = text;
+    int numText = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const json &e = items[i];
+      std::string at =
+          items.size() > 1 ? where + "edit " + std::to_string(i) + ": " : where;
+      if (!e.is_object() || !e.contains("op") || !e["op"].is_string())
+        die(2, at + "an edit is an object with a string 'op'");
+      std::string op = e["op"].get<std::string>();
+      if (op == "replace" || op == "insert") {
+        checkKeys(e, {"op", "at", "tokens"}, at);
+        int64_t pos = getInt(e, "at", at);
+        std::vector<int32_t> ids = getTokens(e, at);
+        edits.push_back(op == "replace" ? TokenEdit::replace(pos, ids)
+                                        : TokenEdit::insert(pos, ids));
+      } else if (op == "delete") {
+        checkKeys(e, {"op", "at", "count"}, at);
+        int64_t pos = getInt(e, "at", at);
+        edits.push_back(TokenEdit::erase(pos, getInt(e, "count", at)));
+      } else if (op == "text") {
+        checkKeys(e, {"op", "start", "end", "text"}, at);
+        if (!tokenizer)
+          die(2, at + "text edits need a program with a tokenizer");
+        if (!haveText)
+          die(2, at + "text edits need --text and no earlier token edit");
+        int64_t start = getInt(e, "start", at), end = getInt(e, "end", at);
+        if (!e.contains("text") || !e["text"].is_string())
+          die(2, at + "'text' must be a string");
+        int64_t size = int64_t(newText.size());
+        if (start < 0 || end < start || end > size)
+          die(2, at + "byte range [" + std::to_string(start) + ", " +
+                     std::to_string(end) + ") is outside the document of " +
+                     std::to_string(size) + " bytes");
+        if (!onUtf8Boundary(newText, start) || !onUtf8Boundary(newText, end))
+          die(2, at + "byte range [" + std::to_string(start) + ", " +
+                     std::to_string(end) +
+                     ") splits a UTF-8 character of the document");
+        newText.replace(size_t(start), size_t(end - start),
+                        e["text"].get<std::string>());
+        ++numText;
+      } else {
+        die(2, at + "unknown edit op '" + op + "'");
+      }
+    }
+    if (numText && !edits.empty())
+      die(2, where + "a batch cannot mix text and token edits");
+    if (numText) {
+      std::vector<int32_t> next = tokenizeDocument(newText, 2);
+      if (next.empty())
+        die(2, where + "the edit would leave an empty document");
+      edits = diffTokens(session.tokens(), next);
+    }
+    // Validate the whole batch on a copy so that a rejected line never
+    // reaches the session.
+    std::vector<int32_t> copy = session.tokens();
+    Status st = applyEditsToTokens(program, copy, edits);
     if (!st.ok())
       die(2, where + st.error);
-    tokens = std::move(next);
-    haveText = false; // token edits detach the text
+    if (numText)
+      pendingText = std::move(newText);
+    else
+      haveText = false; // token edits detach the document text
+    return edits;
   }
 };
 
@@ -416,12 +585,12 @@ int main(int argc, char **argv) {
     Status st = loadProgram(opts.model, program);
     if (!st.ok())
       die(1, st.error);
-    Session session(opts, program);
-    session.start();
+    Runner runner(opts, program);
+    runner.start();
     if (opts.editsFile)
-      session.runEdits(*opts.editsFile);
+      runner.runEdits(*opts.editsFile);
     if (opts.generate > 0)
-      session.generate(opts.generate);
+      runner.generate(opts.generate);
   } catch (const Exit &e) {
     std::cout.flush();
     std::cerr << "incnn-run: error: " << e.message << "\n";
@@ -429,6 +598,7 @@ int main(int argc, char **argv) {
       std::cerr << kUsage;
     return e.code;
   } catch (const std::exception &e) {
+    std::cout.flush();
     std::cerr << "incnn-run: error: " << e.what() << "\n";
     return 1;
   }

@@ -1,13 +1,17 @@
 /*===- incnn.h - incnn runtime C API ------------------------------*- C -*-===*\
 |*                                                                            *|
-|* A small C API over the runtime: load a program, evaluate token sequences,  *|
-|* read the output. Handles are opaque; every call that can fail returns an   *|
-|* incnn_status_t and leaves a message readable from the handle (or, for      *|
-|* calls that create a handle, from incnn_last_error() on the same thread).   *|
+|* A small C API over the runtime: load a program, open a session on a        *|
+|* document, apply edits incrementally, read the output. Handles are opaque;  *|
+|* every call that can fail returns an incnn_status_t and leaves a message    *|
+|* readable from the handle (or, for calls that create a handle, from         *|
+|* incnn_last_error() on the same thread).                                    *|
+|*                                                                            *|
+|* Ownership: *_create / *_load return handles the caller frees with the      *|
+|* matching *_destroy; pointers passed in are borrowed for the call only.     *|
 |*                                                                            *|
 |* Threading: a program is immutable after loading and may be shared by any   *|
 |* number of threads and sessions. A session must be used by one thread at a  *|
-|* time; it runs its kernels on its own worker threads.                       *|
+|* time (including its queries); it runs its kernels on its own threads.      *|
 |*                                                                            *|
 \*===----------------------------------------------------------------------===*/
 #ifndef INCNN_RUNTIME_INCNN_H
@@ -96,8 +100,10 @@ incnn_status_t incnn_program_tokenize(const incnn_program_t *program,
                                       int32_t *out_tokens, size_t capacity,
                                       size_t *out_count);
 
-/* Creates a session evaluating `program`, which must outlive it.
- * `options` may be NULL (defaults). On failure *out_session is NULL. */
+/* Creates a session for `program`, which must outlive it. A session holds
+ * one document (a token sequence) and the cached state that lets it update
+ * its output incrementally after edits. `options` may be NULL (defaults).
+ * On failure *out_session is NULL and incnn_last_error() says why. */
 incnn_status_t incnn_session_create(const incnn_program_t *program,
                                     const incnn_options_t *options,
                                     incnn_session_t **out_session);
@@ -105,15 +111,93 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
 /* Frees a session and joins its threads. NULL is ignored. */
 void incnn_session_destroy(incnn_session_t *session);
 
-/* Evaluates the program on `tokens[0..num_tokens)` from scratch and copies
- * the output into `out_logits` (`capacity` floats, at least
- * incnn_program_output_size). Bad tokens give INCNN_ERROR_INVALID_ARGUMENT
- * and keep the previous state. */
+/* Sets the document to `tokens[0..num_tokens)` and evaluates it from
+ * scratch. Bad tokens (empty, longer than incnn_program_max_tokens, id out
+ * of vocabulary) give INCNN_ERROR_INVALID_ARGUMENT and keep the previous
+ * document. */
+incnn_status_t incnn_session_reset(incnn_session_t *session,
+                                   const int32_t *tokens, size_t num_tokens);
+
+/* One token-level edit. Positions refer to the document as it is when the
+ * edit applies (after the earlier edits of the same batch). */
+typedef enum incnn_edit_kind_t {
+  INCNN_EDIT_REPLACE = 0, /* tokens[0..num_tokens) overwrite from `at` */
+  INCNN_EDIT_INSERT = 1,  /* tokens[0..num_tokens) inserted before `at` */
+  INCNN_EDIT_DELETE = 2,  /* `count` tokens removed from `at` */
+} incnn_edit_kind_t;
+
+typedef struct incnn_edit_t {
+  incnn_edit_kind_t kind;
+  int64_t at;
+  const int32_t *tokens; /* replace / insert; borrowed for the call */
+  size_t num_tokens;
+  int64_t count; /* delete */
+} incnn_edit_t;
+
+/* Applies `edits[0..num_edits)` as one batch and updates the output
+ * incrementally; the result is bit-for-bit that of incnn_session_reset on
+ * the edited tokens. A rejected batch (bad position or token id, empty or
+ * too long result, no document yet) gives INCNN_ERROR_INVALID_ARGUMENT and
+ * leaves the session exactly as it was. INCNN_ERROR_INTERNAL (out of
+ * memory) leaves the session without a document: reset it. */
+incnn_status_t incnn_session_apply(incnn_session_t *session,
+                                   const incnn_edit_t *edits, size_t num_edits);
+
+/* Single-edit shorthands for incnn_session_apply. */
+incnn_status_t incnn_session_replace(incnn_session_t *session, int64_t at,
+                                     const int32_t *tokens, size_t num_tokens);
+incnn_status_t incnn_session_insert(incnn_session_t *session, int64_t at,
+                                    const int32_t *tokens, size_t num_tokens);
+incnn_status_t incnn_session_delete(incnn_session_t *session, int64_t at,
+                                    int64_t count);
+
+/* Copies the current output (logits) into `out` (`capacity` floats);
+ * *out_count receives incnn_program_output_size, also when the buffer is too
+ * small (INCNN_ERROR_BUFFER_TOO_SMALL). `out` may be NULL when `capacity` is
+ * 0. INCNN_ERROR_UNAVAILABLE before the first reset. */
+incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
+                                    size_t capacity, size_t *out_count);
+
+/* Copies the current document's tokens, like incnn_session_output. */
+incnn_status_t incnn_session_tokens(const incnn_session_t *session,
+                                    int32_t *out, size_t capacity,
+                                    size_t *out_count);
+
+/* Statistics of the last reset or apply. Always call incnn_stats_init first
+ * (sets struct_size). */
+typedef struct incnn_stats_t {
+  size_t struct_size; /* set by incnn_stats_init */
+  uint64_t macs;      /* multiply-accumulates performed */
+  uint64_t macs_full; /* MACs of a from-scratch run on the same tokens */
+  double micros;      /* wall time of the update */
+  int64_t num_tokens; /* document length after the update */
+  size_t num_layers;  /* entries of incnn_session_layer_stats */
+  size_t num_vq;      /* entries of incnn_session_code_flips */
+} incnn_stats_t;
+
+void incnn_stats_init(incnn_stats_t *stats);
+incnn_status_t incnn_session_stats(const incnn_session_t *session,
+                                   incnn_stats_t *out_stats);
+
+/* Per attention layer: rows recomputed in full (`dirty_rows`) and other rows
+ * whose attention got delta updates (`updated_rows`). Either buffer may be
+ * NULL; each holds `capacity` entries, at least num_layers. */
+incnn_status_t incnn_session_layer_stats(const incnn_session_t *session,
+                                         int64_t *dirty_rows,
+                                         int64_t *updated_rows,
+                                         size_t capacity);
+
+/* Per VQ op: rows whose codes changed; `capacity` at least num_vq. */
+incnn_status_t incnn_session_code_flips(const incnn_session_t *session,
+                                        int64_t *code_flips, size_t capacity);
+
+/* Shorthand: incnn_session_reset, then incnn_session_output into
+ * `out_logits` (`capacity` at least incnn_program_output_size). */
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
                                       const int32_t *tokens, size_t num_tokens,
                                       float *out_logits, size_t capacity);
 
-/* Multiply-accumulates performed by the last evaluation (0 before any). */
+/* Multiply-accumulates of the last reset or apply (0 before any). */
 uint64_t incnn_session_macs(const incnn_session_t *session);
 
 /* Message of the session's last failed call ("" if none). Valid until the

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""Compares incnn's logits (incnn-compile + incnn-run --json) with the PyTorch reference
+(training/incnn_ref.py) on the same tokens: max|incnn - torch| / max|torch| < 1e-4.
+
+Models: random opt- and llama-style checkpoints (learned / rope / no positions, causal and
+bidirectional attention, LM and classifier heads, with and without VQ) and, when
+../shared/models/stories260K exists, the real stories260K model converted from llama2.c,
+whose greedy continuation of BOS must also match llama2.c's text.
+
+VQ note: a VQ site picks the nearest codeword; when two codewords are almost equally near,
+float rounding differences between the runtime and torch could pick different ones. The
+random VQ models use few codes so that near-ties are unlikely; the error is measured on the
+VQ output as is (no tolerance for a different code).
+
+    /usr/bin/python3 test/tools/compare_torch.py [--only NAME,...] [--keep DIR] [--tol 1e-4]
+
+Prints one line per model with the measured maximum relative error; exits 1 on a failure.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "Inputs"))
+import toolchain as tc  # noqa: E402
+
+CONFIGS = [
+    ("opt-learned-lm", dict(family="opt")),
+    ("opt-learned-lm-vq", dict(family="opt", vq="0:attn_out:4:8,1:block_out:2:8")),
+    ("opt-none-cls-vq", dict(family="opt", position="none", task="classifier",
+                             vq="0:block_out:4:8")),
+    ("opt-rope-bidir-cls-mean", dict(family="opt", position="rope", attention="bidirectional",
+                                     task="classifier", pool="mean", act="gelu")),
+    ("llama-rope-lm-gqa", dict(family="llama", kv_heads=2)),
+    ("llama-rope-lm-vq", dict(family="llama", kv_heads=2, vq="1:attn_out:4:8")),
+    ("llama-none-lm", dict(family="llama", position="none")),
+    ("llama-rope-bidir-cls-vq", dict(family="llama", position="rope",
+                                     attention="bidirectional", task="classifier",
+                                     vq="0:attn_out:2:8,1:block_out:4:8")),
+]
+
+STORIES_TEXT = ("Once upon a time, there was a little girl named Lily. She loved to play "
+                "outside in the park. One day, she saw a big, red ball.")
+
+
+def compare(ref, model_dir, prog, seqs):
+    """Max relative error over the token sequences."""
+    model = ref.load_model(model_dir)
+    worst = 0.0
+    for toks in seqs:
+        _, lines, _ = tc.run(prog, tokens=toks, extra=["--threads", "1"])
+        expected = [float(x) for x in ref.forward(model, toks)]
+        worst = max(worst, tc.rel_err(lines[0]["output"], expected))
+    return worst
+
+
+def stories(ref, work, tol):
+    """Returns a list of failure messages (empty: passed)."""
+    if not os.path.isdir(tc.STORIES):
+        print("skip stories260K: %s is missing" % tc.STORIES)
+        return []
+    sys.path.insert(0, tc.TRAINING)
+    import llama2c_to_hf as l2h
+    d = os.path.join(work, "stories260K")
+    l2h.convert(os.path.join(tc.STORIES, "stories260K.bin"),
+                os.path.join(tc.STORIES, "tok512.bin"), d)
+    prog = tc.compile_model(d, d + ".incnn")
+    rng = random.Random(7)
+    seqs = [[1], [1, 403, 407, 261, 378], [1] + [rng.randrange(3, 512) for _ in range(100)]]
+    err = compare(ref, d, prog, seqs)
+    failures = []
+    print("%-28s max rel err %.3g" % ("stories260K", err))
+    if not err < tol:
+        failures.append("stories260K: max relative error %.3g" % err)
+    _, lines, _ = tc.run(prog, tokens=[1], generate=60)
+    text = lines[-1].get("text", "")
+    ids = lines[-1]["generated"]
+    expected_ids = ref.generate(ref.load_model(d), [1], 60, stop={2})
+    if ids != expected_ids:
+        failures.append("stories260K: greedy ids differ from the reference: %s vs %s"
+                        % (ids, expected_ids))
+    if not text.startswith(STORIES_TEXT):
+        failures.append("stories260K: greedy text %r does not start with %r"
+                        % (text, STORIES_TEXT))
+    print("%-28s greedy 60: %r" % ("stories260K", text))
+    return failures
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated model names")
+    ap.add_argument("--keep", default=None, help="keep models in this directory")
+    ap.add_argument("--tol", type=float, default=1e-4)
+    a = ap.parse_args(argv)
+    only = set(a.only.split(",")) if a.only else None
+    _, ref = tc.training_modules()
+    work = a.keep or tempfile.mkdtemp(prefix="incnn_compare_torch_")
+    os.makedirs(work, exist_ok=True)
+    failures = []
+    try:
+        for i, (name, kw) in enumerate(CONFIGS):
+            if only and name not in only:
+                continue
+            d = os.path.join(work, name)
+            cfg = tc.make_model(d, seed=100 + i, **kw)
+            prog = tc.compile_model(d, d + ".incnn")
+            rng = random.Random(i)
+            vocab, max_pos = cfg["vocab_size"], cfg["max_position_embeddings"]
+            seqs = [[rng.randrange(vocab) for _ in range(n)] for n in (1, 7, 23, max_pos)]
+            err = compare(ref, d, prog, seqs)
+            print("%-28s max rel err %.3g" % (name, err))
+            if not err < a.tol:
+                failures.append("%s: max relative error %.3g" % (name, err))
+        if not only or "stories260K" in only:
+            failures += stories(ref, work, a.tol)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    for f in failures:
+        print("FAIL " + f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
