@@ -42,8 +42,9 @@ bool isUtf8Boundary(std::string_view text, int64_t i) {
   return (static_cast<unsigned char>(text[size_t(i)]) & 0xC0) != 0x80;
 }
 
-Document::Document(Session &session, const Tokenizer &tokenizer)
-    : session(session), tokenizer(tokenizer) {}
+Document::Document(Session &session, const Tokenizer &tokenizer,
+                   std::vector<int32_t> prefix)
+    : session(session), tokenizer(tokenizer), prefix(std::move(prefix)) {}
 
 int64_t Document::window() const { return session.program().maxPositions; }
 
@@ -53,12 +54,22 @@ Document::windowOf(const std::vector<int32_t> &tokens) const {
   return std::vector<int32_t>(tokens.begin(), tokens.begin() + int64_t(n));
 }
 
-Status Document::reset(std::string text) {
-  std::vector<int32_t> tokens;
-  if (Status st = tokenizer.encode(text, tokens); !st.ok())
+Status Document::encode(std::string_view text,
+                        std::vector<int32_t> &tokens) const {
+  std::vector<int32_t> body;
+  if (Status st = tokenizer.encode(text, body); !st.ok())
     return st;
+  tokens = prefix;
+  tokens.insert(tokens.end(), body.begin(), body.end());
   if (tokens.empty())
     return Status::failure("the document has no tokens");
+  return Status::success();
+}
+
+Status Document::reset(std::string text) {
+  std::vector<int32_t> tokens;
+  if (Status st = encode(text, tokens); !st.ok())
+    return st;
   if (Status st = session.reset(windowOf(tokens)); !st.ok())
     return st;
   text_ = std::move(text);
@@ -66,33 +77,34 @@ Status Document::reset(std::string text) {
   return Status::success();
 }
 
-Status Document::applyText(int64_t start, int64_t end,
-                           std::string_view replacement, EditResult *result) {
-  if (start < 0 || end < start || end > int64_t(text_.size()))
-    return Status::failure("byte range [" + std::to_string(start) + ", " +
-                           std::to_string(end) + ") is outside the text of " +
-                           std::to_string(text_.size()) + " bytes");
-  if (!isUtf8Boundary(text_, start) || !isUtf8Boundary(text_, end))
-    return Status::failure("byte range [" + std::to_string(start) + ", " +
-                           std::to_string(end) +
-                           ") splits a UTF-8 character");
+Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
   auto t0 = std::chrono::steady_clock::now();
-  std::string next = text_.substr(0, size_t(start));
-  next.append(replacement);
-  next.append(text_, size_t(end));
+  std::string next = text_;
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const TextEdit &e = edits[i];
+    std::string where =
+        edits.size() > 1 ? "edit " + std::to_string(i) + ": " : "";
+    if (e.start < 0 || e.end < e.start || e.end > int64_t(next.size()))
+      return Status::failure(where + "byte range [" + std::to_string(e.start) +
+                             ", " + std::to_string(e.end) +
+                             ") is outside the document of " +
+                             std::to_string(next.size()) + " bytes");
+    if (!isUtf8Boundary(next, e.start) || !isUtf8Boundary(next, e.end))
+      return Status::failure(where + "byte range [" + std::to_string(e.start) +
+                             ", " + std::to_string(e.end) +
+                             ") splits a UTF-8 character of the document");
+    next.replace(size_t(e.start), size_t(e.end - e.start), e.text);
+  }
   std::vector<int32_t> tokens;
-  if (Status st = tokenizer.encode(next, tokens); !st.ok())
-    return st;
-  if (tokens.empty())
-    return Status::failure("the edit would leave a document with no tokens");
+  if (Status st = encode(next, tokens); !st.ok())
+    return Status::failure("the edited text: " + st.error);
   // Diff the whole token lists, so an insertion inside the window is an
   // insertion (plus tokens leaving at the window's end), not a rewrite of
   // everything after it.
-  std::vector<TokenEdit> edits;
-  std::vector<TokenEdit> full = diffTokens(tokens_, tokens);
+  std::vector<TokenEdit> tokenEdits;
   std::vector<int32_t> window = session.tokens();
-  int64_t limit = int64_t(window.size());
-  for (const TokenEdit &e : full) {
+  for (const TokenEdit &e : diffTokens(tokens_, tokens)) {
+    int64_t limit = int64_t(window.size());
     if (e.at >= limit)
       continue; // beyond the window
     TokenEdit clipped = e;
@@ -101,31 +113,50 @@ Status Document::applyText(int64_t start, int64_t end,
       clipped.tokens.resize(size_t(limit - e.at));
     if (e.kind == TokenEdit::Kind::Delete)
       clipped.count = std::min(e.count, limit - e.at);
-    if (!applyEditsToTokens(session.program(), window, {clipped}).ok())
-      break; // e.g. too long: fall back to a plain diff below
-    edits.push_back(clipped);
-    limit = int64_t(window.size());
+    std::vector<int32_t> trial = window;
+    if (!applyEditsToTokens(session.program(), trial, {clipped}).ok())
+      break; // e.g. over the window: the plain diff below covers it
+    window = std::move(trial);
+    tokenEdits.push_back(std::move(clipped));
   }
-  // Whatever remains (tokens pushed out of or pulled into the window).
+  // Tokens pushed out of or pulled into the window's end.
   for (TokenEdit &e : diffTokens(window, windowOf(tokens)))
-    edits.push_back(std::move(e));
-  if (!applyEditsToTokens(session.program(), window, {}).ok() ||
-      window.size() > size_t(this->window()))
-    edits = diffTokens(session.tokens(), windowOf(tokens));
+    tokenEdits.push_back(std::move(e));
+  std::vector<int32_t> check = session.tokens();
+  if (!applyEditsToTokens(session.program(), check, tokenEdits).ok() ||
+      check != windowOf(tokens))
+    tokenEdits = diffTokens(session.tokens(), windowOf(tokens));
+  out.text = std::move(next);
+  out.tokens = std::move(tokens);
+  out.tokenEdits = std::move(tokenEdits);
+  out.tokenizeMicros = std::chrono::duration<double, std::micro>(
+                           std::chrono::steady_clock::now() - t0)
+                           .count();
+  return Status::success();
+}
+
+Status Document::commit(Plan &&plan) {
+  if (!plan.tokenEdits.empty())
+    if (Status st = session.apply(plan.tokenEdits); !st.ok())
+      return st;
+  text_ = std::move(plan.text);
+  tokens_ = std::move(plan.tokens);
+  return Status::success();
+}
+
+Status Document::applyText(int64_t start, int64_t end,
+                           std::string_view replacement, EditResult *result) {
+  Plan p;
+  if (Status st = plan({TextEdit{start, end, std::string(replacement)}}, p);
+      !st.ok())
+    return st;
   EditResult local;
   EditResult &r = result ? *result : local;
-  r.tokenizeMicros = std::chrono::duration<double, std::micro>(
-                         std::chrono::steady_clock::now() - t0)
-                         .count();
-  r.insideWindow = !edits.empty();
-  r.firstChanged = edits.empty() ? -1 : edits.front().at;
-  if (!edits.empty())
-    if (Status st = session.apply(edits); !st.ok())
-      return st;
-  r.tokenEdits = std::move(edits);
-  text_ = std::move(next);
-  tokens_ = std::move(tokens);
-  return Status::success();
+  r.tokenizeMicros = p.tokenizeMicros;
+  r.insideWindow = !p.tokenEdits.empty();
+  r.firstChanged = p.tokenEdits.empty() ? -1 : p.tokenEdits.front().at;
+  r.tokenEdits = p.tokenEdits;
+  return commit(std::move(p));
 }
 
 } // namespace incnn::runtime

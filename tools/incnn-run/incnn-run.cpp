@@ -24,6 +24,7 @@
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
+#include "incnn/runtime/Document.h"
 #include "incnn/runtime/Tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -184,39 +185,6 @@ size_t argmax(const std::vector<float> &v) {
   return best;
 }
 
-/// Whether byte `i` of `s` starts a UTF-8 character (or is the end).
-bool onUtf8Boundary(const std::string &s, int64_t i) {
-  return i == int64_t(s.size()) || (uint8_t(s[size_t(i)]) & 0xC0) != 0x80;
-}
-
-/// One batch of token edits turning `from` into `to`: the differing middle
-/// after the common prefix and suffix, as replace + insert or delete.
-std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
-                                  const std::vector<int32_t> &to) {
-  size_t n = from.size(), m = to.size(), prefix = 0, suffix = 0;
-  while (prefix < n && prefix < m && from[prefix] == to[prefix])
-    ++prefix;
-  while (suffix < n - prefix && suffix < m - prefix &&
-         from[n - 1 - suffix] == to[m - 1 - suffix])
-    ++suffix;
-  size_t oldLen = n - prefix - suffix, newLen = m - prefix - suffix;
-  size_t common = std::min(oldLen, newLen);
-  std::vector<TokenEdit> edits;
-  auto slice = [&](size_t b, size_t e) {
-    return std::vector<int32_t>(to.begin() + b, to.begin() + e);
-  };
-  if (common)
-    edits.push_back(
-        TokenEdit::replace(int64_t(prefix), slice(prefix, prefix + common)));
-  if (newLen > common)
-    edits.push_back(TokenEdit::insert(int64_t(prefix + common),
-                                      slice(prefix + common, prefix + newLen)));
-  else if (oldLen > common)
-    edits.push_back(
-        TokenEdit::erase(int64_t(prefix + common), int64_t(oldLen - common)));
-  return edits;
-}
-
 class Runner {
 public:
   Runner(const Options &opts, const Program &program)
@@ -246,9 +214,21 @@ public:
         die(2, "cannot read '" + *opts.textFile + "'");
       std::stringstream ss;
       ss << in.rdbuf();
-      text = ss.str();
+      std::vector<int32_t> prefix;
+      if (addsBos())
+        prefix.push_back(program.bosTokenId);
+      document = std::make_unique<Document>(session, *tokenizer, prefix);
+      Status st = document->reset(ss.str());
+      if (!st.ok())
+        die(2, "bad input: " + st.error);
+      if (document->truncated())
+        std::cerr << "incnn-run: warning: the document has "
+                  << document->allTokens().size() << " tokens; the model sees "
+                  << "the first " << program.maxPositions
+                  << " (its context window)\n";
       haveText = true;
-      tokens = tokenizeDocument(text, 2);
+      finishStep();
+      return;
     }
     Status st = session.reset(tokens);
     if (!st.ok())
@@ -268,13 +248,11 @@ public:
         continue;
       std::string where = path + ":" + std::to_string(lineNo) + ": ";
       std::vector<TokenEdit> edits = parseLine(line, where);
-      Status st = session.apply(edits);
+      Status st = pendingPlan ? document->commit(std::move(*pendingPlan))
+                              : session.apply(edits);
+      pendingPlan.reset();
       if (!st.ok())
         die(2, where + st.error);
-      if (pendingText) {
-        text = std::move(*pendingText);
-        pendingText.reset();
-      }
       finishStep();
     }
     if (in.bad())
@@ -342,33 +320,13 @@ private:
   Session session;
   std::unique_ptr<Evaluator> verifier;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::string text;                       ///< the document, with --text
-  std::optional<std::string> pendingText; ///< text after the line's edit
-  bool haveText = false;                  ///< text still matches the tokens
+  std::unique_ptr<Document> document;            ///< with --text
+  std::optional<Document::Plan> pendingPlan;     ///< the line's text edits
+  bool haveText = false; ///< the document still matches the tokens
   int step = 0;
 
   bool addsBos() const {
     return program.task == TaskKind::CausalLM && program.bosTokenId >= 0;
-  }
-
-  /// Tokens of a whole document: BOS (see addsBos) + encoded text, cut to
-  /// the context window.
-  std::vector<int32_t> tokenizeDocument(const std::string &s, int code) {
-    std::vector<int32_t> ids;
-    if (addsBos())
-      ids.push_back(program.bosTokenId);
-    std::vector<int32_t> body;
-    Status st = tokenizer->encode(s, body);
-    if (!st.ok())
-      die(code, st.error);
-    ids.insert(ids.end(), body.begin(), body.end());
-    if (int64_t(ids.size()) > program.maxPositions) {
-      std::cerr << "incnn-run: warning: the document has " << ids.size()
-                << " tokens; using the first " << program.maxPositions
-                << " (the context window)\n";
-      ids.resize(size_t(program.maxPositions));
-    }
-    return ids;
   }
 
   static std::string formatMillis(double us) {
@@ -492,7 +450,7 @@ private:
 
   /// Parses and validates one line (an edit object or an array of them, one
   /// batch) into token edits without touching the session. A text edit also
-  /// sets pendingText, the document after the edit.
+  /// sets pendingPlan, the validated text edits.
   std::vector<TokenEdit> parseLine(const std::string &line,
                                    const std::string &where) {
     json j;
@@ -510,8 +468,7 @@ private:
       items.push_back(j);
     }
     std::vector<TokenEdit> edits;
-    std::string newText = text;
-    int numText = 0;
+    std::vector<TextEdit> textEdits;
     for (size_t i = 0; i < items.size(); ++i) {
       const json &e = items[i];
       std::string at =
@@ -535,32 +492,23 @@ private:
           die(2, at + "text edits need a program with a tokenizer");
         if (!haveText)
           die(2, at + "text edits need --text and no earlier token edit");
-        int64_t start = getInt(e, "start", at), end = getInt(e, "end", at);
         if (!e.contains("text") || !e["text"].is_string())
           die(2, at + "'text' must be a string");
-        int64_t size = int64_t(newText.size());
-        if (start < 0 || end < start || end > size)
-          die(2, at + "byte range [" + std::to_string(start) + ", " +
-                     std::to_string(end) + ") is outside the document of " +
-                     std::to_string(size) + " bytes");
-        if (!onUtf8Boundary(newText, start) || !onUtf8Boundary(newText, end))
-          die(2, at + "byte range [" + std::to_string(start) + ", " +
-                     std::to_string(end) +
-                     ") splits a UTF-8 character of the document");
-        newText.replace(size_t(start), size_t(end - start),
-                        e["text"].get<std::string>());
-        ++numText;
+        textEdits.push_back(TextEdit{getInt(e, "start", at),
+                                     getInt(e, "end", at),
+                                     e["text"].get<std::string>()});
       } else {
         die(2, at + "unknown edit op '" + op + "'");
       }
     }
-    if (numText && !edits.empty())
+    if (!textEdits.empty() && !edits.empty())
       die(2, where + "a batch cannot mix text and token edits");
-    if (numText) {
-      std::vector<int32_t> next = tokenizeDocument(newText, 2);
-      if (next.empty())
-        die(2, where + "the edit would leave an empty document");
-      edits = diffTokens(session.tokens(), next);
+    if (!textEdits.empty()) {
+      Document::Plan plan;
+      if (Status st = document->plan(textEdits, plan); !st.ok())
+        die(2, where + st.error);
+      edits = plan.tokenEdits;
+      pendingPlan = std::move(plan);
     }
     // Validate the whole batch on a copy so that a rejected line never
     // reaches the session.
@@ -568,9 +516,7 @@ private:
     Status st = applyEditsToTokens(program, copy, edits);
     if (!st.ok())
       die(2, where + st.error);
-    if (numText)
-      pendingText = std::move(newText);
-    else
+    if (textEdits.empty())
       haveText = false; // token edits detach the document text
     return edits;
   }

@@ -29,13 +29,36 @@ std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
 /// True if byte offset `i` of `text` starts a UTF-8 character (or is its end).
 bool isUtf8Boundary(std::string_view text, int64_t i);
 
+/// One byte-range replacement of a document's text.
+struct TextEdit {
+  int64_t start = 0, end = 0;
+  std::string text;
+};
+
 class Document {
 public:
-  /// `session` and `tokenizer` must outlive the document.
-  Document(Session &session, const Tokenizer &tokenizer);
+  /// `session` and `tokenizer` must outlive the document. `prefix` tokens
+  /// (e.g. BOS) precede the text's tokens.
+  Document(Session &session, const Tokenizer &tokenizer,
+           std::vector<int32_t> prefix = {});
 
   /// Tokenizes `text` and evaluates its first window from scratch.
   Status reset(std::string text);
+  /// True if the text has more tokens than the context window.
+  bool truncated() const { return int64_t(tokens_.size()) > window(); }
+
+  /// A validated batch of text edits, ready to commit.
+  struct Plan {
+    std::string text;
+    std::vector<int32_t> tokens;
+    std::vector<TokenEdit> tokenEdits;
+    double tokenizeMicros = 0;
+  };
+  /// Applies `edits` in order to a copy of the text, re-tokenizes it and
+  /// derives the token edits, changing nothing. Errors name the edit.
+  Status plan(const std::vector<TextEdit> &edits, Plan &out) const;
+  /// Applies a plan made for the current state.
+  Status commit(Plan &&plan);
 
   struct EditResult {
     std::vector<TokenEdit> tokenEdits; ///< applied to the session
@@ -56,9 +79,11 @@ public:
 
 private:
   std::vector<int32_t> windowOf(const std::vector<int32_t> &tokens) const;
+  Status encode(std::string_view text, std::vector<int32_t> &tokens) const;
 
   Session &session;
   const Tokenizer &tokenizer;
+  std::vector<int32_t> prefix;
   std::string text_;
   std::vector<int32_t> tokens_;
 };
