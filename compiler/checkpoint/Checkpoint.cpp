@@ -48,8 +48,8 @@ public:
     }
     int64_t value = it->get<int64_t>();
     if (value < minValue || value > (int64_t(1) << 30)) {
-      fail(std::string("config.json: '") + key + "' = " +
-           std::to_string(value) + " is out of range");
+      fail(std::string("config.json: '") + key +
+           "' = " + std::to_string(value) + " is out of range");
       return fallback;
     }
     return static_cast<int>(value);
@@ -231,7 +231,8 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
         return "config.json: incnn_vq layer " + std::to_string(site.layer) +
                " does not exist";
       if (site.site != "attn_out" && site.site != "block_out")
-        return "config.json: incnn_vq site must be attn_out or block_out, got '" +
+        return "config.json: incnn_vq site must be attn_out or block_out, got "
+               "'" +
                site.site + "'";
       if (c.hidden % site.groups != 0)
         return "config.json: incnn_vq groups must divide hidden_size";
@@ -361,7 +362,8 @@ std::string SafetensorsFile::parse(const uint8_t *bytes, size_t size) {
         if (!d.is_number_unsigned())
           return "tensor '" + name + "': shape must be non-negative integers";
         uint64_t dim = d.get<uint64_t>();
-        if (dim > (uint64_t(1) << 40) || (dim && count > (uint64_t(1) << 40) / dim))
+        if (dim > (uint64_t(1) << 40) ||
+            (dim && count > (uint64_t(1) << 40) / dim))
           return "tensor '" + name + "': shape is too large";
         count *= dim;
         info.shape.push_back(static_cast<int64_t>(dim));
@@ -369,10 +371,9 @@ std::string SafetensorsFile::parse(const uint8_t *bytes, size_t size) {
       uint64_t begin = offsets[0].get<uint64_t>(),
                end = offsets[1].get<uint64_t>();
       if (begin > end || end > dataSize)
-        return "tensor '" + name + "': data_offsets [" +
-               std::to_string(begin) + ", " + std::to_string(end) +
-               "] outside the data section (" + std::to_string(dataSize) +
-               " bytes)";
+        return "tensor '" + name + "': data_offsets [" + std::to_string(begin) +
+               ", " + std::to_string(end) + "] outside the data section (" +
+               std::to_string(dataSize) + " bytes)";
       if (end - begin != count * elementSize)
         return "tensor '" + name + "': " + std::to_string(end - begin) +
                " bytes of data for " + std::to_string(count) + " " +

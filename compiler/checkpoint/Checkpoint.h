@@ -1,4 +1,5 @@
-//===- Checkpoint.h - reading Hugging Face style checkpoints -----*- C++ -*-===//
+//===- Checkpoint.h - reading Hugging Face style checkpoints -----*- C++
+//-*-===//
 //
 // Reads `config.json` + `model.safetensors` (+ `tokenizer.model`) without any
 // MLIR dependency, validating everything: the importer builds vqt IR from the

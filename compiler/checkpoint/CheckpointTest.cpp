@@ -72,7 +72,8 @@ TEST(Safetensors, ReadsF32F16AndBF16) {
 
 TEST(Safetensors, RejectsMalformedFiles) {
   std::vector<uint8_t> data = floatBytes({1, 2});
-  std::string good = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  std::string good =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   EXPECT_EQ(parseError(makeFile(good, data)), "");
 
   EXPECT_NE(parseError({1, 2, 3}), "") << "shorter than the length prefix";
@@ -80,30 +81,30 @@ TEST(Safetensors, RejectsMalformedFiles) {
       << "header length beyond the file";
   EXPECT_NE(parseError(makeFile("{not json", data)), "");
   EXPECT_NE(parseError(makeFile("[1,2]", data)), "") << "not an object";
-  EXPECT_NE(parseError(makeFile(
-                R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})",
-                data)),
-            "")
+  EXPECT_NE(
+      parseError(makeFile(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data)),
+      "")
       << "offsets beyond the data";
-  EXPECT_NE(parseError(makeFile(
-                R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
-                data)),
-            "")
+  EXPECT_NE(
+      parseError(makeFile(
+          R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data)),
+      "")
       << "size does not match the shape";
-  EXPECT_NE(parseError(makeFile(
-                R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})",
-                data)),
-            "")
+  EXPECT_NE(
+      parseError(makeFile(
+          R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", data)),
+      "")
       << "unknown dtype";
-  EXPECT_NE(parseError(makeFile(
-                R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
-                data)),
-            "")
+  EXPECT_NE(
+      parseError(makeFile(
+          R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data)),
+      "")
       << "negative dimension";
-  EXPECT_NE(parseError(makeFile(
-                R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})",
-                data)),
-            "")
+  EXPECT_NE(
+      parseError(makeFile(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data)),
+      "")
       << "reversed offsets";
   EXPECT_NE(parseError(makeFile(R"({"a":{"dtype":"F32","shape":[2]}})", data)),
             "")
@@ -159,9 +160,11 @@ TEST(Config, RejectsBadConfigsWithClearMessages) {
   std::vector<Case> cases = {
       {"{", "not valid JSON"},
       {"[]", "top level must be an object"},
-      {R"({"model_type":"gpt2",)" + base + "}", "unsupported model_type 'gpt2'"},
+      {R"({"model_type":"gpt2",)" + base + "}",
+       "unsupported model_type 'gpt2'"},
       {R"({"model_type":"llama","vocab_size":32})", "missing required key"},
-      {R"({"model_type":"llama",)" + base + R"(,"architectures":["BertModel"]})",
+      {R"({"model_type":"llama",)" + base +
+           R"(,"architectures":["BertModel"]})",
        "unsupported architecture"},
       {R"({"model_type":"llama",)" + base + R"(,"num_key_value_heads":3})",
        "multiple of num_key_value_heads"},

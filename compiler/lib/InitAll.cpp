@@ -9,7 +9,8 @@
 #include "mlir/IR/DialectRegistry.h"
 
 void incnn::registerAllDialects(mlir::DialectRegistry &registry) {
-  registry.insert<vqt::VQTDialect, delta::DeltaDialect, mlir::func::FuncDialect>();
+  registry
+      .insert<vqt::VQTDialect, delta::DeltaDialect, mlir::func::FuncDialect>();
 }
 
 void incnn::registerAllPasses() {

@@ -177,8 +177,8 @@ int main(int argc, char **argv) {
       fitCodebook(fit.value(in.operands[0]), n, config.dim, cb.shape[0],
                   cb.shape[1], rng, cb.owned.data());
     }
-    std::printf("\n== %lld tokens (codebooks fitted in %.1f s)\n",
-                (long long)n, seconds(fitStart));
+    std::printf("\n== %lld tokens (codebooks fitted in %.1f s)\n", (long long)n,
+                seconds(fitStart));
 
     Evaluator oracle(program, {threads});
     Session session(program, {threads});
@@ -219,7 +219,8 @@ int main(int argc, char **argv) {
           return 1;
         const EditStats &s = session.stats();
         times.push_back(s.micros * 1e-6);
-        macRatios.push_back(double(s.macsFull) / double(std::max<uint64_t>(s.macs, 1)));
+        macRatios.push_back(double(s.macsFull) /
+                            double(std::max<uint64_t>(s.macs, 1)));
         double r = 0, f = 0;
         for (int64_t x : s.dirtyRows)
           r += double(x);

@@ -27,10 +27,11 @@ std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
   if (common > 0)
     edits.push_back(TokenEdit::replace(int64_t(prefix), middle(0, common)));
   if (removed > common)
-    edits.push_back(TokenEdit::erase(int64_t(prefix) + common, removed - common));
-  if (added > common)
     edits.push_back(
-        TokenEdit::insert(int64_t(prefix) + common, middle(common, added - common)));
+        TokenEdit::erase(int64_t(prefix) + common, removed - common));
+  if (added > common)
+    edits.push_back(TokenEdit::insert(int64_t(prefix) + common,
+                                      middle(common, added - common)));
   return edits;
 }
 

@@ -4,6 +4,7 @@
 
 #include "ExactAttention.h"
 #include "Kernels.h"
+#include "RowOps.h"
 #include "ThreadPool.h"
 
 #include <cstring>
@@ -79,17 +80,7 @@ struct Evaluator::Impl {
 void Evaluator::Impl::packWeights() {
   if (packedReady)
     return;
-  packed.resize(program.instrs.size());
-  for (size_t i = 0; i < program.instrs.size(); ++i) {
-    const Instr &in = program.instrs[i];
-    if (in.op != OpCode::Linear)
-      continue;
-    const Weight &w = program.weights[in.weights[0]];
-    const float *bias =
-        in.weights.size() > 1 ? program.weights[in.weights[1]].ptr() : nullptr;
-    kernels::packLinear(w.ptr(), w.shape[0], w.shape[1], bias, packed[i],
-                        &pool);
-  }
+  packed = packLinearWeights(program, &pool);
   packedReady = true;
 }
 
@@ -99,60 +90,37 @@ void Evaluator::Impl::run(const Instr &in, int64_t n) {
   };
   auto rows = [&](int32_t id) { return info(id).perToken ? n : int64_t(1); };
   auto src = [&](size_t i) { return values[in.operands[i]].data(); };
-  auto wt = [&](size_t i) { return program.weights[in.weights[i]].ptr(); };
   // Allocate results.
   for (int32_t r : in.results)
     values[r].resize(size_t(rows(r) * info(r).width));
   float *dst = values[in.results[0]].data();
   const int64_t width = info(in.results[0]).width;
-  const int64_t count = rows(in.results[0]) * width;
 
   switch (in.op) {
   case OpCode::Embed:
-    kernels::embed(tokens.data(), n, wt(0), width, dst);
-    return;
   case OpCode::AddLearnedPositions:
-    kernels::addPositions(src(0), n, width, wt(0), 0, in.attrs.positionOffset,
-                          dst);
-    return;
   case OpCode::LayerNorm:
-    kernels::layerNorm(src(0), rows(in.results[0]), width, wt(0), wt(1),
-                       in.attrs.epsilon, dst, &pool);
-    return;
   case OpCode::RmsNorm:
-    kernels::rmsNorm(src(0), rows(in.results[0]), width, wt(0),
-                     in.attrs.epsilon, dst, &pool);
-    return;
-  case OpCode::Linear: {
-    size_t idx = size_t(&in - program.instrs.data());
-    const kernels::PackedLinear &w = packed[idx];
-    kernels::linear(src(0), rows(in.operands[0]), w.in, w, dst, width, &pool);
+  case OpCode::Linear:
+  case OpCode::Relu:
+  case OpCode::Gelu:
+  case OpCode::Silu:
+  case OpCode::Add:
+  case OpCode::Mul: {
+    // Token-local: the same row kernels as incremental updates.
+    const float *inputs[2] = {in.operands.size() > 0 ? src(0) : nullptr,
+                              in.operands.size() > 1 ? src(1) : nullptr};
+    std::vector<int64_t> positions;
+    if (in.op == OpCode::AddLearnedPositions)
+      for (int64_t i = 0; i < n; ++i)
+        positions.push_back(i);
+    runRows(program, in, &packed[size_t(&in - program.instrs.data())], inputs,
+            rows(in.results[0]), tokens.data(), positions.data(), dst, &pool);
     return;
   }
-  case OpCode::Relu:
-    kernels::relu(src(0), count, dst, &pool);
-    return;
-  case OpCode::Gelu:
-    kernels::gelu(src(0), count, dst, &pool);
-    return;
-  case OpCode::Silu:
-    kernels::silu(src(0), count, dst, &pool);
-    return;
-  case OpCode::Add:
-    kernels::add(src(0), src(1), count, dst, &pool);
-    return;
-  case OpCode::Mul:
-    kernels::mul(src(0), src(1), count, dst, &pool);
-    return;
   case OpCode::Attention: {
     // The exact fixed-point form, so incremental updates match bit for bit.
-    exact::AttentionShape shape;
-    shape.numHeads = in.attrs.numHeads;
-    shape.numKvHeads = in.attrs.numKvHeads;
-    shape.headDim = info(in.operands[0]).width / shape.numHeads;
-    shape.causal = in.attrs.causal;
-    shape.ropeTheta = in.attrs.ropeTheta;
-    shape.scale = in.attrs.scale;
+    exact::AttentionShape shape = attentionShape(program, in);
     exact::AttentionState state;
     exact::attention(src(0), src(1), src(2), n, shape, dst, state, &pool);
     return;

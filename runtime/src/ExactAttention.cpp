@@ -34,9 +34,9 @@ void expNonPositive(const float *x, int64_t n, float *y) {
   for (; i + 8 <= n; i += 8) {
     __m256 xi = _mm256_loadu_ps(x + i);
     __m256 v = _mm256_max_ps(xi, lo);
-    __m256 k = _mm256_floor_ps(_mm256_add_ps(
-        _mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
-        _mm256_set1_ps(0.5f)));
+    __m256 k = _mm256_floor_ps(
+        _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+                      _mm256_set1_ps(0.5f)));
     __m256 r = _mm256_sub_ps(v, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f)));
     r = _mm256_sub_ps(r, _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -45,9 +45,8 @@ void expNonPositive(const float *x, int64_t n, float *y) {
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(
-        _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
-        _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
+                      _mm256_set1_ps(1.0f));
     __m256i bits = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
     __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
@@ -213,9 +212,8 @@ void accumulateRow(const double *p, int64_t count, const double *values,
     for (int64_t j = 0; j < count; ++j, v += hd) {
       __m256d pj = _mm256_broadcast_sd(p + j);
 #define INCNN_TERM(a, off)                                                     \
-  a = _mm256_add_epi64(                                                        \
-      a, _mm256_castpd_si256(_mm256_fmadd_pd(pj, _mm256_loadu_pd(v + off),     \
-                                             magic)))
+  a = _mm256_add_epi64(a, _mm256_castpd_si256(_mm256_fmadd_pd(                 \
+                              pj, _mm256_loadu_pd(v + off), magic)))
       INCNN_TERM(a0, 0);
       INCNN_TERM(a1, 4);
       INCNN_TERM(a2, 8);
@@ -277,9 +275,9 @@ struct RowScratch {
 namespace {
 
 /// The state of one (row, head) from scratch.
-void computeRowHead(const float *qRot, const KeyPanel &panel,
-                    int64_t keyCount, const AttentionShape &shape,
-                    AttentionState &state, int64_t row, int64_t h) {
+void computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+                    const AttentionShape &shape, AttentionState &state,
+                    int64_t row, int64_t h) {
   static thread_local RowScratch scratch;
   int64_t H = shape.numHeads, hd = shape.headDim, hk = shape.kvHeadOf(h);
   size_t cap = size_t(std::max<int64_t>(keyCount, 1));
@@ -313,8 +311,8 @@ void computeRowHead(const float *qRot, const KeyPanel &panel,
   uint64_t contributing = uint64_t(keyCount); // every key adds one bias
   uint64_t *acc = scratch.acc.data();
   std::fill_n(acc, hd, 0);
-  accumulateRow(scaled, keyCount,
-                panel.values.data() + hk * panel.numKeys * hd, hd, acc);
+  accumulateRow(scaled, keyCount, panel.values.data() + hk * panel.numKeys * hd,
+                hd, acc);
   // Remove the bias: one per contributing key.
   int64_t *numer = &state.numer[size_t((row * H + h) * hd)];
   for (int64_t c = 0; c < hd; ++c)
@@ -327,8 +325,8 @@ void computeRowHead(const float *qRot, const KeyPanel &panel,
 } // namespace
 
 void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
-                const AttentionShape &shape, AttentionState &state,
-                int64_t row, float *out) {
+                const AttentionShape &shape, AttentionState &state, int64_t row,
+                float *out) {
   for (int64_t h = 0; h < shape.numHeads; ++h)
     computeRowHead(qRot, panel, keyCount, shape, state, row, h);
   finishRow(shape, state, row, out);
@@ -453,14 +451,12 @@ void attention(const float *q, const float *k, const float *v, int64_t n,
   parallelFor(pool, shape.numHeads * blocks, [&](int64_t t) {
     int64_t h = t / blocks, b = t % blocks;
     int64_t block = (b % 2 == 0) ? b / 2 : blocks - 1 - b / 2;
-    for (int64_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock);
-         ++i)
+    for (int64_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock); ++i)
       computeRowHead(qRot.data() + i * qw, panel, shape.causal ? i + 1 : n,
                      shape, state, i, h);
   });
-  parallelFor(pool, n, [&](int64_t i) {
-    finishRow(shape, state, i, out + i * qw);
-  });
+  parallelFor(pool, n,
+              [&](int64_t i) { finishRow(shape, state, i, out + i * qw); });
 }
 
 } // namespace incnn::runtime::exact

@@ -61,8 +61,8 @@ float dot(const float *a, const float *b, int64_t n);
 /// [n][hd].
 struct KeyPanel {
   int64_t numKeys = 0, nPad = 0;
-  std::vector<float> keysT;    ///< [Hkv][hd][nPad]
-  std::vector<double> values;  ///< [Hkv][n][hd]
+  std::vector<float> keysT;   ///< [Hkv][hd][nPad]
+  std::vector<double> values; ///< [Hkv][n][hd]
   void build(const float *kRot, const float *v, int64_t n,
              const AttentionShape &shape, ThreadPool *pool);
 };
@@ -81,8 +81,8 @@ void rotateRows(const float *x, int64_t n, int64_t heads, int64_t hd,
 /// `panel` (causal: keyCount = row + 1). `qRot` is the rotated query row.
 /// Writes the output row and the row's state.
 void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
-                const AttentionShape &shape, AttentionState &state,
-                int64_t row, float *out);
+                const AttentionShape &shape, AttentionState &state, int64_t row,
+                float *out);
 
 /// Applies one key's term to row `row` of `state`: sign +1 adds it, -1
 /// removes it. Returns false when the row's shift would change (the row must

@@ -649,11 +649,10 @@ Status writeProgram(const Program &program, const std::string &path) {
     meta["output_value"] = program.outputValue;
     json values = json::array();
     for (const ValueInfo &v : program.values)
-      values.push_back(
-          {{"name", v.name},
-           {"width", v.width},
-           {"per_token", v.perToken},
-           {"keep_all_rows", v.keepAllRows}});
+      values.push_back({{"name", v.name},
+                        {"width", v.width},
+                        {"per_token", v.perToken},
+                        {"keep_all_rows", v.keepAllRows}});
     meta["values"] = std::move(values);
     // Data offsets are relative to the data section, which starts at the
     // first 64-byte boundary after the metadata.

@@ -67,6 +67,17 @@ void runRows(const Program &program, const Instr &in,
   }
 }
 
+exact::AttentionShape attentionShape(const Program &program, const Instr &in) {
+  exact::AttentionShape shape;
+  shape.numHeads = in.attrs.numHeads;
+  shape.numKvHeads = in.attrs.numKvHeads;
+  shape.headDim = program.values[size_t(in.operands[0])].width / shape.numHeads;
+  shape.causal = in.attrs.causal;
+  shape.ropeTheta = in.attrs.ropeTheta;
+  shape.scale = in.attrs.scale;
+  return shape;
+}
+
 uint64_t rowMacs(const Program &program, const Instr &in, int64_t m) {
   if (in.op != OpCode::Linear)
     return 0;

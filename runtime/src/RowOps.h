@@ -8,6 +8,7 @@
 #ifndef INCNN_RUNTIME_ROWOPS_H
 #define INCNN_RUNTIME_ROWOPS_H
 
+#include "ExactAttention.h"
 #include "Kernels.h"
 #include "incnn/runtime/Program.h"
 
@@ -27,6 +28,10 @@ void runRows(const Program &program, const Instr &instr,
              const kernels::PackedLinear *packed, const float *const *inputs,
              int64_t m, const int32_t *tokens, const int64_t *positions,
              float *out, ThreadPool *pool);
+
+/// The shape of an Attention instruction.
+exact::AttentionShape attentionShape(const Program &program,
+                                     const Instr &instr);
 
 /// MACs of `m` rows of a token-local instruction.
 uint64_t rowMacs(const Program &program, const Instr &instr, int64_t m);

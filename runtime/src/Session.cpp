@@ -74,11 +74,11 @@ Rows allRows(int64_t n) {
 /// The result of applying a batch of edits to a token sequence.
 struct EditPlan {
   std::vector<int32_t> tokens;
-  std::vector<int64_t> from;  ///< new row -> old row, -1 if inserted
-  std::vector<int64_t> to;    ///< old row -> new row, -1 if deleted
-  Rows edited;                ///< rows whose token is new or different
-  Rows shifted;               ///< kept rows whose position changed
-  Rows removed;               ///< old rows deleted
+  std::vector<int64_t> from; ///< new row -> old row, -1 if inserted
+  std::vector<int64_t> to;   ///< old row -> new row, -1 if deleted
+  Rows edited;               ///< rows whose token is new or different
+  Rows shifted;              ///< kept rows whose position changed
+  Rows removed;              ///< old rows deleted
   bool lengthChanged = false;
 };
 
@@ -124,8 +124,8 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
         return Status::failure(where + "insert needs at least one token");
       if (edit.at < 0 || edit.at > n)
         return Status::failure(where + "insert position " +
-                               std::to_string(edit.at) +
-                               " is outside [0, " + std::to_string(n) + "]");
+                               std::to_string(edit.at) + " is outside [0, " +
+                               std::to_string(n) + "]");
       if (Status st = checkTokenIds(program, edit.tokens, e); !st.ok())
         return st;
       cur.insert(cur.begin() + edit.at, edit.tokens.begin(), edit.tokens.end());
@@ -136,11 +136,10 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
       if (edit.count <= 0)
         return Status::failure(where + "delete needs a positive count");
       if (edit.at < 0 || edit.at > n - edit.count)
-        return Status::failure(where + "delete of " +
-                               std::to_string(edit.count) + " token(s) at " +
-                               std::to_string(edit.at) +
-                               " is outside the sequence of " +
-                               std::to_string(n) + " tokens");
+        return Status::failure(
+            where + "delete of " + std::to_string(edit.count) +
+            " token(s) at " + std::to_string(edit.at) +
+            " is outside the sequence of " + std::to_string(n) + " tokens");
       cur.erase(cur.begin() + edit.at, cur.begin() + edit.at + edit.count);
       origin.erase(origin.begin() + edit.at,
                    origin.begin() + edit.at + edit.count);
@@ -230,8 +229,7 @@ struct Session::Impl {
   void setup();
   void enforceCachePlan();
   void run(const EditPlan *plan);
-  void step(size_t index, const EditPlan *plan,
-            std::vector<Rows> &dirty);
+  void step(size_t index, const EditPlan *plan, std::vector<Rows> &dirty);
   void attentionStep(size_t index, const EditPlan *plan,
                      std::vector<Rows> &dirty);
   void vqStep(size_t index, const EditPlan *plan, std::vector<Rows> &dirty);
@@ -394,8 +392,8 @@ void Session::Impl::vqStep(size_t index, const EditPlan *plan,
   int64_t width = values[size_t(input)].width;
   std::vector<float> x = gather(input, rows);
   std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
-  kernels::vectorQuantize(x.data(), int64_t(rows.size()), width, cb.ptr(), G,
-                          K, quantized.data(), newCodes.data(), &pool);
+  kernels::vectorQuantize(x.data(), int64_t(rows.size()), width, cb.ptr(), G, K,
+                          quantized.data(), newCodes.data(), &pool);
   stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
 
   // Rows whose codes flipped (or that are new) stay dirty.
@@ -426,13 +424,7 @@ void Session::Impl::vqStep(size_t index, const EditPlan *plan,
 void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
                                   std::vector<Rows> &dirty) {
   const Instr &in = program.instrs[index];
-  exact::AttentionShape shape;
-  shape.numHeads = in.attrs.numHeads;
-  shape.numKvHeads = in.attrs.numKvHeads;
-  shape.headDim = program.values[size_t(in.operands[0])].width / shape.numHeads;
-  shape.causal = in.attrs.causal;
-  shape.ropeTheta = in.attrs.ropeTheta;
-  shape.scale = in.attrs.scale;
+  exact::AttentionShape shape = attentionShape(program, in);
   int64_t n = int64_t(tokens.size()), qw = shape.queryWidth(),
           kvw = shape.kvWidth(), hd = shape.headDim;
   const ValueStore &q = values[size_t(in.operands[0])];
@@ -443,8 +435,8 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   bool rope = shape.ropeTheta != 0.0f;
 
   Rows queryRows = dirty[size_t(in.operands[0])];
-  Rows keyRows = unite(dirty[size_t(in.operands[1])],
-                       dirty[size_t(in.operands[2])]);
+  Rows keyRows =
+      unite(dirty[size_t(in.operands[1])], dirty[size_t(in.operands[2])]);
   if (plan && rope) {
     queryRows = unite(queryRows, plan->shifted);
     keyRows = unite(keyRows, plan->shifted);
@@ -455,8 +447,8 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     std::vector<float> outRows(size_t(n * qw));
     exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
                      outRows.data(), state, &pool);
-    stats.macs += 2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) *
-                  uint64_t(qw);
+    stats.macs +=
+        2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) * uint64_t(qw);
     storeRows(in.results[0], allRows(n), std::move(outRows), plan);
     dirty[size_t(in.results[0])] = allRows(n);
     return;
@@ -548,14 +540,13 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     auto apply = [&](const Term &t, int sign, bool oldTerm) {
       bool any = false;
       for (int l = 0; l < B; ++l) {
-        use[l] = valid[l] && ok[l] &&
-                 attends(t, oldTerm ? oldPos[l] : rows[l]);
+        use[l] = valid[l] && ok[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
         any = any || use[l];
         termCounts[size_t(rows[l])] += use[l];
       }
       if (any)
-        exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(),
-                                t.v.data(), shape, state, sign, ok);
+        exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(), t.v.data(),
+                                shape, state, sign, ok);
     };
     for (const Term &t : oldTerms)
       apply(t, -1, true);
@@ -582,8 +573,8 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   if (!fullRows.empty()) {
     std::vector<float> kRot(k.data.begin(), k.data.begin() + n * kvw);
     if (rope)
-      exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd,
-                        shape.ropeTheta, kRot.data(), &pool);
+      exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd, shape.ropeTheta,
+                        kRot.data(), &pool);
     exact::KeyPanel panel;
     panel.build(kRot.data(), v.data.data(), n, shape, &pool);
     parallelFor(&pool, int64_t(fullRows.size()), [&](int64_t t) {
@@ -759,8 +750,7 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
   if (!impl->valid)
     return Status::failure("the session has no document: call reset first");
   EditPlan plan;
-  if (Status st = planEdits(impl->program, impl->tokens, edits, plan);
-      !st.ok())
+  if (Status st = planEdits(impl->program, impl->tokens, edits, plan); !st.ok())
     return st;
   auto start = std::chrono::steady_clock::now();
   try {

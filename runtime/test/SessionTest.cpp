@@ -6,8 +6,8 @@
 // from-scratch evaluation of the same tokens in every bit.
 //
 //===----------------------------------------------------------------------===//
-#include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
+#include "incnn/runtime/Runtime.h"
 
 #include "ProgramBuilder.h"
 #include "TestUtil.h"
@@ -176,7 +176,8 @@ TEST(Session, RejectedEditsLeaveTheSessionUnchanged) {
       {TokenEdit::insert(0, {})},
       // A valid edit followed by a bad one: the whole batch is rejected.
       {TokenEdit::replace(0, {7}), TokenEdit::erase(10, 1)},
-      {TokenEdit::insert(0, std::vector<int32_t>(size_t(config.maxPositions), 1))},
+      {TokenEdit::insert(0,
+                         std::vector<int32_t>(size_t(config.maxPositions), 1))},
   };
   for (const auto &batch : bad) {
     Status st = session.apply(batch);
@@ -208,8 +209,8 @@ TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
   ASSERT_TRUE(session.reset(randomTokens(rng, 200, config.vocab)).ok());
   ASSERT_TRUE(session.apply(TokenEdit::replace(100, {3})).ok());
   const EditStats &s = session.stats();
-  EXPECT_LT(s.macs * 2, s.macsFull) << "macs " << s.macs << " full "
-                                    << s.macsFull;
+  EXPECT_LT(s.macs * 2, s.macsFull)
+      << "macs " << s.macs << " full " << s.macsFull;
   ASSERT_EQ(s.dirtyRows.size(), 2u);
   EXPECT_GE(s.dirtyRows[0], 1);
 }

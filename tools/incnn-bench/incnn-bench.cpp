@@ -146,8 +146,8 @@ double percentile(std::vector<double> v, double p) {
   if (v.empty())
     return 0;
   std::sort(v.begin(), v.end());
-  size_t i = size_t(std::min<double>(double(v.size() - 1),
-                                     std::floor(p * double(v.size() - 1) + 0.5)));
+  size_t i = size_t(std::min<double>(
+      double(v.size() - 1), std::floor(p * double(v.size() - 1) + 0.5)));
   return v[i];
 }
 
@@ -225,9 +225,8 @@ public:
     // Prefix reuse: rows before the first change are kept, the rest rerun.
     rec.macsPrefix = s.macsFull - countMacs(program, r.firstChanged);
     for (const TokenEdit &e : r.tokenEdits)
-      rec.changedRows += e.kind == TokenEdit::Kind::Delete
-                             ? 0
-                             : int64_t(e.tokens.size());
+      rec.changedRows +=
+          e.kind == TokenEdit::Kind::Delete ? 0 : int64_t(e.tokens.size());
     // Floor: the changed rows alone through every layer.
     rec.macsFloor = uint64_t(double(countMacs(program, 1)) *
                              double(std::max<int64_t>(rec.changedRows, 1)));
@@ -249,12 +248,14 @@ public:
     if (options.quiet)
       return;
     auto now = Clock::now();
-    if (!force && std::chrono::duration<double>(now - lastProgress).count() < 0.5)
+    if (!force &&
+        std::chrono::duration<double>(now - lastProgress).count() < 0.5)
       return;
     lastProgress = now;
     std::vector<double> ratios;
     for (const EditRecord &r : records)
-      ratios.push_back(double(r.macsFull) / double(std::max<uint64_t>(r.macs, 1)));
+      ratios.push_back(double(r.macsFull) /
+                       double(std::max<uint64_t>(r.macs, 1)));
     std::fprintf(stderr,
                  "\r%s  edits %lld (outside window %lld)  median MAC ratio "
                  "%.1fx  mismatches %lld   ",
@@ -382,14 +383,15 @@ void replayTrace(Bench &bench, const Options &o) {
       die(o.trace + ":" + std::to_string(lineNo) +
           ": expected an object with 'base' text and 'revisions'");
     ++docIndex;
-    std::string where = "[doc " + std::to_string(docIndex) + "/" +
-                        std::to_string(o.maxDocs >= 0
-                                           ? std::min(o.maxDocs, numDocs)
-                                           : numDocs) +
-                        "]";
+    std::string where =
+        "[doc " + std::to_string(docIndex) + "/" +
+        std::to_string(o.maxDocs >= 0 ? std::min(o.maxDocs, numDocs)
+                                      : numDocs) +
+        "]";
     bench.resetDocument(doc["base"].get<std::string>());
     for (const json &rev : doc["revisions"]) {
-      if (!rev.is_object() || !rev.contains("hunks") || !rev["hunks"].is_array())
+      if (!rev.is_object() || !rev.contains("hunks") ||
+          !rev["hunks"].is_array())
         die(o.trace + ":" + std::to_string(lineNo) + ": malformed revision");
       // Hunks refer to the previous revision: apply from the highest start.
       std::vector<json> hunks(rev["hunks"].begin(), rev["hunks"].end());
@@ -403,7 +405,8 @@ void replayTrace(Bench &bench, const Options &o) {
           die(o.trace + ":" + std::to_string(lineNo) + ": malformed hunk");
         const std::string &text = bench.getDocument().text();
         int64_t start = lineOffset(text, h[0].get<int64_t>());
-        int64_t end = lineOffset(text, h[0].get<int64_t>() + h[1].get<int64_t>());
+        int64_t end =
+            lineOffset(text, h[0].get<int64_t>() + h[1].get<int64_t>());
         std::string inserted;
         for (const json &l : h[2])
           if (l.is_string())
@@ -493,14 +496,13 @@ int main(int argc, char **argv) {
               s["mean_mac_ratio"].get<double>(),
               s["median_prefix_reuse_mac_ratio"].get<double>(),
               s["median_floor_mac_ratio"].get<double>());
-  std::printf("wall ratio               median %.1fx, p10 %.1fx, p90 %.1fx "
-              "(update %.0f us vs from scratch %.0f us; tokenize %.0f us)\n",
-              s["median_wall_ratio"].get<double>(),
-              s["p10_wall_ratio"].get<double>(),
-              s["p90_wall_ratio"].get<double>(),
-              s["median_update_us"].get<double>(),
-              s["median_from_scratch_us"].get<double>(),
-              s["median_tokenize_us"].get<double>());
+  std::printf(
+      "wall ratio               median %.1fx, p10 %.1fx, p90 %.1fx "
+      "(update %.0f us vs from scratch %.0f us; tokenize %.0f us)\n",
+      s["median_wall_ratio"].get<double>(), s["p10_wall_ratio"].get<double>(),
+      s["p90_wall_ratio"].get<double>(), s["median_update_us"].get<double>(),
+      s["median_from_scratch_us"].get<double>(),
+      s["median_tokenize_us"].get<double>());
   std::printf("cache                    %.0f bytes per token\n",
               s["cache_bytes_per_token"].get<double>());
   std::printf("weights                  %.1f MB; streaming them once takes "

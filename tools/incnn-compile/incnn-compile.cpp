@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
 
   auto start = std::chrono::steady_clock::now();
   incnn::checkpoint::Checkpoint checkpoint;
-  if (std::string error = incnn::checkpoint::loadCheckpoint(modelDir, checkpoint);
+  if (std::string error =
+          incnn::checkpoint::loadCheckpoint(modelDir, checkpoint);
       !error.empty())
     return fail(error);
 
@@ -75,8 +76,8 @@ int main(int argc, char **argv) {
     return fail(modelDir + ": " + error);
   const auto &config = checkpoint.config;
   progress("imported " + config.family + " " + config.architecture + ": " +
-           std::to_string(config.layers) + " layers, d=" +
-           std::to_string(config.hidden) + ", " +
+           std::to_string(config.layers) +
+           " layers, d=" + std::to_string(config.hidden) + ", " +
            std::to_string(config.vq.size()) + " VQ site(s), positions " +
            config.position);
 
@@ -96,7 +97,8 @@ int main(int argc, char **argv) {
 
   if (emitKind != EmitKind::Program) {
     std::error_code ec;
-    llvm::raw_fd_ostream out(outputPath.empty() ? std::string("-") : outputPath.getValue(), ec);
+    llvm::raw_fd_ostream out(
+        outputPath.empty() ? std::string("-") : outputPath.getValue(), ec);
     if (ec)
       return fail("cannot write " + outputPath + ": " + ec.message());
     module->print(out);
@@ -114,11 +116,12 @@ int main(int argc, char **argv) {
       incnn::runtime::writeProgram(program, outputPath);
   if (!status.ok())
     return fail(status.error);
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
-  progress("wrote " + outputPath + ": " + std::to_string(program.instrs.size()) +
-           " instructions, " + std::to_string(parameters) + " parameters (" +
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  progress("wrote " + outputPath + ": " +
+           std::to_string(program.instrs.size()) + " instructions, " +
+           std::to_string(parameters) + " parameters (" +
            std::to_string(parameters * 4 / 1024) + " KiB) in " +
            std::to_string(seconds).substr(0, 5) + " s");
   return 0;

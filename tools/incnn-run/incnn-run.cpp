@@ -21,10 +21,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "incnn/runtime/Document.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
-#include "incnn/runtime/Document.h"
 #include "incnn/runtime/Tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -320,8 +320,8 @@ private:
   Session session;
   std::unique_ptr<Evaluator> verifier;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Document> document;            ///< with --text
-  std::optional<Document::Plan> pendingPlan;     ///< the line's text edits
+  std::unique_ptr<Document> document;        ///< with --text
+  std::optional<Document::Plan> pendingPlan; ///< the line's text edits
   bool haveText = false; ///< the document still matches the tokens
   int step = 0;
 

@@ -48,8 +48,8 @@ private:
            shapeString(info->shape) + ", expected " + shapeString(shape));
     } else if (info->dtype != "F32" && info->dtype != "F16" &&
                info->dtype != "BF16") {
-      fail("model.safetensors: tensor '" + name + "' has dtype " +
-           info->dtype + "; expected F32, F16 or BF16");
+      fail("model.safetensors: tensor '" + name + "' has dtype " + info->dtype +
+           "; expected F32, F16 or BF16");
     }
     auto type = RankedTensorType::get(shape, builder.getF32Type());
     return builder.create<incnn::vqt::ParamOp>(loc, type, name);
@@ -94,8 +94,8 @@ private:
       return x;
     int64_t g = vq->groups, k = vq->codes, d = config.hidden;
     Value codebook = param(vq->codebookName(), {g, k, d / g});
-    auto codesType = RankedTensorType::get({ShapedType::kDynamic, g},
-                                           builder.getI32Type());
+    auto codesType =
+        RankedTensorType::get({ShapedType::kDynamic, g}, builder.getI32Type());
     auto op = builder.create<incnn::vqt::VectorQuantizeOp>(
         loc, x.getType(), codesType, x, codebook);
     return op.getResult();
@@ -127,8 +127,8 @@ Value GraphBuilder::attention(Value x, const std::string &prefix, int layer) {
   Value o = builder.create<incnn::vqt::AttentionOp>(
       loc, q.getType(), q, k, v, mask, config.heads, config.kvHeads, theta,
       FloatAttr());
-  Value out = linear(o, attn + (opt ? "out_proj" : "o_proj"), d, d,
-                     config.enableBias);
+  Value out =
+      linear(o, attn + (opt ? "out_proj" : "o_proj"), d, d, config.enableBias);
   return maybeVQ(out, layer, "attn_out");
 }
 
@@ -175,8 +175,8 @@ OwningOpRef<ModuleOp> GraphBuilder::build(std::string &errorOut) {
 
   int64_t outWidth = config.classifier ? int64_t(config.labels.size()) : vocab;
   auto outType = RankedTensorType::get({outWidth}, builder.getF32Type());
-  auto funcType = builder.getFunctionType({incnn::vqt::getTokenIdsType(ctx)},
-                                          {outType});
+  auto funcType =
+      builder.getFunctionType({incnn::vqt::getTokenIdsType(ctx)}, {outType});
   builder.setInsertionPointToEnd(module->getBody());
   auto func = builder.create<func::FuncOp>(loc, "forward", funcType);
   Block *entry = func.addEntryBlock();
@@ -184,24 +184,23 @@ OwningOpRef<ModuleOp> GraphBuilder::build(std::string &errorOut) {
 
   std::string base = opt ? "model.decoder." : "model.";
   Value embedTable = param(base + "embed_tokens.weight", {vocab, d});
-  Value x = builder.create<incnn::vqt::EmbedOp>(loc, rows(d),
-                                                entry->getArgument(0),
-                                                embedTable);
+  Value x = builder.create<incnn::vqt::EmbedOp>(
+      loc, rows(d), entry->getArgument(0), embedTable);
   if (config.position == "learned") {
     Value table = param(base + "embed_positions.weight",
                         {int64_t(config.maxPositions) + 2, d});
-    x = builder.create<incnn::vqt::AddPositionsOp>(loc, x, table,
-                                                   builder.getI64IntegerAttr(2));
+    x = builder.create<incnn::vqt::AddPositionsOp>(
+        loc, x, table, builder.getI64IntegerAttr(2));
   }
 
   for (int layer = 0; layer < config.layers && error.empty(); ++layer) {
     std::string prefix = base + "layers." + std::to_string(layer);
-    Value a = norm(x, prefix + (opt ? ".self_attn_layer_norm"
-                                    : ".input_layernorm"));
-    Value h = builder.create<incnn::vqt::AddOp>(loc, x,
-                                                attention(a, prefix, layer));
-    Value m = norm(h, prefix + (opt ? ".final_layer_norm"
-                                    : ".post_attention_layernorm"));
+    Value a =
+        norm(x, prefix + (opt ? ".self_attn_layer_norm" : ".input_layernorm"));
+    Value h =
+        builder.create<incnn::vqt::AddOp>(loc, x, attention(a, prefix, layer));
+    Value m = norm(
+        h, prefix + (opt ? ".final_layer_norm" : ".post_attention_layernorm"));
     x = builder.create<incnn::vqt::AddOp>(loc, h, mlp(m, prefix));
     x = maybeVQ(x, layer, "block_out");
   }

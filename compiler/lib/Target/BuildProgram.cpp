@@ -214,13 +214,17 @@ std::string ProgramBuilder::build(ModuleOp module) {
   program.task = strAttr(module, "vqt.task") == "classifier"
                      ? rt::TaskKind::Classifier
                      : rt::TaskKind::CausalLM;
-  program.vocabSize = static_cast<int32_t>(intAttr(module, "vqt.vocab_size", 0));
+  program.vocabSize =
+      static_cast<int32_t>(intAttr(module, "vqt.vocab_size", 0));
   program.maxPositions =
       static_cast<int32_t>(intAttr(module, "vqt.max_positions", 0));
   program.positionScheme = strAttr(module, "vqt.position");
-  program.bosTokenId = static_cast<int32_t>(intAttr(module, "vqt.bos_token_id", -1));
-  program.eosTokenId = static_cast<int32_t>(intAttr(module, "vqt.eos_token_id", -1));
-  program.padTokenId = static_cast<int32_t>(intAttr(module, "vqt.pad_token_id", -1));
+  program.bosTokenId =
+      static_cast<int32_t>(intAttr(module, "vqt.bos_token_id", -1));
+  program.eosTokenId =
+      static_cast<int32_t>(intAttr(module, "vqt.eos_token_id", -1));
+  program.padTokenId =
+      static_cast<int32_t>(intAttr(module, "vqt.pad_token_id", -1));
   if (auto labels = module->getAttrOfType<ArrayAttr>("vqt.labels"))
     for (Attribute label : labels)
       if (auto name = dyn_cast<StringAttr>(label))

@@ -114,8 +114,8 @@ private:
       break;
     }
     case ChangeRule::Quantizing:
-      rows = builder.create<delta::VQCutoffOp>(loc, rowsType, result,
-                                               alignedRows);
+      rows =
+          builder.create<delta::VQCutoffOp>(loc, rowsType, result, alignedRows);
       break;
     case ChangeRule::Reducing:
       rows = builder.create<delta::PoolUpdateOp>(loc, rowsType, result,

@@ -5,8 +5,8 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
-void incnn::buildIncrementalPipeline(mlir::OpPassManager &pm,
-                                     const IncrementalPipelineOptions &options) {
+void incnn::buildIncrementalPipeline(
+    mlir::OpPassManager &pm, const IncrementalPipelineOptions &options) {
   if (options.cleanup) {
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());

@@ -54,8 +54,9 @@ struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
       ++numCached;
     });
     bytesPerToken = total;
-    module->setAttr("delta.cache_bytes_per_token",
-                    IntegerAttr::get(IntegerType::get(&getContext(), 64), total));
+    module->setAttr(
+        "delta.cache_bytes_per_token",
+        IntegerAttr::get(IntegerType::get(&getContext(), 64), total));
   }
 };
 

@@ -28,7 +28,6 @@ static LogicalResult verifyStepTarget(Operation *step, Value value,
   return success();
 }
 
-
 OpFoldResult UnionOp::fold(FoldAdaptor) {
   if (getInputs().size() == 1)
     return getInputs().front();
@@ -53,8 +52,7 @@ struct FlattenUnion : public OpRewritePattern<UnionOp> {
     }
     if (!changed)
       return failure();
-    rewriter.replaceOpWithNewOp<UnionOp>(op, op.getType(),
-                                         inputs.takeVector());
+    rewriter.replaceOpWithNewOp<UnionOp>(op, op.getType(), inputs.takeVector());
     return success();
   }
 };

@@ -41,8 +41,7 @@ LogicalResult EmbedOp::verify() {
            << getTable().getType();
   if (table[1] != getWidth(getType()))
     return emitOpError("result width ")
-           << getWidth(getType()) << " does not match table width "
-           << table[1];
+           << getWidth(getType()) << " does not match table width " << table[1];
   return success();
 }
 
@@ -133,8 +132,8 @@ LogicalResult AttentionOp::verify() {
   int64_t kvWidth = getWidth(getKey().getType());
   if (kvWidth != kvHeads * headDim)
     return emitOpError("key/value width ")
-           << kvWidth << " must be num_kv_heads * head_dim = "
-           << kvHeads * headDim;
+           << kvWidth
+           << " must be num_kv_heads * head_dim = " << kvHeads * headDim;
   if (std::optional<APFloat> theta = getRopeTheta()) {
     if (!(theta->convertToFloat() > 0.0f))
       return emitOpError("rope_theta must be positive");
@@ -160,9 +159,8 @@ LogicalResult VectorQuantizeOp::verify() {
   if (codebook[0] <= 0 || codebook[1] <= 0 ||
       codebook[0] * codebook[2] != width)
     return emitOpError("codebook ")
-           << getCodebook().getType()
-           << " does not split a row of width " << width
-           << " into groups (need groups * group_width == width)";
+           << getCodebook().getType() << " does not split a row of width "
+           << width << " into groups (need groups * group_width == width)";
   if (getWidth(getCodes().getType()) != codebook[0])
     return emitOpError("codes must have one column per group (")
            << codebook[0] << "), got " << getCodes().getType();

@@ -1,4 +1,5 @@
-//===- BuildProgram.h - vqt IR -> runtime program ----------------*- C++ -*-===//
+//===- BuildProgram.h - vqt IR -> runtime program ----------------*- C++
+//-*-===//
 #ifndef INCNN_COMPILER_BUILDPROGRAM_H
 #define INCNN_COMPILER_BUILDPROGRAM_H
 

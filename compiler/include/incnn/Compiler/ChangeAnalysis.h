@@ -1,4 +1,5 @@
-//===- ChangeAnalysis.h - which values change when rows change ---*- C++ -*-===//
+//===- ChangeAnalysis.h - which values change when rows change ---*- C++
+//-*-===//
 //
 // For every value of a vqt function, the *change sources* whose dirty rows it
 // inherits: the edited token rows, the shifted rows (position-dependent ops),

@@ -1,4 +1,5 @@
-//===- Import.h - checkpoint -> vqt IR ---------------------------*- C++ -*-===//
+//===- Import.h - checkpoint -> vqt IR ---------------------------*- C++
+//-*-===//
 #ifndef INCNN_COMPILER_IMPORT_H
 #define INCNN_COMPILER_IMPORT_H
 

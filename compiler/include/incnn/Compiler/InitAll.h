@@ -1,4 +1,5 @@
-//===- InitAll.h - the one registration point of incnn tools -----*- C++ -*-===//
+//===- InitAll.h - the one registration point of incnn tools -----*- C++
+//-*-===//
 #ifndef INCNN_COMPILER_INITALL_H
 #define INCNN_COMPILER_INITALL_H
 

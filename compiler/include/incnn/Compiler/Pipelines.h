@@ -1,4 +1,5 @@
-//===- Pipelines.h - incnn pass pipelines ------------------------*- C++ -*-===//
+//===- Pipelines.h - incnn pass pipelines ------------------------*- C++
+//-*-===//
 #ifndef INCNN_COMPILER_PIPELINES_H
 #define INCNN_COMPILER_PIPELINES_H
 

@@ -1,4 +1,5 @@
-//===- Document.h - a text document over an incremental session --*- C++ -*-===//
+//===- Document.h - a text document over an incremental session --*- C++
+//-*-===//
 //
 // Keeps a document's text, tokenizes it, and turns byte-range text edits into
 // token edits that the Session applies incrementally. The model sees the

@@ -1,4 +1,5 @@
-//===- DeltaDialect.h - delta dialect ----------------------------*- C++ -*-===//
+//===- DeltaDialect.h - delta dialect ----------------------------*- C++
+//-*-===//
 #ifndef INCNN_DIALECT_DELTA_DELTADIALECT_H
 #define INCNN_DIALECT_DELTA_DELTADIALECT_H
 

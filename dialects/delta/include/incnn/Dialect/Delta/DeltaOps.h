@@ -1,4 +1,5 @@
-//===- DeltaOps.h - delta operations and types -------------------*- C++ -*-===//
+//===- DeltaOps.h - delta operations and types -------------------*- C++
+//-*-===//
 #ifndef INCNN_DIALECT_DELTA_DELTAOPS_H
 #define INCNN_DIALECT_DELTA_DELTAOPS_H
 

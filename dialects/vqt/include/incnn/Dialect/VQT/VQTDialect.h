@@ -1,4 +1,5 @@
-//===- VQTDialect.h - vqt dialect --------------------------------*- C++ -*-===//
+//===- VQTDialect.h - vqt dialect --------------------------------*- C++
+//-*-===//
 //
 // The vqt dialect: transformer graphs with vector-quantized values.
 //

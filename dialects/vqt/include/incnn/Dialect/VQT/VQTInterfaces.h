@@ -1,4 +1,5 @@
-//===- VQTInterfaces.h - change-rule interface and traits --------*- C++ -*-===//
+//===- VQTInterfaces.h - change-rule interface and traits --------*- C++
+//-*-===//
 //
 // How a change in token rows propagates through a vqt op.
 //
@@ -12,14 +13,21 @@
 namespace incnn::vqt {
 
 /// The change-propagation rule of an op (see docs/change-rules.md).
-enum class ChangeRule { Constant, TokenLocal, TokenMixing, Quantizing, Reducing };
+enum class ChangeRule {
+  Constant,
+  TokenLocal,
+  TokenMixing,
+  Quantizing,
+  Reducing
+};
 
 /// A printable name of a rule ("token-local", ...).
 llvm::StringRef stringifyChangeRule(ChangeRule rule);
 
 // Native traits: each gives the op its change rule.
 template <typename ConcreteType>
-class ConstantRule : public mlir::OpTrait::TraitBase<ConcreteType, ConstantRule> {
+class ConstantRule
+    : public mlir::OpTrait::TraitBase<ConcreteType, ConstantRule> {
 public:
   static ChangeRule getChangeRule() { return ChangeRule::Constant; }
 };

@@ -1,4 +1,5 @@
-//===- VQTOps.h - vqt operations ---------------------------------*- C++ -*-===//
+//===- VQTOps.h - vqt operations ---------------------------------*- C++
+//-*-===//
 #ifndef INCNN_DIALECT_VQT_VQTOPS_H
 #define INCNN_DIALECT_VQT_VQTOPS_H
 
