@@ -137,9 +137,10 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
 }
 
 Status Document::commit(Plan &&plan) {
-  if (!plan.tokenEdits.empty())
-    if (Status st = session.apply(plan.tokenEdits); !st.ok())
-      return st;
+  // An empty batch (the change lies beyond the window) still refreshes the
+  // session's statistics: nothing is recomputed.
+  if (Status st = session.apply(plan.tokenEdits); !st.ok())
+    return st;
   text_ = std::move(plan.text);
   tokens_ = std::move(plan.tokens);
   return Status::success();
