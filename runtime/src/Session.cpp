@@ -223,11 +223,31 @@ struct Session::Impl {
   bool valid = false;
   int64_t numLayers = 0, numVQ = 0;
 
+  /// A VQ op fed by attention through one linear layer (or directly): rows
+  /// whose attention output moved little are certified to keep their codes
+  /// without running the linear layer or the codebook search.
+  struct Certificate {
+    size_t attention = 0, linear = SIZE_MAX, vq = 0;
+    double normBound = 1.0; ///< upper bound of ||W||_2
+    double frobenius = 0.0; ///< ||W||_F, for rounding bounds
+    double biasNorm = 0.0;
+    int64_t inWidth = 0;
+    std::vector<double> budget;  ///< per row: drift the codes still tolerate
+    std::vector<double> refNorm; ///< per row: ||attention output|| at reference
+  };
+  std::vector<Certificate> certificates;
+  std::vector<int32_t> certificateOf; ///< per instruction, or -1
+  bool useCertificates;
+
   Impl(const Program &program, const SessionOptions &options)
-      : program(program), pool(options.numThreads) {}
+      : program(program), pool(options.numThreads),
+        useCertificates(options.vqCertificates) {}
 
   void setup();
   void enforceCachePlan();
+  void findCertificates();
+  /// The budget of a row from its VQ input and reference norm.
+  double rowBudget(const Certificate &c, const float *x, double aNorm) const;
   void run(const EditPlan *plan);
   void step(size_t index, const EditPlan *plan, std::vector<Rows> &dirty);
   void attentionStep(size_t index, const EditPlan *plan,
@@ -274,6 +294,98 @@ void Session::Impl::setup() {
   }
   lastUse[size_t(program.outputValue)] = int64_t(program.instrs.size());
   enforceCachePlan();
+  findCertificates();
+}
+
+void Session::Impl::findCertificates() {
+  certificateOf.assign(program.instrs.size(), -1);
+  std::vector<int64_t> producer(program.values.size(), -1),
+      uses(program.values.size(), 0);
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    for (int32_t v : program.instrs[i].operands)
+      ++uses[size_t(v)];
+    for (int32_t r : program.instrs[i].results)
+      producer[size_t(r)] = int64_t(i);
+  }
+  ++uses[size_t(program.outputValue)];
+  for (size_t q = 0; q < program.instrs.size(); ++q) {
+    const Instr &vq = program.instrs[q];
+    if (vq.op != OpCode::VectorQuantize)
+      continue;
+    Certificate c;
+    c.vq = q;
+    int32_t x = vq.operands[0];
+    int64_t p = producer[size_t(x)];
+    if (p < 0 || uses[size_t(x)] != 1)
+      continue;
+    if (program.instrs[size_t(p)].op == OpCode::Linear) {
+      const Instr &lin = program.instrs[size_t(p)];
+      int32_t a = lin.operands[0];
+      if (uses[size_t(a)] != 1 || !program.values[size_t(a)].perToken)
+        continue;
+      c.linear = size_t(p);
+      p = producer[size_t(a)];
+      const Weight &w = program.weights[size_t(lin.weights[0])];
+      int64_t out = w.shape[0], in = w.shape[1];
+      const float *wp = w.ptr();
+      double fro = 0, maxRow = 0;
+      std::vector<double> colSum(size_t(in), 0.0);
+      for (int64_t r = 0; r < out; ++r) {
+        double rowSum = 0;
+        for (int64_t k = 0; k < in; ++k) {
+          double v = wp[r * in + k];
+          fro += v * v;
+          rowSum += std::fabs(v);
+          colSum[size_t(k)] += std::fabs(v);
+        }
+        maxRow = std::max(maxRow, rowSum);
+      }
+      double maxCol = *std::max_element(colSum.begin(), colSum.end());
+      c.frobenius = std::sqrt(fro);
+      // ||W||_2 <= min(||W||_F, sqrt(||W||_1 ||W||_inf)).
+      c.normBound = std::min(c.frobenius, std::sqrt(maxRow * maxCol)) * 1.0001;
+      c.inWidth = in;
+      if (lin.weights.size() > 1) {
+        const Weight &b = program.weights[size_t(lin.weights[1])];
+        double bn = 0;
+        for (int64_t k = 0; k < b.numElements(); ++k)
+          bn += double(b.ptr()[k]) * double(b.ptr()[k]);
+        c.biasNorm = std::sqrt(bn);
+      }
+    }
+    if (p < 0 || program.instrs[size_t(p)].op != OpCode::Attention)
+      continue;
+    c.attention = size_t(p);
+    certificateOf[size_t(p)] = int32_t(certificates.size());
+    certificates.push_back(std::move(c));
+  }
+}
+
+double Session::Impl::rowBudget(const Certificate &c, const float *x,
+                                double aNorm) const {
+  // Codes stay the same while the VQ input moves by less than half the gap
+  // between the nearest and second-nearest codeword distances of every
+  // group, after allowing for float rounding: computed squared distances are
+  // within a factor (1 +- eta) of the true ones (sums of non-negative terms),
+  // and the linear layer's rounding moves its output by at most rho(a).
+  const Instr &vq = program.instrs[c.vq];
+  const Weight &cb = program.weights[size_t(vq.weights[0])];
+  int64_t G = cb.shape[0], K = cb.shape[1], d = cb.shape[2];
+  const double u = std::ldexp(1.0, -24);
+  const double eta = 2.0 * double(d + 2) * u * 1.01;
+  double margin = INFINITY;
+  for (int64_t g = 0; g < G; ++g) {
+    float best = 0, second = 0;
+    kernels::nearestCode(x + g * d, cb.ptr() + g * K * d, K, d, &best, &second);
+    if (!std::isfinite(second))
+      continue; // a single code never flips
+    double gap = std::sqrt(double(second)) * (1.0 - eta) -
+                 std::sqrt(double(best)) * (1.0 + eta);
+    margin = std::min(margin, gap);
+  }
+  double rho =
+      double(c.inWidth + 2) * u * 1.01 * (c.frobenius * aNorm + c.biasNorm);
+  return margin / 2.01 - rho;
 }
 
 /// Keeps every row of each value whose clean rows some user reads after an
@@ -376,10 +488,22 @@ void Session::Impl::remapKept(const EditPlan &plan) {
                     sizeof(float) * w);
     v.data = std::move(next);
   }
-  if (!identity)
+  if (!identity) {
     for (size_t i = 0; i < program.instrs.size(); ++i)
       if (program.instrs[i].op == OpCode::Attention)
         attention[i].remap(plan.from);
+    for (Certificate &c : certificates) {
+      auto remapRows = [&](std::vector<double> &v) {
+        std::vector<double> next(n, -INFINITY);
+        for (size_t i = 0; i < n; ++i)
+          if (plan.from[i] >= 0 && size_t(plan.from[i]) < v.size())
+            next[i] = v[size_t(plan.from[i])];
+        v = std::move(next);
+      };
+      remapRows(c.budget);
+      remapRows(c.refNorm);
+    }
+  }
 }
 
 void Session::Impl::vqStep(size_t index, const EditPlan *plan,
@@ -415,6 +539,17 @@ void Session::Impl::vqStep(size_t index, const EditPlan *plan,
   }
   if (plan)
     stats.codeFlips[size_t(vqIndexOf[index])] = int64_t(flipped.size());
+  for (Certificate &c : certificates) {
+    if (c.vq != index)
+      continue;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      int64_t r = rows[i];
+      double aNorm = c.linear == SIZE_MAX ? 0.0 : c.refNorm[size_t(r)];
+      c.budget[size_t(r)] =
+          useCertificates ? rowBudget(c, x.data() + i * size_t(width), aNorm)
+                          : -INFINITY;
+    }
+  }
   storeRows(codes, rows, std::move(newCodes), plan);
   storeRows(out, flipped, std::move(flippedRows), plan);
   dirty[size_t(out)] = flipped;
@@ -537,6 +672,17 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     bool valid[B];
     for (int l = 0; l < B; ++l)
       valid[l] = ok[l];
+    // With a certificate, keep the old outputs to measure how far they move.
+    Certificate *cert = certificateOf[index] >= 0
+                            ? &certificates[size_t(certificateOf[index])]
+                            : nullptr;
+    std::vector<float> oldOut;
+    if (cert) {
+      oldOut.assign(size_t(B * qw), 0.0f);
+      for (int l = 0; l < B; ++l)
+        if (valid[l])
+          exact::finishRow(shape, state, rows[l], oldOut.data() + l * qw);
+    }
     auto apply = [&](const Term &t, int sign, bool oldTerm) {
       bool any = false;
       for (int l = 0; l < B; ++l) {
@@ -552,13 +698,36 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
       apply(t, -1, true);
     for (const Term &t : newTerms)
       apply(t, +1, false);
+    std::vector<float> newOut(cert ? size_t(qw) : 0);
     for (int l = 0; l < B; ++l) {
       if (!valid[l])
         continue;
-      if (ok[l])
-        updated[size_t(rows[l])] = 1;
-      else
-        full[size_t(rows[l])] = 2; // the canonical shift moved: recompute
+      int64_t r = rows[l];
+      if (!ok[l]) {
+        full[size_t(r)] = 2; // the canonical shift moved: recompute
+        continue;
+      }
+      updated[size_t(r)] = 1;
+      if (!cert || !std::isfinite(cert->budget[size_t(r)]))
+        continue;
+      exact::finishRow(shape, state, r, newOut.data());
+      double diff = 0, norm = 0;
+      for (int64_t c = 0; c < qw; ++c) {
+        double a = newOut[size_t(c)], b = oldOut[size_t(l * qw + c)];
+        diff += (a - b) * (a - b);
+        norm += a * a;
+      }
+      const double u = std::ldexp(1.0, -24);
+      double drift = cert->normBound * std::sqrt(diff) * (1.0 + 1e-6);
+      double rho =
+          cert->linear == SIZE_MAX
+              ? 0.0
+              : double(cert->inWidth + 2) * u * 1.01 *
+                    (cert->frobenius * std::sqrt(norm) + cert->biasNorm);
+      if (drift + rho <= cert->budget[size_t(r)]) {
+        cert->budget[size_t(r)] -= drift;
+        updated[size_t(r)] = 3; // certified: the codes cannot change
+      }
     }
     (void)count;
   });
@@ -593,7 +762,13 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   Rows outDirty;
   int64_t numUpdated = 0;
   size_t nextFull = 0;
+  int64_t numCertified = 0;
   for (int64_t i = 0; i < n; ++i) {
+    if (!full[size_t(i)] && updated[size_t(i)] == 3) {
+      ++numUpdated;
+      ++numCertified;
+      continue; // not dirty downstream
+    }
     if (!full[size_t(i)] && !updated[size_t(i)])
       continue;
     outDirty.push_back(i);
@@ -609,6 +784,7 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   }
   stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
   stats.updatedRows[size_t(layer)] = numUpdated;
+  stats.certifiedRows += numCertified;
   storeRows(in.results[0], outDirty, std::move(outRows), plan);
   dirty[size_t(in.results[0])] = std::move(outDirty);
 }
@@ -686,6 +862,18 @@ void Session::Impl::step(size_t index, const EditPlan *plan,
   runRows(program, in, &packed[index], inputPtrs.data(), m, rowTokens.data(),
           rows.data(), computed.data(), &pool);
   stats.macs += rowMacs(program, in, m);
+  for (Certificate &c : certificates) {
+    if (c.linear != index)
+      continue;
+    int64_t w = program.values[size_t(in.operands[0])].width;
+    for (int64_t i = 0; i < m; ++i) {
+      double norm = 0;
+      for (int64_t k = 0; k < w; ++k)
+        norm +=
+            double(inputPtrs[0][i * w + k]) * double(inputPtrs[0][i * w + k]);
+      c.refNorm[size_t(rows[size_t(i)])] = std::sqrt(norm);
+    }
+  }
   storeRows(in.results[0], rows, std::move(computed), plan);
 }
 
@@ -697,6 +885,12 @@ void Session::Impl::run(const EditPlan *plan) {
   stats.dirtyRows.assign(size_t(numLayers), plan ? 0 : n);
   stats.updatedRows.assign(size_t(numLayers), 0);
   stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
+  stats.certifiedRows = 0;
+  for (Certificate &c : certificates)
+    if (!plan || c.budget.size() != size_t(n)) {
+      c.budget.assign(size_t(n), -INFINITY);
+      c.refNorm.assign(size_t(n), 0.0);
+    }
   for (size_t i = 0; i < program.instrs.size(); ++i) {
     step(i, plan, dirty);
     // Partial stores are only needed within an update.

@@ -55,11 +55,18 @@ TokenEdit randomEdit(std::mt19937 &rng, int64_t n, int64_t maxLen,
 struct FuzzCase {
   DecoderConfig config;
   bool minimalPlan;
+  float codebookScale = 1.0f; ///< > 1 spreads codewords: wide VQ margins
 };
+
+int64_t totalCertified = 0;
 
 /// Runs `edits` random edit batches and checks every output bit.
 int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
   Program program = buildDecoder(c.config);
+  for (const Instr &in : program.instrs)
+    if (in.op == OpCode::VectorQuantize)
+      for (float &x : program.weights[size_t(in.weights[0])].owned)
+        x *= c.codebookScale;
   if (c.minimalPlan)
     for (ValueInfo &v : program.values)
       v.keepAllRows = !v.perToken;
@@ -101,6 +108,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
     if (!same)
       return checked;
     EXPECT_LE(session.stats().macs, session.stats().macsFull * 3);
+    totalCertified += session.stats().certifiedRows;
     ++checked;
   }
   return checked;
@@ -152,9 +160,40 @@ TEST(Session, MatchesFromScratchBitForBit) {
   std::vector<FuzzCase> cases = allCases();
   for (size_t i = 0; i < cases.size(); ++i)
     checked += fuzzOne(cases[i], edits, uint32_t(1000 + i));
-  std::printf("checked %lld edits over %zu random programs\n",
-              (long long)checked, cases.size());
+  std::printf("checked %lld edits over %zu random programs (%lld rows "
+              "certified by VQ margins)\n",
+              (long long)checked, cases.size(), (long long)totalCertified);
   EXPECT_GT(checked, int64_t(cases.size()) * edits / 2);
+}
+
+TEST(Session, MarginCertificatesKeepOutputsExact) {
+  // Spread-out codebooks give wide margins, so many rows whose attention
+  // moved are certified instead of recomputed; outputs must stay exact.
+  int64_t before = totalCertified, checked = 0;
+  uint32_t seed = 500;
+  // Scales where codes both stay (certificates apply) and flip (an unsound
+  // certificate would show as a wrong output).
+  for (float scale : {1.5f, 2.5f})
+    for (std::string position : {"none", "learned", "rope"})
+      for (bool causal : {true, false}) {
+        FuzzCase c;
+        c.config.family = "opt";
+        c.config.position = position;
+        c.config.causal = causal;
+        c.config.dim = 16;
+        c.config.ffn = 24;
+        c.config.vocab = 40;
+        c.config.maxPositions = 48;
+        c.config.seed = seed;
+        c.config.task = TaskKind::Classifier;
+        c.config.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
+        c.minimalPlan = true;
+        c.codebookScale = scale;
+        checked += fuzzOne(c, 60, seed++);
+      }
+  std::printf("checked %lld edits, %lld rows certified\n", (long long)checked,
+              (long long)(totalCertified - before));
+  EXPECT_GT(totalCertified - before, 100);
 }
 
 TEST(Session, RejectedEditsLeaveTheSessionUnchanged) {

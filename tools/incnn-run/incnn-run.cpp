@@ -392,6 +392,7 @@ private:
            ",\"dirty_rows\":" + jsonList(st.dirtyRows) +
            ",\"updated_rows\":" + jsonList(st.updatedRows) +
            ",\"code_flips\":" + jsonList(st.codeFlips) +
+           ",\"certified_rows\":" + std::to_string(st.certifiedRows) +
            ",\"us\":" + formatDouble(std::round(st.micros * 10) / 10) + "}}\n";
       std::cout << s;
       std::cout.flush();

@@ -47,6 +47,9 @@ struct EditStats {
   std::vector<int64_t> updatedRows;
   /// Per VQ op: rows whose codes changed.
   std::vector<int64_t> codeFlips;
+  /// Rows whose attention moved so little that a margin certificate proved
+  /// their VQ codes unchanged, skipping the layers between (all layers).
+  int64_t certifiedRows = 0;
   double micros = 0; ///< wall time of the update
   int64_t numTokens = 0;
 };
@@ -54,6 +57,9 @@ struct EditStats {
 struct SessionOptions {
   /// Threads for kernels, the caller included; 0 = all hardware threads.
   int numThreads = 0;
+  /// Certify unchanged VQ codes from cached margins where the change in a
+  /// row's attention output is provably too small to flip them.
+  bool vqCertificates = true;
 };
 
 /// Applies `edits` to `tokens` (validating every position and token id).
