@@ -43,6 +43,19 @@ import models as M  # noqa: E402
 import textdata  # noqa: E402
 
 
+def tune_malloc():
+    """Keep freed memory in the heap (glibc): the attention tensors are re-allocated every step,
+    and returning them to the OS each time costs more system time than the matmuls."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+        libc.mallopt(-2, 1 << 28)  # M_TOP_PAD
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (max; also disables its dynamic growth)
+    except (OSError, AttributeError):
+        pass
+
+
 def log(msg):
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
@@ -57,6 +70,18 @@ def windows(docs, ctx, rng, first_prob):
             s = rng.randint(0, len(ids) - ctx + 1)
             out.append(ids[s:s + ctx])
     return out
+
+
+def length_batches(lengths, bs, rng, pool=32):
+    """Batches of indices: shuffled order, sorted by length within pools of ``pool`` batches
+    (less padding), batch order shuffled again."""
+    n = len(lengths)
+    out = []
+    for s in range(0, n, bs * pool):
+        idx = np.arange(s, min(n, s + bs * pool))
+        idx = idx[np.argsort([lengths[i] for i in idx], kind="stable")]
+        out += [idx[i:i + bs] for i in range(0, len(idx), bs)]
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def evaluate(model, docs, labels, ctx, bs=16):
@@ -100,11 +125,12 @@ def train_phase(model, docs, labels, a, epochs, lr, rng, tag, test=None, vq=Fals
         model.train()
         order = rng.permutation(n)
         wins = windows([docs[i] for i in order], a.ctx, rng, a.first_prob)
+        batches = length_batches([len(w) for w in wins], a.batch, rng)
         tot_loss = tot_commit = 0.0
         correct = 0
-        for s in range(0, n, a.batch):
-            ids, ln = M.batch(wins[s:s + a.batch])
-            y = y_all[order[s:s + a.batch]]
+        for bi in batches:
+            ids, ln = M.batch([wins[i] for i in bi])
+            y = y_all[order[bi]]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             logits = model(ids, ln)
@@ -156,6 +182,41 @@ def init_codebooks(model, docs, a, rng):
         log("  k-means init of VQ %d.%s on %d rows" % (key[0], key[1], X.shape[0]))
 
 
+DENSE_ARGS = ("task", "data", "vocab_size", "family", "layers", "hidden", "heads", "ffn",
+              "position", "attention", "pool", "ctx", "first_prob", "epochs", "lr", "batch",
+              "warmup", "weight_decay", "dropout", "attn_dropout", "label_smoothing",
+              "class_weight_power", "clip", "init", "seed", "threads")
+
+
+def dense_cache_key(a, tok):
+    """Everything the dense phase depends on: its arguments and the tokenizer's bytes."""
+    key = {k: getattr(a, k) for k in DENSE_ARGS}
+    key["tokenizer_sha256"] = textdata.sha256_file(tok)
+    key["torch"] = torch.__version__
+    return json.dumps(key, sort_keys=True)
+
+
+def save_dense_cache(path, key, model, rng, train_s):
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()
+             if not k.startswith("vq.")}
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = path + ".tmp%d" % os.getpid()
+    torch.save({"key": key, "state": state, "np_rng": rng.get_state(),
+                "torch_rng": torch.get_rng_state(), "dense_train_s": train_s}, tmp)
+    os.replace(tmp, path)
+
+
+def load_dense_cache(path, key):
+    if not os.path.exists(path):
+        return None
+    c = torch.load(path, weights_only=False)
+    if c.get("key") != key:
+        log("dense cache %s was made with other dense settings: retraining" % path)
+        return None
+    return c
+
+
 def ref_accuracy(model_dir, docs, labels, ctx):
     m = ref.load_model(model_dir)
     preds = [int(np.argmax(ref.forward(m, d[:ctx]))) for d in docs]
@@ -193,6 +254,8 @@ def main(argv=None):
                     help="loss weight ~ (1/frequency)^power (0: unweighted)")
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--init", default=None, help="start from this dense checkpoint")
+    ap.add_argument("--dense-cache", default=None,
+                    help="save the dense phase here, or load it if it matches (skips training)")
     ap.add_argument("--vq", choices=["none", "attn_out", "block_out"], default="none")
     ap.add_argument("--vq-layers", default="all", help='"all" or e.g. "0,1"')
     ap.add_argument("--groups", type=int, default=4)
@@ -211,6 +274,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     t_start = time.time()
+    tune_malloc()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.RandomState(a.seed)
@@ -271,9 +335,24 @@ def main(argv=None):
     test_set = (te_docs, te_y)
 
     t0 = time.time()
-    if a.epochs:
-        train_phase(model, tr_docs, tr_y, a, a.epochs, a.lr, rng, "dense", test_set)
-    metrics["dense_train_s"] = round(time.time() - t0, 1)
+    cache_key = dense_cache_key(a, tok)
+    cached = load_dense_cache(a.dense_cache, cache_key) if a.dense_cache else None
+    if cached is not None:
+        model.load_state_dict(cached["state"], strict=False)
+        rng.set_state(cached["np_rng"])
+        torch.set_rng_state(cached["torch_rng"])
+        metrics["dense_train_s"] = cached["dense_train_s"]
+        metrics["dense_cache"] = "loaded"
+        log("dense phase loaded from %s (trained in %.1fs)" % (a.dense_cache,
+                                                                cached["dense_train_s"]))
+    else:
+        if a.epochs:
+            train_phase(model, tr_docs, tr_y, a, a.epochs, a.lr, rng, "dense", test_set)
+        metrics["dense_train_s"] = round(time.time() - t0, 1)
+        if a.dense_cache:
+            save_dense_cache(a.dense_cache, cache_key, model, rng, metrics["dense_train_s"])
+            metrics["dense_cache"] = "saved"
+            log("dense phase saved to %s" % a.dense_cache)
     acc, _ = evaluate(model, te_docs, te_y, a.ctx)
     metrics["dense_test_acc"] = acc
     log("dense test accuracy (first %d tokens): %.4f" % (a.ctx, acc))

@@ -116,7 +116,10 @@ class VQ(nn.Module):
         if self.training and self.ema:
             rows = flat.detach() if valid is None else flat.detach()[valid]
             self._ema_update(rows, codes if valid is None else codes[valid])
-        out = flat + (q - flat).detach()
+        if torch.is_grad_enabled() and flat.requires_grad:
+            out = flat + (q - flat).detach()  # straight-through: value ~q, gradient identity
+        else:
+            out = q  # bit-exact codewords (x + (q - x) is not always q in float)
         return out.reshape(shape)
 
     # ---------------------------------------------------------------------------------------

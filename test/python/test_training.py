@@ -266,18 +266,24 @@ class TrainClassifierSmokeTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="incnn_train_test_")
         try:
             outs = []
-            for i in range(2):
+            cache = os.path.join(tmp, "dense.pt")
+            # run 0 plain, run 1 saves its dense phase, run 2 loads it: all three identical
+            for i in range(3):
                 out = os.path.join(tmp, "m%d" % i)
-                tc.main(["--task", "foods", "--out", out, "--vocab-size", "500", "--hidden", "16",
-                         "--layers", "1", "--heads", "2", "--ffn", "32", "--ctx", "24",
-                         "--epochs", "1", "--vq", "attn_out", "--groups", "2", "--codes", "8",
-                         "--vq-epochs", "1", "--batch", "64", "--kmeans-rows", "2000",
-                         "--eval-every", "0", "--seed", "3"])
+                m = tc.main(["--task", "foods", "--out", out, "--vocab-size", "500",
+                             "--hidden", "16",
+                             "--layers", "1", "--heads", "2", "--ffn", "32", "--ctx", "24",
+                             "--epochs", "1", "--vq", "attn_out", "--groups", "2", "--codes", "8",
+                             "--vq-epochs", "1", "--batch", "64", "--kmeans-rows", "2000",
+                             "--eval-every", "0", "--seed", "3"]
+                            + (["--dense-cache", cache] if i else []))
+                self.assertEqual(m.get("dense_cache"), [None, "saved", "loaded"][i])
                 outs.append(out)
             for f in ("config.json", "model.safetensors", "tokenizer.model"):
-                with open(os.path.join(outs[0], f), "rb") as a, \
-                        open(os.path.join(outs[1], f), "rb") as b:
-                    self.assertEqual(a.read(), b.read(), f)
+                for o in outs[1:]:
+                    with open(os.path.join(outs[0], f), "rb") as a, \
+                            open(os.path.join(o, f), "rb") as b:
+                        self.assertEqual(a.read(), b.read(), f)
             r = ck.resolved(ck.load_config(outs[0]))
             self.assertEqual(r["max_pos"], 24)
             self.assertEqual([s["site"] for s in r["vq"]], ["attn_out"])

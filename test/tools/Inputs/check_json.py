@@ -29,7 +29,8 @@ def main():
     if len(lines) != a.steps:
         fail("%d lines, want %d" % (len(lines), a.steps))
     keys = {"step", "tokens", "output", "stats"} | ({"label"} if a.classifier else set())
-    stat_keys = {"macs", "macs_full", "dirty_rows", "updated_rows", "code_flips", "us"}
+    stat_keys = {"macs", "macs_full", "dirty_rows", "updated_rows", "code_flips",
+                 "certified_rows", "us"}
     for k, line in enumerate(lines):
         j = json.loads(line)
         if set(j) != keys:
@@ -53,7 +54,7 @@ def main():
         s = j["stats"]
         if set(s) != stat_keys:
             fail("line %d: stats keys %s" % (k, sorted(s)))
-        for key in ("macs", "macs_full"):
+        for key in ("macs", "macs_full", "certified_rows"):
             if not isinstance(s[key], int) or s[key] < 0:
                 fail("line %d: %s %r" % (k, key, s[key]))
         if s["macs"] > s["macs_full"] and k:
