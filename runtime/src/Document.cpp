@@ -114,10 +114,17 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
       clipped.tokens.resize(size_t(limit - e.at));
     if (e.kind == TokenEdit::Kind::Delete)
       clipped.count = std::min(e.count, limit - e.at);
-    std::vector<int32_t> trial = window;
-    if (!applyEditsToTokens(session.program(), trial, {clipped}).ok())
-      break; // e.g. over the window: the plain diff below covers it
-    window = std::move(trial);
+    // Apply it here without the window limit: the batch may exceed the
+    // window in between, the tail edit below trims it back.
+    if (clipped.kind == TokenEdit::Kind::Delete)
+      window.erase(window.begin() + clipped.at,
+                   window.begin() + clipped.at + clipped.count);
+    else if (clipped.kind == TokenEdit::Kind::Insert)
+      window.insert(window.begin() + clipped.at, clipped.tokens.begin(),
+                    clipped.tokens.end());
+    else
+      std::copy(clipped.tokens.begin(), clipped.tokens.end(),
+                window.begin() + clipped.at);
     tokenEdits.push_back(std::move(clipped));
   }
   // Tokens pushed out of or pulled into the window's end.
