@@ -426,9 +426,11 @@ void finishRow(const AttentionShape &shape, const AttentionState &state,
   for (int64_t h = 0; h < H; ++h) {
     size_t slot = size_t(row * H + h);
     double denom = double(state.denom[slot]);
+    // One reciprocal per head; every path finishes rows with this function.
+    double inv = denom > 0 ? 1.0 / denom : 0.0;
     const int64_t *numer = &state.numer[slot * size_t(hd)];
     for (int64_t c = 0; c < hd; ++c)
-      out[h * hd + c] = denom > 0 ? float(double(numer[c]) / denom) : 0.0f;
+      out[h * hd + c] = float(double(numer[c]) * inv);
   }
 }
 
