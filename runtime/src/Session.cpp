@@ -243,6 +243,10 @@ struct Session::Impl {
       : program(program), pool(options.numThreads),
         useCertificates(options.vqCertificates) {}
 
+  /// The pool for `work` multiply-accumulates, or none when waking threads
+  /// would cost more than the work (small incremental updates).
+  ThreadPool *poolFor(double work) { return work >= 4.0e5 ? &pool : nullptr; }
+
   void setup();
   void enforceCachePlan();
   void findCertificates();
@@ -516,8 +520,10 @@ void Session::Impl::vqStep(size_t index, const EditPlan *plan,
   int64_t width = values[size_t(input)].width;
   std::vector<float> x = gather(input, rows);
   std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
-  kernels::vectorQuantize(x.data(), int64_t(rows.size()), width, cb.ptr(), G, K,
-                          quantized.data(), newCodes.data(), &pool);
+  kernels::vectorQuantize(
+      x.data(), int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
+      newCodes.data(),
+      poolFor(double(rows.size()) * double(K) * double(width)));
   stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
 
   // Rows whose codes flipped (or that are new) stay dirty.
@@ -649,88 +655,93 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     }
   constexpr int B = exact::kTermBlock;
   int64_t numBlocks = (int64_t(candidates.size()) + B - 1) / B;
-  parallelFor(&pool, numBlocks, [&](int64_t blockIndex) {
-    int64_t rows[B], oldPos[B];
-    bool ok[B], use[B];
-    std::vector<float> qT(size_t(qw * B), 0.0f);
-    std::vector<float> qRot(static_cast<size_t>(qw));
-    int count = 0;
-    for (int l = 0; l < B; ++l) {
-      size_t c = size_t(blockIndex * B + l);
-      ok[l] = c < candidates.size();
-      rows[l] = ok[l] ? candidates[c] : 0;
-      oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
-      if (!ok[l])
-        continue;
-      ++count;
-      std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
-      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
-                       rows[l]);
-      for (int64_t c2 = 0; c2 < qw; ++c2)
-        qT[size_t(c2 * B + l)] = qRot[size_t(c2)];
-    }
-    bool valid[B];
-    for (int l = 0; l < B; ++l)
-      valid[l] = ok[l];
-    // With a certificate, keep the old outputs to measure how far they move.
-    Certificate *cert = certificateOf[index] >= 0
-                            ? &certificates[size_t(certificateOf[index])]
-                            : nullptr;
-    std::vector<float> oldOut;
-    if (cert) {
-      oldOut.assign(size_t(B * qw), 0.0f);
-      for (int l = 0; l < B; ++l)
-        if (valid[l])
-          exact::finishRow(shape, state, rows[l], oldOut.data() + l * qw);
-    }
-    auto apply = [&](const Term &t, int sign, bool oldTerm) {
-      bool any = false;
-      for (int l = 0; l < B; ++l) {
-        use[l] = valid[l] && ok[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
-        any = any || use[l];
-        termCounts[size_t(rows[l])] += use[l];
-      }
-      if (any)
-        exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(), t.v.data(),
-                                shape, state, sign, ok);
-    };
-    for (const Term &t : oldTerms)
-      apply(t, -1, true);
-    for (const Term &t : newTerms)
-      apply(t, +1, false);
-    std::vector<float> newOut(cert ? size_t(qw) : 0);
-    for (int l = 0; l < B; ++l) {
-      if (!valid[l])
-        continue;
-      int64_t r = rows[l];
-      if (!ok[l]) {
-        full[size_t(r)] = 2; // the canonical shift moved: recompute
-        continue;
-      }
-      updated[size_t(r)] = 1;
-      if (!cert || !std::isfinite(cert->budget[size_t(r)]))
-        continue;
-      exact::finishRow(shape, state, r, newOut.data());
-      double diff = 0, norm = 0;
-      for (int64_t c = 0; c < qw; ++c) {
-        double a = newOut[size_t(c)], b = oldOut[size_t(l * qw + c)];
-        diff += (a - b) * (a - b);
-        norm += a * a;
-      }
-      const double u = std::ldexp(1.0, -24);
-      double drift = cert->normBound * std::sqrt(diff) * (1.0 + 1e-6);
-      double rho =
-          cert->linear == SIZE_MAX
-              ? 0.0
-              : double(cert->inWidth + 2) * u * 1.01 *
-                    (cert->frobenius * std::sqrt(norm) + cert->biasNorm);
-      if (drift + rho <= cert->budget[size_t(r)]) {
-        cert->budget[size_t(r)] -= drift;
-        updated[size_t(r)] = 3; // certified: the codes cannot change
-      }
-    }
-    (void)count;
-  });
+  parallelFor(
+      poolFor(double(candidates.size()) *
+              double(oldTerms.size() + newTerms.size()) * double(qw)),
+      numBlocks, [&](int64_t blockIndex) {
+        int64_t rows[B], oldPos[B];
+        bool ok[B], use[B];
+        std::vector<float> qT(size_t(qw * B), 0.0f);
+        std::vector<float> qRot(static_cast<size_t>(qw));
+        int count = 0;
+        for (int l = 0; l < B; ++l) {
+          size_t c = size_t(blockIndex * B + l);
+          ok[l] = c < candidates.size();
+          rows[l] = ok[l] ? candidates[c] : 0;
+          oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
+          if (!ok[l])
+            continue;
+          ++count;
+          std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
+          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
+                           rows[l]);
+          for (int64_t c2 = 0; c2 < qw; ++c2)
+            qT[size_t(c2 * B + l)] = qRot[size_t(c2)];
+        }
+        bool valid[B];
+        for (int l = 0; l < B; ++l)
+          valid[l] = ok[l];
+        // With a certificate, keep the old outputs to measure how far they
+        // move.
+        Certificate *cert = certificateOf[index] >= 0
+                                ? &certificates[size_t(certificateOf[index])]
+                                : nullptr;
+        std::vector<float> oldOut;
+        if (cert) {
+          oldOut.assign(size_t(B * qw), 0.0f);
+          for (int l = 0; l < B; ++l)
+            if (valid[l])
+              exact::finishRow(shape, state, rows[l], oldOut.data() + l * qw);
+        }
+        auto apply = [&](const Term &t, int sign, bool oldTerm) {
+          bool any = false;
+          for (int l = 0; l < B; ++l) {
+            use[l] =
+                valid[l] && ok[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
+            any = any || use[l];
+            termCounts[size_t(rows[l])] += use[l];
+          }
+          if (any)
+            exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(),
+                                    t.v.data(), shape, state, sign, ok);
+        };
+        for (const Term &t : oldTerms)
+          apply(t, -1, true);
+        for (const Term &t : newTerms)
+          apply(t, +1, false);
+        std::vector<float> newOut(cert ? size_t(qw) : 0);
+        for (int l = 0; l < B; ++l) {
+          if (!valid[l])
+            continue;
+          int64_t r = rows[l];
+          if (!ok[l]) {
+            full[size_t(r)] = 2; // the canonical shift moved: recompute
+            continue;
+          }
+          updated[size_t(r)] = 1;
+          if (!cert || !std::isfinite(cert->budget[size_t(r)]))
+            continue;
+          exact::finishRow(shape, state, r, newOut.data());
+          double diff = 0, norm = 0;
+          for (int64_t c = 0; c < qw; ++c) {
+            double a = newOut[size_t(c)], b = oldOut[size_t(l * qw + c)];
+            diff += (a - b) * (a - b);
+            norm += a * a;
+          }
+          const double u = std::ldexp(1.0, -24);
+          double drift = cert->normBound * std::sqrt(diff) * (1.0 + 1e-6);
+          double rho =
+              cert->linear == SIZE_MAX
+                  ? 0.0
+                  : double(cert->inWidth + 2) * u * 1.01 *
+                        (cert->frobenius * std::sqrt(norm) + cert->biasNorm);
+          if (drift + rho <= cert->budget[size_t(r)]) {
+            cert->budget[size_t(r)] -= drift;
+            updated[size_t(r)] = 3; // certified: the codes cannot change
+          }
+        }
+        (void)count;
+      });
   for (uint64_t count : termCounts)
     stats.macs += count * 2 * uint64_t(qw);
 
@@ -743,16 +754,18 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     std::vector<float> kRot(k.data.begin(), k.data.begin() + n * kvw);
     if (rope)
       exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd, shape.ropeTheta,
-                        kRot.data(), &pool);
+                        kRot.data(), poolFor(double(n * kvw)));
     exact::KeyPanel panel;
-    panel.build(kRot.data(), v.data.data(), n, shape, &pool);
-    parallelFor(&pool, int64_t(fullRows.size()), [&](int64_t t) {
-      int64_t i = fullRows[size_t(t)];
-      std::vector<float> qRot(q.row(i), q.row(i) + qw);
-      exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-      exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n, shape,
-                        state, i, fullOut.data() + t * qw);
-    });
+    panel.build(kRot.data(), v.data.data(), n, shape, poolFor(double(n * kvw)));
+    parallelFor(
+        poolFor(double(fullRows.size()) * double(n) * double(qw)),
+        int64_t(fullRows.size()), [&](int64_t t) {
+          int64_t i = fullRows[size_t(t)];
+          std::vector<float> qRot(q.row(i), q.row(i) + qw);
+          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
+          exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n, shape,
+                            state, i, fullOut.data() + t * qw);
+        });
     for (int64_t i : fullRows)
       stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
   }
@@ -860,7 +873,11 @@ void Session::Impl::step(size_t index, const EditPlan *plan,
       rowTokens.push_back(tokens[size_t(r)]);
   std::vector<float> computed(size_t(m * result.width));
   runRows(program, in, &packed[index], inputPtrs.data(), m, rowTokens.data(),
-          rows.data(), computed.data(), &pool);
+          rows.data(), computed.data(),
+          poolFor(double(m) * double(result.width) *
+                  double(in.op == OpCode::Linear
+                             ? program.values[size_t(in.operands[0])].width
+                             : 1)));
   stats.macs += rowMacs(program, in, m);
   for (Certificate &c : certificates) {
     if (c.linear != index)
