@@ -18,7 +18,7 @@ def main() -> int:
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     bad = []
     for path in sorted(root.rglob("*")):
-        if path.suffix not in (".mlir", ".test"):
+        if path.suffix not in (".mlir", ".test", ".in"):
             continue
         if root.name != "Inputs" and "Inputs" in path.parts and "lint" in path.parts:
             continue
