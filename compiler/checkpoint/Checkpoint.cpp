@@ -421,6 +421,19 @@ std::string SafetensorsFile::readFloat32(const std::string &name,
   return "";
 }
 
+void SafetensorsFile::addTensor(const std::string &name,
+                                std::vector<int64_t> shape,
+                                std::vector<float> data) {
+  std::vector<float> &store = owned[name];
+  store = std::move(data);
+  TensorInfo info;
+  info.dtype = "F32";
+  info.shape = std::move(shape);
+  info.data = reinterpret_cast<const uint8_t *>(store.data());
+  info.bytes = store.size() * sizeof(float);
+  table[name] = std::move(info);
+}
+
 std::string loadCheckpoint(const std::string &directory, Checkpoint &out) {
   out.directory = directory;
   struct stat st;

@@ -77,10 +77,15 @@ public:
   /// Copies a float tensor (F32/F16/BF16) into f32. Returns an error or "".
   std::string readFloat32(const std::string &name,
                           std::vector<float> &out) const;
+  /// Adds (or replaces) an F32 tensor held in memory, e.g. a codebook fitted
+  /// by calibration.
+  void addTensor(const std::string &name, std::vector<int64_t> shape,
+                 std::vector<float> data);
 
 private:
   std::shared_ptr<void> mapping;
   std::map<std::string, TensorInfo> table;
+  std::map<std::string, std::vector<float>> owned;
 };
 
 /// A whole checkpoint directory.

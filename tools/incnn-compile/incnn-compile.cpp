@@ -6,10 +6,12 @@
 //===----------------------------------------------------------------------===//
 #include "../../compiler/checkpoint/Checkpoint.h"
 #include "incnn/Compiler/BuildProgram.h"
+#include "incnn/Compiler/Calibrate.h"
 #include "incnn/Compiler/Import.h"
 #include "incnn/Compiler/InitAll.h"
 #include "incnn/Compiler/Pipelines.h"
 #include "incnn/runtime/Program.h"
+#include "incnn/runtime/Tokenizer.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -20,6 +22,8 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 namespace cl = llvm::cl;
 
@@ -39,6 +43,17 @@ cl::opt<EmitKind> emitKind(
                           "the vqt IR with its delta change-propagation "
                           "program and cache plan")));
 cl::opt<bool> quiet("q", cl::desc("No progress output"), cl::init(false));
+cl::opt<std::string> calibrationFile(
+    "vq-calibrate",
+    cl::desc("Fit VQ codebooks of a dense checkpoint by k-means on its own "
+             "activations over this text file (or whitespace-separated token "
+             "ids)"),
+    cl::value_desc("file"));
+cl::opt<std::string> calibrationSites(
+    "vq-sites",
+    cl::desc("VQ sites to calibrate, LAYER:SITE:GROUPS:CODES,... (default: "
+             "attn_out of every layer, 1 group x 64 codes)"),
+    cl::value_desc("sites"));
 
 int fail(const std::string &message) {
   llvm::errs() << "incnn-compile: error: " << message << "\n";
@@ -49,6 +64,58 @@ void progress(const std::string &message) {
   if (!quiet)
     llvm::errs() << "incnn-compile: " << message << "\n";
 }
+
+/// Reads the calibration text (or token ids) into context-sized windows and
+/// fits the requested VQ codebooks into `checkpoint`.
+std::string calibrate(mlir::MLIRContext &context,
+                      incnn::checkpoint::Checkpoint &checkpoint) {
+  std::ifstream in(calibrationFile, std::ios::binary);
+  if (!in)
+    return "cannot read calibration file '" + calibrationFile + "'";
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string text = buffer.str();
+  std::vector<int32_t> tokens;
+  bool numeric = !text.empty() && text.find_first_not_of("0123456789 \t\r\n") ==
+                                      std::string::npos;
+  if (numeric) {
+    std::stringstream ids(text);
+    int64_t id;
+    while (ids >> id) {
+      if (id < 0 || id >= checkpoint.config.vocabSize)
+        return "calibration token " + std::to_string(id) +
+               " is outside the vocabulary";
+      tokens.push_back(int32_t(id));
+    }
+  } else {
+    if (checkpoint.tokenizer.empty())
+      return "--vq-calibrate with text needs tokenizer.model in the checkpoint";
+    std::unique_ptr<incnn::runtime::Tokenizer> tokenizer;
+    if (auto st =
+            incnn::runtime::Tokenizer::create(checkpoint.tokenizer, tokenizer);
+        !st.ok())
+      return st.error;
+    if (auto st = tokenizer->encode(text, tokens); !st.ok())
+      return st.error;
+  }
+  incnn::CalibrationOptions options;
+  std::string sites = calibrationSites;
+  if (sites.empty())
+    for (int l = 0; l < checkpoint.config.layers; ++l)
+      sites += (l ? "," : "") + std::to_string(l) + ":attn_out:1:64";
+  if (std::string e = incnn::parseVQSites(sites, options.sites); !e.empty())
+    return e;
+  size_t window = size_t(checkpoint.config.maxPositions);
+  for (size_t i = 0; i < tokens.size(); i += window)
+    options.windows.emplace_back(
+        tokens.begin() + int64_t(i),
+        tokens.begin() + int64_t(std::min(tokens.size(), i + window)));
+  progress("calibrating " + std::to_string(options.sites.size()) +
+           " VQ site(s) on " + std::to_string(tokens.size()) + " tokens");
+  options.progress = progress;
+  return incnn::calibrateVQ(context, checkpoint, options);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -69,6 +136,9 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   incnn::registerAllDialects(registry);
   mlir::MLIRContext context(registry);
+  if (!calibrationFile.empty())
+    if (std::string e = calibrate(context, checkpoint); !e.empty())
+      return fail(e);
   std::string error;
   mlir::OwningOpRef<mlir::ModuleOp> module =
       incnn::importCheckpoint(context, checkpoint, error);
