@@ -360,6 +360,29 @@ bool applyTerm(const float *qRot, const float *kRotRow, const float *vRow,
   return true;
 }
 
+namespace {
+/// numer[c] += sign * round(p * v[c]) for c < hd (p * v is exact in double).
+void addTerms(double p, const float *v, int64_t hd, int sign, int64_t *numer) {
+  int64_t c = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256d pv = _mm256_set1_pd(p);
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+  const __m256i magicBits = _mm256_set1_epi64x(int64_t(kMagicBits));
+  for (; c + 4 <= hd; c += 4) {
+    __m256d t =
+        _mm256_fmadd_pd(pv, _mm256_cvtps_pd(_mm_loadu_ps(v + c)), magic);
+    __m256i term = _mm256_sub_epi64(_mm256_castpd_si256(t), magicBits);
+    __m256i *dst = reinterpret_cast<__m256i *>(numer + c);
+    __m256i old = _mm256_loadu_si256(dst);
+    _mm256_storeu_si256(dst, sign > 0 ? _mm256_add_epi64(old, term)
+                                      : _mm256_sub_epi64(old, term));
+  }
+#endif
+  for (; c < hd; ++c)
+    numer[c] += sign * roundToInt(p * double(v[c]));
+}
+} // namespace
+
 void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
                       const float *kRotRow, const float *vRow,
                       const AttentionShape &shape, AttentionState &state,
@@ -413,9 +436,7 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
       size_t slot = size_t(rows[l] * H + h);
       double p = double(weights[l] * kTermScale);
       state.denom[slot] += sign * roundToInt(p);
-      int64_t *numer = &state.numer[slot * size_t(hd)];
-      for (int64_t c = 0; c < hd; ++c)
-        numer[c] += sign * roundToInt(p * double(vj[c]));
+      addTerms(p, vj, hd, sign, &state.numer[slot * size_t(hd)]);
     }
   }
 }
