@@ -37,7 +37,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string model, trace, synthetic, jsonOut;
+  std::string model, trace, synthetic, jsonOut, torchModel;
   int64_t maxDocs = -1, syntheticEdits = 300, checkEvery = 1;
   int threads = 0;
   bool quiet = false;
@@ -55,14 +55,18 @@ void usage() {
       "TEXT_FILE)\n"
       "                   [--json OUT] [--docs N] [--edits N] "
       "[--check-every K]\n"
-      "                   [--threads T] [--quiet]\n"
+      "                   [--threads T] [--torch MODEL_DIR] [--quiet]\n"
       "  --trace        PEP-style edit histories (base text + line hunks)\n"
       "  --synthetic    single-token replace/insert/delete at uniform "
       "positions\n"
       "  --docs N       replay only the first N documents of the trace\n"
       "  --edits N      synthetic edits (default 300)\n"
       "  --check-every  run from scratch (timing and exactness) every K edits "
-      "(default 1)\n");
+      "(default 1)\n"
+      "  --torch DIR    also time PyTorch (Debian torch, "
+      "training/incnn_ref.py) "
+      "on the\n"
+      "                 checkpoint DIR the program was compiled from\n");
 }
 
 Options parseArgs(int argc, char **argv) {
@@ -97,6 +101,8 @@ Options parseArgs(int argc, char **argv) {
       o.checkEvery = std::max<int64_t>(1, number());
     else if (a == "--threads")
       o.threads = int(number());
+    else if (a == "--torch")
+      o.torchModel = value();
     else if (a == "--quiet")
       o.quiet = true;
     else if (a == "-h" || a == "--help") {
@@ -208,6 +214,21 @@ public:
     Document::EditResult r;
     if (Status st = document.applyText(start, end, replacement, &r); !st.ok())
       die("a trace edit was rejected: " + st.error);
+    record(r);
+  }
+
+  /// Applies token edits directly to the session and records them.
+  void tokenEdit(const std::vector<TokenEdit> &edits) {
+    if (Status st = session.apply(edits); !st.ok())
+      die("a synthetic edit was rejected: " + st.error);
+    Document::EditResult r;
+    r.insideWindow = true;
+    r.firstChanged = edits.front().at;
+    r.tokenEdits = edits;
+    record(r);
+  }
+
+  void record(const Document::EditResult &r) {
     ++total;
     if (!r.insideWindow) {
       ++outsideWindow;
@@ -428,37 +449,45 @@ void runSynthetic(Bench &bench, const Options &o) {
   bench.resetDocument(buffer.str());
   Session &session = bench.getSession();
   std::mt19937 rng(1234);
-  int32_t vocab = session.program().vocabSize;
-  std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
-  (void)tok;
-  // Token-level edits: replace, insert, delete at uniform positions, applied
-  // through the document's text so tokenization stays consistent.
-  const std::string &text = bench.getDocument().text();
-  (void)text;
+  std::uniform_int_distribution<int32_t> tok(0,
+                                             session.program().vocabSize - 1);
+  // Single-token replace / insert / delete at uniform positions, in turn;
+  // the length stays within the window.
   for (int64_t e = 0; e < o.syntheticEdits; ++e) {
-    const std::string &t = bench.getDocument().text();
-    // Pick a word boundary inside the window's text and edit one word.
-    std::uniform_int_distribution<int64_t> pos(0, int64_t(t.size()) - 1);
-    int64_t at = pos(rng);
-    while (at > 0 && t[size_t(at)] != ' ')
-      --at;
+    int64_t n = int64_t(session.tokens().size());
+    std::uniform_int_distribution<int64_t> pos(0, n - 1);
     int kind = int(e % 3);
-    if (kind == 0) { // replace a word
-      int64_t end = at + 1;
-      while (end < int64_t(t.size()) && t[size_t(end)] != ' ')
-        ++end;
-      bench.edit(at, end, " word");
-    } else if (kind == 1) { // insert a word
-      bench.edit(at, at, " new");
-    } else { // delete a word
-      int64_t end = at + 1;
-      while (end < int64_t(t.size()) && t[size_t(end)] != ' ')
-        ++end;
-      bench.edit(at, end, "");
-    }
+    if (kind == 1 && n >= session.program().maxPositions)
+      kind = 2;
+    if (kind == 2 && n <= 1)
+      kind = 0;
+    if (kind == 0)
+      bench.tokenEdit({TokenEdit::replace(pos(rng), {tok(rng)})});
+    else if (kind == 1)
+      bench.tokenEdit({TokenEdit::insert(pos(rng), {tok(rng)})});
+    else
+      bench.tokenEdit({TokenEdit::erase(pos(rng), 1)});
     bench.progress("[synthetic]");
   }
   bench.progress("[done]", true);
+}
+
+/// Times PyTorch (training/bench_torch_model.py, Debian's torch) on the same
+/// checkpoint and window length; returns the median seconds or -1.
+double torchSeconds(const std::string &modelDir, int64_t tokens, int threads) {
+  std::string cmd = "/usr/bin/python3 training/bench_torch_model.py '" +
+                    modelDir + "' --tokens " + std::to_string(tokens) +
+                    " --threads " + std::to_string(threads ? threads : 2);
+  FILE *p = popen(cmd.c_str(), "r");
+  if (!p)
+    return -1;
+  char line[256] = {0};
+  double seconds = -1;
+  while (std::fgets(line, sizeof(line), p))
+    if (std::sscanf(line, "median_s %lf", &seconds) == 1)
+      break;
+  pclose(p);
+  return seconds;
 }
 
 } // namespace
@@ -510,6 +539,25 @@ int main(int argc, char **argv) {
               double(s["weight_bytes"].get<int64_t>()) / 1e6,
               s["weight_stream_us"].get<double>(),
               s["bandwidth_gb_s"].get<double>());
+  if (!o.torchModel.empty()) {
+    int64_t n = int64_t(s["median_tokens"].get<double>());
+    double t = torchSeconds(o.torchModel, n, o.threads);
+    if (t > 0) {
+      double ours = s["median_from_scratch_us"].get<double>() * 1e-6;
+      double update = s["median_update_us"].get<double>() * 1e-6;
+      s["torch_from_scratch_us"] = t * 1e6;
+      s["torch_vs_incnn_scratch"] = t / ours;
+      s["torch_vs_incnn_update"] = t / update;
+      std::printf(
+          "PyTorch (same weights)   %.0f us per forward at %lld tokens: "
+          "%.1fx our from-scratch time, %.1fx our median update\n",
+          t * 1e6, (long long)n, t / ours, t / update);
+    } else {
+      std::printf(
+          "PyTorch (same weights)   unavailable (needs /usr/bin/python3 "
+          "with torch, run from the repository root)\n");
+    }
+  }
   if (!o.jsonOut.empty()) {
     json out;
     out["model"] = o.model;
