@@ -663,7 +663,6 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
         bool ok[B], use[B];
         std::vector<float> qT(size_t(qw * B), 0.0f);
         std::vector<float> qRot(static_cast<size_t>(qw));
-        int count = 0;
         for (int l = 0; l < B; ++l) {
           size_t c = size_t(blockIndex * B + l);
           ok[l] = c < candidates.size();
@@ -671,7 +670,6 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
           oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
           if (!ok[l])
             continue;
-          ++count;
           std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
           exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
                            rows[l]);
@@ -740,7 +738,6 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
             updated[size_t(r)] = 3; // certified: the codes cannot change
           }
         }
-        (void)count;
       });
   for (uint64_t count : termCounts)
     stats.macs += count * 2 * uint64_t(qw);
