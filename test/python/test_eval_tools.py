@@ -1,0 +1,90 @@
+"""Tests of training/eval_incnn.py (with a stub incnn-run) and a tiny run of
+training/train_stories_vq.py (needs ../shared/models/stories260K; skipped without it).
+
+Run:  /usr/bin/python3 -m unittest discover -s test/python
+"""
+
+import gzip
+import io
+import json
+import os
+import stat
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "training"))
+STORIES = os.path.normpath(os.path.join(ROOT, "..", "shared", "models", "stories260K"))
+
+import torch  # noqa: E402
+
+import eval_incnn  # noqa: E402
+import incnn_ref as ref  # noqa: E402
+import textdata  # noqa: E402
+
+torch.set_num_threads(1)
+
+# A stub runtime: the "logits" favour the label whose name starts the file's text.
+STUB = r'''#!/usr/bin/python3
+import json, sys
+text = open(sys.argv[sys.argv.index("--text") + 1], encoding="utf-8").read()
+labels = %r
+out = [1.0 if text.startswith(l) else 0.0 for l in labels]
+print(json.dumps({"step": 0, "label": labels[out.index(max(out))], "output": out}))
+print(json.dumps({"step": 1, "output": [0, 0, 9]}))
+'''
+
+
+class EvalIncnnTest(unittest.TestCase):
+    def test_accuracy_and_confusion(self):
+        L = textdata.PEP_LABELS
+        rows = [("test", L[0], L[0] + " body"), ("test", L[1], L[1] + " x"),
+                ("test", L[2], L[0] + " misfiled"), ("train", L[2], L[2]),
+                ("test", L[0], L[0] + " ünïcode")]
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "peps"))
+            with gzip.open(os.path.join(d, "peps", "corpus.jsonl.gz"), "wt",
+                           encoding="utf-8") as f:
+                for split, typ, body in rows:
+                    f.write(json.dumps({"split": split, "type": typ, "body": body}) + "\n")
+            stub = os.path.join(d, "incnn-run")
+            with open(stub, "w") as f:
+                f.write(STUB % (list(L),))
+            os.chmod(stub, os.stat(stub).st_mode | stat.S_IXUSR)
+            with redirect_stdout(io.StringIO()):
+                acc, conf, preds = eval_incnn.main(["x.incnn", "--data", d, "--incnn-run", stub])
+        self.assertEqual(preds, [0, 1, 0, 0])
+        self.assertAlmostEqual(acc, 0.75)
+        self.assertEqual(conf.tolist(), [[2, 0, 0], [0, 1, 0], [1, 0, 0]])
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(STORIES, "stories260K.bin")),
+                     "needs ../shared/models/stories260K")
+class StoriesVQTest(unittest.TestCase):
+    def test_tiny_run(self):
+        import train_stories_vq as S
+        args = ["--codes", "8", "--len", "24", "--eval-t08", "2", "--eval-greedy", "2",
+                "--eval-t10", "2", "--train-seqs", "8", "--steps", "3", "--batch", "4",
+                "--kmeans-rows", "300", "--kmeans-iters", "3", "--log-every", "3"]
+        with tempfile.TemporaryDirectory() as d:
+            with redirect_stdout(io.StringIO()):
+                m1 = S.main(["--out", os.path.join(d, "a")] + args)
+                m2 = S.main(["--out", os.path.join(d, "b")] + args)
+            self.assertEqual(m1["dense"], m2["dense"])
+            self.assertEqual(m1["g1k8"]["kmeans"], m2["g1k8"]["kmeans"])
+            self.assertEqual(m1["g1k8"]["finetuned"], m2["g1k8"]["finetuned"])
+            for f in ("config.json", "model.safetensors", "tokenizer.model"):
+                with open(os.path.join(d, "a", "g1k8", f), "rb") as x, \
+                        open(os.path.join(d, "b", "g1k8", f), "rb") as y:
+                    self.assertEqual(x.read(), y.read(), f)
+            m = ref.load_model(os.path.join(d, "a", "g1k8"))
+            self.assertEqual([(s["layer"], s["site"], s["codes"]) for s in m.r["vq"]],
+                             [(L, "attn_out", 8) for L in range(5)])
+            # the model is more certain of its greedy continuations than of t=1 samples
+            self.assertGreater(m1["dense"]["t1.0"], m1["dense"]["greedy"])
+
+
+if __name__ == "__main__":
+    unittest.main()
