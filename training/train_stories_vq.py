@@ -4,6 +4,10 @@ fine-tuning, export, perplexity with incnn_ref.
 
     /usr/bin/python3 training/train_stories_vq.py --out build/var/stories-vq \
         [--src ../shared/models/stories260K] [--codes 64,256] [--steps 300] [--seed 0]
+        [--data OLD/data.json] [--layers 1,2,3,4] [--distill 1]
+
+--data reuses an earlier run's sequences; --layers puts VQ only on those layers; --distill w
+fine-tunes on (1-w) x cross-entropy + w x KL(dense || VQ) per position (teacher: the dense model).
 
 No TinyStories text is available here, so every data set is text the dense model writes itself,
 sampled from BOS (token 1) by the torch model (models.IncnnModel, which computes what incnn_ref
@@ -144,7 +148,9 @@ def init_codebooks(model, seqs, a, rng):
     log("  k-means init of %d VQ sites (%d rows each)" % (len(sites), min(a.kmeans_rows, X.shape[0])))
 
 
-def finetune(model, seqs, a, rng):
+def finetune(model, seqs, a, rng, teacher=None):
+    """--distill w: loss = (1 - w) x next-token CE + w x KL(teacher || model) per position
+    (teacher: the dense model, temperature 1), + beta x commitment."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     nodecay = [p for p in params if p.dim() < 2]
@@ -166,10 +172,18 @@ def finetune(model, seqs, a, rng):
         ids = data[bi]
         model.train()
         logits = model(ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        flat = logits.reshape(-1, logits.shape[-1])
+        loss = F.cross_entropy(flat, ids[:, 1:].reshape(-1))
+        if a.distill > 0:
+            with torch.no_grad():
+                tl = torch.log_softmax(teacher(ids[:, :-1]).reshape(flat.shape), -1)
+            kl = F.kl_div(torch.log_softmax(flat, -1), tl, log_target=True, reduction="batchmean")
+            obj = (1 - a.distill) * loss + a.distill * kl
+        else:
+            obj = loss
         commit = model.commit_loss()
         opt.zero_grad()
-        (loss + a.beta * commit).backward()
+        (obj + a.beta * commit).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         tot += float(loss)
@@ -212,6 +226,12 @@ def main(argv=None):
     ap.add_argument("--kmeans-iters", type=int, default=15)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layers", default="all",
+                    help="comma list of layers that get a VQ site after attention (default all)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight w of KL(dense || VQ) in the fine-tuning loss; (1-w) x CE")
+    ap.add_argument("--data", default=None,
+                    help="reuse the sequences of an earlier run's data.json instead of sampling")
     a = ap.parse_args(argv)
 
     t_start = time.time()
@@ -241,15 +261,20 @@ def main(argv=None):
 
     t0 = time.time()
     data_path = os.path.join(a.out, "data.json")
-    data = {
-        "eval_t08": sample(dense, a.eval_t08, a.len, 0.8, a.seed * 100 + 1),
-        "eval_greedy": sample(dense, a.eval_greedy, a.len, 0.8, a.seed * 100 + 2, greedy_after=8),
-        "eval_t10": sample(dense, a.eval_t10, a.len, 1.0, a.seed * 100 + 3),
-        "train_t10": sample(dense, a.train_seqs, a.len, 1.0, a.seed * 100 + 4),
-    }
+    if a.data:
+        with open(a.data) as f:
+            data = json.load(f)
+    else:
+        data = {
+            "eval_t08": sample(dense, a.eval_t08, a.len, 0.8, a.seed * 100 + 1),
+            "eval_greedy": sample(dense, a.eval_greedy, a.len, 0.8, a.seed * 100 + 2,
+                                  greedy_after=8),
+            "eval_t10": sample(dense, a.eval_t10, a.len, 1.0, a.seed * 100 + 3),
+            "train_t10": sample(dense, a.train_seqs, a.len, 1.0, a.seed * 100 + 4),
+        }
     with open(data_path, "w") as f:
         json.dump(data, f)
-    log("generated %s in %.1fs: %s" % (data_path, time.time() - t0,
+    log(("loaded " + a.data + " ->" if a.data else "generated") + " %s in %.1fs: %s" % (data_path, time.time() - t0,
                                        ", ".join("%s %d x %d" % (k, len(v), a.len)
                                                  for k, v in data.items())))
     pieces = ck.read_spm_pieces(tok)
@@ -268,23 +293,27 @@ def main(argv=None):
     metrics["dense"] = ppl_all(dense_dir)
     log("dense perplexity (incnn_ref): %s  (%.1fs)" % (metrics["dense"], time.time() - t0))
 
+    nl = int(cfg["num_hidden_layers"])
+    layers = list(range(nl)) if a.layers == "all" else sorted(int(x) for x in a.layers.split(","))
+    tag = "" if layers == list(range(nl)) else "-L" + "".join(str(x) for x in layers)
+    tag += "-kd%g" % a.distill if a.distill > 0 else ""
     for K in [int(x) for x in a.codes.split(",")]:
         t0 = time.time()
         vcfg = dict(cfg)
         vcfg["incnn_vq"] = [{"layer": L, "site": "attn_out", "groups": a.groups, "codes": K}
-                            for L in range(int(cfg["num_hidden_layers"]))]
+                            for L in layers]
         model = M.IncnnModel(vcfg, vq_kwargs={"decay": a.ema_decay}, seed=a.seed)
         model.load_tensors(ck.load_checkpoint(dense_dir)[1], strict=True)
         krng = np.random.RandomState(a.seed * 1000 + K)
         torch.manual_seed(a.seed * 1000 + K)
         init_codebooks(model, data["train_t10"], a, krng)
-        name = "g%dk%d" % (a.groups, K)
+        name = "g%dk%d%s" % (a.groups, K, tag)
         meta = {"source": "training/train_stories_vq.py", "seed": str(a.seed)}
         kdir = os.path.join(a.out, name + "-kmeans")
         export(model, kdir, tok, meta)
         r = {"kmeans": ppl_all(kdir)}
         log("%s k-means only: %s" % (name, r["kmeans"]))
-        finetune(model, data["train_t10"], a, krng)
+        finetune(model, data["train_t10"], a, krng, teacher=dense)
         fdir = os.path.join(a.out, name)
         export(model, fdir, tok, meta)
         r["finetuned"] = ppl_all(fdir)

@@ -84,6 +84,16 @@ class StoriesVQTest(unittest.TestCase):
                              [(L, "attn_out", 8) for L in range(5)])
             # the model is more certain of its greedy continuations than of t=1 samples
             self.assertGreater(m1["dense"]["t1.0"], m1["dense"]["greedy"])
+            # --data reuses the sequences; --layers / --distill: fewer sites, KL to the dense model
+            with redirect_stdout(io.StringIO()):
+                m3 = S.main(["--out", os.path.join(d, "c"), "--data",
+                             os.path.join(d, "a", "data.json"), "--layers", "1,3",
+                             "--distill", "0.5"] + args)
+            self.assertEqual(m3["dense"], m1["dense"])
+            m = ref.load_model(os.path.join(d, "c", "g1k8-L13-kd0.5"))
+            self.assertEqual([(s["layer"], s["site"], s["codes"]) for s in m.r["vq"]],
+                             [(1, "attn_out", 8), (3, "attn_out", 8)])
+            self.assertIn("finetuned", m3["g1k8-L13-kd0.5"])
 
 
 if __name__ == "__main__":
