@@ -215,7 +215,8 @@ def main(argv=None):
     ap.add_argument("--eval-t08", type=int, default=48)
     ap.add_argument("--eval-greedy", type=int, default=16)
     ap.add_argument("--eval-t10", type=int, default=64)
-    ap.add_argument("--train-seqs", type=int, default=256)
+    ap.add_argument("--train-seqs", type=int, default=256,
+                    help="fine-tuning sequences; with --data, extra ones are sampled fresh")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -264,6 +265,10 @@ def main(argv=None):
     if a.data:
         with open(a.data) as f:
             data = json.load(f)
+        extra = a.train_seqs - len(data["train_t10"])
+        if extra > 0:  # fresh fine-tuning sequences; the eval sets stay those of --data
+            data["train_t10"] = data["train_t10"] + sample(dense, extra, a.len, 1.0,
+                                                           a.seed * 100 + 5)
     else:
         data = {
             "eval_t08": sample(dense, a.eval_t08, a.len, 0.8, a.seed * 100 + 1),

@@ -3,6 +3,11 @@
 inference cheap), with the reference forward (incnn_ref).
 
     /usr/bin/python3 training/vq_flips.py MODEL_DIR --task pep [--docs 40 --edits 5 --seed 0]
+    /usr/bin/python3 training/vq_flips.py MODEL_DIR --seqs data.json:eval_t08 [--docs 40 ...]
+
+``--seqs FILE:KEY`` takes token sequences (a JSON list, or the list under KEY of a JSON object,
+e.g. the ``data.json`` written by train_stories_vq.py) instead of a task's test documents; their
+first token (BOS) is never edited.
 
 For each of the first ``--docs`` test documents (first ``max_position_embeddings`` tokens, as the
 runtime sees them) and ``--edits`` random single-token edits of each kind (``replace``: one token
@@ -42,6 +47,8 @@ def main(argv=None):
     ap.add_argument("model_dir")
     ap.add_argument("--task", choices=["pep", "foods"], default="pep")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--seqs", default=None, metavar="FILE[:KEY]",
+                    help="token sequences (JSON) instead of the task's test documents")
     ap.add_argument("--docs", type=int, default=40)
     ap.add_argument("--edits", type=int, default=5, help="edits of each kind per document")
     ap.add_argument("--seed", type=int, default=0)
@@ -52,9 +59,19 @@ def main(argv=None):
     model = ref.load_model(a.model_dir)
     r = model.r
     ctx = r["max_pos"]
-    _, _, test = textdata.load_task(a.task, a.data)
-    docs = textdata.encode(os.path.join(a.model_dir, "tokenizer.model"),
-                           [t for t, _ in test[:a.docs]])
+    if a.seqs:
+        path, _, key = a.seqs.partition(":")
+        with open(path) as f:
+            seqs = json.load(f)
+        if key:
+            seqs = seqs[key]
+        docs = [list(map(int, x)) for x in seqs[:a.docs]]
+        first = 1  # keep BOS
+    else:
+        _, _, test = textdata.load_task(a.task, a.data)
+        docs = textdata.encode(os.path.join(a.model_dir, "tokenizer.model"),
+                               [t for t, _ in test[:a.docs]])
+        first = 0
     sites = [(int(s["layer"]), s["site"]) for s in r["vq"]]
     if not sites:
         raise SystemExit("model has no VQ sites")
@@ -72,7 +89,7 @@ def main(argv=None):
         cap0, y0 = capture(model, base)
         for kind in ("replace", "insert", "delete"):
             for _ in range(a.edits):
-                p = rng.randint(0, n)
+                p = rng.randint(first, n)
                 tok = int(rng.randint(259, V))
                 if kind == "replace":
                     while tok == base[p]:
@@ -81,7 +98,7 @@ def main(argv=None):
                 elif kind == "insert":
                     new = (doc[:p] + [tok] + doc[p:])[:ctx]
                 else:
-                    if n < 2:
+                    if n < first + 2:
                         continue
                     new = (doc[:p] + doc[p + 1:])[:ctx]
                 cap1, y1 = capture(model, new)
@@ -112,7 +129,7 @@ def main(argv=None):
                     d["flipped"] += int(diff.any(1).sum())
                     d["flipped_groups"] += int(diff.sum())
                     d["groups"] += int(diff.size)
-    print("model %s: window %d tokens, %d test docs, %d edits of each kind" % (
+    print("model %s: window %d tokens, %d documents, %d edits of each kind" % (
         a.model_dir, ctx, len(docs), a.edits * len(docs)))
     print("%-8s %-12s %10s %12s %10s %12s" % ("edit", "site", "rows", "pre-VQ chg", "flipped",
                                                "groups flip"))

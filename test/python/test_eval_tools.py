@@ -88,12 +88,36 @@ class StoriesVQTest(unittest.TestCase):
             with redirect_stdout(io.StringIO()):
                 m3 = S.main(["--out", os.path.join(d, "c"), "--data",
                              os.path.join(d, "a", "data.json"), "--layers", "1,3",
-                             "--distill", "0.5"] + args)
+                             "--distill", "0.5"] + args + ["--train-seqs", "12"])
             self.assertEqual(m3["dense"], m1["dense"])
+            # with --data, --train-seqs beyond the reused set samples fresh sequences
+            with open(os.path.join(d, "a", "data.json")) as x, \
+                    open(os.path.join(d, "c", "data.json")) as y:
+                da, dc = json.load(x), json.load(y)
+            self.assertEqual(dc["eval_t08"], da["eval_t08"])
+            self.assertEqual(dc["train_t10"][:8], da["train_t10"])
+            self.assertEqual(len(dc["train_t10"]), 12)
+            self.assertTrue(all(s[0] == S.BOS and len(s) == 24 for s in dc["train_t10"]))
             m = ref.load_model(os.path.join(d, "c", "g1k8-L13-kd0.5"))
             self.assertEqual([(s["layer"], s["site"], s["codes"]) for s in m.r["vq"]],
                              [(1, "attn_out", 8), (3, "attn_out", 8)])
             self.assertIn("finetuned", m3["g1k8-L13-kd0.5"])
+            # code flips under edits of the generated sequences (BOS kept)
+            import vq_flips
+            with redirect_stdout(io.StringIO()):
+                st = vq_flips.main([os.path.join(d, "a", "g1k8"), "--seqs",
+                                    os.path.join(d, "a", "data.json") + ":eval_t08",
+                                    "--docs", "2", "--edits", "2"])
+            for kind in ("replace", "insert", "delete"):
+                self.assertEqual(st[kind]["edits"], 4)
+                for L in range(5):
+                    c = st[kind]["sites"]["%d.attn_out" % L]
+                    self.assertGreater(c["rows"], 0)
+                    self.assertLessEqual(c["flipped"], c["changed_pre"])
+                    self.assertLessEqual(c["changed_pre"], c["rows"])
+            # a replaced token changes the layer-0 attention of every row at or after it
+            c = st["replace"]["sites"]["0.attn_out"]
+            self.assertEqual(c["changed_pre"], c["rows"])
 
 
 if __name__ == "__main__":

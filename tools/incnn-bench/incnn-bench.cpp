@@ -41,6 +41,9 @@ struct Options {
   int64_t maxDocs = -1, syntheticEdits = 300, checkEvery = 1;
   int threads = 0;
   bool quiet = false;
+  /// Where synthetic edits draw their new tokens from: any vocabulary id, or
+  /// the ids of the document's initial tokens (realistic text).
+  bool newTokensFromDocument = false;
 };
 
 [[noreturn]] void die(const std::string &message, int code = 1) {
@@ -61,6 +64,10 @@ void usage() {
       "positions\n"
       "  --docs N       replay only the first N documents of the trace\n"
       "  --edits N      synthetic edits (default 300)\n"
+      "  --new-tokens any|document\n"
+      "                 synthetic edits draw the new token from the whole "
+      "vocabulary\n"
+      "                 (default) or from the document's own tokens\n"
       "  --check-every  run from scratch (timing and exactness) every K edits "
       "(default 1)\n"
       "  --torch DIR    also time PyTorch (Debian torch, "
@@ -97,7 +104,12 @@ Options parseArgs(int argc, char **argv) {
       o.maxDocs = number();
     else if (a == "--edits")
       o.syntheticEdits = number();
-    else if (a == "--check-every")
+    else if (a == "--new-tokens") {
+      std::string v = value();
+      if (v != "any" && v != "document")
+        die("--new-tokens expects 'any' or 'document', got '" + v + "'", 2);
+      o.newTokensFromDocument = v == "document";
+    } else if (a == "--check-every")
       o.checkEvery = std::max<int64_t>(1, number());
     else if (a == "--threads")
       o.threads = int(number());
@@ -449,8 +461,14 @@ void runSynthetic(Bench &bench, const Options &o) {
   bench.resetDocument(buffer.str());
   Session &session = bench.getSession();
   std::mt19937 rng(1234);
-  std::uniform_int_distribution<int32_t> tok(0,
-                                             session.program().vocabSize - 1);
+  std::vector<int32_t> pool;
+  if (o.newTokensFromDocument)
+    pool = session.tokens();
+  if (pool.empty())
+    for (int32_t id = 0; id < session.program().vocabSize; ++id)
+      pool.push_back(id);
+  std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
+  auto tok = [&](std::mt19937 &g) { return pool[pick(g)]; };
   // Single-token replace / insert / delete at uniform positions, in turn;
   // the length stays within the window.
   for (int64_t e = 0; e < o.syntheticEdits; ++e) {

@@ -13,6 +13,7 @@
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Tokenizer.h"
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
@@ -63,6 +64,34 @@ int fail(const std::string &message) {
 void progress(const std::string &message) {
   if (!quiet)
     llvm::errs() << "incnn-compile: " << message << "\n";
+}
+
+/// Prints compiler diagnostics as "incnn-compile: warning: WHERE: message",
+/// where WHERE names the model part (the importer's location names).
+void printDiagnostic(mlir::Diagnostic &diag) {
+  const char *severity = "error";
+  switch (diag.getSeverity()) {
+  case mlir::DiagnosticSeverity::Warning:
+    severity = "warning";
+    break;
+  case mlir::DiagnosticSeverity::Note:
+    severity = "note";
+    break;
+  case mlir::DiagnosticSeverity::Remark:
+    severity = "remark";
+    break;
+  case mlir::DiagnosticSeverity::Error:
+    break;
+  }
+  std::string where;
+  if (auto name = mlir::dyn_cast<mlir::NameLoc>(diag.getLocation()))
+    where = name.getName().str() + ": ";
+  else if (!mlir::isa<mlir::UnknownLoc>(diag.getLocation()))
+    llvm::raw_string_ostream(where) << diag.getLocation() << ": ";
+  llvm::errs() << "incnn-compile: " << severity << ": " << where << diag.str()
+               << "\n";
+  for (mlir::Diagnostic &note : diag.getNotes())
+    printDiagnostic(note);
 }
 
 /// Reads the calibration text (or token ids) into context-sized windows and
@@ -136,6 +165,12 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   incnn::registerAllDialects(registry);
   mlir::MLIRContext context(registry);
+  context.printOpOnDiagnostic(false);
+  mlir::ScopedDiagnosticHandler diagnostics(&context,
+                                            [](mlir::Diagnostic &diag) {
+                                              printDiagnostic(diag);
+                                              return mlir::success();
+                                            });
   if (!calibrationFile.empty())
     if (std::string e = calibrate(context, checkpoint); !e.empty())
       return fail(e);

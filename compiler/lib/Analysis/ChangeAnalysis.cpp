@@ -6,6 +6,8 @@
 #include "mlir/IR/Block.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
+#include <functional>
+
 using namespace mlir;
 using incnn::vqt::ChangeRule;
 
@@ -84,6 +86,37 @@ bool ChangeAnalysis::needsAllRows(Value value) const {
     }
   }
   return false;
+}
+
+Operation *ChangeAnalysis::getBypassingMixer(Operation *quantizer) const {
+  auto mixerIn = [&](Value value) -> Operation * {
+    for (const Source &s : getSources(value))
+      if (s.kind == Source::Op &&
+          cast<vqt::ChangeRuleOpInterface>(s.op).getChangeRule() ==
+              ChangeRule::TokenMixing)
+        return s.op;
+    return nullptr;
+  };
+  // Follows token-local users; a path is swamped once a mixer's set joins.
+  std::function<Operation *(Value)> swampedBy = [&](Value value) {
+    Operation *found = nullptr;
+    for (Operation *user : value.getUsers()) {
+      auto rule = dyn_cast<vqt::ChangeRuleOpInterface>(user);
+      if (!rule || rule.getChangeRule() != ChangeRule::TokenLocal ||
+          user->getNumResults() == 0)
+        return (Operation *)nullptr;
+      Operation *mixer = mixerIn(user->getResult(0));
+      if (!mixer)
+        mixer = swampedBy(user->getResult(0));
+      if (!mixer)
+        return (Operation *)nullptr;
+      found = found ? found : mixer;
+    }
+    return found;
+  };
+  if (quantizer->getNumResults() == 0)
+    return nullptr;
+  return swampedBy(quantizer->getResult(0));
 }
 
 std::string ChangeAnalysis::describe(const Source &source) const {

@@ -96,8 +96,10 @@ private:
     Value codebook = param(vq->codebookName(), {g, k, d / g});
     auto codesType =
         RankedTensorType::get({ShapedType::kDynamic, g}, builder.getI32Type());
+    Location siteLoc = NameLoc::get(builder.getStringAttr(
+        "layer " + std::to_string(layer) + " " + site + " VQ"));
     auto op = builder.create<incnn::vqt::VectorQuantizeOp>(
-        loc, x.getType(), codesType, x, codebook);
+        siteLoc, x.getType(), codesType, x, codebook);
     return op.getResult();
   }
 
@@ -124,8 +126,10 @@ Value GraphBuilder::attention(Value x, const std::string &prefix, int layer) {
                         : FloatAttr();
   auto mask = config.causal ? incnn::vqt::MaskKind::causal
                             : incnn::vqt::MaskKind::bidirectional;
+  Location attnLoc = NameLoc::get(
+      builder.getStringAttr("layer " + std::to_string(layer) + " attention"));
   Value o = builder.create<incnn::vqt::AttentionOp>(
-      loc, q.getType(), q, k, v, mask, config.heads, config.kvHeads, theta,
+      attnLoc, q.getType(), q, k, v, mask, config.heads, config.kvHeads, theta,
       FloatAttr());
   Value out =
       linear(o, attn + (opt ? "out_proj" : "o_proj"), d, d, config.enableBias);

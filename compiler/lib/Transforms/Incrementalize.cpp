@@ -1,4 +1,5 @@
 //===- Incrementalize.cpp - vqt graph -> delta change propagation ---------===//
+#include "incnn/Compiler/ChangeAnalysis.h"
 #include "incnn/Compiler/Passes.h"
 #include "incnn/Dialect/Delta/DeltaOps.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
@@ -138,6 +139,26 @@ private:
   llvm::DenseMap<Value, Value> dirty;
 };
 
+/// Warns about quantizers that cannot stop any change from propagating.
+void warnAboutBypassedQuantizers(func::FuncOp func) {
+  incnn::ChangeAnalysis analysis(func);
+  func.walk([&](incnn::vqt::ChangeRuleOpInterface op) {
+    if (op.getChangeRule() != ChangeRule::Quantizing)
+      return;
+    Operation *mixer = analysis.getBypassingMixer(op);
+    if (!mixer)
+      return;
+    InFlightDiagnostic diag = op.emitWarning();
+    diag << "this quantizer cuts no work: every use of its rows is combined "
+            "with the unquantized result of "
+         << analysis.describe({incnn::ChangeAnalysis::Source::Op, mixer})
+         << ", which changes at every row after an edit; quantize the "
+            "earlier token-mixing results too (e.g. the first layer's "
+            "attention output)";
+    diag.attachNote(mixer->getLoc()) << "the unquantized token-mixing op";
+  });
+}
+
 struct IncrementalizePass
     : public incnn::impl::IncrementalizeBase<IncrementalizePass> {
   void runOnOperation() override {
@@ -153,6 +174,7 @@ struct IncrementalizePass
       });
       if (hasDelta)
         continue; // already incrementalized
+      warnAboutBypassedQuantizers(func);
       if (failed(FunctionIncrementalizer(func, steps).run()))
         return signalPassFailure();
     }

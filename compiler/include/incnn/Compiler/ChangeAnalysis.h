@@ -40,6 +40,12 @@ public:
   /// its own dirty set, so every row must be kept between edits.
   bool needsAllRows(mlir::Value value) const;
 
+  /// For a quantizing op: a token-mixing op whose (unquantized) dirty set
+  /// reaches every token-local path from `quantizer`'s result before any other
+  /// kind of op reads it. Rows the quantizer keeps clean are then dirty
+  /// downstream anyway, so it cuts no work. Null when it can cut work.
+  mlir::Operation *getBypassingMixer(mlir::Operation *quantizer) const;
+
   /// A printable name of a source ("edited", "shifted", "vqt.vq#3").
   std::string describe(const Source &source) const;
 

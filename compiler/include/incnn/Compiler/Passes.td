@@ -52,6 +52,11 @@ def Incrementalize : Pass<"vqt-incrementalize", "mlir::ModuleOp"> {
     `delta.vq_cutoff`; reducing -> `delta.pool_update`. The function's result
     gets a `delta.output`.
 
+    Warns about a quantizer that cuts no work: one whose rows only reach
+    token-local ops that also read the unquantized result of a token-mixing
+    op (e.g. VQ after the second layer's attention only, where the residual
+    stream already carries the first attention's change to every later row).
+
     Before:
     ```mlir
     %y = vqt.relu %x : tensor<?x64xf32>
