@@ -131,6 +131,7 @@ def init_codebooks(model, seqs, a, rng):
     model.eval()
     sites = sorted(model.r["vq"], key=lambda s: int(s["layer"]))
     model.set_vq(False)
+    seqs = seqs[:a.kmeans_seqs]  # bounded cost: eval-mode VQ is the slow exact form
     for s in sites:
         key = (int(s["layer"]), s["site"])
         rows = []
@@ -225,6 +226,8 @@ def main(argv=None):
     ap.add_argument("--ema-decay", type=float, default=0.95)
     ap.add_argument("--kmeans-rows", type=int, default=30000)
     ap.add_argument("--kmeans-iters", type=int, default=15)
+    ap.add_argument("--kmeans-seqs", type=int, default=256,
+                    help="k-means rows are drawn from the first N fine-tuning sequences")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layers", default="all",
