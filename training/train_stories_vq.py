@@ -211,7 +211,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--src", default=os.path.join(root, "..", "shared", "models", "stories260K"))
     ap.add_argument("--codes", default="64,256", help="comma list of K (1 group x K each)")
-    ap.add_argument("--groups", type=int, default=1)
+    ap.add_argument("--groups", default="1",
+                    help="groups per VQ site: one number, or a comma list (one per --layers entry)")
     ap.add_argument("--len", type=int, default=256, help="tokens per sequence incl. BOS")
     ap.add_argument("--eval-t08", type=int, default=48)
     ap.add_argument("--eval-greedy", type=int, default=16)
@@ -303,19 +304,25 @@ def main(argv=None):
 
     nl = int(cfg["num_hidden_layers"])
     layers = list(range(nl)) if a.layers == "all" else sorted(int(x) for x in a.layers.split(","))
+    groups = [int(x) for x in a.groups.split(",")]
+    if len(groups) == 1:
+        groups *= len(layers)
+    if len(groups) != len(layers):
+        raise SystemExit("--groups: %d values for %d VQ layers" % (len(groups), len(layers)))
     tag = "" if layers == list(range(nl)) else "-L" + "".join(str(x) for x in layers)
     tag += "-kd%g" % a.distill if a.distill > 0 else ""
     for K in [int(x) for x in a.codes.split(",")]:
         t0 = time.time()
         vcfg = dict(cfg)
-        vcfg["incnn_vq"] = [{"layer": L, "site": "attn_out", "groups": a.groups, "codes": K}
-                            for L in layers]
+        vcfg["incnn_vq"] = [{"layer": L, "site": "attn_out", "groups": g, "codes": K}
+                            for L, g in zip(layers, groups)]
         model = M.IncnnModel(vcfg, vq_kwargs={"decay": a.ema_decay}, seed=a.seed)
         model.load_tensors(ck.load_checkpoint(dense_dir)[1], strict=True)
         krng = np.random.RandomState(a.seed * 1000 + K)
         torch.manual_seed(a.seed * 1000 + K)
         init_codebooks(model, data["train_t10"], a, krng)
-        name = "g%dk%d%s" % (a.groups, K, tag)
+        name = "g%sk%d%s" % ("-".join(map(str, sorted(set(groups)) if len(set(groups)) == 1
+                                          else groups)), K, tag)
         meta = {"source": "training/train_stories_vq.py", "seed": str(a.seed)}
         kdir = os.path.join(a.out, name + "-kmeans")
         export(model, kdir, tok, meta)

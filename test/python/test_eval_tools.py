@@ -102,6 +102,18 @@ class StoriesVQTest(unittest.TestCase):
             self.assertEqual([(s["layer"], s["site"], s["codes"]) for s in m.r["vq"]],
                              [(1, "attn_out", 8), (3, "attn_out", 8)])
             self.assertIn("finetuned", m3["g1k8-L13-kd0.5"])
+            # per-layer group counts
+            with redirect_stdout(io.StringIO()):
+                m4 = S.main(["--out", os.path.join(d, "e"), "--data",
+                             os.path.join(d, "a", "data.json"), "--layers", "0,2",
+                             "--groups", "2,1"] + args)
+            self.assertIn("g2-1k8-L02", m4)
+            m = ref.load_model(os.path.join(d, "e", "g2-1k8-L02"))
+            self.assertEqual([(s["layer"], s["groups"]) for s in m.r["vq"]], [(0, 2), (2, 1)])
+            with self.assertRaises(SystemExit), redirect_stdout(io.StringIO()):
+                S.main(["--out", os.path.join(d, "f"), "--data",
+                        os.path.join(d, "a", "data.json"), "--layers", "0,2",
+                        "--groups", "2,1,1"] + args)
             # code flips under edits of the generated sequences (BOS kept)
             import vq_flips
             with redirect_stdout(io.StringIO()):
