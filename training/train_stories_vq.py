@@ -321,8 +321,8 @@ def main(argv=None):
         krng = np.random.RandomState(a.seed * 1000 + K)
         torch.manual_seed(a.seed * 1000 + K)
         init_codebooks(model, data["train_t10"], a, krng)
-        name = "g%sk%d%s" % ("-".join(map(str, sorted(set(groups)) if len(set(groups)) == 1
-                                          else groups)), K, tag)
+        gtag = str(groups[0]) if len(set(groups)) == 1 else "-".join(map(str, groups))
+        name = "g%sk%d%s" % (gtag, K, tag)
         meta = {"source": "training/train_stories_vq.py", "seed": str(a.seed)}
         kdir = os.path.join(a.out, name + "-kmeans")
         export(model, kdir, tok, meta)
