@@ -75,6 +75,9 @@ struct Evaluator::Impl {
 
   void packWeights();
   void run(const Instr &in, int64_t n);
+  size_t indexOf(const Instr &in) const {
+    return size_t(&in - program.instrs.data());
+  }
 };
 
 void Evaluator::Impl::packWeights() {
@@ -85,6 +88,7 @@ void Evaluator::Impl::packWeights() {
 }
 
 void Evaluator::Impl::run(const Instr &in, int64_t n) {
+  const size_t index = indexOf(in);
   auto info = [&](int32_t id) -> const ValueInfo & {
     return program.values[id];
   };
@@ -114,18 +118,21 @@ void Evaluator::Impl::run(const Instr &in, int64_t n) {
     if (in.op == OpCode::AddLearnedPositions)
       for (int64_t i = 0; i < n; ++i)
         positions.push_back(i);
-    runRows(program, in, &packed[size_t(&in - program.instrs.data())], inputs,
-            rows(in.results[0]), tokens.data(), positions.data(), dst, &pool);
+    runRows(program, in, &packed[index], inputs, rows(in.results[0]),
+            tokens.data(), positions.data(), dst, &pool);
     return;
   }
   case OpCode::Attention: {
     // The exact fixed-point form, so incremental updates match bit for bit.
     exact::AttentionShape shape = attentionShape(program, in);
     exact::AttentionState state;
-    exact::attention(src(0), src(1), src(2), n, shape, dst, state, &pool);
+    if (!exact::attention(src(0), src(1), src(2), n, shape, dst, state, &pool))
+      throwAttentionBreach(program, index, src(2), n * shape.kvWidth(),
+                           shape.valueBound);
     return;
   }
   case OpCode::VectorQuantize: {
+    checkFinite(program, index, src(0), rows(in.operands[0]) * width);
     const Weight &cb = program.weights[in.weights[0]];
     kernels::vectorQuantize(src(0), rows(in.operands[0]), width, cb.ptr(),
                             cb.shape[0], cb.shape[1], dst,
@@ -133,6 +140,7 @@ void Evaluator::Impl::run(const Instr &in, int64_t n) {
     return;
   }
   case OpCode::Pool:
+    checkFinite(program, index, src(0), n * width);
     if (in.attrs.pool == PoolKind::Mean)
       kernels::poolMean(src(0), n, width, dst);
     else
@@ -170,7 +178,16 @@ Status Evaluator::evaluate(const std::vector<int32_t> &tokens) {
     tok.assign(tokens.begin(), tokens.end());
     for (const Instr &in : impl->program.instrs)
       impl->run(in, n);
+    const std::vector<float> &out = impl->values[impl->program.outputValue];
+    checkFinite(impl->program, impl->program.instrs.size(), out.data(),
+                int64_t(out.size()));
     impl->macs = countMacs(impl->program, n);
+  } catch (const ContractBreach &e) {
+    // Values are half-written: drop them rather than keep a mix.
+    for (std::vector<float> &v : impl->values)
+      v.clear();
+    impl->tokens.clear();
+    return Status::breach(e.what());
   } catch (const std::bad_alloc &) {
     return Status::failure("out of memory evaluating the program");
   } catch (const std::exception &e) {

@@ -2,6 +2,7 @@
 #include "ExactAttention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -30,10 +31,11 @@ void expNonPositive(const float *x, int64_t n, float *y) {
   int64_t i = 0;
 #if defined(__AVX2__)
   // The same IEEE operations as the scalar loop below, eight lanes at once.
-  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 lo = _mm256_set1_ps(-87.0f), zero = _mm256_setzero_ps();
   for (; i + 8 <= n; i += 8) {
     __m256 xi = _mm256_loadu_ps(x + i);
-    __m256 v = _mm256_max_ps(xi, lo);
+    // max(lo, NaN) is lo; min keeps the exponent in range for any input.
+    __m256 v = _mm256_min_ps(_mm256_max_ps(lo, xi), zero);
     __m256 k = _mm256_floor_ps(
         _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
                       _mm256_set1_ps(0.5f)));
@@ -50,12 +52,12 @@ void expNonPositive(const float *x, int64_t n, float *y) {
     __m256i bits = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
     __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    __m256 under = _mm256_cmp_ps(xi, lo, _CMP_LT_OQ);
+    __m256 under = _mm256_cmp_ps(xi, lo, _CMP_NGE_UQ); // below -87, or NaN
     _mm256_storeu_ps(y + i, _mm256_andnot_ps(under, result));
   }
 #endif
   for (; i < n; ++i) {
-    float v = std::max(x[i], -87.0f);
+    float v = x[i] >= -87.0f ? std::min(x[i], 0.0f) : -87.0f; // NaN: -87
     float k = std::floor(v * 1.44269504088896341f + 0.5f);
     float r = v - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
@@ -66,14 +68,37 @@ void expNonPositive(const float *x, int64_t n, float *y) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = (int32_t(k) + 127) << 23;
+    uint32_t bits = uint32_t(int32_t(k) + 127) << 23; // k in [-126, 0]
     float scale;
     std::memcpy(&scale, &bits, sizeof(scale));
-    y[i] = x[i] < -87.0f ? 0.0f : p * scale;
+    y[i] = x[i] >= -87.0f ? p * scale : 0.0f;
   }
 }
 
 } // namespace
+
+float valueBound(int64_t maxKeys) {
+  double bound = std::ldexp(1.0, 38) / double(std::max<int64_t>(maxKeys, 1));
+  return float(std::min(bound, std::ldexp(1.0, 27)));
+}
+
+bool withinBound(const float *x, int64_t n, float bound) {
+  int64_t i = 0;
+  bool ok = true;
+#if defined(__AVX2__)
+  const __m256 b = _mm256_set1_ps(bound);
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 bad = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absMask);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_NLE_UQ)); // > or NaN
+  }
+  ok = _mm256_movemask_ps(bad) == 0;
+#endif
+  for (; i < n; ++i)
+    ok = ok && std::fabs(x[i]) <= bound;
+  return ok;
+}
 
 void AttentionState::resize(int64_t rows, int64_t heads, int64_t hd) {
   numRows = rows;
@@ -108,8 +133,10 @@ float dot(const float *a, const float *b, int64_t n) {
   return acc;
 }
 
-void KeyPanel::build(const float *kRot, const float *v, int64_t n,
+bool KeyPanel::build(const float *kRot, const float *v, int64_t n,
                      const AttentionShape &shape, ThreadPool *pool) {
+  if (!withinBound(v, n * shape.kvWidth(), shape.valueBound))
+    return false;
   int64_t Hkv = shape.numKvHeads, hd = shape.headDim, kvw = shape.kvWidth();
   numKeys = n;
   nPad = (n + 7) / 8 * 8;
@@ -124,6 +151,7 @@ void KeyPanel::build(const float *kRot, const float *v, int64_t n,
         vd[j * hd + c] = double(v[j * kvw + h * hd + c]);
       }
   });
+  return true;
 }
 
 void rotateRow(float *row, int64_t heads, int64_t hd, float theta,
@@ -241,27 +269,36 @@ void accumulateRow(const double *p, int64_t count, const double *values,
     }
 }
 
-/// scores[j] *= scale; returns the maximum (max is exact in any order).
+/// scores[j] *= scale; returns the maximum (max is exact in any order), or
+/// NaN when a scaled score is non-finite or above kMaxScore in magnitude.
 float scaleAndMax(float *scores, int64_t count, float scale) {
   int64_t j = 0;
   float best = -INFINITY;
+  bool ok = true;
 #if defined(__AVX2__)
   __m256 vmax = _mm256_set1_ps(-INFINITY), vs = _mm256_set1_ps(scale);
+  const __m256 limit = _mm256_set1_ps(kMaxScore);
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 bad = _mm256_setzero_ps();
   for (; j + 8 <= count; j += 8) {
     __m256 x = _mm256_mul_ps(_mm256_loadu_ps(scores + j), vs);
     _mm256_storeu_ps(scores + j, x);
     vmax = _mm256_max_ps(vmax, x);
+    bad = _mm256_or_ps(
+        bad, _mm256_cmp_ps(_mm256_and_ps(x, absMask), limit, _CMP_NLE_UQ));
   }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, vmax);
   for (float x : lanes)
     best = std::max(best, x);
+  ok = _mm256_movemask_ps(bad) == 0;
 #endif
   for (; j < count; ++j) {
     scores[j] *= scale;
     best = std::max(best, scores[j]);
+    ok = ok && std::fabs(scores[j]) <= kMaxScore;
   }
-  return best;
+  return ok ? best : NAN;
 }
 
 struct RowScratch {
@@ -274,8 +311,8 @@ struct RowScratch {
 
 namespace {
 
-/// The state of one (row, head) from scratch.
-void computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+/// The state of one (row, head) from scratch; false on a contract breach.
+bool computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                     const AttentionShape &shape, AttentionState &state,
                     int64_t row, int64_t h) {
   static thread_local RowScratch scratch;
@@ -292,6 +329,8 @@ void computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
   scoreKeys(qRot + h * hd, panel.keysT.data() + hk * hd * panel.nPad,
             panel.nPad, hd, keyCount, scores);
   float maxScore = scaleAndMax(scores, keyCount, shape.scale);
+  if (std::isnan(maxScore))
+    return false;
   float shift = std::ceil(maxScore);
   int32_t top = 0;
   for (int64_t j = 0; j < keyCount; ++j) {
@@ -320,43 +359,18 @@ void computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
   state.shift[size_t(row * H + h)] = shift;
   state.top[size_t(row * H + h)] = top;
   state.denom[size_t(row * H + h)] = denom;
+  return true;
 }
 
 } // namespace
 
-void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out) {
   for (int64_t h = 0; h < shape.numHeads; ++h)
-    computeRowHead(qRot, panel, keyCount, shape, state, row, h);
+    if (!computeRowHead(qRot, panel, keyCount, shape, state, row, h))
+      return false;
   finishRow(shape, state, row, out);
-}
-
-bool applyTerm(const float *qRot, const float *kRotRow, const float *vRow,
-               const AttentionShape &shape, AttentionState &state, int64_t row,
-               int sign) {
-  int64_t H = shape.numHeads, hd = shape.headDim;
-  for (int64_t h = 0; h < H; ++h) {
-    int64_t kvOff = shape.kvHeadOf(h) * hd;
-    float score = dot(qRot + h * hd, kRotRow + kvOff, hd) * shape.scale;
-    size_t slot = size_t(row * H + h);
-    float shift = state.shift[slot];
-    if (score > shift)
-      return false; // the canonical shift would rise
-    if (score > shift - 1.0f) {
-      state.top[slot] += sign;
-      if (state.top[slot] <= 0)
-        return false; // the maximum may have dropped a bucket
-    }
-    float x = score - shift, weight;
-    expNonPositive(&x, 1, &weight);
-    float p = weight * kTermScale;
-    state.denom[slot] += sign * roundToInt(double(p));
-    int64_t *numer = &state.numer[slot * size_t(hd)];
-    const float *vj = vRow + kvOff;
-    for (int64_t c = 0; c < hd; ++c)
-      numer[c] += sign * roundToInt(double(p) * double(vj[c]));
-  }
   return true;
 }
 
@@ -415,8 +429,8 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
       float score = scores[l] * shape.scale;
       size_t slot = size_t(rows[l] * H + h);
       float shift = state.shift[slot];
-      if (score > shift) {
-        ok[l] = false; // the canonical shift would rise
+      if (!(std::fabs(score) <= kMaxScore) || score > shift) {
+        ok[l] = false; // the shift would rise, or a breach: recompute
         continue;
       }
       if (score > shift - 1.0f) {
@@ -455,7 +469,7 @@ void finishRow(const AttentionShape &shape, const AttentionState &state,
   }
 }
 
-void attention(const float *q, const float *k, const float *v, int64_t n,
+bool attention(const float *q, const float *k, const float *v, int64_t n,
                const AttentionShape &shape, float *out, AttentionState &state,
                ThreadPool *pool) {
   int64_t qw = shape.queryWidth(), kvw = shape.kvWidth();
@@ -465,8 +479,10 @@ void attention(const float *q, const float *k, const float *v, int64_t n,
   rotateRows(k, n, shape.numKvHeads, shape.headDim, shape.ropeTheta,
              kRot.data(), pool);
   KeyPanel panel;
-  panel.build(kRot.data(), v, n, shape, pool);
+  if (!panel.build(kRot.data(), v, n, shape, pool))
+    return false;
   state.resize(n, shape.numHeads, shape.headDim);
+  std::atomic<bool> ok{true};
   // Head-major tasks keep one head's keys and values in cache; blocks pair a
   // short causal row range with a long one to balance the work.
   constexpr int64_t kBlock = 16;
@@ -475,11 +491,17 @@ void attention(const float *q, const float *k, const float *v, int64_t n,
     int64_t h = t / blocks, b = t % blocks;
     int64_t block = (b % 2 == 0) ? b / 2 : blocks - 1 - b / 2;
     for (int64_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock); ++i)
-      computeRowHead(qRot.data() + i * qw, panel, shape.causal ? i + 1 : n,
-                     shape, state, i, h);
+      if (!computeRowHead(qRot.data() + i * qw, panel, shape.causal ? i + 1 : n,
+                          shape, state, i, h)) {
+        ok.store(false, std::memory_order_relaxed);
+        return;
+      }
   });
+  if (!ok.load())
+    return false;
   parallelFor(pool, n,
               [&](int64_t i) { finishRow(shape, state, i, out + i * qw); });
+  return true;
 }
 
 } // namespace incnn::runtime::exact

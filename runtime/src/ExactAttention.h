@@ -14,8 +14,14 @@
 //   out[c] = float(double(A[c]) / double(L))
 // `top` counts keys with s_j > M - 1; while it is positive and no key
 // exceeds M, the shift is unchanged and delta updates are exact. Otherwise
-// the row is recomputed. Terms are exact while |P_j * v_j[c]| < 2^51, i.e.
-// |v| < 2^27, and sums do not overflow for up to 4096 keys.
+// the row is recomputed.
+//
+// The contract (docs/exactness.md): every score is finite with |s_j| <=
+// kMaxScore, so M and M - 1 are exact floats; every value is finite with
+// |v| <= valueBound(maxKeys), so each term is exact (|P_j v_j| < 2^51) and no
+// sum of up to maxKeys terms leaves int64 (maxKeys * 2^24 * |v| <= 2^62).
+// Kernels report a breach instead of computing garbage; callers reject the
+// input.
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_EXACTATTENTION_H
@@ -28,11 +34,25 @@
 
 namespace incnn::runtime::exact {
 
+/// Largest |score| (scale * q.k) the exact softmax accepts.
+constexpr float kMaxScore = 1048576.0f; // 2^20
+/// Most keys one attention row may attend to (programs longer than this are
+/// refused at load).
+constexpr int64_t kMaxKeys = int64_t(1) << 20;
+
+/// Largest |v| for which sums over `maxKeys` keys stay exact in int64:
+/// min(2^27, 2^38 / maxKeys).
+float valueBound(int64_t maxKeys);
+
+/// True if every x[i] is finite with |x[i]| <= bound (false for NaN).
+bool withinBound(const float *x, int64_t n, float bound);
+
 struct AttentionShape {
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0;
   bool causal = true;
   float ropeTheta = 0.0f; ///< 0: no rotary embedding
   float scale = 1.0f;
+  float valueBound = 0.0f; ///< see valueBound(); set from the program length
   int64_t queryWidth() const { return numHeads * headDim; }
   int64_t kvWidth() const { return numKvHeads * headDim; }
   int64_t kvHeadOf(int64_t h) const { return h / (numHeads / numKvHeads); }
@@ -63,7 +83,9 @@ struct KeyPanel {
   int64_t numKeys = 0, nPad = 0;
   std::vector<float> keysT;   ///< [Hkv][hd][nPad]
   std::vector<double> values; ///< [Hkv][n][hd]
-  void build(const float *kRot, const float *v, int64_t n,
+  /// Returns false (the panel is then unusable) when a value is outside
+  /// shape.valueBound.
+  bool build(const float *kRot, const float *v, int64_t n,
              const AttentionShape &shape, ThreadPool *pool);
 };
 
@@ -79,26 +101,21 @@ void rotateRows(const float *x, int64_t n, int64_t heads, int64_t hd,
 
 /// Computes row `row` from scratch: attends to keys [0, keyCount) of
 /// `panel` (causal: keyCount = row + 1). `qRot` is the rotated query row.
-/// Writes the output row and the row's state.
-void computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
+/// Writes the output row and the row's state. Returns false when a score is
+/// non-finite or above kMaxScore (the row's state is then unspecified).
+bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out);
-
-/// Applies one key's term to row `row` of `state`: sign +1 adds it, -1
-/// removes it. Returns false when the row's shift would change (the row must
-/// then be recomputed; `state` for the row is then unspecified).
-bool applyTerm(const float *qRot, const float *kRotRow, const float *vRow,
-               const AttentionShape &shape, AttentionState &state, int64_t row,
-               int sign);
 
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;
 
-/// applyTerm for up to kTermBlock rows at once. `qT` holds their rotated
-/// query rows transposed, [qWidth][kTermBlock]; lane l is row rows[l] and
-/// takes part only when `use[l]`. Scores run the same FMA chain per lane as
-/// dot(), so the result equals calling applyTerm row by row. Rows whose
-/// shift would change get ok[l] = false (their state is then unspecified).
+/// Adds (sign +1) or removes (-1) one key's term for up to kTermBlock rows.
+/// `qT` holds their rotated query rows transposed, [qWidth][kTermBlock]; lane l
+/// is row rows[l] and takes part only when `use[l]`. Scores run the same FMA
+/// chain per lane as dot(). Rows whose shift would change, or whose score
+/// breaks the contract, get ok[l] = false (their state is then unspecified;
+/// recomputing the row reports a breach).
 void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
                       const float *kRotRow, const float *vRow,
                       const AttentionShape &shape, AttentionState &state,
@@ -109,8 +126,9 @@ void finishRow(const AttentionShape &shape, const AttentionState &state,
                int64_t row, float *out);
 
 /// From-scratch attention over n tokens: q [n, H*hd], k/v [n, Hkv*hd].
-/// Fills `out` [n, H*hd] and `state`.
-void attention(const float *q, const float *k, const float *v, int64_t n,
+/// Fills `out` [n, H*hd] and `state`. Returns false when a score or value
+/// breaks the contract.
+bool attention(const float *q, const float *k, const float *v, int64_t n,
                const AttentionShape &shape, float *out, AttentionState &state,
                ThreadPool *pool = nullptr);
 

@@ -8,11 +8,15 @@
 
 #include "incnn/runtime/Program.h"
 
+#include "Checksum.h"
+#include "ExactAttention.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <cfloat>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -32,7 +36,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr char kMagic[8] = {'I', 'N', 'C', 'N', 'N', 'P', 'R', 'G'};
-constexpr uint64_t kHeaderSize = 24;
+constexpr uint64_t kHeaderSize = kProgramHeaderSize;
 constexpr uint64_t kAlign = 64;
 /// Upper bound on a value's width; keeps a hostile file from asking for
 /// absurd allocations at evaluation time.
@@ -194,12 +198,25 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
          " bytes)");
   if (std::memcmp(base, kMagic, 8) != 0)
     fail("not an incnn program (bad magic)");
-  uint32_t version;
+  uint32_t version, reserved;
   std::memcpy(&version, base + 8, 4);
+  std::memcpy(&reserved, base + 12, 4);
   if (version != kProgramVersion)
     fail("unsupported program version " + std::to_string(version) +
          " (this runtime reads version " + std::to_string(kProgramVersion) +
-         ")");
+         "; recompile the model with this incnn-compile)");
+  if (reserved != 0)
+    fail("reserved header bytes 12..15 are not zero");
+  uint64_t stored, computed = programChecksum(base, size);
+  std::memcpy(&stored, base + kChecksumOffset, 8);
+  if (stored != computed) {
+    char msg[160];
+    std::snprintf(msg, sizeof(msg),
+                  "checksum mismatch (stored %016llx, computed %016llx): the "
+                  "file is corrupt or truncated",
+                  (unsigned long long)stored, (unsigned long long)computed);
+    fail(msg);
+  }
   uint64_t metaLen;
   std::memcpy(&metaLen, base + 16, 8);
   if (metaLen > size - kHeaderSize)
@@ -526,6 +543,11 @@ Status Verifier::run() {
       fail("vocabSize must be positive");
     if (p.maxPositions <= 0)
       fail("maxPositions must be positive");
+    if (p.maxPositions > exact::kMaxKeys)
+      fail("maxPositions " + std::to_string(p.maxPositions) +
+           " exceeds the runtime's limit of " +
+           std::to_string(exact::kMaxKeys) +
+           " tokens (the exact attention accumulators' bound)");
     if (!p.positionScheme.empty() && p.positionScheme != "learned" &&
         p.positionScheme != "rope" && p.positionScheme != "none")
       fail("unknown position scheme '" + p.positionScheme + "'");
@@ -544,6 +566,13 @@ Status Verifier::run() {
         fail("weight '" + w.name + "' is too large");
       if (!w.owned.empty() ? int64_t(w.owned.size()) != numel : !w.data)
         fail("weight '" + w.name + "' has no data of the right size");
+      const float *data = w.ptr();
+      if (!exact::withinBound(data, numel, FLT_MAX))
+        for (int64_t i = 0; i < numel; ++i)
+          if (!std::isfinite(data[i]))
+            fail("weight '" + w.name + "' element " + std::to_string(i) +
+                 " is " + (std::isnan(data[i]) ? "NaN" : "infinite") +
+                 ": weights must be finite");
     }
     if (p.tokenValue < 0 || size_t(p.tokenValue) >= p.values.size())
       fail("token value id out of range");
@@ -673,7 +702,8 @@ Status writeProgram(const Program &program, const std::string &path) {
                            {"size", program.tokenizer.size()}};
     std::string text = meta.dump();
 
-    std::ofstream os(path, std::ios::binary | std::ios::trunc);
+    std::fstream os(path, std::ios::binary | std::ios::trunc | std::ios::in |
+                              std::ios::out);
     if (!os)
       return Status::failure("cannot open '" + path +
                              "' for writing: " + std::strerror(errno));
@@ -683,24 +713,34 @@ Status writeProgram(const Program &program, const std::string &path) {
     std::memcpy(header + 8, &version, 4);
     uint64_t metaLen = text.size();
     std::memcpy(header + 16, &metaLen, 8);
-    os.write(header, kHeaderSize);
-    os.write(text.data(), std::streamsize(text.size()));
+    // Everything but the checksum field goes through the checksum.
+    Checksum sum;
+    auto emit = [&](const void *data, uint64_t bytes) {
+      os.write(static_cast<const char *>(data), std::streamsize(bytes));
+      sum.update(data, bytes);
+    };
+    emit(header, kChecksumOffset);
+    os.write(header + kChecksumOffset, 8);
+    emit(header + kChecksumOffset + 8, kHeaderSize - kChecksumOffset - 8);
+    emit(text.data(), text.size());
     static const char zeros[kAlign] = {};
     uint64_t pos = kHeaderSize + metaLen;
     auto pad = [&] {
       uint64_t target = alignUp(pos);
-      os.write(zeros, std::streamsize(target - pos));
+      emit(zeros, target - pos);
       pos = target;
     };
     pad();
     for (const Weight &w : program.weights) {
       uint64_t bytes = uint64_t(w.numElements()) * sizeof(float);
-      os.write(reinterpret_cast<const char *>(w.ptr()), std::streamsize(bytes));
+      emit(w.ptr(), bytes);
       pos += bytes;
       pad();
     }
-    os.write(program.tokenizer.data(),
-             std::streamsize(program.tokenizer.size()));
+    emit(program.tokenizer.data(), program.tokenizer.size());
+    uint64_t checksum = sum.finish();
+    os.seekp(std::streamoff(kChecksumOffset));
+    os.write(reinterpret_cast<const char *>(&checksum), 8);
     os.close();
     if (!os)
       return Status::failure("error writing '" + path + "'");

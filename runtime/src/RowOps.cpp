@@ -1,7 +1,54 @@
 //===- RowOps.cpp - one instruction over a set of rows --------------------===//
 #include "RowOps.h"
 
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+
 namespace incnn::runtime {
+
+void throwBreach(const Program &program, size_t index, Breach what) {
+  std::string where = "the output";
+  if (index < program.instrs.size()) {
+    const Instr &in = program.instrs[index];
+    where = std::string("instruction ") + std::to_string(index) + " (" +
+            opCodeName(in.op) + " -> '" +
+            program.values[size_t(in.results[0])].name + "')";
+  }
+  std::string why;
+  switch (what) {
+  case Breach::AttentionScore:
+    why = "an attention score is non-finite or exceeds 2^20 in magnitude";
+    break;
+  case Breach::AttentionValue: {
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%.9g",
+                  double(exact::valueBound(program.maxPositions)));
+    why = std::string("an attention value is non-finite or exceeds ") + bound +
+          " in magnitude (the exact bound for max_positions " +
+          std::to_string(program.maxPositions) + ")";
+    break;
+  }
+  case Breach::NonFinite:
+    why = "an activation is NaN or infinite";
+    break;
+  }
+  throw ContractBreach("outside the exactness contract at " + where + ": " +
+                       why + "; the input is refused");
+}
+
+void throwAttentionBreach(const Program &program, size_t index, const float *v,
+                          int64_t count, float bound) {
+  throwBreach(program, index,
+              exact::withinBound(v, count, bound) ? Breach::AttentionScore
+                                                  : Breach::AttentionValue);
+}
+
+void checkFinite(const Program &program, size_t index, const float *x,
+                 int64_t n) {
+  if (!exact::withinBound(x, n, FLT_MAX))
+    throwBreach(program, index, Breach::NonFinite);
+}
 
 std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,
                                                      ThreadPool *pool) {
@@ -75,6 +122,7 @@ exact::AttentionShape attentionShape(const Program &program, const Instr &in) {
   shape.causal = in.attrs.causal;
   shape.ropeTheta = in.attrs.ropeTheta;
   shape.scale = in.attrs.scale;
+  shape.valueBound = exact::valueBound(program.maxPositions);
   return shape;
 }
 

@@ -12,9 +12,39 @@
 #include "Kernels.h"
 #include "incnn/runtime/Program.h"
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace incnn::runtime {
+
+/// Where an evaluation leaves the exactness contract (docs/exactness.md).
+enum class Breach {
+  AttentionScore, ///< a score is non-finite or above exact::kMaxScore
+  AttentionValue, ///< a value is non-finite or above its bound
+  NonFinite,      ///< an input of a VQ or pool step, or the output
+};
+
+/// Thrown by the engines on a breach and turned into Status::breach by their
+/// entry points.
+struct ContractBreach : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws ContractBreach naming instruction `index` (or the output, when
+/// index is the instruction count) and what broke.
+[[noreturn]] void throwBreach(const Program &program, size_t index,
+                              Breach what);
+
+/// Throws the breach exact::attention reported: AttentionValue when a value
+/// of v[0, count) is outside `bound`, else AttentionScore.
+[[noreturn]] void throwAttentionBreach(const Program &program, size_t index,
+                                       const float *v, int64_t count,
+                                       float bound);
+
+/// Throws unless x[0, n) is finite (a VQ or pool input, or the output).
+void checkFinite(const Program &program, size_t index, const float *x,
+                 int64_t n);
 
 /// Packed weights of every Linear instruction (indexed by instruction).
 std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,

@@ -21,9 +21,11 @@
 #include "ThreadPool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 namespace incnn::runtime {
@@ -258,6 +260,16 @@ struct Session::Impl {
                      std::vector<Rows> &dirty);
   void vqStep(size_t index, const EditPlan *plan, std::vector<Rows> &dirty);
   void remapKept(const EditPlan &plan);
+  /// What an update changes besides the cached values, which a from-scratch
+  /// run on the old tokens restores bit for bit.
+  struct Snapshot {
+    std::vector<int32_t> tokens;
+    EditStats stats;
+    std::vector<std::vector<double>> budgets, refNorms;
+  };
+  Snapshot snapshot() const;
+  /// Rebuilds the state of `before` after an update was refused midway.
+  void restore(Snapshot &&before);
   void storeRows(int32_t id, const Rows &rows, std::vector<float> &&computed,
                  const EditPlan *plan);
   /// Copies rows `rows` of value `id` into a contiguous buffer.
@@ -510,6 +522,33 @@ void Session::Impl::remapKept(const EditPlan &plan) {
   }
 }
 
+Session::Impl::Snapshot Session::Impl::snapshot() const {
+  Snapshot s{tokens, stats, {}, {}};
+  for (const Certificate &c : certificates) {
+    s.budgets.push_back(c.budget);
+    s.refNorms.push_back(c.refNorm);
+  }
+  return s;
+}
+
+void Session::Impl::restore(Snapshot &&before) {
+  tokens = std::move(before.tokens);
+  for (ValueStore &v : values) {
+    v.data.clear();
+    v.rows.clear();
+    v.slotOf.clear();
+    v.stash.clear();
+  }
+  // The old tokens were evaluated before, so this run stays in the contract;
+  // exactness makes its cached values and accumulators those of before.
+  run(nullptr);
+  for (size_t i = 0; i < certificates.size(); ++i) {
+    certificates[i].budget = std::move(before.budgets[i]);
+    certificates[i].refNorm = std::move(before.refNorms[i]);
+  }
+  stats = std::move(before.stats);
+}
+
 void Session::Impl::vqStep(size_t index, const EditPlan *plan,
                            std::vector<Rows> &dirty) {
   const Instr &in = program.instrs[index];
@@ -519,6 +558,7 @@ void Session::Impl::vqStep(size_t index, const EditPlan *plan,
   const Rows &rows = dirty[size_t(input)];
   int64_t width = values[size_t(input)].width;
   std::vector<float> x = gather(input, rows);
+  checkFinite(program, index, x.data(), int64_t(x.size()));
   std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
   kernels::vectorQuantize(
       x.data(), int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
@@ -586,8 +626,10 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
   if (!plan) {
     // From scratch: every row.
     std::vector<float> outRows(size_t(n * qw));
-    exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
-                     outRows.data(), state, &pool);
+    if (!exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
+                          outRows.data(), state, &pool))
+      throwAttentionBreach(program, index, v.data.data(), n * kvw,
+                           shape.valueBound);
     stats.macs +=
         2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) * uint64_t(qw);
     storeRows(in.results[0], allRows(n), std::move(outRows), plan);
@@ -622,6 +664,8 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
     int64_t r = plan->from[size_t(j)];
     if (r >= 0)
       oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+    if (!exact::withinBound(v.row(j), kvw, shape.valueBound))
+      throwBreach(program, index, Breach::AttentionValue);
     newTerms.push_back(makeTerm(j, k.row(j), v.row(j)));
   }
   // Rows that keep their query and attend to a changed key get delta
@@ -753,16 +797,22 @@ void Session::Impl::attentionStep(size_t index, const EditPlan *plan,
       exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd, shape.ropeTheta,
                         kRot.data(), poolFor(double(n * kvw)));
     exact::KeyPanel panel;
-    panel.build(kRot.data(), v.data.data(), n, shape, poolFor(double(n * kvw)));
+    if (!panel.build(kRot.data(), v.data.data(), n, shape,
+                     poolFor(double(n * kvw))))
+      throwBreach(program, index, Breach::AttentionValue);
+    std::atomic<bool> scoresOk{true};
     parallelFor(
         poolFor(double(fullRows.size()) * double(n) * double(qw)),
         int64_t(fullRows.size()), [&](int64_t t) {
           int64_t i = fullRows[size_t(t)];
           std::vector<float> qRot(q.row(i), q.row(i) + qw);
           exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-          exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n, shape,
-                            state, i, fullOut.data() + t * qw);
+          if (!exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n,
+                                 shape, state, i, fullOut.data() + t * qw))
+            scoresOk.store(false, std::memory_order_relaxed);
         });
+    if (!scoresOk.load())
+      throwBreach(program, index, Breach::AttentionScore);
     for (int64_t i : fullRows)
       stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
   }
@@ -817,6 +867,8 @@ void Session::Impl::step(size_t index, const EditPlan *plan,
     if (rows.empty() && plan && !plan->lengthChanged)
       return;
     const ValueStore &x = values[size_t(in.operands[0])];
+    for (int64_t r : rows)
+      checkFinite(program, index, x.row(r), x.width);
     std::vector<float> pooled(size_t(x.width));
     if (in.attrs.pool == PoolKind::Mean)
       kernels::poolMean(x.data.data(), n, x.width, pooled.data());
@@ -920,6 +972,8 @@ void Session::Impl::run(const EditPlan *plan) {
   }
   for (ValueStore &v : values)
     v.stash.clear();
+  const std::vector<float> &out = values[size_t(program.outputValue)].data;
+  checkFinite(program, program.instrs.size(), out.data(), int64_t(out.size()));
   stats.macsFull = countMacs(program, n);
   stats.numTokens = n;
 }
@@ -935,7 +989,10 @@ Status Session::reset(const std::vector<int32_t> &tokens) {
   if (Status st = validateTokens(impl->program, tokens); !st.ok())
     return st;
   auto start = std::chrono::steady_clock::now();
+  std::optional<Impl::Snapshot> before;
   try {
+    if (impl->valid)
+      before = impl->snapshot();
     impl->tokens = tokens;
     for (ValueStore &v : impl->values) {
       v.data.clear();
@@ -944,6 +1001,15 @@ Status Session::reset(const std::vector<int32_t> &tokens) {
     }
     impl->run(nullptr);
     impl->valid = true;
+  } catch (const ContractBreach &e) {
+    if (before) {
+      impl->restore(std::move(*before));
+    } else {
+      impl->tokens.clear();
+      for (ValueStore &v : impl->values)
+        v.data.clear();
+    }
+    return Status::breach(e.what());
   } catch (const std::bad_alloc &) {
     impl->valid = false;
     return Status::failure("out of memory evaluating the document");
@@ -961,10 +1027,15 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
   if (Status st = planEdits(impl->program, impl->tokens, edits, plan); !st.ok())
     return st;
   auto start = std::chrono::steady_clock::now();
+  std::optional<Impl::Snapshot> before;
   try {
+    before = impl->snapshot();
     impl->tokens = plan.tokens;
     impl->remapKept(plan);
     impl->run(&plan);
+  } catch (const ContractBreach &e) {
+    impl->restore(std::move(*before));
+    return Status::breach(e.what());
   } catch (const std::bad_alloc &) {
     impl->valid = false;
     return Status::failure("out of memory updating the document; the session "

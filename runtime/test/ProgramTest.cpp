@@ -1,5 +1,6 @@
 //===- ProgramTest.cpp - Program verification and file format -------------===//
 
+#include "Checksum.h"
 #include "ProgramBuilder.h"
 #include "TestUtil.h"
 #include "incnn/runtime/Runtime.h"
@@ -144,6 +145,17 @@ Status loadBytes(const std::string &bytes) {
   return loadProgramFromBuffer(bytes.data(), bytes.size(), p);
 }
 
+/// Rewrites the checksum of a modified file image, so that a test reaches
+/// the checks behind it.
+std::string resealed(std::string bytes) {
+  if (bytes.size() < kProgramHeaderSize)
+    return bytes;
+  uint64_t sum = programChecksum(
+      reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size());
+  std::memcpy(&bytes[kChecksumOffset], &sum, 8);
+  return bytes;
+}
+
 /// Replaces the metadata JSON of a serialized program.
 std::string withMetadata(const std::string &bytes, const std::string &meta) {
   uint64_t oldLen;
@@ -151,19 +163,20 @@ std::string withMetadata(const std::string &bytes, const std::string &meta) {
   std::string out = bytes.substr(0, 16);
   uint64_t len = meta.size();
   out.append(reinterpret_cast<const char *>(&len), 8);
+  out += bytes.substr(24, 8); // checksum
   out += meta;
   // Keep the data section at the same place when the length allows it.
-  uint64_t oldData = (24 + oldLen + 63) / 64 * 64;
+  uint64_t oldData = (32 + oldLen + 63) / 64 * 64;
   while (out.size() < oldData)
     out.push_back(' ');
   out += bytes.substr(oldData);
-  return out;
+  return resealed(out);
 }
 
 std::string metadataOf(const std::string &bytes) {
   uint64_t len;
   std::memcpy(&len, bytes.data() + 16, 8);
-  return bytes.substr(24, len);
+  return bytes.substr(32, len);
 }
 
 TEST(ProgramFile, MissingFile) {
@@ -192,12 +205,17 @@ TEST(ProgramFile, CorruptHeaders) {
   b[8] = 99;
   EXPECT_NE(loadBytes(b).error.find("version"), std::string::npos);
   b = bytes;
+  b[13] = 1;
+  EXPECT_NE(loadBytes(resealed(b)).error.find("reserved"), std::string::npos);
+  b = bytes;
   uint64_t huge = ~uint64_t(0);
   std::memcpy(&b[16], &huge, 8);
-  EXPECT_NE(loadBytes(b).error.find("metadata length"), std::string::npos);
+  EXPECT_NE(loadBytes(resealed(b)).error.find("metadata length"),
+            std::string::npos);
   b = bytes;
-  b[24] = '#';
-  EXPECT_NE(loadBytes(b).error.find("JSON"), std::string::npos);
+  b[32] = '#';
+  EXPECT_NE(loadBytes(resealed(b)).error.find("JSON"), std::string::npos);
+  EXPECT_NE(loadBytes(b).error.find("checksum mismatch"), std::string::npos);
 }
 
 TEST(ProgramFile, CorruptMetadata) {
@@ -233,7 +251,24 @@ TEST(ProgramFile, CorruptMetadata) {
   EXPECT_FALSE(loadBytes(withMetadata(bytes, "")).ok());
 }
 
+TEST(ProgramFile, EveryByteFlipIsCaught) {
+  // Weights, tokenizer, metadata, padding and header: every flipped bit of
+  // the file is refused with a clear message.
+  std::string bytes = serialized(smallProgram());
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string b = bytes;
+    b[i] ^= char(1 << (i % 8));
+    Status st = loadBytes(b);
+    ASSERT_FALSE(st.ok()) << "byte " << i;
+    if (i >= 16)
+      EXPECT_NE(st.error.find("checksum mismatch"), std::string::npos)
+          << "byte " << i << ": " << st.error;
+  }
+}
+
 TEST(ProgramFile, RandomByteFlipsNeverCrash) {
+  // Resealed after the flips, so the parser and verifier behind the
+  // checksum see them.
   std::string bytes = serialized(smallProgram());
   std::mt19937 rng(12);
   int ok = 0;
@@ -242,6 +277,7 @@ TEST(ProgramFile, RandomByteFlipsNeverCrash) {
     int flips = 1 + int(rng() % 4);
     for (int f = 0; f < flips; ++f)
       b[rng() % b.size()] ^= char(1 << (rng() % 8));
+    b = resealed(b);
     Program p;
     if (loadProgramFromBuffer(b.data(), b.size(), p).ok()) {
       ++ok;

@@ -20,7 +20,7 @@
 namespace incnn::runtime {
 
 /// Current program file version; bump on any incompatible change.
-inline constexpr uint32_t kProgramVersion = 1;
+inline constexpr uint32_t kProgramVersion = 2;
 
 /// Instruction opcodes. Stable numbers: they are written to files.
 enum class OpCode : uint32_t {
@@ -126,9 +126,15 @@ struct Program {
 /// Result of a fallible call: empty `error` means success.
 struct Status {
   std::string error;
+  /// The input is well formed but its activations leave the exactness
+  /// contract (docs/exactness.md); a session that reports this is unchanged.
+  bool outsideContract = false;
   bool ok() const { return error.empty(); }
   static Status success() { return {}; }
   static Status failure(std::string message) { return {std::move(message)}; }
+  static Status breach(std::string message) {
+    return {std::move(message), true};
+  }
 };
 
 /// Checks that a program is well formed (ids in range, shapes consistent).
