@@ -56,9 +56,34 @@ struct FuzzCase {
   DecoderConfig config;
   bool minimalPlan;
   float codebookScale = 1.0f; ///< > 1 spreads codewords: wide VQ margins
+  /// Hostile weights: q/k projections and v projections scaled so that some
+  /// inputs leave the exactness contract (scores past 2^20 or overflowing,
+  /// values past their bound). 1 = ordinary weights.
+  float qkScale = 1.0f, vScale = 1.0f;
 };
 
-int64_t totalCertified = 0;
+int64_t totalCertified = 0, totalRefused = 0;
+
+/// Scales the linear layers that produce attention operand `operand`.
+void scaleAttentionInputs(Program &program, size_t operand, float scale) {
+  if (scale == 1.0f)
+    return;
+  for (const Instr &att : program.instrs) {
+    if (att.op != OpCode::Attention)
+      continue;
+    for (const Instr &in : program.instrs)
+      if (in.op == OpCode::Linear && in.results[0] == att.operands[operand])
+        for (size_t w = 0; w < in.weights.size(); ++w)
+          for (float &x : program.weights[size_t(in.weights[w])].owned)
+            x *= scale;
+  }
+}
+
+/// Every output bit, or both refused.
+bool sameOutcome(const Status &session, const Status &oracle) {
+  return session.ok() == oracle.ok() &&
+         session.outsideContract == oracle.outsideContract;
+}
 
 /// Runs `edits` random edit batches and checks every output bit.
 int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
@@ -70,14 +95,26 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
   if (c.minimalPlan)
     for (ValueInfo &v : program.values)
       v.keepAllRows = !v.perToken;
+  scaleAttentionInputs(program, 0, c.qkScale);
+  scaleAttentionInputs(program, 1, c.qkScale);
+  scaleAttentionInputs(program, 2, c.vScale);
   EXPECT_TRUE(verifyProgram(program).ok());
   std::mt19937 rng(seed);
   Session session(program, {1});
   Evaluator oracle(program, {1});
   std::uniform_int_distribution<int64_t> len(1, c.config.maxPositions / 2);
-  std::vector<int32_t> tokens = randomTokens(rng, len(rng), c.config.vocab);
-  EXPECT_TRUE(session.reset(tokens).ok());
-  EXPECT_TRUE(oracle.evaluate(tokens).ok());
+  // Hostile programs refuse some documents; find one they accept.
+  for (int tries = 0;; ++tries) {
+    std::vector<int32_t> tokens = randomTokens(rng, len(rng), c.config.vocab);
+    Status st = session.reset(tokens), want = oracle.evaluate(tokens);
+    EXPECT_TRUE(sameOutcome(st, want)) << st.error << " vs " << want.error;
+    if (st.ok())
+      break;
+    EXPECT_TRUE(st.outsideContract) << st.error;
+    ++totalRefused;
+    if (tries == 200)
+      return 0;
+  }
   EXPECT_EQ(session.output(), oracle.output());
   int64_t checked = 0;
   std::uniform_int_distribution<int> batch(1, 3);
@@ -94,13 +131,26 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
     }
     if (script.empty())
       continue;
+    std::vector<int32_t> oldTokens = session.tokens();
+    std::vector<float> oldOutput = session.output();
     Status st = session.apply(script);
-    EXPECT_TRUE(st.ok()) << st.error;
+    Status want = oracle.evaluate(expected);
+    EXPECT_TRUE(sameOutcome(st, want))
+        << "session: " << st.error << " oracle: " << want.error;
+    if (!st.ok()) {
+      // Refused: the session is exactly as it was, and keeps working.
+      EXPECT_TRUE(st.outsideContract) << st.error;
+      EXPECT_EQ(session.tokens(), oldTokens);
+      EXPECT_TRUE(test::bitsEqual(session.output().data(), oldOutput.data(),
+                                  oldOutput.size()));
+      ++totalRefused;
+      continue;
+    }
     EXPECT_EQ(session.tokens(), expected);
-    EXPECT_TRUE(oracle.evaluate(session.tokens()).ok());
-    const std::vector<float> &got = session.output(), &want = oracle.output();
-    bool same = got.size() == want.size() &&
-                test::bitsEqual(got.data(), want.data(), got.size());
+    const std::vector<float> &got = session.output(),
+                             &wantOut = oracle.output();
+    bool same = got.size() == wantOut.size() &&
+                test::bitsEqual(got.data(), wantOut.data(), got.size());
     EXPECT_TRUE(same) << "family " << c.config.family << " position "
                       << c.config.position << " causal " << c.config.causal
                       << " vq " << c.config.vq.size() << " minimal plan "
@@ -194,6 +244,55 @@ TEST(Session, MarginCertificatesKeepOutputsExact) {
   std::printf("checked %lld edits, %lld rows certified\n", (long long)checked,
               (long long)(totalCertified - before));
   EXPECT_GT(totalCertified - before, 100);
+}
+
+TEST(Session, HostileWeightsAreRefusedExactlyWhenFromScratchRefuses) {
+  // Scores near and past 2^20, overflowing to infinity, and values near
+  // their bound: every input is either exact or refused by both engines, and
+  // a refused edit leaves the session unchanged (sameOutcome and the checks
+  // in fuzzOne).
+  int edits = 40;
+  if (const char *env = std::getenv("INCNN_FUZZ_EDITS"))
+    edits = std::max(1, std::atoi(env));
+  int64_t before = totalRefused, checked = 0;
+  uint32_t seed = 900;
+  struct Scales {
+    float qk, v;
+  };
+  for (Scales sc : {Scales{900, 1}, Scales{1100, 1}, Scales{1e19f, 1},
+                    Scales{1, 7e7f}, Scales{300, 1e8f}})
+    for (std::string family : {"opt", "llama"})
+      for (std::string position : {"none", "rope"})
+        for (bool vq : {false, true}) {
+          FuzzCase c;
+          c.config.family = family;
+          c.config.position = position;
+          c.config.layers = 2;
+          c.config.dim = 16;
+          c.config.heads = 4;
+          c.config.kvHeads = family == "llama" ? 2 : 4;
+          c.config.ffn = 24;
+          c.config.vocab = 40;
+          c.config.maxPositions = 48;
+          c.config.seed = seed;
+          c.config.task = TaskKind::Classifier;
+          if (vq)
+            c.config.vq = {{0, false, 1, 8}, {1, false, 2, 4}};
+          c.minimalPlan = seed % 2;
+          c.qkScale = sc.qk;
+          c.vScale = sc.v;
+          int64_t r0 = totalRefused, n = fuzzOne(c, edits, seed++);
+          checked += n;
+          if (std::getenv("INCNN_FUZZ_VERBOSE"))
+            std::printf("qk %g v %g %s %s vq %d: %lld exact, %lld refused\n",
+                        double(sc.qk), double(sc.v), family.c_str(),
+                        position.c_str(), int(vq), (long long)n,
+                        (long long)(totalRefused - r0));
+        }
+  std::printf("checked %lld edits exact, %lld refused by both engines\n",
+              (long long)checked, (long long)(totalRefused - before));
+  EXPECT_GT(totalRefused - before, 20);
+  EXPECT_GT(checked, 200);
 }
 
 TEST(Session, RejectedEditsLeaveTheSessionUnchanged) {
