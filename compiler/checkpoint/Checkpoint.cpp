@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
@@ -63,7 +64,13 @@ public:
       fail(std::string("config.json: '") + key + "' must be a number");
       return fallback;
     }
-    return it->get<float>();
+    double value = it->get<double>();
+    if (!std::isfinite(value) || std::fabs(value) > double(FLT_MAX)) {
+      fail(std::string("config.json: '") + key + "' = " + it->dump() +
+           " does not fit a 32-bit float");
+      return fallback;
+    }
+    return float(value);
   }
 
   bool getBool(const char *key, bool fallback) {
@@ -180,8 +187,8 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
   c.causal = attention == "causal";
   if (c.pool != "last" && c.pool != "mean")
     return "config.json: incnn_pool must be last or mean";
-  if (!(c.normEps > 0.0f))
-    return "config.json: norm epsilon must be positive";
+  if (!(c.normEps > 0.0f) || c.normEps > 1.0f)
+    return "config.json: norm epsilon must be in (0, 1]";
   if (!(c.ropeTheta > 0.0f))
     return "config.json: rope_theta must be positive";
   if (c.hidden % c.heads != 0)

@@ -186,6 +186,17 @@ TEST(Config, RejectsBadConfigsWithClearMessages) {
        "id2label"},
       {R"({"model_type":"llama",)" + base + R"(,"bos_token_id":99})",
        "outside the vocabulary"},
+      // Values that overflow float are refused here, not as a broken
+      // lowered program later.
+      {R"({"model_type":"opt","ffn_dim":24,)" + base +
+           R"(,"layer_norm_eps":1e300})",
+       "'layer_norm_eps' = 1e+300 does not fit a 32-bit float"},
+      {R"({"model_type":"llama",)" + base + R"(,"rope_theta":1e300})",
+       "'rope_theta' = 1e+300 does not fit a 32-bit float"},
+      {R"({"model_type":"llama",)" + base + R"(,"rms_norm_eps":-1e300})",
+       "does not fit a 32-bit float"},
+      {R"({"model_type":"llama",)" + base + R"(,"rms_norm_eps":5})",
+       "norm epsilon must be in (0, 1]"},
   };
   for (const Case &c : cases) {
     ModelConfig config;
