@@ -428,6 +428,20 @@ std::string SafetensorsFile::readFloat32(const std::string &name,
   return "";
 }
 
+std::string SafetensorsFile::checkFinite() const {
+  std::vector<float> values;
+  for (const auto &[name, info] : table) {
+    if (!readFloat32(name, values).empty())
+      continue; // other dtypes are refused when read
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]))
+        return "tensor '" + name + "' element " + std::to_string(i) + " is " +
+               (std::isnan(values[i]) ? "NaN" : "infinite") +
+               ": weights must be finite";
+  }
+  return "";
+}
+
 void SafetensorsFile::addTensor(const std::string &name,
                                 std::vector<int64_t> shape,
                                 std::vector<float> data) {
@@ -454,6 +468,8 @@ std::string loadCheckpoint(const std::string &directory, Checkpoint &out) {
   if (std::string error = out.weights.open(directory + "/model.safetensors");
       !error.empty())
     return error;
+  if (std::string error = out.weights.checkFinite(); !error.empty())
+    return directory + "/model.safetensors: " + error;
   out.tokenizer.clear();
   std::string tokenizerPath = directory + "/tokenizer.model";
   if (stat(tokenizerPath.c_str(), &st) == 0 &&

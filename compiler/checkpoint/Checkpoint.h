@@ -77,6 +77,8 @@ public:
   /// Copies a float tensor (F32/F16/BF16) into f32. Returns an error or "".
   std::string readFloat32(const std::string &name,
                           std::vector<float> &out) const;
+  /// An error naming the first NaN or infinite element of any tensor.
+  std::string checkFinite() const;
   /// Adds (or replaces) an F32 tensor held in memory, e.g. a codebook fitted
   /// by calibration.
   void addTensor(const std::string &name, std::vector<int64_t> shape,

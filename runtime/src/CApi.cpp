@@ -6,6 +6,7 @@
 
 #include "incnn/runtime/incnn.h"
 
+#include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
@@ -188,6 +189,11 @@ incnn_status_t incnn_program_tokenize(const incnn_program_t *program,
   if (!program->tokenizer)
     return setError(INCNN_ERROR_UNAVAILABLE, "the program has no tokenizer");
   try {
+    if (text_size > kMaxTextBytes)
+      return setError(INCNN_ERROR_INVALID_ARGUMENT,
+                      "text of " + std::to_string(text_size) +
+                          " bytes exceeds the limit of " +
+                          std::to_string(kMaxTextBytes));
     std::vector<int32_t> ids;
     Status st = program->tokenizer->encode(
         std::string_view(text ? text : "", text_size), ids);
@@ -247,13 +253,23 @@ incnn_status_t incnn_session_reset(incnn_session_t *session,
       message = "tokens is null";
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
+    const Program &program = session->program->program;
+    if (num_tokens > size_t(program.maxPositions)) {
+      message = std::to_string(num_tokens) + " tokens exceed the program's " +
+                "context of " + std::to_string(program.maxPositions);
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
     std::vector<int32_t> toks(tokens, tokens + num_tokens);
-    Status valid = validateTokens(session->program->program, toks);
+    Status valid = validateTokens(program, toks);
     if (!valid.ok()) {
       message = valid.error;
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
     Status st = session->session->reset(toks);
+    if (st.outsideContract) {
+      message = st.error; // the session keeps its previous document
+      return INCNN_ERROR_OUT_OF_CONTRACT;
+    }
     session->hasDocument = st.ok();
     if (!st.ok()) {
       message = st.error;
@@ -275,13 +291,26 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
       message = "the session has no document: call incnn_session_reset";
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
+    if (num_edits > kMaxEditsPerBatch) {
+      message = std::to_string(num_edits) + " edits in one batch exceed the " +
+                "limit of " + std::to_string(kMaxEditsPerBatch);
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    const size_t maxTokens = size_t(session->program->program.maxPositions);
     std::vector<TokenEdit> batch;
     for (size_t i = 0; i < num_edits; ++i) {
       const incnn_edit_t &e = edits[i];
       std::string where = "edit " + std::to_string(i) + ": ";
-      if ((e.kind == INCNN_EDIT_REPLACE || e.kind == INCNN_EDIT_INSERT) &&
-          !e.tokens && e.num_tokens) {
+      bool hasTokens =
+          e.kind == INCNN_EDIT_REPLACE || e.kind == INCNN_EDIT_INSERT;
+      if (hasTokens && !e.tokens && e.num_tokens) {
         message = where + "tokens is null";
+        return INCNN_ERROR_INVALID_ARGUMENT;
+      }
+      if (hasTokens && e.num_tokens > maxTokens) {
+        message = where + std::to_string(e.num_tokens) +
+                  " tokens exceed the program's context of " +
+                  std::to_string(maxTokens);
         return INCNN_ERROR_INVALID_ARGUMENT;
       }
       switch (e.kind) {
@@ -297,7 +326,7 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
         batch.push_back(TokenEdit::erase(e.at, e.count));
         break;
       default:
-        message = where + "unknown edit kind " + std::to_string(int(e.kind));
+        message = where + "unknown edit kind " + std::to_string(e.kind);
         return INCNN_ERROR_INVALID_ARGUMENT;
       }
     }
@@ -310,6 +339,10 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
     Status st = session->session->apply(batch);
+    if (st.outsideContract) {
+      message = st.error; // the session is unchanged
+      return INCNN_ERROR_OUT_OF_CONTRACT;
+    }
     if (!st.ok()) {
       session->hasDocument = false;
       message = st.error;

@@ -1,5 +1,6 @@
 //===- Document.cpp - a text document over an incremental session ---------===//
 #include "incnn/runtime/Document.h"
+#include "incnn/runtime/Limits.h"
 
 #include <algorithm>
 #include <chrono>
@@ -57,6 +58,10 @@ Document::windowOf(const std::vector<int32_t> &tokens) const {
 
 Status Document::encode(std::string_view text,
                         std::vector<int32_t> &tokens) const {
+  if (text.size() > kMaxTextBytes)
+    return Status::failure("the document has " + std::to_string(text.size()) +
+                           " bytes, over the limit of " +
+                           std::to_string(kMaxTextBytes));
   std::vector<int32_t> body;
   if (Status st = tokenizer.encode(text, body); !st.ok())
     return st;
@@ -94,6 +99,9 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
       return Status::failure(where + "byte range [" + std::to_string(e.start) +
                              ", " + std::to_string(e.end) +
                              ") splits a UTF-8 character of the document");
+    if (next.size() - size_t(e.end - e.start) + e.text.size() > kMaxTextBytes)
+      return Status::failure(where + "the edited document would exceed " +
+                             std::to_string(kMaxTextBytes) + " bytes");
     next.replace(size_t(e.start), size_t(e.end - e.start), e.text);
   }
   std::vector<int32_t> tokens;

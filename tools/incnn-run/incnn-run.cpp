@@ -22,6 +22,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "incnn/runtime/Document.h"
+#include "incnn/runtime/EditLine.h"
+#include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
@@ -209,9 +211,15 @@ public:
     } else {
       if (!tokenizer)
         die(2, "--text needs a program with a tokenizer");
-      std::ifstream in(*opts.textFile, std::ios::binary);
+      std::ifstream in(*opts.textFile, std::ios::binary | std::ios::ate);
       if (!in)
         die(2, "cannot read '" + *opts.textFile + "'");
+      if (uint64_t(in.tellg()) > kMaxTextBytes)
+        die(2, "'" + *opts.textFile + "' has " +
+                   std::to_string(uint64_t(in.tellg())) +
+                   " bytes, over the document limit of " +
+                   std::to_string(kMaxTextBytes));
+      in.seekg(0);
       std::stringstream ss;
       ss << in.rdbuf();
       std::vector<int32_t> prefix;
@@ -242,8 +250,11 @@ public:
       die(2, "cannot read edits file '" + path + "'");
     std::string line;
     int lineNo = 0;
-    while (std::getline(in, line)) {
+    Status lineError;
+    while (readEditLine(in, line, lineError)) {
       ++lineNo;
+      if (!lineError.ok())
+        die(2, path + ":" + std::to_string(lineNo) + ": " + lineError.error);
       if (line.find_first_not_of(" \t\r") == std::string::npos)
         continue;
       std::string where = path + ":" + std::to_string(lineNo) + ": ";
@@ -417,93 +428,22 @@ private:
 
   // Edits -------------------------------------------------------------------
 
-  int64_t getInt(const json &j, const char *key, const std::string &where) {
-    if (!j.contains(key) || !j[key].is_number_integer())
-      die(2, where + "'" + key + "' must be an integer");
-    return j[key].get<int64_t>();
-  }
-
-  std::vector<int32_t> getTokens(const json &j, const std::string &where) {
-    if (!j.contains("tokens") || !j["tokens"].is_array() || j["tokens"].empty())
-      die(2, where + "'tokens' must be a non-empty array of token ids");
-    std::vector<int32_t> ids;
-    for (const json &t : j["tokens"]) {
-      if (!t.is_number_integer())
-        die(2, where + "token ids must be integers");
-      int64_t id = t.get<int64_t>();
-      if (id < 0 || id >= program.vocabSize)
-        die(2, where + "token " + std::to_string(id) +
-                   " is outside the vocabulary [0, " +
-                   std::to_string(program.vocabSize) + ")");
-      ids.push_back(int32_t(id));
-    }
-    return ids;
-  }
-
-  void checkKeys(const json &j, std::initializer_list<const char *> keys,
-                 const std::string &where) {
-    for (auto it = j.begin(); it != j.end(); ++it)
-      if (std::none_of(keys.begin(), keys.end(),
-                       [&](const char *k) { return it.key() == k; }))
-        die(2, where + "unexpected key '" + it.key() + "' in a '" +
-                   j["op"].get<std::string>() + "' edit");
-  }
-
   /// Parses and validates one line (an edit object or an array of them, one
   /// batch) into token edits without touching the session. A text edit also
   /// sets pendingPlan, the validated text edits.
   std::vector<TokenEdit> parseLine(const std::string &line,
                                    const std::string &where) {
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception &e) {
-      die(2, where + "malformed JSON: " + e.what());
-    }
-    std::vector<json> items;
-    if (j.is_array()) {
-      if (j.empty())
-        die(2, where + "empty edit batch");
-      items.assign(j.begin(), j.end());
-    } else {
-      items.push_back(j);
-    }
-    std::vector<TokenEdit> edits;
-    std::vector<TextEdit> textEdits;
-    for (size_t i = 0; i < items.size(); ++i) {
-      const json &e = items[i];
-      std::string at =
-          items.size() > 1 ? where + "edit " + std::to_string(i) + ": " : where;
-      if (!e.is_object() || !e.contains("op") || !e["op"].is_string())
-        die(2, at + "an edit is an object with a string 'op'");
-      std::string op = e["op"].get<std::string>();
-      if (op == "replace" || op == "insert") {
-        checkKeys(e, {"op", "at", "tokens"}, at);
-        int64_t pos = getInt(e, "at", at);
-        std::vector<int32_t> ids = getTokens(e, at);
-        edits.push_back(op == "replace" ? TokenEdit::replace(pos, ids)
-                                        : TokenEdit::insert(pos, ids));
-      } else if (op == "delete") {
-        checkKeys(e, {"op", "at", "count"}, at);
-        int64_t pos = getInt(e, "at", at);
-        edits.push_back(TokenEdit::erase(pos, getInt(e, "count", at)));
-      } else if (op == "text") {
-        checkKeys(e, {"op", "start", "end", "text"}, at);
-        if (!tokenizer)
-          die(2, at + "text edits need a program with a tokenizer");
-        if (!haveText)
-          die(2, at + "text edits need --text and no earlier token edit");
-        if (!e.contains("text") || !e["text"].is_string())
-          die(2, at + "'text' must be a string");
-        textEdits.push_back(TextEdit{getInt(e, "start", at),
-                                     getInt(e, "end", at),
-                                     e["text"].get<std::string>()});
-      } else {
-        die(2, at + "unknown edit op '" + op + "'");
-      }
-    }
-    if (!textEdits.empty() && !edits.empty())
-      die(2, where + "a batch cannot mix text and token edits");
+    EditLine parsed;
+    if (Status st = parseEditLine(line, program.vocabSize,
+                                  size_t(program.maxPositions), parsed);
+        !st.ok())
+      die(2, where + st.error);
+    std::vector<TokenEdit> edits = std::move(parsed.tokenEdits);
+    const std::vector<TextEdit> &textEdits = parsed.textEdits;
+    if (!textEdits.empty() && !tokenizer)
+      die(2, where + "text edits need a program with a tokenizer");
+    if (!textEdits.empty() && !haveText)
+      die(2, where + "text edits need --text and no earlier token edit");
     if (!textEdits.empty()) {
       Document::Plan plan;
       if (Status st = document->plan(textEdits, plan); !st.ok())

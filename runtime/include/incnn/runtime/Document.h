@@ -12,6 +12,7 @@
 #ifndef INCNN_RUNTIME_DOCUMENT_H
 #define INCNN_RUNTIME_DOCUMENT_H
 
+#include "incnn/runtime/EditLine.h"
 #include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
 
@@ -29,12 +30,6 @@ std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
 
 /// True if byte offset `i` of `text` starts a UTF-8 character (or is its end).
 bool isUtf8Boundary(std::string_view text, int64_t i);
-
-/// One byte-range replacement of a document's text.
-struct TextEdit {
-  int64_t start = 0, end = 0;
-  std::string text;
-};
 
 class Document {
 public:

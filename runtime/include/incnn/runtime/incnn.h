@@ -33,6 +33,10 @@ typedef enum incnn_status_t {
   INCNN_ERROR_BUFFER_TOO_SMALL = 4, /* caller buffer shorter than needed */
   INCNN_ERROR_UNAVAILABLE = 5,      /* e.g. program has no tokenizer */
   INCNN_ERROR_INTERNAL = 6,         /* out of memory or other failure */
+  /* The input is well formed but its activations leave the exactness
+   * contract (docs/exactness.md: non-finite, or past the attention bounds).
+   * The session is exactly as it was before the call. */
+  INCNN_ERROR_OUT_OF_CONTRACT = 7,
 } incnn_status_t;
 
 /* The task of a program's output. */
@@ -127,7 +131,7 @@ typedef enum incnn_edit_kind_t {
 } incnn_edit_kind_t;
 
 typedef struct incnn_edit_t {
-  incnn_edit_kind_t kind;
+  int32_t kind; /* an incnn_edit_kind_t; other values are rejected */
   int64_t at;
   const int32_t *tokens; /* replace / insert; borrowed for the call */
   size_t num_tokens;
@@ -138,8 +142,11 @@ typedef struct incnn_edit_t {
  * incrementally; the result is bit-for-bit that of incnn_session_reset on
  * the edited tokens. A rejected batch (bad position or token id, empty or
  * too long result, no document yet) gives INCNN_ERROR_INVALID_ARGUMENT and
- * leaves the session exactly as it was. INCNN_ERROR_INTERNAL (out of
- * memory) leaves the session without a document: reset it. */
+ * leaves the session exactly as it was, and so does
+ * INCNN_ERROR_OUT_OF_CONTRACT. INCNN_ERROR_INTERNAL (out of memory) leaves
+ * the session without a document: reset it. Limits: num_edits <= 4096 and
+ * each edit's num_tokens <= the program's max tokens, checked before any
+ * copy. */
 incnn_status_t incnn_session_apply(incnn_session_t *session,
                                    const incnn_edit_t *edits, size_t num_edits);
 
