@@ -11,6 +11,7 @@ PACKAGES=(
   libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev
   libsentencepiece-dev sentencepiece
   python3 python3-numpy python3-torch libopenblas0-pthread
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -60,6 +60,7 @@ struct FuzzCase {
   /// inputs leave the exactness contract (scores past 2^20 or overflowing,
   /// values past their bound). 1 = ordinary weights.
   float qkScale = 1.0f, vScale = 1.0f;
+  int64_t minLength = 1; ///< of the first document
 };
 
 int64_t totalCertified = 0, totalRefused = 0;
@@ -102,7 +103,8 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
   std::mt19937 rng(seed);
   Session session(program, {1});
   Evaluator oracle(program, {1});
-  std::uniform_int_distribution<int64_t> len(1, c.config.maxPositions / 2);
+  std::uniform_int_distribution<int64_t> len(
+      c.minLength, std::max(c.minLength, int64_t(c.config.maxPositions / 2)));
   // Hostile programs refuse some documents; find one they accept.
   for (int tries = 0;; ++tries) {
     std::vector<int32_t> tokens = randomTokens(rng, len(rng), c.config.vocab);
@@ -351,4 +353,41 @@ TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
       << "macs " << s.macs << " full " << s.macsFull;
   ASSERT_EQ(s.dirtyRows.size(), 2u);
   EXPECT_GE(s.dirtyRows[0], 1);
+}
+
+TEST(Session, LongDocumentsStayExact) {
+  // Thousands of keys per row: the accumulators' bound (valueBound of the
+  // program length) is what makes these sums exact. INCNN_LONG_TOKENS and
+  // INCNN_LONG_EDITS raise the length and the edit count for long runs.
+  int64_t length = 3000;
+  int edits = 6;
+  if (const char *env = std::getenv("INCNN_LONG_TOKENS"))
+    length = std::max<int64_t>(16, std::atoll(env));
+  if (const char *env = std::getenv("INCNN_LONG_EDITS"))
+    edits = std::max(1, std::atoi(env));
+  int64_t checked = 0;
+  uint32_t seed = 2000;
+  for (std::string family : {"opt", "llama"})
+    for (std::string position : {"none", "rope"}) {
+      FuzzCase c;
+      c.config.family = family;
+      c.config.position = position;
+      c.config.layers = 2;
+      c.config.dim = 8;
+      c.config.heads = 2;
+      c.config.kvHeads = family == "llama" ? 1 : 2;
+      c.config.ffn = 8;
+      c.config.vocab = 30;
+      c.config.maxPositions = int32_t(length * 2);
+      c.config.seed = seed;
+      c.config.task = TaskKind::Classifier;
+      c.config.pool = PoolKind::Mean;
+      c.config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
+      c.minimalPlan = true;
+      c.minLength = length;
+      checked += fuzzOne(c, edits, seed++);
+    }
+  std::printf("checked %lld edits on documents of up to %lld tokens\n",
+              (long long)checked, (long long)length);
+  EXPECT_EQ(checked, 4 * edits);
 }
