@@ -10,6 +10,8 @@
 #   build-asan/runtime/incnn-document-fuzz runtime/fuzz/corpus/document
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Release suite runs 3000-token documents; keep ASan at a shorter length.
+export INCNN_LONG_TOKENS=${INCNN_LONG_TOKENS:-1200}
 FUZZ_SECONDS=${1:-${FUZZ_SECONDS:-20}}
 
 configure() { # DIR SANITIZERS [extra cmake args]

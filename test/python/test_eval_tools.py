@@ -54,7 +54,8 @@ class EvalIncnnTest(unittest.TestCase):
                 f.write(STUB % (list(L),))
             os.chmod(stub, os.stat(stub).st_mode | stat.S_IXUSR)
             with redirect_stdout(io.StringIO()):
-                acc, conf, preds = eval_incnn.main(["x.incnn", "--data", d, "--incnn-run", stub])
+                acc, conf, preds = eval_incnn.main(["x.incnn", "--data", d, "--backend", "process",
+                                                   "--incnn-run", stub])
         self.assertEqual(preds, [0, 1, 0, 0])
         self.assertAlmostEqual(acc, 0.75)
         self.assertEqual(conf.tolist(), [[2, 0, 0], [0, 1, 0], [1, 0, 0]])

@@ -1,0 +1,51 @@
+//===- Driver.h - checkpoint -> program, the whole compilation ---*- C++
+//-*-===//
+//
+// The one compilation path behind incnn-compile and the Python module:
+// load a checkpoint directory, optionally fit VQ codebooks by calibration,
+// import it as vqt, run the incremental pipeline and write the program file
+// (or print the IR after import or after the pipeline).
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_COMPILER_DRIVER_H
+#define INCNN_COMPILER_DRIVER_H
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace incnn {
+
+struct CompileOptions {
+  std::string modelDir;
+  /// The program file to write (Emit::Program), or where to print the IR
+  /// ("" or "-": the `ir` result).
+  std::string outputPath;
+  enum class Emit { Program, VQT, Delta } emit = Emit::Program;
+  /// Text (or whitespace-separated token ids) for k-means VQ calibration of
+  /// a dense checkpoint; empty: none.
+  std::string calibrationFile;
+  /// LAYER:SITE:GROUPS:CODES,... (default: attn_out of every layer, 1x64).
+  std::string calibrationSites;
+  /// "minimal" (the delta-plan-cache plan) or "all" (every row of every
+  /// value is kept).
+  std::string cachePlan = "minimal";
+  /// Progress lines ("imported ...", "wrote ..."); may be empty.
+  std::function<void(const std::string &)> progress;
+  /// Compiler diagnostics as "warning: WHERE: message" (notes and errors
+  /// alike); may be empty.
+  std::function<void(const std::string &)> diagnostic;
+};
+
+struct CompileResult {
+  std::string ir;                  ///< printed IR, for Emit::VQT / Delta
+  int64_t cacheBytesPerToken = -1; ///< from the cache plan, when known
+  int64_t numInstructions = 0, numParameters = 0;
+};
+
+/// Runs the compilation. Returns an error message, or "" on success.
+std::string compileModel(const CompileOptions &options, CompileResult &result);
+
+} // namespace incnn
+
+#endif // INCNN_COMPILER_DRIVER_H
