@@ -167,8 +167,7 @@ int main(int argc, char **argv) {
   for (int64_t n : sizes) {
     config.maxPositions = int32_t(std::max<int64_t>(n + 8, 64));
     Program program = buildDecoder(config);
-    for (ValueInfo &v : program.values) // minimal cache plan
-      v.keepAllRows = !v.perToken;
+    planCache(program, true); // minimal cache plan
     std::uniform_int_distribution<int32_t> tok(0, config.vocab - 1);
     std::vector<int32_t> tokens(static_cast<size_t>(n));
     for (int32_t &t : tokens)

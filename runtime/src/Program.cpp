@@ -10,6 +10,7 @@
 
 #include "Checksum.h"
 #include "ExactAttention.h"
+#include "VerifySteps.h"
 
 #include <nlohmann/json.hpp>
 
@@ -167,6 +168,26 @@ json instrToJson(const Instr &in) {
   return j;
 }
 
+json stepToJson(const Step &s) {
+  json j;
+  j["kind"] = uint32_t(s.kind);
+  j["name"] = stepKindName(s.kind);
+  if (s.instr >= 0)
+    j["instr"] = s.instr;
+  j["inputs"] = s.inputs;
+  j["output"] = s.output;
+  return j;
+}
+
+Step stepFromJson(const json &j) {
+  Step s;
+  s.kind = StepKind(getInt(j, "kind", 1, 8));
+  s.instr = int32_t(getIntOr(j, "instr", -1, 1 << 30, -1));
+  s.inputs = getIdList(j, "inputs");
+  s.output = int32_t(getInt(j, "output", 0, 1 << 30));
+  return s;
+}
+
 Instr instrFromJson(const json &j) {
   Instr in;
   in.op = OpCode(getInt(j, "op", 0, std::numeric_limits<uint32_t>::max()));
@@ -295,6 +316,10 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
 
   for (const json &i : getArray(meta, "instrs"))
     program.instrs.push_back(instrFromJson(i));
+  for (const json &s : getArray(meta, "steps"))
+    program.steps.push_back(stepFromJson(s));
+  program.numRowSets = int32_t(getInt(meta, "row_sets", 0, 1 << 20));
+  program.outputRows = int32_t(getInt(meta, "output_rows", 0, 1 << 20));
 
   if (meta.contains("tokenizer")) {
     const json &t = meta["tokenizer"];
@@ -656,7 +681,46 @@ int64_t Weight::numElements() const {
   return n;
 }
 
-Status verifyProgram(const Program &program) { return Verifier(program).run(); }
+Status verifyProgram(const Program &program) {
+  if (Status st = Verifier(program).run(); !st.ok())
+    return st;
+  return verifySteps(program);
+}
+
+int64_t cacheBytesPerToken(const Program &program) {
+  int64_t bytes = 0;
+  for (size_t i = 0; i < program.values.size(); ++i)
+    if (program.values[i].perToken && program.values[i].keepAllRows &&
+        int32_t(i) != program.tokenValue)
+      bytes += 4 * int64_t(program.values[i].width);
+  for (const Instr &in : program.instrs)
+    if (in.op == OpCode::Attention)
+      bytes += 16 * int64_t(in.attrs.numHeads) +
+               8 * int64_t(program.values[size_t(in.operands[0])].width);
+  return bytes;
+}
+
+const char *stepKindName(StepKind kind) {
+  switch (kind) {
+  case StepKind::EditedRows:
+    return "edited_rows";
+  case StepKind::ShiftedRows:
+    return "shifted_rows";
+  case StepKind::Union:
+    return "union";
+  case StepKind::RecomputeRows:
+    return "recompute_rows";
+  case StepKind::AttentionUpdate:
+    return "attention_update";
+  case StepKind::VQCutoff:
+    return "vq_cutoff";
+  case StepKind::PoolUpdate:
+    return "pool_update";
+  case StepKind::VectorUpdate:
+    return "vector_update";
+  }
+  return "unknown";
+}
 
 Status writeProgram(const Program &program, const std::string &path) {
   Status st = verifyProgram(program);
@@ -697,6 +761,12 @@ Status writeProgram(const Program &program, const std::string &path) {
     for (const Instr &in : program.instrs)
       instrs.push_back(instrToJson(in));
     meta["instrs"] = std::move(instrs);
+    json steps = json::array();
+    for (const Step &st : program.steps)
+      steps.push_back(stepToJson(st));
+    meta["steps"] = std::move(steps);
+    meta["row_sets"] = program.numRowSets;
+    meta["output_rows"] = program.outputRows;
     if (!program.tokenizer.empty())
       meta["tokenizer"] = {{"offset", offset},
                            {"size", program.tokenizer.size()}};

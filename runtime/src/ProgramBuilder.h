@@ -10,6 +10,9 @@
 
 #include "incnn/runtime/Program.h"
 
+#include "VerifySteps.h"
+
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -72,6 +75,78 @@ public:
 private:
   Program &p;
 };
+
+/// Appends the change-propagation steps of an in-memory program, the way the
+/// compiler's vqt-incrementalize pass derives them from the vqt graph (test
+/// programs have no vqt graph; test/tools checks the compiler's own steps).
+inline void addChangeSteps(Program &p) {
+  p.steps.clear();
+  int32_t next = 0;
+  auto emit = [&](StepKind kind, int32_t instr, std::vector<int32_t> inputs) {
+    p.steps.push_back(Step{kind, instr, std::move(inputs), next});
+    return next++;
+  };
+  std::vector<int32_t> dirty(p.values.size(), -1);
+  dirty[size_t(p.tokenValue)] = emit(StepKind::EditedRows, -1, {});
+  int32_t shifted = -1;
+  auto shiftedRows = [&] {
+    if (shifted < 0)
+      shifted = emit(StepKind::ShiftedRows, -1, {});
+    return shifted;
+  };
+  auto unionOf = [&](std::vector<int32_t> sets) {
+    std::sort(sets.begin(), sets.end());
+    sets.erase(std::unique(sets.begin(), sets.end()), sets.end());
+    return sets.size() == 1 ? sets[0] : emit(StepKind::Union, -1, sets);
+  };
+  for (size_t i = 0; i < p.instrs.size(); ++i) {
+    const Instr &in = p.instrs[i];
+    auto dirtyOf = [&](size_t k) { return dirty[size_t(in.operands[k])]; };
+    int32_t out = -1;
+    switch (in.op) {
+    case OpCode::Attention: {
+      std::vector<int32_t> q = {dirtyOf(0)}, kv = {dirtyOf(1), dirtyOf(2)};
+      if (in.attrs.ropeTheta != 0.0f) {
+        q.push_back(shiftedRows());
+        kv.push_back(shiftedRows());
+      }
+      out = emit(StepKind::AttentionUpdate, int32_t(i),
+                 {unionOf(q), unionOf(kv)});
+      break;
+    }
+    case OpCode::VectorQuantize:
+      out = emit(StepKind::VQCutoff, int32_t(i), {dirtyOf(0)});
+      break;
+    case OpCode::Pool:
+      out = emit(StepKind::PoolUpdate, int32_t(i), {dirtyOf(0)});
+      break;
+    default: {
+      std::vector<int32_t> rows;
+      for (size_t k = 0; k < in.operands.size(); ++k)
+        rows.push_back(dirtyOf(k));
+      if (in.op == OpCode::AddLearnedPositions)
+        rows.push_back(shiftedRows());
+      bool perToken = p.values[size_t(in.results[0])].perToken;
+      out = emit(perToken ? StepKind::RecomputeRows : StepKind::VectorUpdate,
+                 int32_t(i), {unionOf(rows)});
+      break;
+    }
+    }
+    for (int32_t r : in.results)
+      dirty[size_t(r)] = out;
+  }
+  p.numRowSets = next;
+  p.outputRows = dirty[size_t(p.outputValue)];
+}
+
+/// Sets the cache plan: every row of every per-token value (`minimal`
+/// false), or only what the steps need (true; as delta-plan-cache plans).
+inline void planCache(Program &p, bool minimal) {
+  std::vector<std::string> required = requiredCache(p);
+  for (size_t v = 0; v < p.values.size(); ++v)
+    p.values[v].keepAllRows =
+        !minimal || !p.values[v].perToken || !required[v].empty();
+}
 
 struct DecoderConfig {
   std::string family = "opt"; ///< "opt" (LayerNorm, bias, ReLU/GELU) or "llama"
@@ -188,6 +263,7 @@ inline Program buildDecoder(const DecoderConfig &c) {
     for (int32_t i = 0; i < c.numLabels; ++i)
       p.labels.push_back("label" + std::to_string(i));
   }
+  addChangeSteps(p);
   return p;
 }
 

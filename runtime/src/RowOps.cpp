@@ -32,6 +32,9 @@ void throwBreach(const Program &program, size_t index, Breach what) {
   case Breach::NonFinite:
     why = "an activation is NaN or infinite";
     break;
+  case Breach::PoolInput:
+    why = "a pooled activation is non-finite or exceeds 2^40 in magnitude";
+    break;
   }
   throw ContractBreach("outside the exactness contract at " + where + ": " +
                        why + "; the input is refused");

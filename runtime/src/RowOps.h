@@ -22,7 +22,8 @@ namespace incnn::runtime {
 enum class Breach {
   AttentionScore, ///< a score is non-finite or above exact::kMaxScore
   AttentionValue, ///< a value is non-finite or above its bound
-  NonFinite,      ///< an input of a VQ or pool step, or the output
+  NonFinite,      ///< an input of a VQ step, or the output
+  PoolInput,      ///< a pooled value is non-finite or above 2^40
 };
 
 /// Thrown by the engines on a breach and turned into Status::breach by their

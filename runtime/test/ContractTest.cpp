@@ -58,6 +58,7 @@ Program tinyAttention(int32_t maxPositions, std::vector<float> table,
   int32_t pooled = b.op(OpCode::Pool, {att}, {}, 2, false, last);
   p.outputValue = b.op(OpCode::Linear, {pooled},
                        {b.weight("head", {2, 2}, {1, 0, 0, 1})}, 2, false);
+  addChangeSteps(p);
   return p;
 }
 

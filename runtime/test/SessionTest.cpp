@@ -93,9 +93,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
     if (in.op == OpCode::VectorQuantize)
       for (float &x : program.weights[size_t(in.weights[0])].owned)
         x *= c.codebookScale;
-  if (c.minimalPlan)
-    for (ValueInfo &v : program.values)
-      v.keepAllRows = !v.perToken;
+  planCache(program, c.minimalPlan);
   scaleAttentionInputs(program, 0, c.qkScale);
   scaleAttentionInputs(program, 1, c.qkScale);
   scaleAttentionInputs(program, 2, c.vScale);
@@ -156,7 +154,10 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
     EXPECT_TRUE(same) << "family " << c.config.family << " position "
                       << c.config.position << " causal " << c.config.causal
                       << " vq " << c.config.vq.size() << " minimal plan "
-                      << c.minimalPlan << " seed " << seed << " edit " << e;
+                      << c.minimalPlan << " seed " << seed << " edit " << e
+                      << " pool " << int(c.config.pool) << " task "
+                      << int(c.config.task) << " batch " << script.size()
+                      << " kinds " << int(script[0].kind);
     if (!same)
       return checked;
     EXPECT_LE(session.stats().macs, session.stats().macsFull * 3);
@@ -342,8 +343,7 @@ TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
   config.task = TaskKind::Classifier;
   config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
   Program program = buildDecoder(config);
-  for (ValueInfo &v : program.values)
-    v.keepAllRows = !v.perToken;
+  planCache(program, true);
   Session session(program, {1});
   std::mt19937 rng(7);
   ASSERT_TRUE(session.reset(randomTokens(rng, 200, config.vocab)).ok());

@@ -46,6 +46,12 @@ cl::opt<std::string> cachePlan(
              "default) or all (every row of every value)"),
     cl::init("minimal"), cl::value_desc("minimal|all"));
 
+cl::opt<bool> noVQCutoff(
+    "no-vq-cutoff",
+    cl::desc("Compile quantizers without cutoff steps: every row an attention "
+             "touches stays dirty (an ablation; same outputs)"),
+    cl::init(false));
+
 int fail(const std::string &message) {
   llvm::errs() << "incnn-compile: error: " << message << "\n";
   return 1;
@@ -75,6 +81,7 @@ int main(int argc, char **argv) {
   options.calibrationFile = calibrationFile;
   options.calibrationSites = calibrationSites;
   options.cachePlan = cachePlan;
+  options.vqCutoff = !noVQCutoff;
   options.progress = progress;
   options.diagnostic = [](const std::string &line) {
     llvm::errs() << "incnn-compile: " << line << "\n";

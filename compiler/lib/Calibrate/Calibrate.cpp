@@ -3,10 +3,13 @@
 
 #include "incnn/Compiler/BuildProgram.h"
 #include "incnn/Compiler/Import.h"
+#include "incnn/Compiler/Pipelines.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
 
 #include <algorithm>
 #include <limits>
@@ -156,6 +159,18 @@ std::string incnn::calibrateVQ(mlir::MLIRContext &context,
     auto module = importCheckpoint(context, ckpt, error);
     if (!module)
       return error;
+    {
+      // Sessions run the delta program: derive it. Partial VQ placements
+      // draw bypass warnings here that say nothing about the final model.
+      mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &d) {
+        return mlir::success(d.getSeverity() !=
+                             mlir::DiagnosticSeverity::Error);
+      });
+      mlir::PassManager pm(&context);
+      buildIncrementalPipeline(pm);
+      if (mlir::failed(pm.run(*module)))
+        return "internal error: the calibration program did not compile";
+    }
     runtime::Program program;
     if (std::string e = buildProgram(*module, ckpt, program); !e.empty())
       return e;

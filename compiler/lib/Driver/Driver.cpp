@@ -153,13 +153,12 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());
   } else {
-    buildIncrementalPipeline(pm);
+    IncrementalPipelineOptions pipeline;
+    pipeline.vqCutoff = o.vqCutoff;
+    buildIncrementalPipeline(pm, pipeline);
   }
   if (mlir::failed(pm.run(*module)))
     return "the compilation pipeline failed";
-  if (auto bytes = (*module)->getAttrOfType<mlir::IntegerAttr>(
-          "delta.cache_bytes_per_token"))
-    result.cacheBytesPerToken = bytes.getInt();
 
   if (o.emit != CompileOptions::Emit::Program) {
     llvm::raw_string_ostream os(result.ir);
@@ -172,10 +171,9 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
   if (o.cachePlan == "all")
     for (runtime::ValueInfo &v : program.values)
       v.keepAllRows = true;
-  if (result.cacheBytesPerToken >= 0)
-    progress("cache plan: " + std::to_string(result.cacheBytesPerToken) +
-             " bytes per token" +
-             (o.cachePlan == "all" ? " (minimal; every row kept)" : ""));
+  result.cacheBytesPerToken = runtime::cacheBytesPerToken(program);
+  progress("cache plan (" + o.cachePlan + "): " +
+           std::to_string(result.cacheBytesPerToken) + " bytes per token");
   for (const auto &weight : program.weights)
     result.numParameters += weight.numElements();
   result.numInstructions = int64_t(program.instrs.size());

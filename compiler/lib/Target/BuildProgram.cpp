@@ -8,12 +8,14 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
 namespace rt = incnn::runtime;
 namespace vqt = incnn::vqt;
+namespace delta = incnn::delta;
 
 namespace {
 
@@ -99,6 +101,22 @@ private:
   }
 
   void lower(Operation *op);
+  /// Appends the step of a delta op (the change-propagation program).
+  void lowerStep(Operation *op);
+  int32_t rowSet(Value rows) {
+    auto [it, inserted] = rowSetIds.try_emplace(rows, program.numRowSets);
+    if (inserted)
+      ++program.numRowSets;
+    return it->second;
+  }
+  int32_t instrOf(Value v) {
+    auto it = instrIds.find(v.getDefiningOp());
+    if (it == instrIds.end()) {
+      fail("a delta step updates a value that no instruction defines");
+      return -1;
+    }
+    return it->second;
+  }
 
   void fail(std::string message) {
     if (error.empty())
@@ -107,13 +125,78 @@ private:
 
   const incnn::checkpoint::Checkpoint &ckpt;
   rt::Program &program;
-  llvm::DenseMap<Value, int32_t> valueIds;
+  llvm::DenseMap<Value, int32_t> valueIds, rowSetIds;
+  llvm::DenseMap<Operation *, int32_t> instrIds;
   std::map<std::string, int32_t> weightIds;
   std::string error;
 };
 
+void ProgramBuilder::lowerStep(Operation *op) {
+  using rt::StepKind;
+  auto step = [&](StepKind kind, int32_t instr, std::vector<Value> inputs,
+                  Value output) {
+    rt::Step s;
+    s.kind = kind;
+    s.instr = instr;
+    for (Value v : inputs)
+      s.inputs.push_back(rowSet(v));
+    s.output = rowSet(output);
+    program.steps.push_back(std::move(s));
+  };
+  llvm::TypeSwitch<Operation *>(op)
+      .Case([&](delta::EditedRowsOp e) {
+        step(StepKind::EditedRows, -1, {}, e.getRows());
+      })
+      .Case([&](delta::ShiftedRowsOp e) {
+        step(StepKind::ShiftedRows, -1, {}, e.getRows());
+      })
+      .Case([&](delta::UnionOp u) {
+        step(StepKind::Union, -1,
+             std::vector<Value>(u.getInputs().begin(), u.getInputs().end()),
+             u.getRows());
+      })
+      .Case([&](delta::RecomputeRowsOp r) {
+        step(StepKind::RecomputeRows, instrOf(r.getValue()), {r.getDirty()},
+             r.getRows());
+      })
+      .Case([&](delta::AttentionUpdateOp a) {
+        step(StepKind::AttentionUpdate, instrOf(a.getValue()),
+             {a.getQuery(), a.getKeys()}, a.getRows());
+      })
+      .Case([&](delta::VQCutoffOp q) {
+        step(StepKind::VQCutoff, instrOf(q.getValue()), {q.getDirty()},
+             q.getRows());
+      })
+      .Case([&](delta::PoolUpdateOp q) {
+        step(StepKind::PoolUpdate, instrOf(q.getValue()), {q.getDirty()},
+             q.getRows());
+      })
+      .Case([&](delta::VectorUpdateOp q) {
+        step(StepKind::VectorUpdate, instrOf(q.getValue()), {q.getDirty()},
+             q.getRows());
+      })
+      .Case(
+          [&](delta::OutputOp o) { program.outputRows = rowSet(o.getDirty()); })
+      .Case([&](delta::CacheOp c) {
+        auto it = valueIds.find(c.getValue());
+        if (it == valueIds.end())
+          fail("delta.cache of a value that no instruction defines");
+        else
+          program.values[size_t(it->second)].keepAllRows = true;
+      })
+      .Default([&](Operation *other) {
+        fail("cannot lower op '" + other->getName().getStringRef().str() +
+             "' to a program step");
+      });
+}
+
 void ProgramBuilder::lower(Operation *op) {
   using rt::OpCode;
+  size_t before = program.instrs.size();
+  auto recordInstr = llvm::make_scope_exit([&] {
+    if (program.instrs.size() > before)
+      instrIds[op] = int32_t(before);
+  });
   llvm::TypeSwitch<Operation *>(op)
       .Case([&](vqt::ParamOp) {}) // bound lazily by the ops that use them
       .Case([&](vqt::EmbedOp e) {
@@ -232,31 +315,32 @@ std::string ProgramBuilder::build(ModuleOp module) {
   program.tokenizer = ckpt.tokenizer;
 
   program.tokenValue = valueId(forward.getArgument(0));
-  bool hasCachePlan = false;
+  // The graph's ops become instructions, the delta ops steps; only the
+  // values delta.cache names keep every row.
+  bool hasSteps = false;
   for (Operation &op : forward.getBody().front()) {
-    if (isa<incnn::delta::DeltaDialect>(op.getDialect())) {
-      // The delta program's step kinds follow from the opcodes; the cache
-      // plan is recorded per value.
-      hasCachePlan |= isa<incnn::delta::CacheOp>(op);
+    if (isa<delta::DeltaDialect>(op.getDialect())) {
+      hasSteps = true;
       continue;
     }
     lower(&op);
     if (!error.empty())
       return error;
   }
-  if (hasCachePlan) {
-    for (rt::ValueInfo &info : program.values)
-      info.keepAllRows = !info.perToken;
-    forward.walk([&](incnn::delta::CacheOp cache) {
-      auto it = valueIds.find(cache.getValue());
-      if (it != valueIds.end())
-        program.values[size_t(it->second)].keepAllRows = true;
-    });
-  }
+  if (!hasSteps)
+    return "the module has no delta program: run the incremental pipeline "
+           "(incnn-opt --incnn-incremental-pipeline) first";
+  for (rt::ValueInfo &info : program.values)
+    info.keepAllRows = !info.perToken;
+  for (Operation &op : forward.getBody().front())
+    if (isa<delta::DeltaDialect>(op.getDialect())) {
+      lowerStep(&op);
+      if (!error.empty())
+        return error;
+    }
   rt::Status status = rt::verifyProgram(program);
   if (!status.ok())
-    return "internal error: the lowered program does not verify: " +
-           status.error;
+    return "the lowered program does not verify: " + status.error;
   return "";
 }
 

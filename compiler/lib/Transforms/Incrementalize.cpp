@@ -20,8 +20,9 @@ namespace {
 
 class FunctionIncrementalizer {
 public:
-  FunctionIncrementalizer(func::FuncOp func, uint64_t &numSteps)
-      : func(func), builder(func.getContext()), numSteps(numSteps) {}
+  FunctionIncrementalizer(func::FuncOp func, bool vqCutoff, uint64_t &numSteps)
+      : func(func), builder(func.getContext()), vqCutoff(vqCutoff),
+        numSteps(numSteps) {}
 
   LogicalResult run() {
     Block &entry = func.getBody().front();
@@ -115,8 +116,12 @@ private:
       break;
     }
     case ChangeRule::Quantizing:
-      rows =
-          builder.create<delta::VQCutoffOp>(loc, rowsType, result, alignedRows);
+      if (vqCutoff)
+        rows = builder.create<delta::VQCutoffOp>(loc, rowsType, result,
+                                                 alignedRows);
+      else // the ablation: every recomputed row stays dirty
+        rows = builder.create<delta::RecomputeRowsOp>(loc, rowsType, result,
+                                                      alignedRows);
       break;
     case ChangeRule::Reducing:
       rows = builder.create<delta::PoolUpdateOp>(loc, rowsType, result,
@@ -133,6 +138,7 @@ private:
 
   func::FuncOp func;
   OpBuilder builder;
+  bool vqCutoff;
   uint64_t &numSteps;
   Type rowsType;
   Value shiftedRows;
@@ -161,6 +167,7 @@ void warnAboutBypassedQuantizers(func::FuncOp func) {
 
 struct IncrementalizePass
     : public incnn::impl::IncrementalizeBase<IncrementalizePass> {
+  using IncrementalizeBase::IncrementalizeBase;
   void runOnOperation() override {
     uint64_t steps = 0;
     for (auto func : getOperation().getOps<func::FuncOp>()) {
@@ -175,7 +182,7 @@ struct IncrementalizePass
       if (hasDelta)
         continue; // already incrementalized
       warnAboutBypassedQuantizers(func);
-      if (failed(FunctionIncrementalizer(func, steps).run()))
+      if (failed(FunctionIncrementalizer(func, vqCutoff, steps).run()))
         return signalPassFailure();
     }
     numSteps += steps;

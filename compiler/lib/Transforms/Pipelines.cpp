@@ -11,7 +11,9 @@ void incnn::buildIncrementalPipeline(
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());
   }
-  pm.addPass(createIncrementalize());
+  IncrementalizeOptions incrementalize;
+  incrementalize.vqCutoff = options.vqCutoff;
+  pm.addPass(createIncrementalize(incrementalize));
   pm.addPass(createPlanCache());
   if (options.cleanup) {
     pm.addPass(mlir::createCanonicalizerPass());

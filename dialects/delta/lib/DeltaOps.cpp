@@ -15,12 +15,15 @@ using incnn::vqt::ChangeRule;
 #include "incnn/Dialect/Delta/DeltaOps.cpp.inc"
 
 /// Checks that `value` is defined by a vqt op whose change rule is `rule`.
-static LogicalResult verifyStepTarget(Operation *step, Value value,
-                                      ChangeRule rule) {
+static LogicalResult
+verifyStepTarget(Operation *step, Value value, ChangeRule rule,
+                 ChangeRule alsoAllowed = ChangeRule::Constant) {
   auto producer = value.getDefiningOp<incnn::vqt::ChangeRuleOpInterface>();
   if (!producer)
     return step->emitOpError("updates a value that no vqt op defines");
-  if (producer.getChangeRule() != rule)
+  if (producer.getChangeRule() != rule &&
+      (alsoAllowed == ChangeRule::Constant ||
+       producer.getChangeRule() != alsoAllowed))
     return step->emitOpError("needs a ")
            << incnn::vqt::stringifyChangeRule(rule) << " op, but '"
            << producer->getName() << "' is "
@@ -64,7 +67,9 @@ void UnionOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
 }
 
 LogicalResult RecomputeRowsOp::verify() {
-  return verifyStepTarget(*this, getValue(), ChangeRule::TokenLocal);
+  // A quantizer recomputed without cutoff (the no-cutoff ablation) is too.
+  return verifyStepTarget(*this, getValue(), ChangeRule::TokenLocal,
+                          ChangeRule::Quantizing);
 }
 
 LogicalResult AttentionUpdateOp::verify() {

@@ -30,6 +30,9 @@ struct CompileOptions {
   /// "minimal" (the delta-plan-cache plan) or "all" (every row of every
   /// value is kept).
   std::string cachePlan = "minimal";
+  /// false: quantizers recompute their rows and stop nothing (an ablation
+  /// that shows what VQ cutoff saves).
+  bool vqCutoff = true;
   /// Progress lines ("imported ...", "wrote ..."); may be empty.
   std::function<void(const std::string &)> progress;
   /// Compiler diagnostics as "warning: WHERE: message" (notes and errors

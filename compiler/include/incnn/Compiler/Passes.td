@@ -68,6 +68,11 @@ def Incrementalize : Pass<"vqt-incrementalize", "mlir::ModuleOp"> {
     ```
   }];
   let dependentDialects = ["incnn::delta::DeltaDialect"];
+  let options = [
+    Option<"vqCutoff", "vq-cutoff", "bool", /*default=*/"true",
+           "Quantizers stop unchanged codes (delta.vq_cutoff); false: they "
+           "recompute their rows and every row stays dirty (an ablation)">
+  ];
   let statistics = [
     Statistic<"numSteps", "num-steps", "Number of delta steps created">
   ];

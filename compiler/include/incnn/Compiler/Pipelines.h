@@ -10,6 +10,8 @@ namespace incnn {
 struct IncrementalPipelineOptions {
   /// Run canonicalize + CSE before and after incrementalization.
   bool cleanup = true;
+  /// Quantizers cut unchanged codes (false: the no-cutoff ablation).
+  bool vqCutoff = true;
 };
 
 /// vqt graph -> vqt graph + delta change-propagation program with a cache

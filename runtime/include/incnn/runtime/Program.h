@@ -20,7 +20,7 @@
 namespace incnn::runtime {
 
 /// Current program file version; bump on any incompatible change.
-inline constexpr uint32_t kProgramVersion = 2;
+inline constexpr uint32_t kProgramVersion = 3;
 
 /// Instruction opcodes. Stable numbers: they are written to files.
 enum class OpCode : uint32_t {
@@ -99,6 +99,42 @@ struct Weight {
   const float *ptr() const { return owned.empty() ? data : owned.data(); }
 };
 
+/// The kinds of steps of a change-propagation program (the delta dialect's
+/// update ops). Numbers are stable: they are the program file's `kind`.
+enum class StepKind : uint32_t {
+  /// out = rows whose token is new or different (from scratch: every row).
+  EditedRows = 1,
+  /// out = rows whose absolute position changed (from scratch: every row).
+  ShiftedRows = 2,
+  /// out = the union of the inputs (none: the empty set).
+  Union = 3,
+  /// Recomputes rows inputs[0] of a per-token instruction (token-local, or
+  /// a VectorQuantize without cutoff); out = inputs[0].
+  RecomputeRows = 4,
+  /// Attention rows: inputs = {query rows, key/value rows}; rows whose query
+  /// changed are recomputed, the others get delta updates; out = the rows
+  /// whose output was refreshed.
+  AttentionUpdate = 5,
+  /// VectorQuantize of rows inputs[0]; out = the rows whose codes flipped.
+  VQCutoff = 6,
+  /// Pool from changed rows inputs[0]; out = {0} if the vector changed.
+  PoolUpdate = 7,
+  /// A vector instruction (e.g. the head), recomputed when inputs[0] is not
+  /// empty; out = {0} or empty.
+  VectorUpdate = 8,
+};
+
+const char *stepKindName(StepKind kind);
+
+/// One step of the change-propagation program. Row sets live in numbered
+/// registers, each written by exactly one step.
+struct Step {
+  StepKind kind = StepKind::Union;
+  int32_t instr = -1;          ///< the instruction it updates (-1 for row sets)
+  std::vector<int32_t> inputs; ///< row-set registers read
+  int32_t output = -1;         ///< row-set register written
+};
+
 enum class TaskKind : uint32_t { CausalLM = 0, Classifier = 1 };
 
 struct Program {
@@ -119,6 +155,12 @@ struct Program {
   int32_t tokenValue = 0;  ///< the token-id input (width 1, perToken)
   int32_t outputValue = 0; ///< logits vector
 
+  // Change propagation: the compiler's delta program, run by every session
+  // (from scratch with every row dirty).
+  std::vector<Step> steps;
+  int32_t numRowSets = 0;  ///< registers
+  int32_t outputRows = -1; ///< the register of the output's dirty set
+
   /// Keeps the mapping alive when loaded from a file.
   std::shared_ptr<void> backing;
 };
@@ -136,6 +178,10 @@ struct Status {
     return {std::move(message), true};
   }
 };
+
+/// Bytes a session keeps per token under the program's cache plan: every
+/// kept per-token value (4 bytes a column) and the attention accumulators.
+int64_t cacheBytesPerToken(const Program &program);
 
 /// Checks that a program is well formed (ids in range, shapes consistent).
 Status verifyProgram(const Program &program);

@@ -109,7 +109,9 @@ def Delta_UnionOp : Delta_Op<"union", [Pure, Commutative]> {
 def Delta_RecomputeRowsOp : Delta_Op<"recompute_rows", [Pure]> {
   let summary = "Recomputes the given rows of a token-local value";
   let description = [{
-    `value` is defined by a token-local vqt op. Its rows in `dirty` are
+    `value` is defined by a token-local vqt op (or by a quantizing op
+    compiled without cutoff, which re-quantizes the rows and keeps them all
+    dirty). Its rows in `dirty` are
     recomputed from the (already updated) operands with the same row-invariant
     kernel as a from-scratch run; the result is the value's dirty set, equal
     to `dirty`. Cost: `|dirty|` rows of the op.

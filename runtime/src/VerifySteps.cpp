@@ -1,0 +1,203 @@
+//===- VerifySteps.cpp - checks of a program's change-propagation steps ---===//
+#include "VerifySteps.h"
+
+#include <algorithm>
+#include <set>
+
+namespace incnn::runtime {
+
+namespace {
+
+struct StepError {
+  std::string message;
+};
+
+[[noreturn]] void fail(std::string message) {
+  throw StepError{std::move(message)};
+}
+
+bool isTokenLocal(OpCode op) {
+  return op != OpCode::Attention && op != OpCode::VectorQuantize &&
+         op != OpCode::Pool;
+}
+
+/// The instruction kinds each step kind may update, and its input count.
+void checkKind(const Program &p, const Step &s, const std::string &where) {
+  auto inputs = [&](size_t n) {
+    if (s.inputs.size() != n)
+      fail(where + "takes " + std::to_string(n) + " row set(s), has " +
+           std::to_string(s.inputs.size()));
+  };
+  bool needsInstr = s.kind != StepKind::EditedRows &&
+                    s.kind != StepKind::ShiftedRows &&
+                    s.kind != StepKind::Union;
+  if (!needsInstr) {
+    if (s.instr != -1)
+      fail(where + "names an instruction");
+    if (s.kind != StepKind::Union)
+      inputs(0);
+    return;
+  }
+  if (s.instr < 0 || size_t(s.instr) >= p.instrs.size())
+    fail(where + "instruction " + std::to_string(s.instr) + " out of range");
+  const Instr &in = p.instrs[size_t(s.instr)];
+  bool perToken = p.values[size_t(in.results[0])].perToken;
+  bool ok = false;
+  switch (s.kind) {
+  case StepKind::RecomputeRows:
+    ok = perToken && (isTokenLocal(in.op) || in.op == OpCode::VectorQuantize);
+    inputs(1);
+    break;
+  case StepKind::VectorUpdate:
+    ok = !perToken && isTokenLocal(in.op);
+    inputs(1);
+    break;
+  case StepKind::AttentionUpdate:
+    ok = in.op == OpCode::Attention;
+    inputs(2);
+    break;
+  case StepKind::VQCutoff:
+    ok = in.op == OpCode::VectorQuantize && perToken;
+    inputs(1);
+    break;
+  case StepKind::PoolUpdate:
+    ok = in.op == OpCode::Pool;
+    inputs(1);
+    break;
+  default:
+    break;
+  }
+  if (!ok)
+    fail(where + "cannot update instruction " + std::to_string(s.instr) + " (" +
+         opCodeName(in.op) + (perToken ? ", per token)" : ", vector)"));
+}
+
+using Atoms = std::set<int32_t>;
+
+} // namespace
+
+Status verifySteps(const Program &p) {
+  try {
+    if (p.steps.empty())
+      fail("the program has no change-propagation steps (compile it with "
+           "this incnn-compile)");
+    if (p.numRowSets <= 0 || p.numRowSets > (1 << 20))
+      fail("bad row-set register count " + std::to_string(p.numRowSets));
+    std::vector<int32_t> stepOf(p.instrs.size(), -1);
+    std::vector<bool> written(size_t(p.numRowSets), false);
+    int32_t lastInstr = -1;
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      const Step &s = p.steps[i];
+      std::string where =
+          "step " + std::to_string(i) + " (" + stepKindName(s.kind) + "): ";
+      checkKind(p, s, where);
+      for (int32_t r : s.inputs)
+        if (r < 0 || r >= p.numRowSets || !written[size_t(r)])
+          fail(where + "reads row set %" + std::to_string(r) +
+               " before any step writes it");
+      if (s.output < 0 || s.output >= p.numRowSets || written[size_t(s.output)])
+        fail(where + "must write a fresh row set, not %" +
+             std::to_string(s.output));
+      written[size_t(s.output)] = true;
+      if (s.instr >= 0) {
+        if (stepOf[size_t(s.instr)] >= 0)
+          fail(where + "updates instruction " + std::to_string(s.instr) +
+               " a second time");
+        if (s.instr < lastInstr)
+          fail(where + "updates instruction " + std::to_string(s.instr) +
+               " after instruction " + std::to_string(lastInstr));
+        lastInstr = s.instr;
+        stepOf[size_t(s.instr)] = int32_t(i);
+      }
+    }
+    for (size_t i = 0; i < p.instrs.size(); ++i)
+      if (stepOf[i] < 0)
+        fail("instruction " + std::to_string(i) + " (" +
+             opCodeName(p.instrs[i].op) + ") is updated by no step");
+    // The output's dirty set.
+    int32_t outInstr = -1;
+    for (size_t i = 0; i < p.instrs.size(); ++i)
+      for (int32_t r : p.instrs[i].results)
+        if (r == p.outputValue)
+          outInstr = int32_t(i);
+    if (p.outputRows < 0 ||
+        p.outputRows != p.steps[size_t(stepOf[size_t(outInstr)])].output)
+      fail("the output row set must be the one of the output's step");
+
+    // Cache plan: every value a step needs between edits is kept.
+    std::vector<std::string> required = requiredCache(p);
+    for (size_t v = 0; v < required.size(); ++v)
+      if (!required[v].empty() && !p.values[v].keepAllRows)
+        fail("the cache plan does not keep value " + std::to_string(v) + " '" +
+             p.values[v].name + "', which " + required[v]);
+  } catch (const StepError &e) {
+    return Status::failure(e.message);
+  }
+  return Status::success();
+}
+
+std::vector<std::string> requiredCache(const Program &p) {
+  std::vector<std::string> why(p.values.size());
+  // Row sets are tracked as the sets of change sources (atoms) they are
+  // unions of; a step reading rows of a value that its dirty set does not
+  // cover reads rows from before the edit.
+  std::vector<Atoms> atoms(size_t(p.numRowSets));
+  std::vector<int32_t> dirtyOf(p.values.size(), -1); // value -> register
+  for (const Step &s : p.steps) {
+    Atoms out;
+    if (s.kind == StepKind::Union || s.kind == StepKind::RecomputeRows ||
+        s.kind == StepKind::VectorUpdate) {
+      for (int32_t r : s.inputs)
+        out.insert(atoms[size_t(r)].begin(), atoms[size_t(r)].end());
+    } else {
+      out = {s.output}; // a fresh source of change
+    }
+    atoms[size_t(s.output)] = std::move(out);
+    if (s.instr >= 0)
+      for (int32_t r : p.instrs[size_t(s.instr)].results)
+        dirtyOf[size_t(r)] = s.output;
+  }
+  auto keep = [&](int32_t value, const Step &s, size_t index,
+                  const char *reason) {
+    const ValueInfo &v = p.values[size_t(value)];
+    if (!v.perToken || value == p.tokenValue || !why[size_t(value)].empty())
+      return;
+    why[size_t(value)] = "step " + std::to_string(index) + " (" +
+                         stepKindName(s.kind) + " of instruction " +
+                         std::to_string(s.instr) + ") " + reason;
+  };
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Step &s = p.steps[i];
+    if (s.instr < 0)
+      continue;
+    const Instr &in = p.instrs[size_t(s.instr)];
+    switch (s.kind) {
+    case StepKind::RecomputeRows:
+    case StepKind::VectorUpdate:
+      for (int32_t v : in.operands) {
+        if (!p.values[size_t(v)].perToken || v == p.tokenValue)
+          continue;
+        const Atoms &need = atoms[size_t(s.inputs[0])];
+        const Atoms &have = atoms[size_t(dirtyOf[size_t(v)])];
+        if (!std::includes(have.begin(), have.end(), need.begin(), need.end()))
+          keep(v, s, i, "reads at rows the update does not recompute");
+      }
+      break;
+    case StepKind::AttentionUpdate:
+      for (int32_t v : in.operands)
+        keep(v, s, i, "reads at every row");
+      break;
+    case StepKind::VQCutoff:
+      keep(in.results[1], s, i, "compares with the old codes");
+      break;
+    case StepKind::PoolUpdate:
+      keep(in.operands[0], s, i, "reads at every row");
+      break;
+    default:
+      break;
+    }
+  }
+  return why;
+}
+
+} // namespace incnn::runtime

@@ -1,0 +1,227 @@
+//===- Engine.cpp - the interpreter of a program's change-propagation steps
+//===//
+#include "Engine.h"
+
+#include "incnn/runtime/Runtime.h"
+
+#include "../RowOps.h"
+#include "../steps/Steps.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace incnn::runtime {
+
+Rows unite(const Rows &a, const Rows &b) {
+  Rows out;
+  out.reserve(a.size() + b.size());
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(),
+                 std::back_inserter(out));
+  return out;
+}
+
+Rows allRows(int64_t n) {
+  Rows rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    rows[size_t(i)] = i;
+  return rows;
+}
+
+Engine::Engine(const Program &program, const EngineOptions &options)
+    : program(program), pool(options.numThreads),
+      keepEverything(options.keepEverything) {
+  packed = packLinearWeights(program, &pool);
+  values.resize(program.values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i].width = program.values[i].width;
+    values[i].perToken = program.values[i].perToken;
+    // The compiler's cache plan, verified sufficient at load.
+    values[i].keepAll = program.values[i].keepAllRows || options.keepEverything;
+  }
+  attention.resize(program.instrs.size());
+  poolSums.resize(program.instrs.size());
+  layerOf.assign(program.instrs.size(), -1);
+  vqIndexOf.assign(program.instrs.size(), -1);
+  lastUse.assign(program.values.size(), -1);
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    for (int32_t v : in.operands)
+      lastUse[size_t(v)] = int64_t(i);
+    if (in.op == OpCode::Attention) {
+      layerOf[i] = int32_t(numLayers++);
+      // Old key/value rows are needed to subtract their terms.
+      for (size_t k = 1; k < in.operands.size(); ++k)
+        values[size_t(in.operands[k])].needsStash = true;
+    }
+    if (in.op == OpCode::Pool && in.attrs.pool == PoolKind::Mean)
+      values[size_t(in.operands[0])].needsStash = true; // old terms
+    if (in.op == OpCode::VectorQuantize)
+      vqIndexOf[i] = int32_t(numVQ++);
+  }
+  lastUse[size_t(program.outputValue)] = int64_t(program.instrs.size());
+  certificates.find(program, options.vqCertificates);
+}
+
+void Engine::run(const EditPlan *editPlan) {
+  plan = editPlan;
+  int64_t n = numTokens();
+  rowSets.assign(size_t(program.numRowSets), Rows());
+  stats.macs = 0;
+  stats.dirtyRows.assign(size_t(numLayers), plan ? 0 : n);
+  stats.updatedRows.assign(size_t(numLayers), 0);
+  stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
+  stats.certifiedRows = 0;
+  certificates.prepare(n, !plan);
+  if (keepEverything) // the token input as a value, like every other
+    values[size_t(program.tokenValue)].data.assign(tokens.begin(),
+                                                   tokens.end());
+  for (const Step &step : program.steps) {
+    switch (step.kind) {
+    case StepKind::EditedRows:
+    case StepKind::ShiftedRows:
+    case StepKind::Union:
+      runRowSetStep(*this, step);
+      continue;
+    case StepKind::RecomputeRows:
+      runRecomputeRows(*this, step);
+      break;
+    case StepKind::VectorUpdate:
+      runVectorUpdate(*this, step);
+      break;
+    case StepKind::AttentionUpdate:
+      runAttentionUpdate(*this, step);
+      break;
+    case StepKind::VQCutoff:
+      runVQCutoff(*this, step);
+      break;
+    case StepKind::PoolUpdate:
+      runPoolUpdate(*this, step);
+      break;
+    }
+    // Partial stores are only needed within an update.
+    for (int32_t v : program.instrs[size_t(step.instr)].operands) {
+      ValueStore &store = values[size_t(v)];
+      if (lastUse[size_t(v)] == int64_t(step.instr) && store.perToken &&
+          !store.keepAll) {
+        store.data = {};
+        store.rows.clear();
+        store.slotOf = {};
+      }
+    }
+  }
+  for (ValueStore &v : values)
+    v.stash.clear();
+  const std::vector<float> &out = values[size_t(program.outputValue)].data;
+  checkFinite(program, program.instrs.size(), out.data(), int64_t(out.size()));
+  stats.macsFull = countMacs(program, n);
+  stats.numTokens = n;
+  plan = nullptr;
+}
+
+std::vector<float> Engine::gather(int32_t id, const Rows &rows) const {
+  const ValueStore &v = values[size_t(id)];
+  std::vector<float> out(rows.size() * size_t(v.width));
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(out.data() + i * size_t(v.width), v.row(rows[i]),
+                sizeof(float) * size_t(v.width));
+  return out;
+}
+
+void Engine::storeRows(int32_t id, const Rows &rows,
+                       std::vector<float> &&computed) {
+  ValueStore &v = values[size_t(id)];
+  size_t w = size_t(v.width);
+  if (!v.perToken) {
+    v.data = std::move(computed);
+    return;
+  }
+  if (!v.keepAll) {
+    v.data = std::move(computed);
+    v.rows = rows;
+    v.slotOf.assign(tokens.size(), -1);
+    for (size_t i = 0; i < rows.size(); ++i)
+      v.slotOf[size_t(rows[i])] = int32_t(i);
+    return;
+  }
+  v.data.resize(tokens.size() * w);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    float *dst = v.data.data() + size_t(rows[i]) * w;
+    if (v.needsStash && plan) {
+      int64_t old = plan->from[size_t(rows[i])];
+      if (old >= 0 && !v.stash.count(old))
+        v.stash.emplace(old, std::vector<float>(dst, dst + w));
+    }
+    std::memcpy(dst, computed.data() + i * w, sizeof(float) * w);
+  }
+}
+
+void Engine::remapKept(const EditPlan &p) {
+  size_t n = p.tokens.size();
+  bool identity = !p.lengthChanged && p.shifted.empty() && p.removed.empty();
+  for (ValueStore &v : values) {
+    v.stash.clear();
+    if (!v.perToken || !v.keepAll || v.data.empty() || identity)
+      continue;
+    size_t w = size_t(v.width);
+    if (v.needsStash)
+      for (int64_t r : p.removed)
+        v.stash.emplace(r, std::vector<float>(v.data.begin() + r * w,
+                                              v.data.begin() + (r + 1) * w));
+    std::vector<float> next(n * w, 0.0f);
+    for (size_t i = 0; i < n; ++i)
+      if (p.from[i] >= 0)
+        std::memcpy(next.data() + i * w, v.data.data() + size_t(p.from[i]) * w,
+                    sizeof(float) * w);
+    v.data = std::move(next);
+  }
+  if (identity)
+    return;
+  for (size_t i = 0; i < program.instrs.size(); ++i)
+    if (program.instrs[i].op == OpCode::Attention)
+      attention[i].remap(p.from);
+  certificates.remap(p.from);
+}
+
+void Engine::clear() {
+  for (ValueStore &v : values) {
+    v.data.clear();
+    v.rows.clear();
+    v.slotOf.clear();
+    v.stash.clear();
+  }
+}
+
+Engine::Snapshot Engine::snapshot() const {
+  Snapshot s{tokens, stats, {}, {}};
+  for (const Certificate &c : certificates.all()) {
+    s.budgets.push_back(c.budget);
+    s.refNorms.push_back(c.refNorm);
+  }
+  return s;
+}
+
+void Engine::restore(Snapshot &&before) {
+  tokens = std::move(before.tokens);
+  clear();
+  // The old tokens were evaluated before, so this run stays in the contract;
+  // exactness makes its cached values and accumulators those of before.
+  run(nullptr);
+  std::vector<Certificate> &all = certificates.all();
+  for (size_t i = 0; i < all.size(); ++i) {
+    all[i].budget = std::move(before.budgets[i]);
+    all[i].refNorm = std::move(before.refNorms[i]);
+  }
+  stats = std::move(before.stats);
+}
+
+int64_t Engine::cacheBytes() const {
+  int64_t bytes = 0;
+  for (const ValueStore &v : values)
+    if (v.perToken && v.keepAll)
+      bytes += int64_t(v.data.size() * sizeof(float));
+  for (const exact::AttentionState &s : attention)
+    bytes += s.numRows * s.bytesPerRow();
+  return bytes;
+}
+
+} // namespace incnn::runtime

@@ -1,0 +1,131 @@
+//===- Engine.h - the interpreter of a program's change-propagation steps -===//
+//
+// One engine runs a program's step list for every evaluation: from scratch
+// (every row dirty: Evaluator, Session::reset) and after an edit (the rows
+// the edit changed: Session::apply). It owns the cached values the cache
+// plan keeps, the row-set registers, the attention accumulators and the VQ
+// certificates; each step kind is one handler in steps/ (Steps.h).
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_ENGINE_ENGINE_H
+#define INCNN_RUNTIME_ENGINE_ENGINE_H
+
+#include "incnn/runtime/Program.h"
+#include "incnn/runtime/Session.h"
+
+#include "../ExactAttention.h"
+#include "../Kernels.h"
+#include "../ThreadPool.h"
+#include "../steps/Certificates.h"
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+namespace incnn::runtime {
+
+using Rows = std::vector<int64_t>; // sorted, unique
+
+Rows unite(const Rows &a, const Rows &b);
+Rows allRows(int64_t n);
+
+/// The result of applying a batch of edits to a token sequence.
+struct EditPlan {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> from; ///< new row -> old row, -1 if inserted
+  std::vector<int64_t> to;   ///< old row -> new row, -1 if deleted
+  Rows edited;               ///< rows whose token is new or different
+  Rows shifted;              ///< kept rows whose position changed
+  Rows removed;              ///< old rows deleted
+  bool lengthChanged = false;
+};
+
+/// Applies `edits` to `tokens`, tracking where each row came from.
+Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
+                 const std::vector<TokenEdit> &edits, EditPlan &plan);
+
+/// Storage of one value: all rows (kept values, vectors) or only the rows
+/// computed in the current update.
+struct ValueStore {
+  int64_t width = 0;
+  bool perToken = true;
+  bool keepAll = true;
+  std::vector<float> data;
+  Rows rows;                   ///< partial stores: which rows `data` holds
+  std::vector<int32_t> slotOf; ///< partial stores: row -> slot, or -1
+  /// Old rows overwritten or deleted in this update, by old row index
+  /// (kept for attention keys/values, which subtract old terms).
+  std::unordered_map<int64_t, std::vector<float>> stash;
+  bool needsStash = false;
+
+  const float *row(int64_t r) const {
+    if (keepAll || !perToken)
+      return data.data() + r * width;
+    int32_t slot = slotOf[size_t(r)];
+    return slot < 0 ? nullptr : data.data() + int64_t(slot) * width;
+  }
+};
+
+struct EngineOptions {
+  int numThreads = 0;
+  bool vqCertificates = true;
+  /// Keep every row of every value (the Evaluator's value() access).
+  bool keepEverything = false;
+};
+
+class Engine {
+public:
+  Engine(const Program &program, const EngineOptions &options);
+
+  /// Runs every step: from scratch when `plan` is null (tokens already set),
+  /// else the update for `plan` (after remapKept). Throws ContractBreach.
+  void run(const EditPlan *plan);
+  /// Moves kept rows to their new positions before an update.
+  void remapKept(const EditPlan &plan);
+  /// Drops every stored row.
+  void clear();
+
+  /// What an update changes besides the cached values, which a from-scratch
+  /// run on the old tokens restores bit for bit.
+  struct Snapshot {
+    std::vector<int32_t> tokens;
+    EditStats stats;
+    std::vector<std::vector<double>> budgets, refNorms;
+  };
+  Snapshot snapshot() const;
+  /// Rebuilds the state of `before` after an update was refused midway.
+  void restore(Snapshot &&before);
+
+  // State the step handlers work on -------------------------------------
+  const Program &program;
+  ThreadPool pool;
+  std::vector<kernels::PackedLinear> packed;    ///< per instruction
+  std::vector<ValueStore> values;               ///< per value
+  std::vector<Rows> rowSets;                    ///< per register
+  std::vector<exact::AttentionState> attention; ///< per instruction
+  std::vector<int32_t> layerOf, vqIndexOf;      ///< per instruction, or -1
+  std::vector<int64_t> lastUse;                 ///< per value: last instruction
+  Certificates certificates;
+  std::vector<std::vector<__int128>> poolSums; ///< per mean-pool instruction
+  std::vector<int32_t> tokens;
+  EditStats stats;
+  const EditPlan *plan = nullptr; ///< the update in progress (null: scratch)
+  int64_t numLayers = 0, numVQ = 0;
+  bool keepEverything = false;
+
+  int64_t numTokens() const { return int64_t(tokens.size()); }
+  /// The pool for `work` multiply-accumulates, or none when waking threads
+  /// would cost more than the work (small incremental updates).
+  ThreadPool *poolFor(double work) { return work >= 4.0e5 ? &pool : nullptr; }
+  /// Copies rows `rows` of value `id` into a contiguous buffer.
+  std::vector<float> gather(int32_t id, const Rows &rows) const;
+  /// Stores computed rows of value `id` (stashing old rows it overwrites
+  /// where attention needs them).
+  void storeRows(int32_t id, const Rows &rows, std::vector<float> &&computed);
+  /// Bytes of cached rows and accumulators.
+  int64_t cacheBytes() const;
+};
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_ENGINE_ENGINE_H

@@ -1,0 +1,248 @@
+//===- AttentionUpdate.cpp - the attention_update step --------------------===//
+//
+// inputs = {query rows, key/value rows}. From scratch every row is computed
+// with exact::attention. After an edit, rows whose query changed (and new
+// rows) are recomputed in full; every other row that attends to a changed,
+// inserted or deleted key gets delta updates of its exact accumulators (old
+// terms subtracted, new ones added, kTermBlock rows at a time). A row whose
+// canonical shift moves is recomputed. Rows whose output moved too little to
+// flip the codes of the VQ they feed are certified and stay clean.
+//
+//===----------------------------------------------------------------------===//
+#include "../RowOps.h"
+#include "../engine/Engine.h"
+#include "Steps.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+namespace incnn::runtime {
+
+namespace {
+
+/// One key's rotated key row and value row, at its position.
+struct Term {
+  int64_t position; ///< in old coordinates for old terms, new for new
+  std::vector<float> kRot, v;
+};
+
+} // namespace
+
+void runAttentionUpdate(Engine &e, const Step &s) {
+  const Program &p = e.program;
+  size_t index = size_t(s.instr);
+  const Instr &in = p.instrs[index];
+  exact::AttentionShape shape = attentionShape(p, in);
+  int64_t n = e.numTokens(), qw = shape.queryWidth(), kvw = shape.kvWidth(),
+          hd = shape.headDim;
+  const ValueStore &q = e.values[size_t(in.operands[0])];
+  const ValueStore &k = e.values[size_t(in.operands[1])];
+  const ValueStore &v = e.values[size_t(in.operands[2])];
+  exact::AttentionState &state = e.attention[index];
+  int32_t layer = e.layerOf[index];
+  const EditPlan *plan = e.plan;
+  Rows &outDirty = e.rowSets[size_t(s.output)];
+
+  if (!plan) {
+    std::vector<float> outRows(size_t(n * qw));
+    if (!exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
+                          outRows.data(), state, &e.pool))
+      throwAttentionBreach(p, index, v.data.data(), n * kvw, shape.valueBound);
+    e.stats.macs +=
+        2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) * uint64_t(qw);
+    e.storeRows(in.results[0], allRows(n), std::move(outRows));
+    outDirty = allRows(n);
+    return;
+  }
+
+  const Rows &queryRows = e.rowSets[size_t(s.inputs[0])];
+  const Rows &keyRows = e.rowSets[size_t(s.inputs[1])];
+  std::vector<Term> oldTerms, newTerms;
+  auto oldRow = [&](const ValueStore &store, int64_t r) -> const float * {
+    auto it = store.stash.find(r);
+    if (it != store.stash.end())
+      return it->second.data();
+    return store.row(plan->to[size_t(r)]);
+  };
+  auto makeTerm = [&](int64_t position, const float *kRow, const float *vRow) {
+    Term t;
+    t.position = position;
+    t.kRot.assign(kRow, kRow + kvw);
+    exact::rotateRow(t.kRot.data(), shape.numKvHeads, hd, shape.ropeTheta,
+                     position);
+    t.v.assign(vRow, vRow + kvw);
+    return t;
+  };
+  for (int64_t r : plan->removed)
+    oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+  for (int64_t j : keyRows) {
+    int64_t r = plan->from[size_t(j)];
+    if (r >= 0)
+      oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+    if (!exact::withinBound(v.row(j), kvw, shape.valueBound))
+      throwBreach(p, index, Breach::AttentionValue);
+    newTerms.push_back(makeTerm(j, k.row(j), v.row(j)));
+  }
+  // Rows that keep their query and attend to a changed key get delta
+  // updates; a row whose canonical shift moves is recomputed.
+  std::vector<char> full(size_t(n), 0), updated(size_t(n), 0);
+  for (int64_t i : queryRows)
+    full[size_t(i)] = 1;
+  std::vector<uint64_t> termCounts(size_t(n), 0);
+  auto attends = [&](const Term &t, int64_t rowPos) {
+    return !shape.causal || t.position <= rowPos;
+  };
+  // Candidate rows: kept rows with an unchanged query that attend to some
+  // changed key, handled kTermBlock at a time.
+  std::vector<int64_t> candidates;
+  if (!oldTerms.empty() || !newTerms.empty())
+    for (int64_t i = 0; i < n; ++i) {
+      if (full[size_t(i)])
+        continue;
+      int64_t oldPos = plan->from[size_t(i)];
+      if (oldPos < 0) { // a new row always has a new query
+        full[size_t(i)] = 1;
+        continue;
+      }
+      bool touched = false;
+      for (const Term &t : oldTerms)
+        touched = touched || attends(t, oldPos);
+      for (const Term &t : newTerms)
+        touched = touched || attends(t, i);
+      if (touched)
+        candidates.push_back(i);
+    }
+  Certificate *cert = e.certificates.ofAttention(index);
+  constexpr int B = exact::kTermBlock;
+  int64_t numBlocks = (int64_t(candidates.size()) + B - 1) / B;
+  parallelFor(
+      e.poolFor(double(candidates.size()) *
+                double(oldTerms.size() + newTerms.size()) * double(qw)),
+      numBlocks, [&](int64_t blockIndex) {
+        int64_t rows[B], oldPos[B];
+        bool ok[B], use[B], valid[B];
+        std::vector<float> qT(size_t(qw * B), 0.0f);
+        std::vector<float> qRot(static_cast<size_t>(qw));
+        for (int l = 0; l < B; ++l) {
+          size_t c = size_t(blockIndex * B + l);
+          ok[l] = c < candidates.size();
+          rows[l] = ok[l] ? candidates[c] : 0;
+          oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
+          valid[l] = ok[l];
+          if (!ok[l])
+            continue;
+          std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
+          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
+                           rows[l]);
+          for (int64_t c2 = 0; c2 < qw; ++c2)
+            qT[size_t(c2 * B + l)] = qRot[size_t(c2)];
+        }
+        // With a certificate, keep the old outputs to measure the move.
+        std::vector<float> oldOut;
+        if (cert) {
+          oldOut.assign(size_t(B * qw), 0.0f);
+          for (int l = 0; l < B; ++l)
+            if (valid[l])
+              exact::finishRow(shape, state, rows[l], oldOut.data() + l * qw);
+        }
+        auto apply = [&](const Term &t, int sign, bool oldTerm) {
+          bool any = false;
+          for (int l = 0; l < B; ++l) {
+            use[l] =
+                valid[l] && ok[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
+            any = any || use[l];
+            termCounts[size_t(rows[l])] += use[l];
+          }
+          if (any)
+            exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(),
+                                    t.v.data(), shape, state, sign, ok);
+        };
+        for (const Term &t : oldTerms)
+          apply(t, -1, true);
+        for (const Term &t : newTerms)
+          apply(t, +1, false);
+        std::vector<float> newOut(cert ? size_t(qw) : 0);
+        for (int l = 0; l < B; ++l) {
+          if (!valid[l])
+            continue;
+          int64_t r = rows[l];
+          if (!ok[l]) {
+            full[size_t(r)] = 2; // the canonical shift moved: recompute
+            continue;
+          }
+          updated[size_t(r)] = 1;
+          if (!cert || !std::isfinite(cert->budget[size_t(r)]))
+            continue;
+          exact::finishRow(shape, state, r, newOut.data());
+          if (e.certificates.certify(*cert, r, newOut.data(),
+                                     oldOut.data() + l * qw, qw))
+            updated[size_t(r)] = 3; // certified: the codes cannot change
+        }
+      });
+  for (uint64_t count : termCounts)
+    e.stats.macs += count * 2 * uint64_t(qw);
+
+  Rows fullRows;
+  for (int64_t i = 0; i < n; ++i)
+    if (full[size_t(i)])
+      fullRows.push_back(i);
+  std::vector<float> fullOut(fullRows.size() * size_t(qw));
+  if (!fullRows.empty()) {
+    std::vector<float> kRot(k.data.begin(), k.data.begin() + n * kvw);
+    if (shape.ropeTheta != 0.0f)
+      exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd, shape.ropeTheta,
+                        kRot.data(), e.poolFor(double(n * kvw)));
+    exact::KeyPanel panel;
+    if (!panel.build(kRot.data(), v.data.data(), n, shape,
+                     e.poolFor(double(n * kvw))))
+      throwBreach(p, index, Breach::AttentionValue);
+    std::atomic<bool> scoresOk{true};
+    parallelFor(
+        e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
+        int64_t(fullRows.size()), [&](int64_t t) {
+          int64_t i = fullRows[size_t(t)];
+          std::vector<float> qRot(q.row(i), q.row(i) + qw);
+          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
+          if (!exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n,
+                                 shape, state, i, fullOut.data() + t * qw))
+            scoresOk.store(false, std::memory_order_relaxed);
+        });
+    if (!scoresOk.load())
+      throwBreach(p, index, Breach::AttentionScore);
+    for (int64_t i : fullRows)
+      e.stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
+  }
+
+  // The refreshed output rows, in order.
+  std::vector<float> outRows;
+  Rows dirty;
+  int64_t numUpdated = 0, numCertified = 0;
+  size_t nextFull = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!full[size_t(i)] && updated[size_t(i)] == 3) {
+      ++numUpdated;
+      ++numCertified;
+      continue; // not dirty downstream
+    }
+    if (!full[size_t(i)] && !updated[size_t(i)])
+      continue;
+    dirty.push_back(i);
+    size_t at = outRows.size();
+    outRows.resize(at + size_t(qw));
+    if (full[size_t(i)]) {
+      std::memcpy(outRows.data() + at, fullOut.data() + nextFull++ * qw,
+                  sizeof(float) * size_t(qw));
+    } else {
+      exact::finishRow(shape, state, i, outRows.data() + at);
+      ++numUpdated;
+    }
+  }
+  e.stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
+  e.stats.updatedRows[size_t(layer)] = numUpdated;
+  e.stats.certifiedRows += numCertified;
+  e.storeRows(in.results[0], dirty, std::move(outRows));
+  outDirty = std::move(dirty);
+}
+
+} // namespace incnn::runtime

@@ -1,0 +1,65 @@
+//===- VQCutoff.cpp - the vq_cutoff step ----------------------------------===//
+//
+// The codes of the dirty rows are recomputed; rows whose codes did not
+// change are not dirty downstream (early cutoff). Fresh margins give the
+// rows new certificate budgets.
+//
+//===----------------------------------------------------------------------===//
+#include "../RowOps.h"
+#include "../engine/Engine.h"
+#include "Steps.h"
+
+#include <cstring>
+
+namespace incnn::runtime {
+
+void runVQCutoff(Engine &e, const Step &s) {
+  const Program &p = e.program;
+  size_t index = size_t(s.instr);
+  const Instr &in = p.instrs[index];
+  const Weight &cb = p.weights[size_t(in.weights[0])];
+  int64_t G = cb.shape[0], K = cb.shape[1];
+  int32_t input = in.operands[0], out = in.results[0], codes = in.results[1];
+  const Rows &rows = e.rowSets[size_t(s.inputs[0])];
+  int64_t width = e.values[size_t(input)].width;
+  std::vector<float> x = e.gather(input, rows);
+  checkFinite(p, index, x.data(), int64_t(x.size()));
+  std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
+  kernels::vectorQuantize(
+      x.data(), int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
+      newCodes.data(),
+      e.poolFor(double(rows.size()) * double(K) * double(width)));
+  e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
+
+  // Rows whose codes flipped (or that are new) stay dirty.
+  Rows flipped;
+  std::vector<float> flippedRows;
+  const ValueStore &oldCodes = e.values[size_t(codes)];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    int64_t r = rows[i];
+    bool changed = !e.plan || e.plan->from[size_t(r)] < 0 ||
+                   oldCodes.data.size() < size_t((r + 1) * G) ||
+                   std::memcmp(oldCodes.data.data() + r * G,
+                               newCodes.data() + i * size_t(G),
+                               sizeof(float) * size_t(G)) != 0;
+    if (!changed)
+      continue;
+    flipped.push_back(r);
+    flippedRows.insert(flippedRows.end(), quantized.begin() + i * width,
+                       quantized.begin() + (i + 1) * width);
+  }
+  if (e.plan)
+    e.stats.codeFlips[size_t(e.vqIndexOf[index])] = int64_t(flipped.size());
+  if (Certificate *c = e.certificates.ofVQ(index))
+    for (size_t i = 0; i < rows.size(); ++i) {
+      int64_t r = rows[i];
+      double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
+      c->budget[size_t(r)] =
+          e.certificates.rowBudget(p, *c, x.data() + i * size_t(width), aNorm);
+    }
+  e.storeRows(codes, rows, std::move(newCodes));
+  e.storeRows(out, flipped, std::move(flippedRows));
+  e.rowSets[size_t(s.output)] = std::move(flipped);
+}
+
+} // namespace incnn::runtime
