@@ -60,7 +60,7 @@ struct Evaluator::Impl {
   Engine engine;
   uint64_t macs = 0;
   Impl(const Program &program, const EvaluatorOptions &options)
-      : engine(program, EngineOptions{options.numThreads, true, true}) {}
+      : engine(program, EngineOptions{options.numThreads, false, true}) {}
 };
 
 Evaluator::Evaluator(const Program &program, EvaluatorOptions options)
@@ -76,8 +76,7 @@ Status Evaluator::evaluate(const std::vector<int32_t> &tokens) {
   if (!st.ok())
     return st;
   try {
-    e.tokens = tokens;
-    e.clear();
+    e.tokens = tokens; // every row is rewritten: buffers are reused
     e.run(nullptr);
     impl->macs = countMacs(e.program, int64_t(tokens.size()));
   } catch (const ContractBreach &err) {

@@ -2,7 +2,8 @@
 """Differential test of incremental updates through the whole toolchain.
 
 Makes random checkpoints (opt and llama; learned, rope and no positions; causal and
-bidirectional attention; LM and classifier heads; with VQ), compiles each with incnn-compile,
+bidirectional attention; LM and classifier heads; with VQ), compiles each with incnn-compile
+(default, --no-vq-cutoff and --cache-plan=all programs, one per script in turn),
 writes random edit scripts (single and batched replace / insert / delete) and runs
 `incnn-run --edits SCRIPT --verify`, which fails on any bit of difference between the
 incremental session and a from-scratch evaluation.
@@ -53,6 +54,11 @@ CONFIGS = [
 
 WORDS = ["the", "cat", "in", "a", "hat", "sat", "on", "mat", "there", "\u00fcber", "caf\u00e9",
          "\u2603", "at", "ring", ".", ",", "\n"]
+
+
+# incnn-compile variants, one per script in turn.
+VARIANTS = [("default", []), ("no-vq-cutoff", ["--no-vq-cutoff"]),
+            ("cache-plan=all", ["--cache-plan=all"])]
 
 
 def random_edit(rng, n, vocab, max_pos):
@@ -154,7 +160,9 @@ def main(argv=None):
                 cfg = tc.make_model(d, seed=seed, max_pos=40, **kw)
                 if text:
                     tc.write_tiny_tokenizer(d)
-                prog = tc.compile_model(d, d + ".incnn")
+                # Compiler variants: the runtime runs whatever program it is given.
+                progs = [(v, tc.compile_model(d, d + "-%d.incnn" % i, flags))
+                         for i, (v, flags) in enumerate(VARIANTS)]
                 vocab, max_pos = cfg["vocab_size"], cfg["max_position_embeddings"]
                 for s in range(scripts):
                     rng = random.Random(seed * 1000 + s)
@@ -173,6 +181,7 @@ def main(argv=None):
                         source = ["--tokens", " ".join(map(str, tokens))]
                     with open(path, "w") as f:
                         f.write("\n".join(lines) + "\n")
+                    variant, prog = progs[s % len(progs)]
                     cmd = [tc.tool("incnn-run"), prog] + source + [
                         "--edits", path, "--verify", "--json", "--threads", str(1 + s % 2)]
                     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -188,8 +197,8 @@ def main(argv=None):
                     else:
                         flips = sum(sum(json.loads(x)["stats"]["code_flips"])
                                     for x in r.stdout.splitlines()[1:])
-                        print("ok   %s seed %d script %d: %d edits verified, %d code flips"
-                              % (name, seed, s, edits, flips))
+                        print("ok   %s seed %d script %d: %d edits verified, %d code flips (%s)"
+                              % (name, seed, s, edits, flips, variant))
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,7 @@
 //
 //   incnn-compile MODEL_DIR -o MODEL.incnn
 //   incnn-compile MODEL_DIR --emit=vqt        (prints the imported IR)
+//   incnn-compile MODEL_DIR --ir FILE.mlir -o MODEL.incnn  (a given module)
 //
 //===----------------------------------------------------------------------===//
 #include "incnn/Compiler/Driver.h"
@@ -46,6 +47,12 @@ cl::opt<std::string> cachePlan(
              "default) or all (every row of every value)"),
     cl::init("minimal"), cl::value_desc("minimal|all"));
 
+cl::opt<std::string> irFile(
+    "ir",
+    cl::desc("Build this vqt (or vqt + delta) module, e.g. an edited "
+             "--emit=delta output, with the checkpoint's weights"),
+    cl::value_desc("file.mlir"));
+
 cl::opt<bool> noVQCutoff(
     "no-vq-cutoff",
     cl::desc("Compile quantizers without cutoff steps: every row an attention "
@@ -81,6 +88,7 @@ int main(int argc, char **argv) {
   options.calibrationFile = calibrationFile;
   options.calibrationSites = calibrationSites;
   options.cachePlan = cachePlan;
+  options.irFile = irFile;
   options.vqCutoff = !noVQCutoff;
   options.progress = progress;
   options.diagnostic = [](const std::string &line) {

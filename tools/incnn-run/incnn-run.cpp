@@ -58,13 +58,15 @@ const char *kUsage =
     "                  array of them as one batch; one incremental step each\n"
     "  --verify        compare every step with a from-scratch run (exit 1)\n"
     "  --json          one JSON object per step\n"
+    "  --print-program print the instructions and change-propagation steps\n"
+    "                  and exit\n"
     "  --generate N    append up to N greedy tokens (stops at EOS)\n"
     "  --threads N     kernel threads (0 = all cores)\n";
 
 struct Options {
   std::string model;
   std::optional<std::string> tokens, textFile, editsFile;
-  bool verify = false, jsonOut = false;
+  bool verify = false, jsonOut = false, printProgram = false;
   int generate = 0, threads = 0;
 };
 
@@ -115,6 +117,8 @@ Options parseArgs(int argc, char **argv) {
       o.verify = true;
     else if (a == "--json")
       o.jsonOut = true;
+    else if (a == "--print-program")
+      o.printProgram = true;
     else if (a == "--generate")
       o.generate = nextInt(0, 1 << 20);
     else if (a == "--threads")
@@ -131,7 +135,7 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.model.empty())
     usageError("no model file given");
-  if (o.tokens.has_value() == o.textFile.has_value())
+  if (!o.printProgram && o.tokens.has_value() == o.textFile.has_value())
     usageError("give exactly one of --tokens and --text");
   return o;
 }
@@ -404,6 +408,10 @@ private:
            ",\"updated_rows\":" + jsonList(st.updatedRows) +
            ",\"code_flips\":" + jsonList(st.codeFlips) +
            ",\"certified_rows\":" + std::to_string(st.certifiedRows) +
+           (step == 0 ? ",\"cache_bytes_per_token\":" +
+                            std::to_string(session.cacheBytes() /
+                                           int64_t(session.tokens().size()))
+                      : std::string()) +
            ",\"us\":" + formatDouble(std::round(st.micros * 10) / 10) + "}}\n";
       std::cout << s;
       std::cout.flush();
@@ -472,6 +480,10 @@ int main(int argc, char **argv) {
     Status st = loadProgram(opts.model, program);
     if (!st.ok())
       die(1, st.error);
+    if (opts.printProgram) {
+      std::cout << printProgram(program);
+      return 0;
+    }
     Runner runner(opts, program);
     runner.start();
     if (opts.editsFile)

@@ -7,12 +7,14 @@
 #include "incnn/Compiler/Import.h"
 #include "incnn/Compiler/InitAll.h"
 #include "incnn/Compiler/Pipelines.h"
+#include "incnn/Dialect/Delta/DeltaOps.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Tokenizer.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/raw_ostream.h"
@@ -25,6 +27,8 @@
 namespace incnn {
 
 namespace {
+
+namespace delta = incnn::delta;
 
 /// "warning: WHERE: message", where WHERE names the model part (the
 /// importer's location names); notes follow as their own lines.
@@ -137,19 +141,33 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
     if (std::string e = calibrate(o, context, checkpoint); !e.empty())
       return e;
   std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      importCheckpoint(context, checkpoint, error);
-  if (!module)
-    return o.modelDir + ": " + error;
-  const auto &config = checkpoint.config;
-  progress("imported " + config.family + " " + config.architecture + ": " +
-           std::to_string(config.layers) +
-           " layers, d=" + std::to_string(config.hidden) + ", " +
-           std::to_string(config.vq.size()) + " VQ site(s), positions " +
-           config.position);
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  bool hasDelta = false;
+  if (!o.irFile.empty()) {
+    module = mlir::parseSourceFile<mlir::ModuleOp>(o.irFile, &context);
+    if (!module)
+      return o.irFile + ": cannot parse the module";
+    module->walk([&](mlir::Operation *op) {
+      hasDelta |= mlir::isa<delta::DeltaDialect>(op->getDialect());
+    });
+    progress("read " + o.irFile +
+             (hasDelta ? " (with its delta program)" : " (vqt only)"));
+  } else {
+    module = importCheckpoint(context, checkpoint, error);
+    if (!module)
+      return o.modelDir + ": " + error;
+    const auto &config = checkpoint.config;
+    progress("imported " + config.family + " " + config.architecture + ": " +
+             std::to_string(config.layers) +
+             " layers, d=" + std::to_string(config.hidden) + ", " +
+             std::to_string(config.vq.size()) + " VQ site(s), positions " +
+             config.position);
+  }
 
   mlir::PassManager pm(&context);
-  if (o.emit == CompileOptions::Emit::VQT) {
+  if (hasDelta) {
+    // Built as given.
+  } else if (o.emit == CompileOptions::Emit::VQT) {
     pm.addPass(mlir::createCanonicalizerPass());
     pm.addPass(mlir::createCSEPass());
   } else {

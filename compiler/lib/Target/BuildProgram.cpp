@@ -40,6 +40,11 @@ private:
                      ? 1
                      : static_cast<int32_t>(type.getShape().back());
     info.name = "v" + std::to_string(id);
+    // The importer names the parts users reason about (attention, VQ).
+    if (Operation *def = value.getDefiningOp())
+      if (auto loc = dyn_cast<NameLoc>(def->getLoc()))
+        info.name = loc.getName().str() +
+                    (cast<OpResult>(value).getResultNumber() ? " codes" : "");
     program.values.push_back(info);
     valueIds[value] = id;
     return id;

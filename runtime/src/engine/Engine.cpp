@@ -127,12 +127,35 @@ std::vector<float> Engine::gather(int32_t id, const Rows &rows) const {
   return out;
 }
 
+const float *Engine::rowsOf(int32_t id, const Rows &rows,
+                            std::vector<float> &scratch) const {
+  const ValueStore &v = values[size_t(id)];
+  bool every = int64_t(rows.size()) == numTokens(); // sorted and unique
+  if (every && (v.keepAll || v.rows.size() == rows.size()))
+    return v.data.data();
+  scratch = gather(id, rows);
+  return scratch.data();
+}
+
+float *Engine::destination(int32_t id, const Rows &rows,
+                           std::vector<float> &scratch, bool &direct) {
+  ValueStore &v = values[size_t(id)];
+  size_t size = rows.size() * size_t(v.width);
+  direct = v.perToken && int64_t(rows.size()) == numTokens() && v.keepAll &&
+           !(v.needsStash && plan);
+  std::vector<float> &buffer = direct ? v.data : scratch;
+  if (buffer.size() != size)
+    buffer.resize(size); // reused across from-scratch runs of one length
+  return buffer.data();
+}
+
 void Engine::storeRows(int32_t id, const Rows &rows,
                        std::vector<float> &&computed) {
   ValueStore &v = values[size_t(id)];
   size_t w = size_t(v.width);
-  if (!v.perToken) {
-    v.data = std::move(computed);
+  bool every = int64_t(rows.size()) == numTokens();
+  if (!v.perToken || (every && v.keepAll && !(v.needsStash && plan))) {
+    v.data = std::move(computed); // every row: nothing old to keep
     return;
   }
   if (!v.keepAll) {

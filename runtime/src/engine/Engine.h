@@ -119,6 +119,16 @@ public:
   ThreadPool *poolFor(double work) { return work >= 4.0e5 ? &pool : nullptr; }
   /// Copies rows `rows` of value `id` into a contiguous buffer.
   std::vector<float> gather(int32_t id, const Rows &rows) const;
+  /// Rows `rows` of value `id`, contiguous: the stored data itself when it
+  /// holds exactly those rows in order (from scratch), else a copy in
+  /// `scratch`.
+  const float *rowsOf(int32_t id, const Rows &rows,
+                      std::vector<float> &scratch) const;
+  /// Where a step computes `rows` of value `id`: the value's own storage
+  /// when they are every row and nothing old must be kept (no copy; `direct`
+  /// set), else `scratch`, to be passed to storeRows.
+  float *destination(int32_t id, const Rows &rows, std::vector<float> &scratch,
+                     bool &direct);
   /// Stores computed rows of value `id` (stashing old rows it overwrites
   /// where attention needs them).
   void storeRows(int32_t id, const Rows &rows, std::vector<float> &&computed);

@@ -45,14 +45,18 @@ void runAttentionUpdate(Engine &e, const Step &s) {
   Rows &outDirty = e.rowSets[size_t(s.output)];
 
   if (!plan) {
-    std::vector<float> outRows(size_t(n * qw));
+    Rows every = allRows(n);
+    std::vector<float> scratch;
+    bool direct = false;
+    float *out = e.destination(in.results[0], every, scratch, direct);
     if (!exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
-                          outRows.data(), state, &e.pool))
+                          out, state, &e.pool))
       throwAttentionBreach(p, index, v.data.data(), n * kvw, shape.valueBound);
     e.stats.macs +=
         2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) * uint64_t(qw);
-    e.storeRows(in.results[0], allRows(n), std::move(outRows));
-    outDirty = allRows(n);
+    if (!direct)
+      e.storeRows(in.results[0], every, std::move(scratch));
+    outDirty = std::move(every);
     return;
   }
 

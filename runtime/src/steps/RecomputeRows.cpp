@@ -22,11 +22,13 @@ void quantizeRows(Engine &e, const Instr &in, size_t index, const Rows &rows) {
   int64_t G = cb.shape[0], K = cb.shape[1];
   int32_t input = in.operands[0];
   int64_t width = e.values[size_t(input)].width;
-  std::vector<float> x = e.gather(input, rows);
-  checkFinite(p, index, x.data(), int64_t(x.size()));
-  std::vector<float> quantized(x.size()), codes(rows.size() * size_t(G));
+  std::vector<float> scratch;
+  const float *x = e.rowsOf(input, rows, scratch);
+  size_t count = rows.size() * size_t(width);
+  checkFinite(p, index, x, int64_t(count));
+  std::vector<float> quantized(count), codes(rows.size() * size_t(G));
   kernels::vectorQuantize(
-      x.data(), int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
+      x, int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
       codes.data(), e.poolFor(double(rows.size()) * double(K) * double(width)));
   e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
   if (e.plan)
@@ -53,22 +55,23 @@ void runRecomputeRows(Engine &e, const Step &s) {
     return;
   }
   int64_t m = int64_t(rows.size());
-  std::vector<std::vector<float>> inputs;
+  std::vector<std::vector<float>> scratch(in.operands.size());
   std::vector<const float *> inputPtrs;
-  for (int32_t v : in.operands) {
-    if (in.op == OpCode::Embed)
-      break;
-    inputs.push_back(p.values[size_t(v)].perToken ? e.gather(v, rows)
-                                                  : e.values[size_t(v)].data);
-    inputPtrs.push_back(inputs.back().data());
+  for (size_t k = 0; k < in.operands.size() && in.op != OpCode::Embed; ++k) {
+    int32_t v = in.operands[k];
+    inputPtrs.push_back(p.values[size_t(v)].perToken
+                            ? e.rowsOf(v, rows, scratch[k])
+                            : e.values[size_t(v)].data.data());
   }
   std::vector<int32_t> rowTokens;
   if (in.op == OpCode::Embed)
     for (int64_t r : rows)
       rowTokens.push_back(e.tokens[size_t(r)]);
-  std::vector<float> computed(size_t(m * result.width));
+  std::vector<float> computed;
+  bool direct = false;
+  float *out = e.destination(in.results[0], rows, computed, direct);
   runRows(p, in, &e.packed[index], inputPtrs.data(), m, rowTokens.data(),
-          rows.data(), computed.data(),
+          rows.data(), out,
           e.poolFor(double(m) * double(result.width) *
                     double(in.op == OpCode::Linear
                                ? p.values[size_t(in.operands[0])].width
@@ -85,7 +88,8 @@ void runRecomputeRows(Engine &e, const Step &s) {
       c->refNorm[size_t(rows[size_t(i)])] = std::sqrt(norm);
     }
   }
-  e.storeRows(in.results[0], rows, std::move(computed));
+  if (!direct)
+    e.storeRows(in.results[0], rows, std::move(computed));
 }
 
 } // namespace incnn::runtime

@@ -22,11 +22,13 @@ void runVQCutoff(Engine &e, const Step &s) {
   int32_t input = in.operands[0], out = in.results[0], codes = in.results[1];
   const Rows &rows = e.rowSets[size_t(s.inputs[0])];
   int64_t width = e.values[size_t(input)].width;
-  std::vector<float> x = e.gather(input, rows);
-  checkFinite(p, index, x.data(), int64_t(x.size()));
-  std::vector<float> quantized(x.size()), newCodes(rows.size() * size_t(G));
+  std::vector<float> scratch;
+  const float *x = e.rowsOf(input, rows, scratch);
+  size_t count = rows.size() * size_t(width);
+  checkFinite(p, index, x, int64_t(count));
+  std::vector<float> quantized(count), newCodes(rows.size() * size_t(G));
   kernels::vectorQuantize(
-      x.data(), int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
+      x, int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
       newCodes.data(),
       e.poolFor(double(rows.size()) * double(K) * double(width)));
   e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
@@ -55,7 +57,7 @@ void runVQCutoff(Engine &e, const Step &s) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
       c->budget[size_t(r)] =
-          e.certificates.rowBudget(p, *c, x.data() + i * size_t(width), aNorm);
+          e.certificates.rowBudget(p, *c, x + i * size_t(width), aNorm);
     }
   e.storeRows(codes, rows, std::move(newCodes));
   e.storeRows(out, flipped, std::move(flippedRows));

@@ -46,8 +46,8 @@ def make_model(out_dir, **kw):
     return mrm.make(out_dir, **kw)
 
 
-def compile_model(model_dir, out_path):
-    r = subprocess.run([tool("incnn-compile"), model_dir, "-o", out_path],
+def compile_model(model_dir, out_path, extra=()):
+    r = subprocess.run([tool("incnn-compile"), model_dir, "-o", out_path] + list(extra),
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("incnn-compile %s failed (%d): %s"

@@ -18,6 +18,10 @@ namespace incnn {
 
 struct CompileOptions {
   std::string modelDir;
+  /// A vqt or vqt + delta module to build instead of importing the
+  /// checkpoint (whose weights it binds by name). A module that already has
+  /// its delta program is built as it is: the compiler checks, not repairs.
+  std::string irFile;
   /// The program file to write (Emit::Program), or where to print the IR
   /// ("" or "-": the `ir` result).
   std::string outputPath;

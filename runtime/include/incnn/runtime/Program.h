@@ -179,6 +179,11 @@ struct Status {
   }
 };
 
+/// Prints the program as text: its instructions, then its change-propagation
+/// steps one per line (`%r5 = attention_update @11 attention 'attn' query
+/// %r3 keys %r4`), then the cache plan. Stable enough for FileCheck tests.
+std::string printProgram(const Program &program);
+
 /// Bytes a session keeps per token under the program's cache plan: every
 /// kept per-token value (4 bytes a column) and the attention accumulators.
 int64_t cacheBytesPerToken(const Program &program);
