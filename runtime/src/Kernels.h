@@ -91,26 +91,6 @@ void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
 void addPositions(const float *x, int64_t n, int64_t width, const float *table,
                   int64_t firstPosition, int64_t offset, float *y);
 
-struct AttentionParams {
-  int64_t numHeads = 0, numKvHeads = 0, headDim = 0;
-  bool causal = true;
-  float ropeTheta = 0.0f; ///< 0 = no rotary embedding
-  float scale = 1.0f;
-};
-
-/// Multi-head attention over a sequence of n tokens. q [n, H*hd], k and v
-/// [n, Hkv*hd]; writes rows [rowBegin, rowEnd) of out [n, H*hd]. Head h uses
-/// kv head h / (H / Hkv). Row i (causal) attends to keys 0..i; its result
-/// does not depend on n or on the other rows computed.
-void attention(const float *q, const float *k, const float *v, int64_t n,
-               const AttentionParams &params, float *out, int64_t rowBegin,
-               int64_t rowEnd, ThreadPool *pool = nullptr);
-
-/// The rotary angles for a position: cos/sin of p * theta^(-2i/hd) for
-/// i < hd/2, computed in double and rounded to float.
-void ropeCosSin(int64_t position, int64_t headDim, float theta, float *cosOut,
-                float *sinOut);
-
 /// Squared L2 distance between a and b (length d), in the fixed order used
 /// by vectorQuantize.
 float squaredDistance(const float *a, const float *b, int64_t d);
@@ -127,11 +107,6 @@ int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
 void vectorQuantize(const float *x, int64_t n, int64_t width,
                     const float *codebook, int64_t G, int64_t K,
                     float *quantized, float *codes, ThreadPool *pool = nullptr);
-
-/// Pools x [n, width] to y [width]: the last row, or the mean (double sum in
-/// row order, rounded to float).
-void poolLast(const float *x, int64_t n, int64_t width, float *y);
-void poolMean(const float *x, int64_t n, int64_t width, float *y);
 
 } // namespace incnn::runtime::kernels
 

@@ -731,8 +731,8 @@ std::string printProgram(const Program &p) {
     }
     out += "\n";
   }
-  out += "output: " + value(p.outputValue) + " rows " + rows(p.outputRows) +
-         "\n";
+  out +=
+      "output: " + value(p.outputValue) + " rows " + rows(p.outputRows) + "\n";
   out += "cache: " + std::to_string(cacheBytesPerToken(p)) +
          " bytes per token, keeps";
   for (size_t v = 0; v < p.values.size(); ++v)

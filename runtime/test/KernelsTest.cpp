@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Kernels.h"
+#include "ExactAttention.h"
 #include "TestUtil.h"
 
 #include <gtest/gtest.h>
@@ -202,65 +203,171 @@ std::vector<AttnCase> attnCases() {
           {4, 4, 64, true, 10000.0f}, {1, 1, 40, true, 0.0f}};
 }
 
-TEST(AttentionKernel, MatchesReference) {
+exact::AttentionShape shapeOf(const AttnCase &c, float scale) {
+  exact::AttentionShape s;
+  s.numHeads = c.H;
+  s.numKvHeads = c.Hkv;
+  s.headDim = c.hd;
+  s.causal = c.causal;
+  s.ropeTheta = c.theta;
+  s.scale = scale;
+  s.valueBound = exact::valueBound(4096);
+  return s;
+}
+
+TEST(ExactAttention, MatchesReference) {
   std::mt19937 rng(5);
   for (const AttnCase &c : attnCases()) {
     for (int64_t n : {1, 2, 9, 33, 70}) {
       auto q = randomFloats(size_t(n * c.H * c.hd), rng);
       auto kk = randomFloats(size_t(n * c.Hkv * c.hd), rng);
       auto v = randomFloats(size_t(n * c.Hkv * c.hd), rng);
-      k::AttentionParams p{c.H,      c.Hkv,   c.hd,
-                           c.causal, c.theta, 1.0f / std::sqrt(float(c.hd))};
+      exact::AttentionShape shape = shapeOf(c, 1.0f / std::sqrt(float(c.hd)));
       std::vector<float> out(q.size());
-      k::attention(q.data(), kk.data(), v.data(), n, p, out.data(), 0, n,
-                   &pool2());
-      Vec want = refAttention(
-          Vec(q.begin(), q.end()), Vec(kk.begin(), kk.end()),
-          Vec(v.begin(), v.end()), n, c.H, c.Hkv, c.causal, c.theta, p.scale);
+      exact::AttentionState state;
+      ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                   out.data(), state, &pool2()));
+      Vec want =
+          refAttention(Vec(q.begin(), q.end()), Vec(kk.begin(), kk.end()),
+                       Vec(v.begin(), v.end()), n, c.H, c.Hkv, c.causal,
+                       c.theta, shape.scale);
+      // Fixed-point weights (2^-24 resolution) and a polynomial exp.
       EXPECT_LT(maxRelError(out, want), 2e-5)
           << "n=" << n << " H=" << c.H << " hd=" << c.hd;
     }
   }
 }
 
-TEST(AttentionKernel, RowInvariant) {
+TEST(ExactAttention, RowsAndThreadsDoNotChangeBits) {
   std::mt19937 rng(6);
   for (const AttnCase &c : attnCases()) {
-    const int64_t n = 45;
-    auto q = randomFloats(size_t(n * c.H * c.hd), rng);
+    const int64_t n = 45, qw = c.H * c.hd;
+    auto q = randomFloats(size_t(n * qw), rng);
     auto kk = randomFloats(size_t(n * c.Hkv * c.hd), rng);
     auto v = randomFloats(size_t(n * c.Hkv * c.hd), rng);
-    k::AttentionParams p{c.H, c.Hkv, c.hd, c.causal, c.theta, 0.3f};
-    const int64_t qw = c.H * c.hd;
+    exact::AttentionShape shape = shapeOf(c, 0.3f);
     std::vector<float> full(q.size()), other(q.size());
-    k::attention(q.data(), kk.data(), v.data(), n, p, full.data(), 0, n,
-                 nullptr);
-    k::attention(q.data(), kk.data(), v.data(), n, p, other.data(), 0, n,
-                 &pool2());
+    exact::AttentionState a, b;
+    ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                 full.data(), a, nullptr));
+    ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                 other.data(), b, &pool2()));
     EXPECT_TRUE(bitsEqual(full.data(), other.data(), full.size()));
-    // Row ranges of every size compute the same bits.
-    for (int64_t b = 0; b < n; b += 4)
-      for (int64_t e : {b + 1, b + 2, b + 5, n}) {
-        if (e > n)
-          continue;
-        std::fill(other.begin(), other.end(), -1.0f);
-        k::attention(q.data(), kk.data(), v.data(), n, p, other.data(), b, e,
-                     e % 2 ? &pool2() : nullptr);
-        ASSERT_TRUE(bitsEqual(other.data() + b * qw, full.data() + b * qw,
-                              size_t((e - b) * qw)))
-            << "rows " << b << ".." << e;
-      }
+    // Any row alone, from a key panel, gives the same bits and state.
+    std::vector<float> qRot(q.size()), kRot(kk.size());
+    exact::rotateRows(q.data(), n, c.H, c.hd, c.theta, qRot.data());
+    exact::rotateRows(kk.data(), n, c.Hkv, c.hd, c.theta, kRot.data());
+    exact::KeyPanel panel;
+    ASSERT_TRUE(panel.build(kRot.data(), v.data(), n, shape, nullptr));
+    std::vector<float> row(static_cast<size_t>(qw));
+    for (int64_t i = 0; i < n; i += 7) {
+      ASSERT_TRUE(exact::computeRow(qRot.data() + i * qw, panel,
+                                    c.causal ? i + 1 : n, shape, b, i,
+                                    row.data()));
+      ASSERT_TRUE(bitsEqual(row.data(), full.data() + i * qw, size_t(qw)))
+          << "row " << i;
+    }
     if (!c.causal)
       continue;
     // Causal: a prefix computed as its own sequence gives the same rows.
     for (int64_t m : {1, 2, 3, 17, 44}) {
       std::vector<float> pre(static_cast<size_t>(m * qw));
-      k::attention(q.data(), kk.data(), v.data(), m, p, pre.data(), 0, m,
-                   m % 2 ? &pool2() : nullptr);
+      exact::AttentionState s;
+      ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), m, shape,
+                                   pre.data(), s, m % 2 ? &pool2() : nullptr));
       ASSERT_TRUE(bitsEqual(pre.data(), full.data(), pre.size()))
           << "prefix " << m;
     }
   }
+}
+
+TEST(ExactAttention, DeltaTermsEqualARecomputation) {
+  // Removing key j's term and adding a new key j' gives, bit for bit, the
+  // from-scratch state with j' in place of j (or a refusal: the shift moved).
+  std::mt19937 rng(8);
+  int64_t updated = 0;
+  for (const AttnCase &c : attnCases()) {
+    const int64_t n = 20, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
+    exact::AttentionShape shape = shapeOf(c, 0.5f);
+    shape.ropeTheta = 0.0f; // positions fixed: rotation is tested above
+    auto q = randomFloats(size_t(n * qw), rng);
+    auto kk = randomFloats(size_t(n * kvw), rng);
+    auto v = randomFloats(size_t(n * kvw), rng);
+    std::vector<float> out(q.size());
+    exact::AttentionState state;
+    ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                 out.data(), state, nullptr));
+    for (int trial = 0; trial < 10; ++trial) {
+      int64_t j = int64_t(rng() % uint32_t(n));
+      auto k2 = kk, v2 = v;
+      auto newK = randomFloats(size_t(kvw), rng),
+           newV = randomFloats(size_t(kvw), rng);
+      std::copy(newK.begin(), newK.end(), k2.begin() + j * kvw);
+      std::copy(newV.begin(), newV.end(), v2.begin() + j * kvw);
+      std::vector<float> want(q.size());
+      exact::AttentionState fresh;
+      ASSERT_TRUE(exact::attention(q.data(), k2.data(), v2.data(), n, shape,
+                                   want.data(), fresh, nullptr));
+      // Rows that attend to j, kTermBlock at a time.
+      constexpr int B = exact::kTermBlock;
+      for (int64_t r0 = c.causal ? j : 0; r0 < n; r0 += B) {
+        int64_t rows[B];
+        bool use[B], ok[B];
+        std::vector<float> qT(size_t(qw * B), 0.0f);
+        for (int l = 0; l < B; ++l) {
+          rows[l] = std::min(r0 + l, n - 1);
+          use[l] = ok[l] = r0 + l < n;
+          for (int64_t x = 0; x < qw; ++x)
+            qT[size_t(x * B + l)] = q[size_t(rows[l] * qw + x)];
+        }
+        exact::applyTermToBlock(qT.data(), rows, use, kk.data() + j * kvw,
+                                v.data() + j * kvw, shape, state, -1, ok);
+        exact::applyTermToBlock(qT.data(), rows, use, newK.data(), newV.data(),
+                                shape, state, +1, ok);
+        std::vector<float> row(static_cast<size_t>(qw));
+        for (int l = 0; l < B; ++l) {
+          if (!use[l])
+            continue;
+          if (!ok[l]) { // the shift moved: recompute, as the engine does
+            exact::KeyPanel panel;
+            ASSERT_TRUE(panel.build(k2.data(), v2.data(), n, shape, nullptr));
+            ASSERT_TRUE(exact::computeRow(q.data() + rows[l] * qw, panel,
+                                          c.causal ? rows[l] + 1 : n, shape,
+                                          state, rows[l], row.data()));
+          } else {
+            exact::finishRow(shape, state, rows[l], row.data());
+            ++updated;
+          }
+          ASSERT_TRUE(
+              bitsEqual(row.data(), want.data() + rows[l] * qw, size_t(qw)))
+              << "row " << rows[l] << " key " << j;
+        }
+      }
+      kk = k2;
+      v = v2;
+    }
+  }
+  EXPECT_GT(updated, 100); // most rows take the delta path
+}
+
+TEST(ExactAttention, ContractBreachesAreReported) {
+  AttnCase c{1, 1, 4, true, 0.0f};
+  exact::AttentionShape shape = shapeOf(c, 1.0f);
+  std::vector<float> q(8, 1.0f), k(8, 1.0f), v(8, 1.0f), out(8);
+  exact::AttentionState state;
+  ASSERT_TRUE(exact::attention(q.data(), k.data(), v.data(), 2, shape,
+                               out.data(), state, nullptr));
+  std::vector<float> big = q;
+  big[5] = 1e30f; // score 1e30 > 2^20
+  EXPECT_FALSE(exact::attention(big.data(), k.data(), v.data(), 2, shape,
+                                out.data(), state, nullptr));
+  big = v;
+  big[2] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(exact::attention(q.data(), k.data(), big.data(), 2, shape,
+                                out.data(), state, nullptr));
+  big[2] = 2 * shape.valueBound;
+  EXPECT_FALSE(exact::attention(q.data(), k.data(), big.data(), 2, shape,
+                                out.data(), state, nullptr));
 }
 
 //===----------------------------------------------------------------------===//
@@ -309,15 +416,6 @@ TEST(VqKernel, TiesGoToLowestIndex) {
   std::vector<float> q(static_cast<size_t>(d)), code(1);
   k::vectorQuantize(x.data(), 1, d, cb.data(), 1, K, q.data(), code.data());
   EXPECT_EQ(code[0], 1.0f);
-}
-
-TEST(PoolKernels, LastAndMean) {
-  std::vector<float> x = {1, 2, 3, 4, 5, 6};
-  std::vector<float> y(2);
-  k::poolLast(x.data(), 3, 2, y.data());
-  EXPECT_EQ(y, (std::vector<float>{5, 6}));
-  k::poolMean(x.data(), 3, 2, y.data());
-  EXPECT_EQ(y, (std::vector<float>{3, 4}));
 }
 
 TEST(PositionKernels, EmbedAndLearnedPositions) {

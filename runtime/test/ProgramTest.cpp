@@ -455,3 +455,79 @@ TEST(Tokenizer, EncodeDecodeWithTrainedModel) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(ProgramSteps, InsufficientCachePlanIsRejectedAtLoad) {
+  // The minimal plan verifies; dropping any value it needs is an error that
+  // names the value and the step, in memory and when a file is loaded.
+  DecoderConfig c;
+  c.vq = {{0, false, 1, 4}};
+  c.task = TaskKind::Classifier;
+  Program p = buildDecoder(c);
+  planCache(p, true);
+  ASSERT_TRUE(verifyProgram(p).ok()) << verifyProgram(p).error;
+  std::string bytes = serialized(p);
+  int checked = 0;
+  for (size_t v = 0; v < p.values.size(); ++v) {
+    if (!p.values[v].perToken || !p.values[v].keepAllRows ||
+        int32_t(v) == p.tokenValue)
+      continue;
+    Program q = p;
+    q.values[v].keepAllRows = false;
+    Status st = verifyProgram(q);
+    ASSERT_FALSE(st.ok()) << "value " << v;
+    EXPECT_NE(st.error.find("the cache plan does not keep value " +
+                            std::to_string(v)),
+              std::string::npos)
+        << st.error;
+    EXPECT_NE(st.error.find("step "), std::string::npos) << st.error;
+    ++checked;
+  }
+  EXPECT_GT(checked, 3);
+  // A file whose metadata asks for too little is refused by the loader.
+  size_t first = 0;
+  while (!p.values[first].perToken || !p.values[first].keepAllRows ||
+         int32_t(first) == p.tokenValue)
+    ++first;
+  std::string meta = metadataOf(bytes);
+  size_t at = meta.find("\"values\":[");
+  for (size_t v = 0; v <= first; ++v)
+    at = meta.find("\"keep_all_rows\":", at + 1);
+  ASSERT_EQ(meta.compare(at, 20, "\"keep_all_rows\":true"), 0);
+  meta.replace(at, 20, "\"keep_all_rows\":false");
+  Status st = loadBytes(withMetadata(bytes, meta));
+  EXPECT_NE(st.error.find("the cache plan does not keep value " +
+                          std::to_string(first)),
+            std::string::npos)
+      << st.error;
+}
+
+TEST(ProgramSteps, MalformedStepListsAreRejected) {
+  Program base = buildDecoder(DecoderConfig{});
+  ASSERT_TRUE(verifyProgram(base).ok());
+  auto expectError = [&](const std::function<void(Program &)> &mutate,
+                         const std::string &message) {
+    Program p = base;
+    mutate(p);
+    Status st = verifyProgram(p);
+    EXPECT_NE(st.error.find(message), std::string::npos)
+        << "expected '" << message << "', got '" << st.error << "'";
+  };
+  expectError([](Program &p) { p.steps.clear(); }, "no change-propagation");
+  expectError([](Program &p) { p.steps.pop_back(); }, "is updated by no step");
+  expectError([](Program &p) { p.steps[1].inputs = {p.numRowSets - 1}; },
+              "before any step writes it");
+  expectError([](Program &p) { p.steps[2].output = p.steps[1].output; },
+              "must write a fresh row set");
+  expectError(
+      [](Program &p) {
+        for (Step &s : p.steps)
+          if (s.kind == StepKind::RecomputeRows)
+            s.kind = StepKind::PoolUpdate;
+      },
+      "cannot update instruction");
+  expectError([](Program &p) { p.outputRows = 0; }, "the output row set");
+}
+
+} // namespace

@@ -47,11 +47,11 @@ cl::opt<std::string> cachePlan(
              "default) or all (every row of every value)"),
     cl::init("minimal"), cl::value_desc("minimal|all"));
 
-cl::opt<std::string> irFile(
-    "ir",
-    cl::desc("Build this vqt (or vqt + delta) module, e.g. an edited "
-             "--emit=delta output, with the checkpoint's weights"),
-    cl::value_desc("file.mlir"));
+cl::opt<std::string>
+    irFile("ir",
+           cl::desc("Build this vqt (or vqt + delta) module, e.g. an edited "
+                    "--emit=delta output, with the checkpoint's weights"),
+           cl::value_desc("file.mlir"));
 
 cl::opt<bool> noVQCutoff(
     "no-vq-cutoff",
