@@ -18,6 +18,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -150,6 +151,14 @@ py::dict statsDict(const EditStats &st) {
   return d;
 }
 
+/// What the session keeps: bytes in all, and per token (as incnn-run's
+/// step 0 reports it).
+void addCacheStats(py::dict &d, const Session &s) {
+  d["cache_bytes"] = s.cacheBytes();
+  d["cache_bytes_per_token"] =
+      s.cacheBytes() / std::max<int64_t>(1, int64_t(s.tokens().size()));
+}
+
 std::string predictionOf(const Program &program, const Tokenizer *tokenizer,
                          const std::vector<float> &out) {
   size_t best = 0;
@@ -273,7 +282,7 @@ public:
 
   py::dict stats() const {
     py::dict d = statsDict(session_.stats());
-    d["cache_bytes"] = session_.cacheBytes();
+    addCacheStats(d, session_);
     return d;
   }
 
@@ -378,7 +387,7 @@ public:
     py::dict d = statsDict(session_.stats());
     d["tokenize_us"] = last_.tokenizeMicros;
     d["inside_window"] = last_.insideWindow;
-    d["cache_bytes"] = session_.cacheBytes();
+    addCacheStats(d, session_);
     return d;
   }
 

@@ -52,8 +52,13 @@ def main():
             if not NUMBER.match(t) or len(digits) > 9:
                 fail("line %d: float %r not in shortest form" % (k, t))
         s = j["stats"]
-        if set(s) != stat_keys:
+        # Step 0 also reports the cache the session keeps per token.
+        want = stat_keys | ({"cache_bytes_per_token"} if k == 0 else set())
+        if set(s) != want:
             fail("line %d: stats keys %s" % (k, sorted(s)))
+        if k == 0 and (not isinstance(s["cache_bytes_per_token"], int)
+                       or s["cache_bytes_per_token"] <= 0):
+            fail("line 0: cache_bytes_per_token %r" % s["cache_bytes_per_token"])
         for key in ("macs", "macs_full", "certified_rows"):
             if not isinstance(s[key], int) or s[key] < 0:
                 fail("line %d: %s %r" % (k, key, s[key]))
