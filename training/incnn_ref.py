@@ -25,7 +25,8 @@ Attention, per head ``h`` (``hd = hidden / heads``; with GQA query head h reads 
   * causal: key j > query i masked (-inf) before softmax; bidirectional: no mask.
   * ``P = softmax(s)`` in float32 over keys, ``o = P v``, heads concatenated, then
     ``out_proj`` / ``o_proj`` (+ bias for opt).
-MLP: opt ``fc2(act(fc1(LN2(h))))`` with ReLU or exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))``;
+MLP: opt ``fc2(act(fc1(LN2(h))))`` with ReLU, exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))`` or
+tanh GELU (``gelu_new``);
 llama ``down(silu(gate(z)) * up(z))``, ``silu(x) = x * sigmoid(x)``, ``z = RMS2(h)``.
 
 Layer: ``a = attn_out(norm1(x))``; VQ ``attn_out`` (if configured) replaces ``a``;
@@ -201,7 +202,12 @@ def _mlp(model, li, z):
     p = model.prefix() + "layers.%d." % li
     if r["family"] == "opt":
         a = linear(z, model.get(p + "fc1.weight"), model.get(p + "fc1.bias", False))
-        a = F.relu(a) if r["act"] == "relu" else 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))
+        if r["act"] == "relu":
+            a = F.relu(a)
+        elif r["act"] == "gelu_new":
+            a = 0.5 * a * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a ** 3)))
+        else:
+            a = 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))
         return linear(a, model.get(p + "fc2.weight"), model.get(p + "fc2.bias", False))
     g = linear(z, model.get(p + "mlp.gate_proj.weight"))
     u = linear(z, model.get(p + "mlp.up_proj.weight"))

@@ -243,7 +243,8 @@ def main(argv=None):
     ap.add_argument("--task", choices=["lm", "classifier"], default="lm")
     ap.add_argument("--labels", type=int, default=3)
     ap.add_argument("--pool", choices=["last", "mean"], default="last")
-    ap.add_argument("--act", choices=["relu", "gelu"], default="relu", help="opt only")
+    ap.add_argument("--act", choices=["relu", "gelu", "gelu_new"], default="relu",
+                    help="opt only")
     ap.add_argument("--tied", dest="tied", action="store_true", default=None,
                     help="tie lm_head to embed_tokens (default: opt tied, llama untied)")
     ap.add_argument("--untied", dest="tied", action="store_false")

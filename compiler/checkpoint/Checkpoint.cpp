@@ -153,8 +153,12 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
     if (proj != c.hidden)
       r.fail("config.json: word_embed_proj_dim must equal hidden_size");
     c.activation = r.getString("activation_function", "relu");
-    if (c.activation != "relu" && c.activation != "gelu")
-      r.fail("config.json: activation_function must be relu or gelu, got '" +
+    if (c.activation == "gelu_pytorch_tanh")
+      c.activation = "gelu_new"; // the same function
+    if (c.activation != "relu" && c.activation != "gelu" &&
+        c.activation != "gelu_new")
+      r.fail("config.json: activation_function must be relu, gelu or "
+             "gelu_new, got '" +
              c.activation + "'");
     c.enableBias = r.getBool("enable_bias", true);
     c.normEps = r.getFloat("layer_norm_eps", 1e-5f);

@@ -422,6 +422,18 @@ void gelu(const float *x, int64_t count, float *y, ThreadPool *pool) {
   });
 }
 
+void geluTanh(const float *x, int64_t count, float *y, ThreadPool *pool) {
+  constexpr int64_t kChunk = 8192;
+  parallelFor(pool, (count + kChunk - 1) / kChunk, [&](int64_t t) {
+    int64_t end = std::min(count, (t + 1) * kChunk);
+    for (int64_t i = t * kChunk; i < end; ++i) {
+      float v = x[i];
+      float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+      y[i] = 0.5f * v * (1.0f + std::tanh(inner));
+    }
+  });
+}
+
 void silu(const float *x, int64_t count, float *y, ThreadPool *pool) {
   mapUnary(x, count, y, pool, [](V v) {
     return vdiv(v, vadd(vset1(1.0f), vexp(vsub(vzero(), v))));

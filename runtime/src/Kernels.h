@@ -74,6 +74,9 @@ void rmsNorm(const float *x, int64_t n, int64_t width, const float *gamma,
 /// Elementwise ops over `count` floats (y may alias the inputs).
 void relu(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
 void gelu(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise in float.
+void geluTanh(const float *x, int64_t count, float *y,
+              ThreadPool *pool = nullptr);
 void silu(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
 void add(const float *a, const float *b, int64_t count, float *y,
          ThreadPool *pool = nullptr);

@@ -498,6 +498,7 @@ void Verifier::verifyInstr(const Instr &in) {
   }
   case OpCode::Relu:
   case OpCode::Gelu:
+  case OpCode::GeluTanh:
   case OpCode::Silu: {
     expectCounts(in, 1, 1, 0, 0);
     expectSame(ops[0], def(in.results[0]), "activation");
@@ -655,6 +656,8 @@ const char *opCodeName(OpCode op) {
     return "relu";
   case OpCode::Gelu:
     return "gelu";
+  case OpCode::GeluTanh:
+    return "gelu_tanh";
   case OpCode::Silu:
     return "silu";
   case OpCode::Add:

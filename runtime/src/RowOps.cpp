@@ -101,6 +101,9 @@ void runRows(const Program &program, const Instr &in,
   case OpCode::Gelu:
     kernels::gelu(inputs[0], count, out, pool);
     return;
+  case OpCode::GeluTanh:
+    kernels::geluTanh(inputs[0], count, out, pool);
+    return;
   case OpCode::Silu:
     kernels::silu(inputs[0], count, out, pool);
     return;

@@ -34,6 +34,8 @@ CONFIGS = [
                              vq="0:block_out:4:8")),
     ("opt-rope-bidir-cls-mean", dict(family="opt", position="rope", attention="bidirectional",
                                      task="classifier", pool="mean", act="gelu")),
+    ("opt-gelu-new", dict(family="opt", position="none", act="gelu_new",
+                          vq="0:attn_out:2:8")),
     ("llama-rope-lm-gqa", dict(family="llama", kv_heads=2)),
     ("llama-rope-lm-vq", dict(family="llama", kv_heads=2, vq="1:attn_out:4:8")),
     ("llama-none-lm", dict(family="llama", position="none")),

@@ -34,7 +34,7 @@ CONFIGS = [
     ("opt-learned-causal-lm", dict(family="opt", position="learned",
                                    vq="0:attn_out:4:16,1:block_out:2:8")),
     ("opt-none-causal-cls", dict(family="opt", position="none", task="classifier",
-                                 pool="last", vq="1:attn_out:2:8")),
+                                 pool="last", act="gelu_new", vq="1:attn_out:2:8")),
     ("opt-rope-bidir-cls-mean", dict(family="opt", position="rope", attention="bidirectional",
                                      task="classifier", pool="mean", act="gelu",
                                      vq="0:block_out:4:16")),

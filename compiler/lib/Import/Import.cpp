@@ -142,6 +142,8 @@ Value GraphBuilder::mlp(Value x, const std::string &prefix) {
     Value h = linear(x, prefix + ".fc1", d, f, config.enableBias);
     if (config.activation == "relu")
       h = builder.create<incnn::vqt::ReluOp>(loc, h);
+    else if (config.activation == "gelu_new")
+      h = builder.create<incnn::vqt::GeluTanhOp>(loc, h);
     else
       h = builder.create<incnn::vqt::GeluOp>(loc, h);
     return linear(h, prefix + ".fc2", f, d, config.enableBias);

@@ -237,6 +237,9 @@ void ProgramBuilder::lower(Operation *op) {
       .Case([&](vqt::GeluOp u) {
         emit(OpCode::Gelu, {u.getInput()}, {}, {u.getResult()});
       })
+      .Case([&](vqt::GeluTanhOp u) {
+        emit(OpCode::GeluTanh, {u.getInput()}, {}, {u.getResult()});
+      })
       .Case([&](vqt::SiluOp u) {
         emit(OpCode::Silu, {u.getInput()}, {}, {u.getResult()});
       })

@@ -49,6 +49,7 @@ enum class OpCode : uint32_t {
   VectorQuantize = 12,
   /// Pool rows to a vector: attrs.pool = Last (row n-1) or Mean.
   Pool = 13,
+  GeluTanh = 14, ///< tanh approximation (Hugging Face gelu_new)
 };
 
 enum class PoolKind : uint32_t { Last = 0, Mean = 1 };

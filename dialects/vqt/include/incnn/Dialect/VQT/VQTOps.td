@@ -164,6 +164,8 @@ class VQT_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
 
 def VQT_ReluOp : VQT_UnaryOp<"relu", "max(x, 0)", [Idempotent]>;
 def VQT_GeluOp : VQT_UnaryOp<"gelu", "x * (1 + erf(x / sqrt(2))) / 2">;
+def VQT_GeluTanhOp : VQT_UnaryOp<"gelu_tanh",
+    "x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2 (Hugging Face gelu_new)">;
 def VQT_SiluOp : VQT_UnaryOp<"silu", "x / (1 + exp(-x))">;
 
 class VQT_BinaryOp<string mnemonic, string formula, list<Trait> traits = []>
