@@ -158,6 +158,17 @@ void mapUnary(const float *x, int64_t count, float *y, ThreadPool *pool, F f) {
   });
 }
 
+/// y[i] = f(x[i]) with a scalar f (libm functions), in chunks.
+template <typename F>
+void mapScalar(const float *x, int64_t count, float *y, ThreadPool *pool, F f) {
+  constexpr int64_t kChunk = 8192;
+  parallelFor(pool, (count + kChunk - 1) / kChunk, [&](int64_t t) {
+    int64_t end = std::min(count, (t + 1) * kChunk);
+    for (int64_t i = t * kChunk; i < end; ++i)
+      y[i] = f(x[i]);
+  });
+}
+
 template <typename F>
 void mapBinary(const float *a, const float *b, int64_t count, float *y,
                ThreadPool *pool, F f) {
@@ -412,25 +423,15 @@ void relu(const float *x, int64_t count, float *y, ThreadPool *pool) {
 }
 
 void gelu(const float *x, int64_t count, float *y, ThreadPool *pool) {
-  constexpr int64_t kChunk = 8192;
-  parallelFor(pool, (count + kChunk - 1) / kChunk, [&](int64_t t) {
-    int64_t end = std::min(count, (t + 1) * kChunk);
-    for (int64_t i = t * kChunk; i < end; ++i) {
-      float v = x[i];
-      y[i] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
-    }
+  mapScalar(x, count, y, pool, [](float v) {
+    return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
   });
 }
 
 void geluTanh(const float *x, int64_t count, float *y, ThreadPool *pool) {
-  constexpr int64_t kChunk = 8192;
-  parallelFor(pool, (count + kChunk - 1) / kChunk, [&](int64_t t) {
-    int64_t end = std::min(count, (t + 1) * kChunk);
-    for (int64_t i = t * kChunk; i < end; ++i) {
-      float v = x[i];
-      float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-      y[i] = 0.5f * v * (1.0f + std::tanh(inner));
-    }
+  mapScalar(x, count, y, pool, [](float v) {
+    float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    return 0.5f * v * (1.0f + std::tanh(inner));
   });
 }
 

@@ -60,7 +60,8 @@ struct FuzzCase {
   /// inputs leave the exactness contract (scores past 2^20 or overflowing,
   /// values past their bound). 1 = ordinary weights.
   float qkScale = 1.0f, vScale = 1.0f;
-  int64_t minLength = 1; ///< of the first document
+  int64_t minLength = 1;    ///< of the first document
+  bool certificates = true; ///< VQ margin certificates in the session
 };
 
 int64_t totalCertified = 0, totalRefused = 0;
@@ -99,7 +100,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
   scaleAttentionInputs(program, 2, c.vScale);
   EXPECT_TRUE(verifyProgram(program).ok());
   std::mt19937 rng(seed);
-  Session session(program, {1});
+  Session session(program, {1, c.certificates});
   Evaluator oracle(program, {1});
   std::uniform_int_distribution<int64_t> len(
       c.minLength, std::max(c.minLength, int64_t(c.config.maxPositions / 2)));
@@ -196,6 +197,7 @@ std::vector<FuzzCase> allCases() {
             if (vq == 2)
               c.config.vq = {{0, true, 1, 16}, {1, false, 2, 4}};
             c.minimalPlan = minimal;
+            c.certificates = seed % 3 != 0; // also without certificates
             cases.push_back(c);
           }
     }

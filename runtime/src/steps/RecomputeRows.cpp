@@ -8,36 +8,12 @@
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
 #include "../engine/Engine.h"
+#include "Quantize.h"
 #include "Steps.h"
 
 #include <cmath>
 
 namespace incnn::runtime {
-
-namespace {
-
-void quantizeRows(Engine &e, const Instr &in, size_t index, const Rows &rows) {
-  const Program &p = e.program;
-  const Weight &cb = p.weights[size_t(in.weights[0])];
-  int64_t G = cb.shape[0], K = cb.shape[1];
-  int32_t input = in.operands[0];
-  int64_t width = e.values[size_t(input)].width;
-  std::vector<float> scratch;
-  const float *x = e.rowsOf(input, rows, scratch);
-  size_t count = rows.size() * size_t(width);
-  checkFinite(p, index, x, int64_t(count));
-  std::vector<float> quantized(count), codes(rows.size() * size_t(G));
-  kernels::vectorQuantize(
-      x, int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
-      codes.data(), e.poolFor(double(rows.size()) * double(K) * double(width)));
-  e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
-  if (e.plan)
-    e.stats.codeFlips[size_t(e.vqIndexOf[index])] = int64_t(rows.size());
-  e.storeRows(in.results[1], rows, std::move(codes));
-  e.storeRows(in.results[0], rows, std::move(quantized));
-}
-
-} // namespace
 
 void runRecomputeRows(Engine &e, const Step &s) {
   const Program &p = e.program;
@@ -46,7 +22,11 @@ void runRecomputeRows(Engine &e, const Step &s) {
   const Rows &rows = e.rowSets[size_t(s.inputs[0])];
   e.rowSets[size_t(s.output)] = rows;
   if (in.op == OpCode::VectorQuantize) {
-    quantizeRows(e, in, index, rows);
+    QuantizedRows q = quantizeRows(e, index, rows);
+    if (e.plan) // every row it recomputes stays dirty
+      e.stats.codeFlips[size_t(e.vqIndexOf[index])] = int64_t(rows.size());
+    e.storeRows(in.results[1], rows, std::move(q.codes));
+    e.storeRows(in.results[0], rows, std::move(q.quantized));
     return;
   }
   const ValueInfo &result = p.values[size_t(in.results[0])];

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
 #include "../engine/Engine.h"
+#include "Quantize.h"
 #include "Steps.h"
 
 #include <cstring>
@@ -17,21 +18,11 @@ void runVQCutoff(Engine &e, const Step &s) {
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  const Weight &cb = p.weights[size_t(in.weights[0])];
-  int64_t G = cb.shape[0], K = cb.shape[1];
-  int32_t input = in.operands[0], out = in.results[0], codes = in.results[1];
+  int32_t out = in.results[0], codes = in.results[1];
   const Rows &rows = e.rowSets[size_t(s.inputs[0])];
-  int64_t width = e.values[size_t(input)].width;
-  std::vector<float> scratch;
-  const float *x = e.rowsOf(input, rows, scratch);
-  size_t count = rows.size() * size_t(width);
-  checkFinite(p, index, x, int64_t(count));
-  std::vector<float> quantized(count), newCodes(rows.size() * size_t(G));
-  kernels::vectorQuantize(
-      x, int64_t(rows.size()), width, cb.ptr(), G, K, quantized.data(),
-      newCodes.data(),
-      e.poolFor(double(rows.size()) * double(K) * double(width)));
-  e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(width);
+  QuantizedRows q = quantizeRows(e, index, rows);
+  int64_t G = q.groups, width = q.width;
+  std::vector<float> &newCodes = q.codes, &quantized = q.quantized;
 
   // Rows whose codes flipped (or that are new) stay dirty.
   Rows flipped;
@@ -57,7 +48,7 @@ void runVQCutoff(Engine &e, const Step &s) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
       c->budget[size_t(r)] =
-          e.certificates.rowBudget(p, *c, x + i * size_t(width), aNorm);
+          e.certificates.rowBudget(p, *c, q.input + i * size_t(width), aNorm);
     }
   e.storeRows(codes, rows, std::move(newCodes));
   e.storeRows(out, flipped, std::move(flippedRows));

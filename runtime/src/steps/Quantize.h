@@ -1,0 +1,30 @@
+//===- Quantize.h - VQ of a set of rows, shared by two steps -----*- C++
+//-*-===//
+//
+// The codebook search of a VectorQuantize instruction over some rows, used
+// by vq_cutoff (which then compares codes) and by recompute_rows of a VQ
+// compiled without cutoff.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_STEPS_QUANTIZE_H
+#define INCNN_RUNTIME_STEPS_QUANTIZE_H
+
+#include "../engine/Engine.h"
+
+namespace incnn::runtime {
+
+struct QuantizedRows {
+  std::vector<float> scratch;   ///< the input rows, when not stored contiguous
+  const float *input = nullptr; ///< [rows, width]
+  std::vector<float> quantized; ///< [rows, width]
+  std::vector<float> codes;     ///< [rows, groups]
+  int64_t width = 0, groups = 0;
+};
+
+/// Quantizes rows `rows` of instruction `index`'s input (refusing
+/// non-finite inputs) and counts the MACs.
+QuantizedRows quantizeRows(Engine &e, size_t index, const Rows &rows);
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_STEPS_QUANTIZE_H
