@@ -28,9 +28,13 @@ void runVQCutoff(Engine &e, const Step &s) {
   Rows flipped;
   std::vector<float> flippedRows;
   const ValueStore &oldCodes = e.values[size_t(codes)];
-  for (size_t i = 0; i < rows.size(); ++i) {
+  if (!e.plan) { // from scratch every row is new
+    flipped = rows;
+    flippedRows = std::move(quantized);
+  }
+  for (size_t i = 0; i < rows.size() && e.plan; ++i) {
     int64_t r = rows[i];
-    bool changed = !e.plan || e.plan->from[size_t(r)] < 0 ||
+    bool changed = e.plan->from[size_t(r)] < 0 ||
                    oldCodes.data.size() < size_t((r + 1) * G) ||
                    std::memcmp(oldCodes.data.data() + r * G,
                                newCodes.data() + i * size_t(G),

@@ -1,8 +1,8 @@
 //===- Runtime.h - From-scratch evaluation of a program ---------*- C++ -*-===//
 //
-// `Evaluator` runs a verified Program on a token sequence and keeps every
-// intermediate value as a row-major float matrix [n, width] (or a vector),
-// so that an incremental engine can reuse and patch rows.
+// `Evaluator` runs a verified Program on a token sequence from scratch (the
+// same engine as sessions, every row dirty) and keeps every intermediate
+// value as a row-major float matrix [n, width] (or a vector).
 //
 // Threading: an Evaluator is used by one thread at a time; it runs its
 // kernels on its own thread pool. Several Evaluators may share a Program.
@@ -44,12 +44,13 @@ public:
   Evaluator(const Evaluator &) = delete;
   Evaluator &operator=(const Evaluator &) = delete;
 
-  /// Packs the weights for the kernels (done by the first evaluate() if not
-  /// called before); lets callers keep this one-time cost out of timings.
+  /// Kept for callers that separate setup from timing: the weights are
+  /// packed when the Evaluator is constructed, so this does nothing.
   Status prepare();
 
-  /// Runs the program from scratch on `tokens`. On error (bad tokens) the
-  /// previous state is kept.
+  /// Runs the program from scratch on `tokens`. Bad tokens keep the previous
+  /// state; an input outside the exactness contract (Status::outsideContract)
+  /// leaves no values (output() is empty).
   Status evaluate(const std::vector<int32_t> &tokens);
 
   /// The program output (logits) of the last successful evaluate().

@@ -75,11 +75,14 @@ public:
   Session(const Session &) = delete;
   Session &operator=(const Session &) = delete;
 
-  /// Evaluates `tokens` from scratch and caches what the plan keeps.
+  /// Evaluates `tokens` from scratch and caches what the plan keeps. A
+  /// refused document (bad tokens, or outside the contract) keeps the old one.
   Status reset(const std::vector<int32_t> &tokens);
 
   /// Applies a batch of edits incrementally. A rejected batch (bad position,
-  /// bad token id, empty or too long result) leaves the session unchanged.
+  /// bad token id, empty or too long result, or activations outside the
+  /// exactness contract: Status::outsideContract) leaves the session
+  /// unchanged.
   Status apply(const std::vector<TokenEdit> &edits);
   Status apply(const TokenEdit &edit) { return apply(std::vector{edit}); }
 
