@@ -37,7 +37,8 @@ class Program:
 
 def compile(model_dir: str, output: Optional[str] = None, *,
             vq_calibrate: Optional[str] = None, vq_sites: Optional[str] = None,
-            cache_plan: str = "minimal", verbose: bool = False) -> Program: ...
+            cache_plan: str = "minimal", max_positions: int = 0,
+            verbose: bool = False) -> Program: ...
 
 Edit = Union[Tuple[str, int, Sequence[int]], Tuple[str, int, int], Dict[str, Any]]
 

@@ -77,8 +77,10 @@ std::shared_ptr<PyProgram> compile(const std::string &modelDir,
                                    std::optional<std::string> output,
                                    std::optional<std::string> vqCalibrate,
                                    std::optional<std::string> vqSites,
-                                   const std::string &cachePlan, bool verbose) {
+                                   const std::string &cachePlan,
+                                   int64_t maxPositions, bool verbose) {
   incnn::CompileOptions options;
+  options.maxPositions = maxPositions;
   options.modelDir = modelDir;
   options.cachePlan = cachePlan;
   if (vqCalibrate)
@@ -494,13 +496,16 @@ PYBIND11_MODULE(incnn, m) {
   m.def("compile", &compile, py::arg("model_dir"),
         py::arg("output") = py::none(), py::kw_only(),
         py::arg("vq_calibrate") = py::none(), py::arg("vq_sites") = py::none(),
-        py::arg("cache_plan") = "minimal", py::arg("verbose") = false,
+        py::arg("cache_plan") = "minimal", py::arg("max_positions") = 0,
+        py::arg("verbose") = false,
         "Compiles a checkpoint directory (config.json + model.safetensors "
         "[+ tokenizer.model]) with the same pipeline as incnn-compile. "
         "Writes `output` when given (else a temporary file), and returns the "
         "loaded Program. vq_calibrate: a text file for k-means VQ codebooks "
         "of a dense checkpoint; vq_sites: LAYER:SITE:GROUPS:CODES,...; "
-        "cache_plan: 'minimal' or 'all'. Compiler warnings go to stderr.");
+        "cache_plan: 'minimal' or 'all'; max_positions: a longer context "
+        "window for models without learned positions. Compiler warnings go "
+        "to stderr.");
 
   py::class_<PySession>(
       m, "Session",

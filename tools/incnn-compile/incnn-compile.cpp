@@ -53,6 +53,13 @@ cl::opt<std::string>
                     "--emit=delta output, with the checkpoint's weights"),
            cl::value_desc("file.mlir"));
 
+cl::opt<int64_t> maxPositions(
+    "max-positions",
+    cl::desc("The program's context window in tokens, replacing the "
+             "checkpoint's max_position_embeddings (not for learned "
+             "positions; at most 1048576)"),
+    cl::init(0), cl::value_desc("N"));
+
 cl::opt<bool> noVQCutoff(
     "no-vq-cutoff",
     cl::desc("Compile quantizers without cutoff steps: every row an attention "
@@ -90,6 +97,7 @@ int main(int argc, char **argv) {
   options.cachePlan = cachePlan;
   options.irFile = irFile;
   options.vqCutoff = !noVQCutoff;
+  options.maxPositions = maxPositions;
   options.progress = progress;
   options.diagnostic = [](const std::string &line) {
     llvm::errs() << "incnn-compile: " << line << "\n";

@@ -127,6 +127,18 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
   if (std::string error = checkpoint::loadCheckpoint(o.modelDir, checkpoint);
       !error.empty())
     return error;
+  if (o.maxPositions > 0) {
+    if (checkpoint.config.position == "learned")
+      return "--max-positions: this model has learned positions, a table of "
+             "max_position_embeddings rows; its window cannot grow";
+    if (o.maxPositions > (int64_t(1) << 20))
+      return "--max-positions " + std::to_string(o.maxPositions) +
+             " exceeds the runtime's limit of 1048576 tokens";
+    progress("context window " + std::to_string(o.maxPositions) +
+             " tokens (the checkpoint declares " +
+             std::to_string(checkpoint.config.maxPositions) + ")");
+    checkpoint.config.maxPositions = int(o.maxPositions);
+  }
 
   mlir::DialectRegistry registry;
   registerAllDialects(registry);

@@ -37,6 +37,10 @@ struct CompileOptions {
   /// false: quantizers recompute their rows and stop nothing (an ablation
   /// that shows what VQ cutoff saves).
   bool vqCutoff = true;
+  /// > 0: the program's context window, replacing max_position_embeddings
+  /// (models without learned positions run at any length; the runtime's
+  /// limit is 2^20 tokens).
+  int64_t maxPositions = 0;
   /// Progress lines ("imported ...", "wrote ..."); may be empty.
   std::function<void(const std::string &)> progress;
   /// Compiler diagnostics as "warning: WHERE: message" (notes and errors
