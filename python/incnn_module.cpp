@@ -373,21 +373,14 @@ public:
   bool verify() {
     std::lock_guard<std::mutex> lock(mutex_);
     py::gil_scoped_release release;
-    std::vector<int32_t> full;
-    if (!program_->tokenizer->encode(document_->text(), full).ok())
-      return false;
-    std::vector<int32_t> expected;
-    if (program_->program.task == TaskKind::CausalLM &&
-        program_->program.bosTokenId >= 0)
-      expected.push_back(program_->program.bosTokenId);
-    expected.insert(expected.end(), full.begin(), full.end());
-    return expected == document_->allTokens() &&
+    return document_->verifyTokens().ok() &&
            PySession::sameAsFromScratch(session_, threads_);
   }
 
   py::dict stats() const {
     py::dict d = statsDict(session_.stats());
     d["tokenize_us"] = last_.tokenizeMicros;
+    d["retokenized_bytes"] = last_.retokenizedBytes;
     d["inside_window"] = last_.insideWindow;
     addCacheStats(d, session_);
     return d;

@@ -15,47 +15,14 @@
 
 #include "ProgramBuilder.h"
 
-#include <sentencepiece_trainer.h>
+#include "TrainTokenizer.h"
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
-#include <unistd.h>
 
 using namespace incnn::runtime;
 
 namespace {
-
-/// A tiny byte-fallback BPE tokenizer trained once per process.
-std::string trainTokenizer() {
-  std::string dir = "/tmp/incnn-document-fuzz-" + std::to_string(getpid());
-  std::string corpus = dir + ".txt";
-  {
-    std::ofstream out(corpus);
-    for (int i = 0; i < 100; ++i)
-      out << "the quick brown fox jumps over the lazy dog " << i << "\n"
-          << "incremental networks reuse work after small edits\n"
-          << "\xc3\xbc"
-             "ber caf\xc3\xa9 na\xc3\xafve \xe2\x82\xac 5\n";
-  }
-  auto st = sentencepiece::SentencePieceTrainer::Train(
-      "--input=" + corpus + " --model_prefix=" + dir +
-      " --vocab_size=320 --model_type=bpe --byte_fallback=true "
-      "--minloglevel=2");
-  if (!st.ok()) {
-    std::fprintf(stderr, "training the tokenizer: %s\n", st.ToString().c_str());
-    std::abort();
-  }
-  std::ifstream in(dir + ".model", std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::remove(corpus.c_str());
-  std::remove((dir + ".model").c_str());
-  std::remove((dir + ".vocab").c_str());
-  return ss.str();
-}
 
 struct Fixture {
   std::unique_ptr<Tokenizer> tokenizer;
@@ -63,7 +30,7 @@ struct Fixture {
   std::unique_ptr<Session> session;
   std::unique_ptr<Evaluator> oracle;
   Fixture() {
-    if (!Tokenizer::create(trainTokenizer(), tokenizer).ok())
+    if (!Tokenizer::create(incnn::test::trainTokenizer(), tokenizer).ok())
       std::abort();
     DecoderConfig c;
     c.position = "none";
@@ -108,8 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         std::abort(); // a rejected edit changed the document
       continue;
     }
-    std::vector<int32_t> full;
-    if (!f.tokenizer->encode(doc.text(), full).ok() || full != doc.allTokens())
+    if (!doc.verifyTokens().ok())
       std::abort(); // tokens differ from a full tokenization
     if (doc.allTokens().empty())
       continue;

@@ -56,14 +56,14 @@ Document::windowOf(const std::vector<int32_t> &tokens) const {
   return std::vector<int32_t>(tokens.begin(), tokens.begin() + int64_t(n));
 }
 
-Status Document::encode(std::string_view text,
-                        std::vector<int32_t> &tokens) const {
+Status Document::encode(std::string_view text, std::vector<int32_t> &tokens,
+                        std::vector<int64_t> &starts) const {
   if (text.size() > kMaxTextBytes)
     return Status::failure("the document has " + std::to_string(text.size()) +
                            " bytes, over the limit of " +
                            std::to_string(kMaxTextBytes));
   std::vector<int32_t> body;
-  if (Status st = tokenizer.encode(text, body); !st.ok())
+  if (Status st = tokenizer.encode(text, body, starts); !st.ok())
     return st;
   tokens = prefix;
   tokens.insert(tokens.end(), body.begin(), body.end());
@@ -74,20 +74,147 @@ Status Document::encode(std::string_view text,
 
 Status Document::reset(std::string text) {
   std::vector<int32_t> tokens;
-  if (Status st = encode(text, tokens); !st.ok())
+  std::vector<int64_t> starts;
+  if (Status st = encode(text, tokens, starts); !st.ok())
     return st;
   if (Status st = session.reset(windowOf(tokens)); !st.ok())
     return st;
   text_ = std::move(text);
   tokens_ = std::move(tokens);
+  starts_ = std::move(starts);
   return Status::success();
+}
+
+Status Document::verifyTokens() const {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> starts;
+  if (Status st = encode(text_, tokens, starts); !st.ok())
+    return st;
+  if (tokens != tokens_)
+    return Status::failure(
+        "the incremental tokens differ from a full tokenization of the text");
+  if (starts != starts_)
+    return Status::failure("the incremental token offsets differ from a "
+                           "full tokenization of the text");
+  return Status::success();
+}
+
+Status Document::splice(const TextEdit &e, Plan &p,
+                        std::vector<TokenEdit> &edits) const {
+  const std::string &text = p.text;
+  int64_t n = int64_t(text.size());
+  // The nearest cuts that start a token, outside the bytes the edit touches
+  // and their neighbours; none within reach: the text's end.
+  auto tokenAt = [&](int64_t cut) -> int64_t {
+    auto it = std::lower_bound(p.starts.begin(), p.starts.end(), cut);
+    return it != p.starts.end() && *it == cut ? int64_t(it - p.starts.begin())
+                                              : -1;
+  };
+  bool cuts = tokenizer.cutsAtSpaces();
+  int64_t left = 0, firstToken = 0;
+  for (int64_t c = e.start - 2; cuts && c > 0 && e.start - c <= kCutSearchBytes;
+       --c)
+    if (int64_t t; isCut(text, c) && (t = tokenAt(c)) >= 0) {
+      left = c;
+      firstToken = t;
+      break;
+    }
+  int64_t right = n, endToken = int64_t(p.starts.size());
+  for (int64_t c = e.end + 1; cuts && c < n && c - e.end <= kCutSearchBytes;
+       ++c)
+    if (int64_t t; isCut(text, c) && (t = tokenAt(c)) >= 0) {
+      right = c;
+      endToken = t;
+      break;
+    }
+  int64_t delta = int64_t(e.text.size()) - (e.end - e.start);
+  p.text.replace(size_t(e.start), size_t(e.end - e.start), e.text);
+  std::vector<int32_t> pieces;
+  std::vector<int64_t> pieceStarts;
+  std::string_view segment(p.text.data() + left, size_t(right + delta - left));
+  if (Status st = tokenizer.encode(segment, pieces, pieceStarts); !st.ok())
+    return st;
+  p.retokenizedBytes += int64_t(segment.size());
+  for (int64_t &b : pieceStarts)
+    b += left;
+  // The cut's space starts the segment's first piece, as in the whole text
+  // (alone it is leading whitespace, which the offsets skip).
+  if (left > 0 && !pieceStarts.empty())
+    pieceStarts[0] = left;
+  // The token edits of this text edit, then the splice.
+  int64_t at = int64_t(prefix.size()) + firstToken;
+  std::vector<int32_t> old(p.tokens.begin() + at, p.tokens.begin() +
+                                                      int64_t(prefix.size()) +
+                                                      endToken);
+  for (TokenEdit &t : diffTokens(old, pieces)) {
+    t.at += at;
+    edits.push_back(std::move(t));
+  }
+  p.tokens.erase(p.tokens.begin() + at,
+                 p.tokens.begin() + at + int64_t(old.size()));
+  p.tokens.insert(p.tokens.begin() + at, pieces.begin(), pieces.end());
+  for (size_t i = size_t(endToken); i < p.starts.size(); ++i)
+    p.starts[i] += delta;
+  p.starts.erase(p.starts.begin() + firstToken, p.starts.begin() + endToken);
+  p.starts.insert(p.starts.begin() + firstToken, pieceStarts.begin(),
+                  pieceStarts.end());
+  return Status::success();
+}
+
+std::vector<TokenEdit>
+Document::clipToWindow(std::vector<TokenEdit> edits,
+                       const std::vector<int32_t> &next) const {
+  int64_t limit = window();
+  if (int64_t(tokens_.size()) <= limit && int64_t(next.size()) <= limit)
+    return edits; // the whole document is in the window
+  // Clip each edit to the window as it stands after the earlier ones; an
+  // insertion inside the window stays an insertion (plus tokens leaving at
+  // the window's end), not a rewrite of everything after it.
+  std::vector<TokenEdit> clippedEdits;
+  std::vector<int32_t> window = session.tokens();
+  for (const TokenEdit &e : edits) {
+    int64_t size = int64_t(window.size());
+    if (e.at >= size)
+      continue; // beyond the window
+    TokenEdit clipped = e;
+    if (e.kind == TokenEdit::Kind::Replace &&
+        e.at + int64_t(e.tokens.size()) > size)
+      clipped.tokens.resize(size_t(size - e.at));
+    if (e.kind == TokenEdit::Kind::Delete)
+      clipped.count = std::min(e.count, size - e.at);
+    // Apply it here without the window limit: the batch may exceed the
+    // window in between, the tail edit below trims it back.
+    if (clipped.kind == TokenEdit::Kind::Delete)
+      window.erase(window.begin() + clipped.at,
+                   window.begin() + clipped.at + clipped.count);
+    else if (clipped.kind == TokenEdit::Kind::Insert)
+      window.insert(window.begin() + clipped.at, clipped.tokens.begin(),
+                    clipped.tokens.end());
+    else
+      std::copy(clipped.tokens.begin(), clipped.tokens.end(),
+                window.begin() + clipped.at);
+    clippedEdits.push_back(std::move(clipped));
+  }
+  // Tokens pushed out of or pulled into the window's end.
+  for (TokenEdit &e : diffTokens(window, windowOf(next)))
+    clippedEdits.push_back(std::move(e));
+  std::vector<int32_t> check = session.tokens();
+  if (!applyEditsToTokens(session.program(), check, clippedEdits).ok() ||
+      check != windowOf(next))
+    clippedEdits = diffTokens(session.tokens(), windowOf(next));
+  return clippedEdits;
 }
 
 Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
   auto t0 = std::chrono::steady_clock::now();
-  std::string next = text_;
+  Plan p;
+  p.text = text_;
+  p.tokens = tokens_;
+  p.starts = starts_;
+  std::vector<TokenEdit> tokenEdits;
   for (size_t i = 0; i < edits.size(); ++i) {
     const TextEdit &e = edits[i];
+    const std::string &next = p.text;
     std::string where =
         edits.size() > 1 ? "edit " + std::to_string(i) + ": " : "";
     if (e.start < 0 || e.end < e.start || e.end > int64_t(next.size()))
@@ -102,52 +229,16 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
     if (next.size() - size_t(e.end - e.start) + e.text.size() > kMaxTextBytes)
       return Status::failure(where + "the edited document would exceed " +
                              std::to_string(kMaxTextBytes) + " bytes");
-    next.replace(size_t(e.start), size_t(e.end - e.start), e.text);
+    if (Status st = splice(e, p, tokenEdits); !st.ok())
+      return Status::failure(where + "the edited text: " + st.error);
   }
-  std::vector<int32_t> tokens;
-  if (Status st = encode(next, tokens); !st.ok())
-    return Status::failure("the edited text: " + st.error);
-  // Diff the whole token lists, so an insertion inside the window is an
-  // insertion (plus tokens leaving at the window's end), not a rewrite of
-  // everything after it.
-  std::vector<TokenEdit> tokenEdits;
-  std::vector<int32_t> window = session.tokens();
-  for (const TokenEdit &e : diffTokens(tokens_, tokens)) {
-    int64_t limit = int64_t(window.size());
-    if (e.at >= limit)
-      continue; // beyond the window
-    TokenEdit clipped = e;
-    if (e.kind == TokenEdit::Kind::Replace &&
-        e.at + int64_t(e.tokens.size()) > limit)
-      clipped.tokens.resize(size_t(limit - e.at));
-    if (e.kind == TokenEdit::Kind::Delete)
-      clipped.count = std::min(e.count, limit - e.at);
-    // Apply it here without the window limit: the batch may exceed the
-    // window in between, the tail edit below trims it back.
-    if (clipped.kind == TokenEdit::Kind::Delete)
-      window.erase(window.begin() + clipped.at,
-                   window.begin() + clipped.at + clipped.count);
-    else if (clipped.kind == TokenEdit::Kind::Insert)
-      window.insert(window.begin() + clipped.at, clipped.tokens.begin(),
-                    clipped.tokens.end());
-    else
-      std::copy(clipped.tokens.begin(), clipped.tokens.end(),
-                window.begin() + clipped.at);
-    tokenEdits.push_back(std::move(clipped));
-  }
-  // Tokens pushed out of or pulled into the window's end.
-  for (TokenEdit &e : diffTokens(window, windowOf(tokens)))
-    tokenEdits.push_back(std::move(e));
-  std::vector<int32_t> check = session.tokens();
-  if (!applyEditsToTokens(session.program(), check, tokenEdits).ok() ||
-      check != windowOf(tokens))
-    tokenEdits = diffTokens(session.tokens(), windowOf(tokens));
-  out.text = std::move(next);
-  out.tokens = std::move(tokens);
-  out.tokenEdits = std::move(tokenEdits);
-  out.tokenizeMicros = std::chrono::duration<double, std::micro>(
-                           std::chrono::steady_clock::now() - t0)
-                           .count();
+  if (p.tokens.empty())
+    return Status::failure("the edited text: the document has no tokens");
+  p.tokenEdits = clipToWindow(std::move(tokenEdits), p.tokens);
+  p.tokenizeMicros = std::chrono::duration<double, std::micro>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count();
+  out = std::move(p);
   return Status::success();
 }
 
@@ -158,6 +249,7 @@ Status Document::commit(Plan &&plan) {
     return st;
   text_ = std::move(plan.text);
   tokens_ = std::move(plan.tokens);
+  starts_ = std::move(plan.starts);
   return Status::success();
 }
 
@@ -170,6 +262,7 @@ Status Document::applyText(int64_t start, int64_t end,
   EditResult local;
   EditResult &r = result ? *result : local;
   r.tokenizeMicros = p.tokenizeMicros;
+  r.retokenizedBytes = p.retokenizedBytes;
   r.insideWindow = !p.tokenEdits.empty();
   r.firstChanged = p.tokenEdits.empty() ? -1 : p.tokenEdits.front().at;
   r.tokenEdits = p.tokenEdits;

@@ -7,7 +7,9 @@
 // Step 0 evaluates the document from scratch (Session::reset); every line of
 // the edits file is one incremental update (Session::apply). The output is
 // printed after every step. --verify also evaluates every step from scratch
-// with an Evaluator and exits 1 on any bit of difference. --generate appends
+// with an Evaluator and exits 1 on any bit of difference; with --text it also
+// checks the incrementally kept tokens against a full tokenization of the
+// text. --generate appends
 // greedy tokens one insert at a time, stopping at EOS.
 //
 // --text: the file is tokenized without BOS, except that a causal LM with a
@@ -56,7 +58,8 @@ const char *kUsage =
     "                  cut to the context window with a warning)\n"
     "  --edits FILE    JSON lines: replace/insert/delete/text edits, or an\n"
     "                  array of them as one batch; one incremental step each\n"
-    "  --verify        compare every step with a from-scratch run (exit 1)\n"
+    "  --verify        compare every step with a from-scratch run, and the\n"
+    "                  tokens with a full tokenization (exit 1)\n"
     "  --json          one JSON object per step\n"
     "  --print-program print the instructions and change-propagation steps\n"
     "                  and exit\n"
@@ -363,6 +366,9 @@ private:
   void verify(const std::string &what) {
     if (!verifier)
       return;
+    if (document && haveText)
+      if (Status st = document->verifyTokens(); !st.ok())
+        die(1, "--verify: " + what + ": " + st.error);
     Status st = verifier->evaluate(session.tokens());
     if (!st.ok())
       die(1, "--verify: " + what + ": " + st.error);

@@ -2,7 +2,13 @@
 //-*-===//
 //
 // Keeps a document's text, tokenizes it, and turns byte-range text edits into
-// token edits that the Session applies incrementally. The model sees the
+// token edits that the Session applies incrementally. With a tokenizer that
+// cuts at spaces (Tokenizer::cutsAtSpaces), an edit re-tokenizes only the
+// text between the nearest cuts around it (isCut: a single ASCII space
+// between printable ASCII characters that starts a token) and splices the
+// pieces in; the result equals a full re-tokenization. Otherwise, or when no
+// cut lies within kCutSearchBytes, the rest of the text on that side is
+// re-tokenized. The model sees the
 // first `maxPositions` tokens of the text (its context window); an edit whose
 // token changes all lie beyond the window leaves the session untouched.
 //
@@ -33,6 +39,9 @@ bool isUtf8Boundary(std::string_view text, int64_t i);
 
 class Document {
 public:
+  /// How far from an edit a cut is searched for.
+  static constexpr int64_t kCutSearchBytes = 4096;
+
   /// `session` and `tokenizer` must outlive the document. `prefix` tokens
   /// (e.g. BOS) precede the text's tokens.
   Document(Session &session, const Tokenizer &tokenizer,
@@ -47,11 +56,14 @@ public:
   struct Plan {
     std::string text;
     std::vector<int32_t> tokens;
+    std::vector<int64_t> starts;
     std::vector<TokenEdit> tokenEdits;
     double tokenizeMicros = 0;
+    int64_t retokenizedBytes = 0; ///< bytes of text the tokenizer read
   };
-  /// Applies `edits` in order to a copy of the text, re-tokenizes it and
-  /// derives the token edits, changing nothing. Errors name the edit.
+  /// Applies `edits` in order to a copy of the text, re-tokenizes what they
+  /// touch and derives the token edits, changing nothing. Errors name the
+  /// edit.
   Status plan(const std::vector<TextEdit> &edits, Plan &out) const;
   /// Applies a plan made for the current state.
   Status commit(Plan &&plan);
@@ -61,6 +73,7 @@ public:
     bool insideWindow = false;         ///< false: the window did not change
     int64_t firstChanged = -1;         ///< first changed token position
     double tokenizeMicros = 0;         ///< re-tokenization and diff time
+    int64_t retokenizedBytes = 0;      ///< bytes of text the tokenizer read
   };
 
   /// Replaces bytes [start, end) of the text with `replacement`. Offsets
@@ -72,16 +85,27 @@ public:
   /// Every token of the text (the session holds the first window of them).
   const std::vector<int32_t> &allTokens() const { return tokens_; }
   int64_t window() const;
+  /// Checks the tokens against a full tokenization of the text.
+  Status verifyTokens() const;
 
 private:
   std::vector<int32_t> windowOf(const std::vector<int32_t> &tokens) const;
-  Status encode(std::string_view text, std::vector<int32_t> &tokens) const;
+  Status encode(std::string_view text, std::vector<int32_t> &tokens,
+                std::vector<int64_t> &starts) const;
+  /// Applies one validated edit to `plan`, re-tokenizing between the cuts
+  /// around it; appends its token edits (coordinates of the whole list).
+  Status splice(const TextEdit &edit, Plan &plan,
+                std::vector<TokenEdit> &edits) const;
+  /// Clips token edits of the whole list to the session's window.
+  std::vector<TokenEdit> clipToWindow(std::vector<TokenEdit> edits,
+                                      const std::vector<int32_t> &next) const;
 
   Session &session;
   const Tokenizer &tokenizer;
   std::vector<int32_t> prefix;
   std::string text_;
   std::vector<int32_t> tokens_;
+  std::vector<int64_t> starts_; ///< byte offset of each text token
 };
 
 } // namespace incnn::runtime
