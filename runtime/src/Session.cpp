@@ -222,7 +222,7 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
 }
 
 const std::vector<float> &Session::output() const {
-  return impl->engine.values[size_t(impl->engine.program.outputValue)].data;
+  return impl->engine.output();
 }
 
 const std::vector<int32_t> &Session::tokens() const {

@@ -20,11 +20,64 @@ Rows unite(const Rows &a, const Rows &b) {
   return out;
 }
 
+namespace {
+
+/// Grows an attention state to `rows` slots (new slots zeroed).
+void growRows(exact::AttentionState &s, int64_t rows) {
+  if (rows <= s.numRows)
+    return;
+  int64_t H = s.numHeads, hd = s.headDim;
+  s.shift.resize(size_t(rows * H), 0.0f);
+  s.top.resize(size_t(rows * H), 0);
+  s.denom.resize(size_t(rows * H), 0);
+  s.numer.resize(size_t(rows * H * hd), 0);
+  s.numRows = rows;
+}
+
+} // namespace
+
 Rows allRows(int64_t n) {
   Rows rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     rows[size_t(i)] = i;
   return rows;
+}
+
+void RowSlots::reset(int64_t n) {
+  slotOf.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i)
+    slotOf[size_t(i)] = int32_t(i);
+  previous.clear();
+  free.clear();
+  released.clear();
+  capacity = n;
+  identity = true;
+}
+
+void RowSlots::remap(const EditPlan &p) {
+  previous.swap(slotOf);
+  for (int64_t r : p.removed)
+    released.push_back(previous[size_t(r)]);
+  slotOf.resize(p.from.size());
+  identity = true;
+  for (size_t i = 0; i < p.from.size(); ++i) {
+    int32_t slot;
+    if (p.from[i] >= 0) {
+      slot = previous[size_t(p.from[i])];
+    } else if (!free.empty()) {
+      slot = free.back();
+      free.pop_back();
+    } else {
+      slot = int32_t(capacity++);
+    }
+    slotOf[i] = slot;
+    identity = identity && slot == int32_t(i);
+  }
+}
+
+void RowSlots::finishUpdate() {
+  free.insert(free.end(), released.begin(), released.end());
+  released.clear();
 }
 
 Engine::Engine(const Program &program, const EngineOptions &options)
@@ -37,6 +90,7 @@ Engine::Engine(const Program &program, const EngineOptions &options)
     values[i].perToken = program.values[i].perToken;
     // The compiler's cache plan, verified sufficient at load.
     values[i].keepAll = program.values[i].keepAllRows || options.keepEverything;
+    values[i].slots = &slots;
   }
   attention.resize(program.instrs.size());
   poolSums.resize(program.instrs.size());
@@ -72,6 +126,8 @@ void Engine::run(const EditPlan *editPlan) {
   stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
   stats.certifiedRows = 0;
   certificates.prepare(n, !plan);
+  if (!plan)
+    slots.reset(n);
   if (keepEverything) // the token input as a value, like every other
     values[size_t(program.tokenValue)].data.assign(tokens.begin(),
                                                    tokens.end());
@@ -111,11 +167,38 @@ void Engine::run(const EditPlan *editPlan) {
   }
   for (ValueStore &v : values)
     v.stash.clear();
-  const std::vector<float> &out = values[size_t(program.outputValue)].data;
+  slots.finishUpdate();
+  const std::vector<float> &out = logical(program.outputValue, outputRows);
+  if (&out != &outputRows)
+    outputRows.clear();
   checkFinite(program, program.instrs.size(), out.data(), int64_t(out.size()));
   stats.macsFull = countMacs(program, n);
   stats.numTokens = n;
   plan = nullptr;
+}
+
+const float *Engine::oldRow(const ValueStore &store, int64_t old) const {
+  auto it = store.stash.find(old);
+  if (it != store.stash.end())
+    return it->second.data();
+  if (store.keepAll && store.perToken)
+    return store.data.data() +
+           int64_t(slots.previous[size_t(old)]) * store.width;
+  return store.row(plan->to[size_t(old)]);
+}
+
+const std::vector<float> &Engine::output() const {
+  const ValueStore &v = values[size_t(program.outputValue)];
+  return v.perToken && v.keepAll && !slots.identity ? outputRows : v.data;
+}
+
+const std::vector<float> &Engine::logical(int32_t id,
+                                          std::vector<float> &scratch) const {
+  const ValueStore &v = values[size_t(id)];
+  if (!v.perToken || !v.keepAll || slots.identity)
+    return v.data;
+  scratch = gather(id, allRows(numTokens()));
+  return scratch;
 }
 
 std::vector<float> Engine::gather(int32_t id, const Rows &rows) const {
@@ -131,7 +214,7 @@ const float *Engine::rowsOf(int32_t id, const Rows &rows,
                             std::vector<float> &scratch) const {
   const ValueStore &v = values[size_t(id)];
   bool every = int64_t(rows.size()) == numTokens(); // sorted and unique
-  if (every && (v.keepAll || v.rows.size() == rows.size()))
+  if (every && (v.keepAll ? slots.identity : v.rows.size() == rows.size()))
     return v.data.data();
   scratch = gather(id, rows);
   return scratch.data();
@@ -142,7 +225,7 @@ float *Engine::destination(int32_t id, const Rows &rows,
   ValueStore &v = values[size_t(id)];
   size_t size = rows.size() * size_t(v.width);
   direct = v.perToken && int64_t(rows.size()) == numTokens() && v.keepAll &&
-           !(v.needsStash && plan);
+           slots.identity && !(v.needsStash && plan);
   std::vector<float> &buffer = direct ? v.data : scratch;
   if (buffer.size() != size)
     buffer.resize(size); // reused across from-scratch runs of one length
@@ -154,7 +237,8 @@ void Engine::storeRows(int32_t id, const Rows &rows,
   ValueStore &v = values[size_t(id)];
   size_t w = size_t(v.width);
   bool every = int64_t(rows.size()) == numTokens();
-  if (!v.perToken || (every && v.keepAll && !(v.needsStash && plan))) {
+  if (!v.perToken ||
+      (every && v.keepAll && slots.identity && !(v.needsStash && plan))) {
     v.data = std::move(computed); // every row: nothing old to keep
     return;
   }
@@ -166,9 +250,9 @@ void Engine::storeRows(int32_t id, const Rows &rows,
       v.slotOf[size_t(rows[i])] = int32_t(i);
     return;
   }
-  v.data.resize(tokens.size() * w);
+  v.data.resize(size_t(slots.capacity) * w);
   for (size_t i = 0; i < rows.size(); ++i) {
-    float *dst = v.data.data() + size_t(rows[i]) * w;
+    float *dst = v.row(rows[i]);
     if (v.needsStash && plan) {
       int64_t old = plan->from[size_t(rows[i])];
       if (old >= 0 && !v.stash.count(old))
@@ -179,33 +263,27 @@ void Engine::storeRows(int32_t id, const Rows &rows,
 }
 
 void Engine::remapKept(const EditPlan &p) {
-  size_t n = p.tokens.size();
-  bool identity = !p.lengthChanged && p.shifted.empty() && p.removed.empty();
-  for (ValueStore &v : values) {
+  for (ValueStore &v : values)
     v.stash.clear();
-    if (!v.perToken || !v.keepAll || v.data.empty() || identity)
-      continue;
-    size_t w = size_t(v.width);
-    if (v.needsStash)
-      for (int64_t r : p.removed)
-        v.stash.emplace(r, std::vector<float>(v.data.begin() + r * w,
-                                              v.data.begin() + (r + 1) * w));
-    std::vector<float> next(n * w, 0.0f);
-    for (size_t i = 0; i < n; ++i)
-      if (p.from[i] >= 0)
-        std::memcpy(next.data() + i * w, v.data.data() + size_t(p.from[i]) * w,
-                    sizeof(float) * w);
-    v.data = std::move(next);
-  }
-  if (identity)
+  bool identity = !p.lengthChanged && p.shifted.empty() && p.removed.empty();
+  if (identity) {
+    slots.previous = slots.slotOf; // old row r is new row r
     return;
+  }
+  slots.remap(p);
+  // New rows' slots may lie past the end: grow (amortized) the kept stores
+  // and the attention states.
+  for (ValueStore &v : values)
+    if (v.perToken && v.keepAll && !v.data.empty())
+      v.data.resize(size_t(slots.capacity * v.width));
   for (size_t i = 0; i < program.instrs.size(); ++i)
     if (program.instrs[i].op == OpCode::Attention)
-      attention[i].remap(p.from);
+      growRows(attention[i], slots.capacity);
   certificates.remap(p.from);
 }
 
 void Engine::clear() {
+  slots.reset(0);
   for (ValueStore &v : values) {
     v.data.clear();
     v.rows.clear();

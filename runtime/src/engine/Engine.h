@@ -44,25 +44,48 @@ struct EditPlan {
 Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
                  const std::vector<TokenEdit> &edits, EditPlan &plan);
 
+/// Where each row's cached data lives. Kept values and attention states are
+/// stored by slot, so an insert or delete renumbers slots, not rows: the
+/// update moves O(n) slot numbers and O(changed rows) data.
+struct RowSlots {
+  std::vector<int32_t> slotOf;   ///< row -> slot
+  std::vector<int32_t> previous; ///< during an update: old row -> slot
+  std::vector<int32_t> free;     ///< slots no row uses
+  std::vector<int32_t> released; ///< slots of rows this update removed
+  int64_t capacity = 0;          ///< slots allocated
+  bool identity = true;          ///< slotOf[r] == r for every row
+
+  /// Rows [0, n) in slots [0, n) (from scratch).
+  void reset(int64_t n);
+  /// Kept rows keep their slots, new rows take free ones; the slots of
+  /// removed rows stay readable (via `previous`) until finishUpdate.
+  void remap(const EditPlan &plan);
+  void finishUpdate();
+};
+
 /// Storage of one value: all rows (kept values, vectors) or only the rows
 /// computed in the current update.
 struct ValueStore {
   int64_t width = 0;
   bool perToken = true;
   bool keepAll = true;
-  std::vector<float> data;
-  Rows rows;                   ///< partial stores: which rows `data` holds
-  std::vector<int32_t> slotOf; ///< partial stores: row -> slot, or -1
+  std::vector<float> data;         ///< kept stores: by RowSlots slot
+  const RowSlots *slots = nullptr; ///< kept per-token stores
+  Rows rows;                       ///< partial stores: which rows `data` holds
+  std::vector<int32_t> slotOf;     ///< partial stores: row -> slot, or -1
   /// Old rows overwritten or deleted in this update, by old row index
   /// (kept for attention keys/values, which subtract old terms).
   std::unordered_map<int64_t, std::vector<float>> stash;
   bool needsStash = false;
 
   const float *row(int64_t r) const {
-    if (keepAll || !perToken)
+    if (!perToken)
       return data.data() + r * width;
-    int32_t slot = slotOf[size_t(r)];
+    int32_t slot = keepAll ? slots->slotOf[size_t(r)] : slotOf[size_t(r)];
     return slot < 0 ? nullptr : data.data() + int64_t(slot) * width;
+  }
+  float *row(int64_t r) {
+    return const_cast<float *>(static_cast<const ValueStore *>(this)->row(r));
   }
 };
 
@@ -76,11 +99,14 @@ struct EngineOptions {
 class Engine {
 public:
   Engine(const Program &program, const EngineOptions &options);
+  Engine(const Engine &) = delete; // stores point at `slots`
+  Engine &operator=(const Engine &) = delete;
 
   /// Runs every step: from scratch when `plan` is null (tokens already set),
   /// else the update for `plan` (after remapKept). Throws ContractBreach.
   void run(const EditPlan *plan);
-  /// Moves kept rows to their new positions before an update.
+  /// Gives kept rows their new positions before an update (slot numbers
+  /// only; no row moves).
   void remapKept(const EditPlan &plan);
   /// Drops every stored row.
   void clear();
@@ -101,6 +127,7 @@ public:
   ThreadPool pool;
   std::vector<kernels::PackedLinear> packed;    ///< per instruction
   std::vector<ValueStore> values;               ///< per value
+  RowSlots slots;                               ///< of kept rows
   std::vector<Rows> rowSets;                    ///< per register
   std::vector<exact::AttentionState> attention; ///< per instruction
   std::vector<int32_t> layerOf, vqIndexOf;      ///< per instruction, or -1
@@ -110,6 +137,7 @@ public:
   std::vector<int32_t> tokens;
   EditStats stats;
   const EditPlan *plan = nullptr; ///< the update in progress (null: scratch)
+  std::vector<float> outputRows;  ///< the output in row order, when slots move
   int64_t numLayers = 0, numVQ = 0;
   bool keepEverything = false;
 
@@ -117,6 +145,15 @@ public:
   /// The pool for `work` multiply-accumulates, or none when waking threads
   /// would cost more than the work (small incremental updates).
   ThreadPool *poolFor(double work) { return work >= 4.0e5 ? &pool : nullptr; }
+  /// The output value's rows in order.
+  const std::vector<float> &output() const;
+  /// Old row `old` of value `id` during an update (its stashed copy when
+  /// this update overwrote it).
+  const float *oldRow(const ValueStore &store, int64_t old) const;
+  /// The value's rows in order: the stored data itself when the slots are
+  /// the identity, else a copy in `scratch`.
+  const std::vector<float> &logical(int32_t id,
+                                    std::vector<float> &scratch) const;
   /// Copies rows `rows` of value `id` into a contiguous buffer.
   std::vector<float> gather(int32_t id, const Rows &rows) const;
   /// Rows `rows` of value `id`, contiguous: the stored data itself when it

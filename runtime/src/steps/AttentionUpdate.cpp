@@ -63,12 +63,10 @@ void runAttentionUpdate(Engine &e, const Step &s) {
   const Rows &queryRows = e.rowSets[size_t(s.inputs[0])];
   const Rows &keyRows = e.rowSets[size_t(s.inputs[1])];
   std::vector<Term> oldTerms, newTerms;
-  auto oldRow = [&](const ValueStore &store, int64_t r) -> const float * {
-    auto it = store.stash.find(r);
-    if (it != store.stash.end())
-      return it->second.data();
-    return store.row(plan->to[size_t(r)]);
+  auto oldRow = [&](const ValueStore &store, int64_t r) {
+    return e.oldRow(store, r);
   };
+  const std::vector<int32_t> &slotOf = e.slots.slotOf; // state rows
   auto makeTerm = [&](int64_t position, const float *kRow, const float *vRow) {
     Term t;
     t.position = position;
@@ -124,7 +122,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
       e.poolFor(double(candidates.size()) *
                 double(oldTerms.size() + newTerms.size()) * double(qw)),
       numBlocks, [&](int64_t blockIndex) {
-        int64_t rows[B], oldPos[B];
+        int64_t rows[B], oldPos[B], stateRows[B];
         bool ok[B], use[B], valid[B];
         std::vector<float> qT(size_t(qw * B), 0.0f);
         std::vector<float> qRot(static_cast<size_t>(qw));
@@ -132,6 +130,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           size_t c = size_t(blockIndex * B + l);
           ok[l] = c < candidates.size();
           rows[l] = ok[l] ? candidates[c] : 0;
+          stateRows[l] = slotOf[size_t(rows[l])];
           oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
           valid[l] = ok[l];
           if (!ok[l])
@@ -148,7 +147,8 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           oldOut.assign(size_t(B * qw), 0.0f);
           for (int l = 0; l < B; ++l)
             if (valid[l])
-              exact::finishRow(shape, state, rows[l], oldOut.data() + l * qw);
+              exact::finishRow(shape, state, stateRows[l],
+                               oldOut.data() + l * qw);
         }
         auto apply = [&](const Term &t, int sign, bool oldTerm) {
           bool any = false;
@@ -159,7 +159,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
             termCounts[size_t(rows[l])] += use[l];
           }
           if (any)
-            exact::applyTermToBlock(qT.data(), rows, use, t.kRot.data(),
+            exact::applyTermToBlock(qT.data(), stateRows, use, t.kRot.data(),
                                     t.v.data(), shape, state, sign, ok);
         };
         for (const Term &t : oldTerms)
@@ -178,7 +178,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           updated[size_t(r)] = 1;
           if (!cert || !std::isfinite(cert->budget[size_t(r)]))
             continue;
-          exact::finishRow(shape, state, r, newOut.data());
+          exact::finishRow(shape, state, stateRows[l], newOut.data());
           if (e.certificates.certify(*cert, r, newOut.data(),
                                      oldOut.data() + l * qw, qw))
             updated[size_t(r)] = 3; // certified: the codes cannot change
@@ -193,13 +193,13 @@ void runAttentionUpdate(Engine &e, const Step &s) {
       fullRows.push_back(i);
   std::vector<float> fullOut(fullRows.size() * size_t(qw));
   if (!fullRows.empty()) {
-    std::vector<float> kRot(k.data.begin(), k.data.begin() + n * kvw);
-    if (shape.ropeTheta != 0.0f)
-      exact::rotateRows(k.data.data(), n, shape.numKvHeads, hd, shape.ropeTheta,
-                        kRot.data(), e.poolFor(double(n * kvw)));
+    std::vector<float> kScratch, vScratch, kRot(size_t(n * kvw));
+    const float *kRows = e.logical(in.operands[1], kScratch).data();
+    const float *vRows = e.logical(in.operands[2], vScratch).data();
+    exact::rotateRows(kRows, n, shape.numKvHeads, hd, shape.ropeTheta,
+                      kRot.data(), e.poolFor(double(n * kvw)));
     exact::KeyPanel panel;
-    if (!panel.build(kRot.data(), v.data.data(), n, shape,
-                     e.poolFor(double(n * kvw))))
+    if (!panel.build(kRot.data(), vRows, n, shape, e.poolFor(double(n * kvw))))
       throwBreach(p, index, Breach::AttentionValue);
     std::atomic<bool> scoresOk{true};
     parallelFor(
@@ -209,7 +209,8 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           std::vector<float> qRot(q.row(i), q.row(i) + qw);
           exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
           if (!exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n,
-                                 shape, state, i, fullOut.data() + t * qw))
+                                 shape, state, slotOf[size_t(i)],
+                                 fullOut.data() + t * qw))
             scoresOk.store(false, std::memory_order_relaxed);
         });
     if (!scoresOk.load())
@@ -238,7 +239,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
       std::memcpy(outRows.data() + at, fullOut.data() + nextFull++ * qw,
                   sizeof(float) * size_t(qw));
     } else {
-      exact::finishRow(shape, state, i, outRows.data() + at);
+      exact::finishRow(shape, state, slotOf[size_t(i)], outRows.data() + at);
       ++numUpdated;
     }
   }

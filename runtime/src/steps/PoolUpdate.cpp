@@ -83,11 +83,7 @@ void runPoolUpdate(Engine &e, const Step &s) {
   } else {
     if (rows.empty() && !plan->lengthChanged)
       return;
-    auto oldRow = [&](int64_t old) -> const float * {
-      auto it = x.stash.find(old);
-      return it != x.stash.end() ? it->second.data()
-                                 : x.row(plan->to[size_t(old)]);
-    };
+    auto oldRow = [&](int64_t old) { return e.oldRow(x, old); };
     for (int64_t r : plan->removed)
       addRow(sum, oldRow(r), -1);
     for (int64_t r : rows) {

@@ -35,9 +35,7 @@ void runVQCutoff(Engine &e, const Step &s) {
   for (size_t i = 0; i < rows.size() && e.plan; ++i) {
     int64_t r = rows[i];
     bool changed = e.plan->from[size_t(r)] < 0 ||
-                   oldCodes.data.size() < size_t((r + 1) * G) ||
-                   std::memcmp(oldCodes.data.data() + r * G,
-                               newCodes.data() + i * size_t(G),
+                   std::memcmp(oldCodes.row(r), newCodes.data() + i * size_t(G),
                                sizeof(float) * size_t(G)) != 0;
     if (!changed)
       continue;
