@@ -1,9 +1,12 @@
 //===- ExactAttention.cpp - attention with exact, updatable sums ----------===//
 #include "ExactAttention.h"
+#include "attention/ExactKernels.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__AVX2__)
@@ -15,6 +18,7 @@ namespace incnn::runtime::exact {
 namespace {
 
 constexpr float kTermScale = 16777216.0f; // 2^24
+constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
 
 /// Rounds |x| < 2^51 to the nearest integer (ties to even), exactly, with
 /// plain double arithmetic so scalar and vectorized code agree.
@@ -139,7 +143,7 @@ bool KeyPanel::build(const float *kRot, const float *v, int64_t n,
     return false;
   int64_t Hkv = shape.numKvHeads, hd = shape.headDim, kvw = shape.kvWidth();
   numKeys = n;
-  nPad = (n + 7) / 8 * 8;
+  nPad = detail::paddedKeys(n);
   keysT.assign(size_t(Hkv * hd * nPad), 0.0f);
   values.resize(size_t(Hkv * n * hd));
   parallelFor(pool, Hkv, [&](int64_t h) {
@@ -186,190 +190,166 @@ void rotateRows(const float *x, int64_t n, int64_t heads, int64_t hd,
 
 namespace {
 
-/// scores[j] = dot(q, key j) for j < count, 32 keys at a time (four
-/// independent vectors hide the FMA latency); each lane runs the same FMA
-/// chain as dot().
-void scoreKeys(const float *q, const float *kt, int64_t nPad, int64_t hd,
-               int64_t count, float *scores) {
-  int64_t j = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  for (; j + 32 <= count; j += 32) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const float *k = kt + j;
-    for (int64_t c = 0; c < hd; ++c, k += nPad) {
-      __m256 qc = _mm256_set1_ps(q[c]);
-      a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k), a0);
-      a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 8), a1);
-      a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 16), a2);
-      a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k + 24), a3);
-    }
-    _mm256_storeu_ps(scores + j, a0);
-    _mm256_storeu_ps(scores + j + 8, a1);
-    _mm256_storeu_ps(scores + j + 16, a2);
-    _mm256_storeu_ps(scores + j + 24, a3);
-  }
-  for (; j + 8 <= count; j += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0; c < hd; ++c)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(q[c]),
-                            _mm256_loadu_ps(kt + c * nPad + j), acc);
-    _mm256_storeu_ps(scores + j, acc);
-  }
+std::atomic<const detail::KernelTable *> activeKernels{nullptr};
+
+bool avx512Supported() {
+#if defined(INCNN_EXACT_AVX512)
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
 #endif
-  for (; j < count; ++j) {
-    float acc = 0.0f;
-    for (int64_t c = 0; c < hd; ++c)
-      acc = std::fma(q[c], kt[c * nPad + j], acc);
-    scores[j] = acc;
-  }
 }
 
-constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
-
-/// acc[c] += sum over keys j of bits(p[j] * v[j][c] + bias), with p[j] the
-/// scaled weight as a double; columns in register-resident blocks of 32.
-void accumulateRow(const double *p, int64_t count, const double *values,
-                   int64_t hd, uint64_t *acc) {
-  int64_t c0 = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
-  for (; c0 + 32 <= hd; c0 += 32) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
-            a5 = a0, a6 = a0, a7 = a0;
-    const double *v = values + c0;
-    for (int64_t j = 0; j < count; ++j, v += hd) {
-      __m256d pj = _mm256_broadcast_sd(p + j);
-#define INCNN_TERM(a, off)                                                     \
-  a = _mm256_add_epi64(a, _mm256_castpd_si256(_mm256_fmadd_pd(                 \
-                              pj, _mm256_loadu_pd(v + off), magic)))
-      INCNN_TERM(a0, 0);
-      INCNN_TERM(a1, 4);
-      INCNN_TERM(a2, 8);
-      INCNN_TERM(a3, 12);
-      INCNN_TERM(a4, 16);
-      INCNN_TERM(a5, 20);
-      INCNN_TERM(a6, 24);
-      INCNN_TERM(a7, 28);
-#undef INCNN_TERM
-    }
-    __m256i parts[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-    for (int r = 0; r < 8; ++r) {
-      __m256i *dst = reinterpret_cast<__m256i *>(acc + c0 + 4 * r);
-      _mm256_storeu_si256(dst,
-                          _mm256_add_epi64(_mm256_loadu_si256(dst), parts[r]));
-    }
-  }
+const detail::KernelTable *kernelsNamed(const char *isa) {
+  if (std::strcmp(isa, detail::kBaseKernels.name) == 0 ||
+      std::strcmp(isa, "avx2") == 0)
+    return &detail::kBaseKernels;
+#if defined(INCNN_EXACT_AVX512)
+  if (std::strcmp(isa, "avx512") == 0 && avx512Supported())
+    return &detail::kAvx512Kernels;
 #endif
-  for (int64_t j = 0; c0 < hd && j < count; ++j)
-    for (int64_t c = c0; c < hd; ++c) {
-      double t = std::fma(p[j], values[j * hd + c], 6755399441055744.0);
-      uint64_t bits;
-      std::memcpy(&bits, &t, sizeof(bits));
-      acc[c] += bits;
-    }
+  return nullptr;
 }
 
-/// scores[j] *= scale; returns the maximum (max is exact in any order), or
-/// NaN when a scaled score is non-finite or above kMaxScore in magnitude.
-float scaleAndMax(float *scores, int64_t count, float scale) {
+const detail::KernelTable &kernels() {
+  const detail::KernelTable *k = activeKernels.load(std::memory_order_acquire);
+  if (k)
+    return *k;
+  k = &detail::kBaseKernels;
+#if defined(INCNN_EXACT_AVX512)
+  if (avx512Supported())
+    k = &detail::kAvx512Kernels;
+#endif
+  if (const char *env = std::getenv("INCNN_ISA"); env && *env) {
+    if (const detail::KernelTable *named = kernelsNamed(env))
+      k = named;
+    else
+      std::fprintf(stderr,
+                   "incnn: INCNN_ISA=%s is not available on this CPU or "
+                   "build (use avx2 or avx512); using %s\n",
+                   env, k->name);
+  }
+  const detail::KernelTable *expected = nullptr;
+  if (!activeKernels.compare_exchange_strong(expected, k))
+    return *expected;
+  return *k;
+}
+
+/// Keys [0, n) of rows[j] + offset (hd floats) into kt [hd][pad], zero
+/// padded.
+void transposeKeys(const float *const *rows, int64_t n, int64_t offset,
+                   int64_t hd, int64_t pad, float *kt) {
   int64_t j = 0;
-  float best = -INFINITY;
-  bool ok = true;
 #if defined(__AVX2__)
-  __m256 vmax = _mm256_set1_ps(-INFINITY), vs = _mm256_set1_ps(scale);
-  const __m256 limit = _mm256_set1_ps(kMaxScore);
-  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 bad = _mm256_setzero_ps();
-  for (; j + 8 <= count; j += 8) {
-    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(scores + j), vs);
-    _mm256_storeu_ps(scores + j, x);
-    vmax = _mm256_max_ps(vmax, x);
-    bad = _mm256_or_ps(
-        bad, _mm256_cmp_ps(_mm256_and_ps(x, absMask), limit, _CMP_NLE_UQ));
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, vmax);
-  for (float x : lanes)
-    best = std::max(best, x);
-  ok = _mm256_movemask_ps(bad) == 0;
+  if (hd % 8 == 0)
+    for (; j + 8 <= n; j += 8)
+      for (int64_t c = 0; c < hd; c += 8) {
+        __m256 r[8], t[8];
+        for (int l = 0; l < 8; ++l)
+          r[l] = _mm256_loadu_ps(rows[j + l] + offset + c);
+        for (int l = 0; l < 8; l += 2) {
+          t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+          t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+        }
+        for (int l = 0; l < 8; l += 4) {
+          r[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
+          r[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xee);
+          r[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
+          r[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xee);
+        }
+        for (int l = 0; l < 4; ++l) {
+          t[l] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x20);
+          t[l + 4] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x31);
+        }
+        for (int l = 0; l < 8; ++l) // t[l]: column c + l
+          _mm256_storeu_ps(kt + (c + l) * pad + j, t[l]);
+      }
 #endif
-  for (; j < count; ++j) {
-    scores[j] *= scale;
-    best = std::max(best, scores[j]);
-    ok = ok && std::fabs(scores[j]) <= kMaxScore;
-  }
-  return ok ? best : NAN;
+  for (; j < n; ++j)
+    for (int64_t c = 0; c < hd; ++c)
+      kt[c * pad + j] = rows[j][offset + c];
+  for (int64_t c = 0; c < hd; ++c)
+    std::fill(kt + c * pad + n, kt + (c + 1) * pad, 0.0f);
 }
 
-struct RowScratch {
-  std::vector<float> scores, weights;
-  std::vector<double> scaled;
-  std::vector<uint64_t> acc;
-};
+/// Attends rows [r0, r0 + rows) of head h (q0: row r0's query); false on a
+/// score breach.
+bool runRows(const float *q0, int64_t r0, int64_t rows, int64_t countBase,
+             int64_t countStep, const float *kt, int64_t ktStride,
+             const double *values, const float *const *vRows, int64_t h,
+             const AttentionShape &shape, AttentionState &state) {
+  int64_t H = shape.numHeads, hd = shape.headDim;
+  detail::HeadJob job;
+  job.q = q0 + h * hd;
+  job.qStride = shape.queryWidth();
+  job.numRows = rows;
+  job.countBase = countBase;
+  job.countStep = countStep;
+  job.kt = kt;
+  job.ktStride = ktStride;
+  job.values = values;
+  job.vRows = vRows;
+  job.vOffset = shape.kvHeadOf(h) * hd;
+  job.hd = hd;
+  job.scale = shape.scale;
+  job.shift = &state.shift[size_t(r0 * H + h)];
+  job.top = &state.top[size_t(r0 * H + h)];
+  job.denom = &state.denom[size_t(r0 * H + h)];
+  job.numer = &state.numer[size_t((r0 * H + h) * hd)];
+  job.slotStride = H;
+  return kernels().run(job);
+}
 
 } // namespace
 
-namespace {
+const char *kernelIsa() { return kernels().name; }
 
-/// The state of one (row, head) from scratch; false on a contract breach.
-bool computeRowHead(const float *qRot, const KeyPanel &panel, int64_t keyCount,
-                    const AttentionShape &shape, AttentionState &state,
-                    int64_t row, int64_t h) {
-  static thread_local RowScratch scratch;
-  int64_t H = shape.numHeads, hd = shape.headDim, hk = shape.kvHeadOf(h);
-  size_t cap = size_t(std::max<int64_t>(keyCount, 1));
-  if (scratch.scores.size() < cap) {
-    scratch.scores.resize(cap);
-    scratch.weights.resize(cap);
-    scratch.scaled.resize(cap);
-  }
-  scratch.acc.resize(size_t(hd));
-  float *scores = scratch.scores.data(), *weights = scratch.weights.data();
-  double *scaled = scratch.scaled.data();
-  scoreKeys(qRot + h * hd, panel.keysT.data() + hk * hd * panel.nPad,
-            panel.nPad, hd, keyCount, scores);
-  float maxScore = scaleAndMax(scores, keyCount, shape.scale);
-  if (std::isnan(maxScore))
+bool setKernelIsa(const char *isa) {
+  const detail::KernelTable *k = isa ? kernelsNamed(isa) : nullptr;
+  if (!k)
     return false;
-  float shift = std::ceil(maxScore);
-  int32_t top = 0;
-  for (int64_t j = 0; j < keyCount; ++j) {
-    top += scores[j] > shift - 1.0f;
-    scores[j] -= shift;
-  }
-  expNonPositive(scores, keyCount, weights);
-  // Weights are at most 2^24 after scaling, so their rounded sum is exact
-  // in double in any order.
-  double denomSum = 0.0;
-  for (int64_t j = 0; j < keyCount; ++j) {
-    float p = weights[j] * kTermScale;
-    scaled[j] = double(p);
-    denomSum += std::nearbyint(scaled[j]);
-  }
-  int64_t denom = int64_t(denomSum);
-  uint64_t contributing = uint64_t(keyCount); // every key adds one bias
-  uint64_t *acc = scratch.acc.data();
-  std::fill_n(acc, hd, 0);
-  accumulateRow(scaled, keyCount, panel.values.data() + hk * panel.numKeys * hd,
-                hd, acc);
-  // Remove the bias: one per contributing key.
-  int64_t *numer = &state.numer[size_t((row * H + h) * hd)];
-  for (int64_t c = 0; c < hd; ++c)
-    numer[c] = int64_t(acc[c] - contributing * kMagicBits);
-  state.shift[size_t(row * H + h)] = shift;
-  state.top[size_t(row * H + h)] = top;
-  state.denom[size_t(row * H + h)] = denom;
+  activeKernels.store(k, std::memory_order_release);
   return true;
 }
-
-} // namespace
 
 bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out) {
-  for (int64_t h = 0; h < shape.numHeads; ++h)
-    if (!computeRowHead(qRot, panel, keyCount, shape, state, row, h))
+  int64_t hd = shape.headDim, n = panel.numKeys;
+  for (int64_t h = 0; h < shape.numHeads; ++h) {
+    int64_t hk = shape.kvHeadOf(h);
+    if (!runRows(qRot, row, 1, keyCount, 0,
+                 panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
+                 panel.values.data() + hk * n * hd, nullptr, h, shape, state))
       return false;
+  }
+  finishRow(shape, state, row, out);
+  return true;
+}
+
+bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
+                        const float *const *vRows, int64_t keyCount,
+                        const AttentionShape &shape, AttentionState &state,
+                        int64_t row, float *out) {
+  int64_t hd = shape.headDim, kvw = shape.kvWidth();
+  for (int64_t j = 0; j < keyCount; ++j)
+    if (!withinBound(vRows[j], kvw, shape.valueBound))
+      return false;
+  static thread_local std::vector<float> kt;
+  int64_t pad = detail::paddedKeys(keyCount);
+  if (kt.size() < size_t(hd * pad))
+    kt.resize(size_t(hd * pad));
+  int64_t group = shape.numHeads / shape.numKvHeads;
+  for (int64_t hk = 0; hk < shape.numKvHeads; ++hk) {
+    transposeKeys(kRotRows, keyCount, hk * hd, hd, pad, kt.data());
+    for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+      if (!runRows(qRot, row, 1, keyCount, 0, kt.data(), pad, nullptr, vRows, h,
+                   shape, state))
+        return false;
+  }
   finishRow(shape, state, row, out);
   return true;
 }
@@ -483,19 +463,21 @@ bool attention(const float *q, const float *k, const float *v, int64_t n,
     return false;
   state.resize(n, shape.numHeads, shape.headDim);
   std::atomic<bool> ok{true};
-  // Head-major tasks keep one head's keys and values in cache; blocks pair a
-  // short causal row range with a long one to balance the work.
-  constexpr int64_t kBlock = 16;
-  int64_t blocks = (n + kBlock - 1) / kBlock;
-  parallelFor(pool, shape.numHeads * blocks, [&](int64_t t) {
-    int64_t h = t / blocks, b = t % blocks;
-    int64_t block = (b % 2 == 0) ? b / 2 : blocks - 1 - b / 2;
-    for (int64_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock); ++i)
-      if (!computeRowHead(qRot.data() + i * qw, panel, shape.causal ? i + 1 : n,
-                          shape, state, i, h)) {
-        ok.store(false, std::memory_order_relaxed);
-        return;
-      }
+  // Head-major tasks of kChunk rows keep one head's keys and values in cache;
+  // a short causal chunk is paired with a long one to balance the work.
+  constexpr int64_t kChunk = 64;
+  int64_t chunks = (n + kChunk - 1) / kChunk, hd = shape.headDim;
+  parallelFor(pool, shape.numHeads * chunks, [&](int64_t t) {
+    int64_t h = t / chunks, b = t % chunks, hk = shape.kvHeadOf(h);
+    int64_t chunk = (b % 2 == 0) ? b / 2 : chunks - 1 - b / 2;
+    int64_t r0 = chunk * kChunk, rows = std::min(kChunk, n - r0);
+    if (!ok.load(std::memory_order_relaxed))
+      return;
+    if (!runRows(qRot.data() + r0 * qw, r0, rows, shape.causal ? r0 + 1 : n,
+                 shape.causal ? 1 : 0,
+                 panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
+                 panel.values.data() + hk * n * hd, nullptr, h, shape, state))
+      ok.store(false, std::memory_order_relaxed);
   });
   if (!ok.load())
     return false;

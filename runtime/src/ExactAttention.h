@@ -107,6 +107,16 @@ bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out);
 
+/// computeRow from key and value row pointers instead of a KeyPanel:
+/// kRotRows[j] is key j's rotated row and vRows[j] its value row, both
+/// [Hkv * hd], for j < keyCount. Same bits as computeRow on a panel of these
+/// rows. Returns false when a value is outside shape.valueBound or a score
+/// breaks the contract (the row's state is then unspecified).
+bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
+                        const float *const *vRows, int64_t keyCount,
+                        const AttentionShape &shape, AttentionState &state,
+                        int64_t row, float *out);
+
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;
 
@@ -131,6 +141,15 @@ void finishRow(const AttentionShape &shape, const AttentionState &state,
 bool attention(const float *q, const float *k, const float *v, int64_t n,
                const AttentionShape &shape, float *out, AttentionState &state,
                ThreadPool *pool = nullptr);
+
+/// Instruction set of the attention kernels: "avx2" (the baseline), or
+/// "avx512", chosen once from the CPU; INCNN_ISA=avx2|avx512 overrides (an
+/// unavailable choice warns and keeps the default). Every choice computes
+/// the same bits.
+const char *kernelIsa();
+/// Switches the kernels (tests, benchmarks); false, and no change, when `isa`
+/// is unknown or not supported here.
+bool setKernelIsa(const char *isa);
 
 } // namespace incnn::runtime::exact
 

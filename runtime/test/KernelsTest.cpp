@@ -12,6 +12,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <string>
+
 using namespace incnn::runtime;
 using namespace incnn::runtime::test;
 namespace k = incnn::runtime::kernels;
@@ -368,6 +371,264 @@ TEST(ExactAttention, ContractBreachesAreReported) {
   big[2] = 2 * shape.valueBound;
   EXPECT_FALSE(exact::attention(q.data(), k.data(), big.data(), 2, shape,
                                 out.data(), state, nullptr));
+}
+
+/// The exact attention spec for one (row, head), in plain scalar code: the
+/// state computeRow must produce.
+void specRowHead(const float *qRot, const float *kRot, const float *v,
+                 int64_t keyCount, const exact::AttentionShape &shape,
+                 int64_t h, float &shift, int32_t &top, int64_t &denom,
+                 int64_t *numer) {
+  int64_t hd = shape.headDim, kvw = shape.kvWidth(), hk = shape.kvHeadOf(h);
+  std::vector<float> s(static_cast<size_t>(keyCount));
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < keyCount; ++j) {
+    s[j] =
+        exact::dot(qRot + h * hd, kRot + j * kvw + hk * hd, hd) * shape.scale;
+    mx = std::max(mx, s[j]);
+  }
+  shift = std::ceil(mx) + 0.0f;
+  top = 0;
+  denom = 0;
+  std::fill(numer, numer + hd, 0);
+  for (int64_t j = 0; j < keyCount; ++j) {
+    top += s[j] > shift - 1.0f;
+    float x = s[j] - shift; // expNonPositive, scalar
+    float w = 0.0f;
+    if (x >= -87.0f) {
+      float e = std::min(x, 0.0f);
+      float kk = std::floor(e * 1.44269504088896341f + 0.5f);
+      float r = e - kk * 0.693359375f;
+      r = r - kk * -2.12194440e-4f;
+      float p = 1.9875691500e-4f;
+      p = p * r + 1.3981999507e-3f;
+      p = p * r + 8.3334519073e-3f;
+      p = p * r + 4.1665795894e-2f;
+      p = p * r + 1.6666665459e-1f;
+      p = p * r + 5.0000001201e-1f;
+      p = p * r * r + r + 1.0f;
+      uint32_t bits = uint32_t(int32_t(kk) + 127) << 23;
+      float sc;
+      std::memcpy(&sc, &bits, 4);
+      w = p * sc;
+    }
+    double P = double(w * 16777216.0f);
+    denom += int64_t(std::nearbyint(P));
+    for (int64_t c = 0; c < hd; ++c)
+      numer[c] += int64_t(std::nearbyint(P * double(v[j * kvw + hk * hd + c])));
+  }
+}
+
+bool stateEqual(const exact::AttentionState &a,
+                const exact::AttentionState &b) {
+  auto same = [](const auto &x, const auto &y) {
+    return x.size() == y.size() &&
+           std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0;
+  };
+  return same(a.shift, b.shift) && same(a.top, b.top) &&
+         same(a.denom, b.denom) && same(a.numer, b.numer);
+}
+
+/// The ISAs this build and CPU offer (the baseline first).
+std::vector<std::string> kernelIsas() {
+  std::string initial = exact::kernelIsa();
+  std::vector<std::string> isas;
+  for (const char *isa : {"avx2", "scalar", "avx512"})
+    if (exact::setKernelIsa(isa))
+      isas.push_back(exact::kernelIsa());
+  exact::setKernelIsa(initial.c_str());
+  return isas;
+}
+
+struct IsaScope {
+  std::string saved = exact::kernelIsa();
+  explicit IsaScope(const std::string &isa) {
+    EXPECT_TRUE(exact::setKernelIsa(isa.c_str()));
+  }
+  ~IsaScope() { exact::setKernelIsa(saved.c_str()); }
+};
+
+std::vector<AttnCase> longAttnCases() {
+  return {{4, 4, 32, true, 0.0f},     {12, 12, 64, true, 0.0f},
+          {4, 2, 16, true, 10000.0f}, {3, 1, 6, false, 500.0f},
+          {2, 2, 13, true, 0.0f},     {2, 1, 40, false, 0.0f}};
+}
+
+TEST(ExactAttention, MatchesScalarSpecOnEveryIsa) {
+  std::vector<std::string> isas = kernelIsas();
+  std::printf("exact attention kernels: default %s, available:",
+              exact::kernelIsa());
+  for (const std::string &isa : isas)
+    std::printf(" %s", isa.c_str());
+  std::printf("\n");
+  std::mt19937 rng(11);
+  for (const AttnCase &c : longAttnCases()) {
+    const int64_t n = c.H >= 12 ? 300 : 1100, qw = c.H * c.hd,
+                  kvw = c.Hkv * c.hd;
+    auto q = randomFloats(size_t(n * qw), rng);
+    auto kk = randomFloats(size_t(n * kvw), rng);
+    auto v = randomFloats(size_t(n * kvw), rng);
+    for (float &x : q)
+      x *= 3.0f; // a spread of weights, some underflowing
+    exact::AttentionShape shape = shapeOf(c, 1.0f / std::sqrt(float(c.hd)));
+    std::vector<float> qRot(q.size()), kRot(kk.size());
+    exact::rotateRows(q.data(), n, c.H, c.hd, c.theta, qRot.data());
+    exact::rotateRows(kk.data(), n, c.Hkv, c.hd, c.theta, kRot.data());
+    std::vector<float> first;
+    exact::AttentionState firstState;
+    for (const std::string &isa : isas) {
+      IsaScope scope(isa);
+      std::vector<float> out(q.size());
+      exact::AttentionState state;
+      ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                   out.data(), state, &pool2()));
+      if (first.empty()) {
+        // Against the scalar spec, on a sample of rows.
+        for (int64_t i = 0; i < n; i += 37)
+          for (int64_t h = 0; h < c.H; ++h) {
+            float shift;
+            int32_t top;
+            int64_t denom;
+            std::vector<int64_t> numer(static_cast<size_t>(c.hd));
+            specRowHead(qRot.data() + i * qw, kRot.data(), v.data(),
+                        c.causal ? i + 1 : n, shape, h, shift, top, denom,
+                        numer.data());
+            size_t slot = size_t(i * c.H + h);
+            ASSERT_EQ(std::memcmp(&shift, &state.shift[slot], 4), 0)
+                << isa << " row " << i;
+            ASSERT_EQ(top, state.top[slot]) << isa << " row " << i;
+            ASSERT_EQ(denom, state.denom[slot]) << isa << " row " << i;
+            ASSERT_EQ(0, std::memcmp(numer.data(),
+                                     &state.numer[slot * size_t(c.hd)],
+                                     numer.size() * 8))
+                << isa << " row " << i;
+          }
+        first = out;
+        firstState = state;
+      } else {
+        EXPECT_TRUE(bitsEqual(out.data(), first.data(), out.size())) << isa;
+        EXPECT_TRUE(stateEqual(state, firstState)) << isa;
+      }
+      // computeRow and computeRowFromRows on some rows, this ISA.
+      exact::KeyPanel panel;
+      ASSERT_TRUE(panel.build(kRot.data(), v.data(), n, shape, nullptr));
+      std::vector<const float *> kRows(static_cast<size_t>(n)),
+          vRows(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        kRows[j] = kRot.data() + j * kvw;
+        vRows[j] = v.data() + j * kvw;
+      }
+      exact::AttentionState single = state, fromRows = state;
+      std::vector<float> row(static_cast<size_t>(qw)),
+          row2(static_cast<size_t>(qw));
+      for (int64_t i : {int64_t(0), n / 3, n - 1}) {
+        int64_t count = c.causal ? i + 1 : n;
+        ASSERT_TRUE(exact::computeRow(qRot.data() + i * qw, panel, count, shape,
+                                      single, i, row.data()));
+        ASSERT_TRUE(exact::computeRowFromRows(qRot.data() + i * qw,
+                                              kRows.data(), vRows.data(), count,
+                                              shape, fromRows, i, row2.data()));
+        EXPECT_TRUE(bitsEqual(row.data(), first.data() + i * qw, size_t(qw)))
+            << isa << " row " << i;
+        EXPECT_TRUE(bitsEqual(row2.data(), first.data() + i * qw, size_t(qw)))
+            << isa << " row " << i;
+      }
+      EXPECT_TRUE(stateEqual(single, firstState)) << isa;
+      EXPECT_TRUE(stateEqual(fromRows, firstState)) << isa;
+      // Delta terms: remove and re-add key 5 for 8 rows: the state returns.
+      constexpr int B = exact::kTermBlock;
+      int64_t rows[B];
+      bool use[B], ok[B];
+      std::vector<float> qT(size_t(qw * B));
+      for (int l = 0; l < B; ++l) {
+        rows[l] = 5 + 3 * l;
+        use[l] = ok[l] = true;
+        for (int64_t x = 0; x < qw; ++x)
+          qT[size_t(x * B + l)] = qRot[size_t(rows[l] * qw + x)];
+      }
+      exact::AttentionState delta = state;
+      exact::applyTermToBlock(qT.data(), rows, use, kRot.data() + 5 * kvw,
+                              v.data() + 5 * kvw, shape, delta, -1, ok);
+      exact::applyTermToBlock(qT.data(), rows, use, kRot.data() + 5 * kvw,
+                              v.data() + 5 * kvw, shape, delta, +1, ok);
+      for (int l = 0; l < B; ++l)
+        if (ok[l])
+          for (int64_t h = 0; h < c.H; ++h) {
+            size_t slot = size_t(rows[l] * c.H + h);
+            EXPECT_EQ(delta.denom[slot], state.denom[slot]) << isa;
+            EXPECT_EQ(delta.top[slot], state.top[slot]) << isa;
+          }
+      EXPECT_TRUE(stateEqual(delta, state) ||
+                  !std::all_of(ok, ok + B, [](bool b) { return b; }))
+          << isa;
+    }
+  }
+}
+
+TEST(ExactAttention, RowsFromPointersMatchComputeRow) {
+  std::mt19937 rng(12);
+  std::vector<std::string> isas = kernelIsas();
+  for (int trial = 0; trial < 24; ++trial) {
+    int64_t Hkv = 1 + rng() % 3, H = Hkv * (1 + rng() % 3), hd = 1 + rng() % 70,
+            n = 1 + rng() % 700;
+    AttnCase c{H, Hkv, hd, rng() % 2 == 0, rng() % 2 ? 10000.0f : 0.0f};
+    exact::AttentionShape shape = shapeOf(c, 0.25f + float(rng() % 4));
+    const int64_t qw = H * hd, kvw = Hkv * hd;
+    auto q = randomFloats(size_t(n * qw), rng);
+    auto kk = randomFloats(size_t(n * kvw), rng);
+    auto v = randomFloats(size_t(n * kvw), rng);
+    std::vector<float> qRot(q.size()), kRot(kk.size());
+    exact::rotateRows(q.data(), n, H, hd, c.theta, qRot.data());
+    exact::rotateRows(kk.data(), n, Hkv, hd, c.theta, kRot.data());
+    // Rows scattered in memory, in a different order than the keys.
+    std::vector<std::vector<float>> kCopies(static_cast<size_t>(n)),
+        vCopies(static_cast<size_t>(n));
+    std::vector<const float *> kRows(static_cast<size_t>(n)),
+        vRows(static_cast<size_t>(n));
+    for (int64_t j = n - 1; j >= 0; --j) {
+      kCopies[j].assign(kRot.begin() + j * kvw, kRot.begin() + (j + 1) * kvw);
+      vCopies[j].assign(v.begin() + j * kvw, v.begin() + (j + 1) * kvw);
+      kRows[j] = kCopies[j].data();
+      vRows[j] = vCopies[j].data();
+    }
+    exact::KeyPanel panel;
+    ASSERT_TRUE(panel.build(kRot.data(), v.data(), n, shape, nullptr));
+    for (const std::string &isa : isas) {
+      IsaScope scope(isa);
+      exact::AttentionState a, b;
+      a.resize(n, H, hd);
+      b.resize(n, H, hd);
+      std::vector<float> ra(static_cast<size_t>(qw)),
+          rb(static_cast<size_t>(qw));
+      for (int64_t i : {int64_t(0), int64_t(rng() % n), n - 1}) {
+        int64_t count = c.causal ? i + 1 : n;
+        ASSERT_TRUE(exact::computeRow(qRot.data() + i * qw, panel, count, shape,
+                                      a, i, ra.data()));
+        ASSERT_TRUE(exact::computeRowFromRows(qRot.data() + i * qw,
+                                              kRows.data(), vRows.data(), count,
+                                              shape, b, i, rb.data()));
+        ASSERT_TRUE(bitsEqual(ra.data(), rb.data(), ra.size()))
+            << isa << " trial " << trial << " row " << i;
+      }
+      ASSERT_TRUE(stateEqual(a, b)) << isa << " trial " << trial;
+    }
+  }
+  // Breaches: a value past the bound, a score past 2^20.
+  AttnCase c{1, 1, 4, true, 0.0f};
+  exact::AttentionShape shape = shapeOf(c, 1.0f);
+  std::vector<float> q(4, 1.0f), k0(4, 1.0f), v0(4, 1.0f), out(4);
+  const float *kr[1] = {k0.data()}, *vr[1] = {v0.data()};
+  exact::AttentionState state;
+  state.resize(1, 1, 4);
+  EXPECT_TRUE(exact::computeRowFromRows(q.data(), kr, vr, 1, shape, state, 0,
+                                        out.data()));
+  v0[3] = 2 * shape.valueBound;
+  EXPECT_FALSE(exact::computeRowFromRows(q.data(), kr, vr, 1, shape, state, 0,
+                                         out.data()));
+  v0[3] = 1.0f;
+  q[1] = 1e30f;
+  EXPECT_FALSE(exact::computeRowFromRows(q.data(), kr, vr, 1, shape, state, 0,
+                                         out.data()));
 }
 
 //===----------------------------------------------------------------------===//

@@ -1,0 +1,109 @@
+//===- attention_bench.cpp - from-scratch exact attention timings ---------===//
+//
+//   incnn-attention-bench [--heads H] [--head-dim hd] [--threads T]
+//                         [--isa avx2|avx512] [--reps R] [--rows] n...
+//
+// Times exact::attention (causal, no rotary) on random inputs; --rows also
+// times computeRowFromRows for the last row.
+//
+//===----------------------------------------------------------------------===//
+#include "ExactAttention.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace incnn::runtime;
+
+int main(int argc, char **argv) {
+  int64_t H = 4, hd = 32, threads = 1, reps = 3;
+  bool rows = false;
+  std::vector<int64_t> lengths;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() { return i + 1 < argc ? argv[++i] : (char *)"0"; };
+    if (!std::strcmp(argv[i], "--heads"))
+      H = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--head-dim"))
+      hd = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--reps"))
+      reps = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--rows"))
+      rows = true;
+    else if (!std::strcmp(argv[i], "--isa")) {
+      const char *isa = next();
+      if (!exact::setKernelIsa(isa)) {
+        std::fprintf(stderr, "ISA %s is not available\n", isa);
+        return 1;
+      }
+    } else
+      lengths.push_back(std::atoll(argv[i]));
+  }
+  if (lengths.empty())
+    lengths = {2048, 8192, 13000, 16384};
+  ThreadPool pool{int(threads)};
+  ThreadPool *p = threads > 1 ? &pool : nullptr;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int64_t n : lengths) {
+    const int64_t w = H * hd;
+    std::vector<float> q(size_t(n * w)), k(q.size()), v(q.size()),
+        out(q.size());
+    for (auto *x : {&q, &k, &v})
+      for (float &e : *x)
+        e = dist(rng);
+    exact::AttentionShape shape;
+    shape.numHeads = shape.numKvHeads = H;
+    shape.headDim = hd;
+    shape.causal = true;
+    shape.scale = 1.0f / std::sqrt(float(hd));
+    shape.valueBound = exact::valueBound(n);
+    exact::AttentionState state;
+    double best = 1e30;
+    for (int64_t r = 0; r < reps; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!exact::attention(q.data(), k.data(), v.data(), n, shape, out.data(),
+                            state, p)) {
+        std::fprintf(stderr, "breach\n");
+        return 1;
+      }
+      best = std::min(best, std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - t0)
+                                .count());
+    }
+    std::printf("exact isa=%s threads=%lld H=%lld hd=%lld n=%lld: %.1f ms\n",
+                exact::kernelIsa(), (long long)threads, (long long)H,
+                (long long)hd, (long long)n, best * 1e3);
+    if (rows) {
+      std::vector<const float *> kr(static_cast<size_t>(n)),
+          vr(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        kr[j] = k.data() + j * w;
+        vr[j] = v.data() + j * w;
+      }
+      std::vector<float> row(static_cast<size_t>(w));
+      double bestRow = 1e30;
+      for (int64_t r = 0; r < 5 * reps; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        exact::computeRowFromRows(q.data() + (n - 1) * w, kr.data(), vr.data(),
+                                  n, shape, state, n - 1, row.data());
+        bestRow = std::min(bestRow, std::chrono::duration<double>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count());
+      }
+      std::printf("  computeRowFromRows (last row, %lld keys): %.3f ms, same "
+                  "bits: %s\n",
+                  (long long)n, bestRow * 1e3,
+                  std::memcmp(row.data(), out.data() + (n - 1) * w,
+                              sizeof(float) * size_t(w)) == 0
+                      ? "yes"
+                      : "NO");
+    }
+  }
+  return 0;
+}

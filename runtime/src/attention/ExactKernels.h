@@ -1,0 +1,61 @@
+//===- ExactKernels.h - ISA-specific exact attention kernels -----*- C++
+//-*-===//
+//
+// The hot loops of ExactAttention.cpp, compiled once per instruction set
+// (ExactKernelsAvx2.cpp: the baseline; ExactKernelsAvx512.cpp) from one
+// template source (ExactKernels.inc). Every ISA runs the same IEEE operations
+// per (row, key) lane and sums exactly, so results are identical bits.
+//
+// Plain data only: the AVX-512 unit must not instantiate anything (std
+// templates, inline functions) that another unit could link against.
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_ATTENTION_EXACTKERNELS_H
+#define INCNN_RUNTIME_ATTENTION_EXACTKERNELS_H
+
+#include <cstdint>
+
+namespace incnn::runtime::exact::detail {
+
+/// Keys are read in blocks of up to this many past the last one used; key
+/// panels are zero padded to a multiple of it.
+constexpr int64_t kKeyPad = 128;
+
+/// Row stride of a transposed key panel for n keys: padded, and 64 bytes
+/// past a multiple of 4 KiB apart so that its rows do not share cache sets.
+constexpr int64_t paddedKeys(int64_t n) {
+  return (n + kKeyPad - 1) / kKeyPad * kKeyPad + 16;
+}
+
+/// Rows [0, numRows) of one query head, from scratch. Row r attends keys
+/// [0, countBase + r * countStep).
+struct HeadJob {
+  const float *q = nullptr; ///< row r's head slice at q + r * qStride
+  int64_t qStride = 0, numRows = 0, countBase = 0, countStep = 0;
+  const float *kt = nullptr; ///< [hd][ktStride] rotated keys, zero padded
+  int64_t ktStride = 0;
+  const double *values = nullptr;      ///< [keys][hd], or null: vRows
+  const float *const *vRows = nullptr; ///< value row j at vRows[j] + vOffset
+  int64_t vOffset = 0;
+  int64_t hd = 0;
+  float scale = 1.0f;
+  /// Row r's state: shift/top/denom at [r * slotStride], numer at
+  /// [r * slotStride * hd].
+  float *shift = nullptr;
+  int32_t *top = nullptr;
+  int64_t *denom = nullptr, *numer = nullptr;
+  int64_t slotStride = 0;
+};
+
+struct KernelTable {
+  const char *name;
+  /// False on a score outside the contract (state of the rows unspecified).
+  bool (*run)(const HeadJob &job);
+};
+
+extern const KernelTable kBaseKernels;
+extern const KernelTable kAvx512Kernels; ///< built with INCNN_EXACT_AVX512
+
+} // namespace incnn::runtime::exact::detail
+
+#endif // INCNN_RUNTIME_ATTENTION_EXACTKERNELS_H
