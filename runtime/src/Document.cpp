@@ -234,6 +234,7 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
   }
   if (p.tokens.empty())
     return Status::failure("the edited text: the document has no tokens");
+  p.tokensChanged = !tokenEdits.empty();
   p.tokenEdits = clipToWindow(std::move(tokenEdits), p.tokens);
   p.tokenizeMicros = std::chrono::duration<double, std::micro>(
                          std::chrono::steady_clock::now() - t0)
@@ -264,6 +265,7 @@ Status Document::applyText(int64_t start, int64_t end,
   r.tokenizeMicros = p.tokenizeMicros;
   r.retokenizedBytes = p.retokenizedBytes;
   r.insideWindow = !p.tokenEdits.empty();
+  r.tokensChanged = p.tokensChanged;
   r.firstChanged = p.tokenEdits.empty() ? -1 : p.tokenEdits.front().at;
   r.tokenEdits = p.tokenEdits;
   return commit(std::move(p));

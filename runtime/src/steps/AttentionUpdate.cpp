@@ -21,6 +21,10 @@ namespace incnn::runtime {
 
 namespace {
 
+/// Below one recomputed row per this many keys, rows read the stored keys
+/// and values directly instead of building a key panel.
+constexpr int64_t kRowsPerPanel = 16;
+
 /// One key's rotated key row and value row, at its position.
 struct Term {
   int64_t position; ///< in old coordinates for old terms, new for new
@@ -193,28 +197,56 @@ void runAttentionUpdate(Engine &e, const Step &s) {
       fullRows.push_back(i);
   std::vector<float> fullOut(fullRows.size() * size_t(qw));
   if (!fullRows.empty()) {
-    std::vector<float> kScratch, vScratch, kRot(size_t(n * kvw));
-    const float *kRows = e.logical(in.operands[1], kScratch).data();
-    const float *vRows = e.logical(in.operands[2], vScratch).data();
-    exact::rotateRows(kRows, n, shape.numKvHeads, hd, shape.ropeTheta,
-                      kRot.data(), e.poolFor(double(n * kvw)));
+    // A few rows read the keys and values where they are stored; many share
+    // a key panel, whose O(n) build they amortize.
+    bool fromRows = int64_t(fullRows.size()) * kRowsPerPanel < n;
+    std::vector<float> kScratch, vScratch, kRot;
+    std::vector<const float *> kPtrs, vPtrs;
     exact::KeyPanel panel;
-    if (!panel.build(kRot.data(), vRows, n, shape, e.poolFor(double(n * kvw))))
+    if (fromRows) {
+      kPtrs.resize(size_t(n));
+      vPtrs.resize(size_t(n));
+      for (int64_t j = 0; j < n; ++j) {
+        kPtrs[size_t(j)] = k.row(j);
+        vPtrs[size_t(j)] = v.row(j);
+      }
+    }
+    if (!fromRows || shape.ropeTheta != 0.0f) {
+      const float *kRows = e.logical(in.operands[1], kScratch).data();
+      kRot.resize(size_t(n * kvw));
+      exact::rotateRows(kRows, n, shape.numKvHeads, hd, shape.ropeTheta,
+                        kRot.data(), e.poolFor(double(n * kvw)));
+      for (int64_t j = 0; fromRows && j < n; ++j)
+        kPtrs[size_t(j)] = kRot.data() + j * kvw;
+    }
+    if (!fromRows &&
+        !panel.build(kRot.data(), e.logical(in.operands[2], vScratch).data(), n,
+                     shape, e.poolFor(double(n * kvw))))
       throwBreach(p, index, Breach::AttentionValue);
     std::atomic<bool> scoresOk{true};
     parallelFor(
         e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
         int64_t(fullRows.size()), [&](int64_t t) {
-          int64_t i = fullRows[size_t(t)];
+          int64_t i = fullRows[size_t(t)], keys = shape.causal ? i + 1 : n;
           std::vector<float> qRot(q.row(i), q.row(i) + qw);
           exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-          if (!exact::computeRow(qRot.data(), panel, shape.causal ? i + 1 : n,
-                                 shape, state, slotOf[size_t(i)],
-                                 fullOut.data() + t * qw))
+          int32_t slot = slotOf[size_t(i)];
+          float *out = fullOut.data() + t * qw;
+          bool ok = fromRows
+                        ? exact::computeRowFromRows(qRot.data(), kPtrs.data(),
+                                                    vPtrs.data(), keys, shape,
+                                                    state, slot, out)
+                        : exact::computeRow(qRot.data(), panel, keys, shape,
+                                            state, slot, out);
+          if (!ok)
             scoresOk.store(false, std::memory_order_relaxed);
         });
-    if (!scoresOk.load())
+    if (!scoresOk.load()) {
+      for (int64_t j = 0; fromRows && j < n; ++j)
+        if (!exact::withinBound(vPtrs[size_t(j)], kvw, shape.valueBound))
+          throwBreach(p, index, Breach::AttentionValue);
       throwBreach(p, index, Breach::AttentionScore);
+    }
     for (int64_t i : fullRows)
       e.stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
   }

@@ -60,6 +60,7 @@ public:
     std::vector<TokenEdit> tokenEdits;
     double tokenizeMicros = 0;
     int64_t retokenizedBytes = 0; ///< bytes of text the tokenizer read
+    bool tokensChanged = false;   ///< false: the text's tokens are the same
   };
   /// Applies `edits` in order to a copy of the text, re-tokenizes what they
   /// touch and derives the token edits, changing nothing. Errors name the
@@ -71,6 +72,7 @@ public:
   struct EditResult {
     std::vector<TokenEdit> tokenEdits; ///< applied to the session
     bool insideWindow = false;         ///< false: the window did not change
+    bool tokensChanged = false;        ///< false: no token changed at all
     int64_t firstChanged = -1;         ///< first changed token position
     double tokenizeMicros = 0;         ///< re-tokenization and diff time
     int64_t retokenizedBytes = 0;      ///< bytes of text the tokenizer read
