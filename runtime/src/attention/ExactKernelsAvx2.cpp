@@ -16,7 +16,7 @@ namespace {
 
 #ifdef INCNN_EXACT_BASE_AVX2
 struct T {
-  static constexpr int W = 8, D = 4, kHalves = 2;
+  static constexpr int W = 8, D = 4;
   static constexpr int kR = 8, kNV = 1, kRA = 2, kNC = 4, kNV1 = 8;
   using VF = __m256;
   using VD = __m256d;
@@ -68,7 +68,22 @@ struct T {
       m = l[i] > m ? l[i] : m;
     return m;
   }
-  static VD zeroD() { return _mm256_setzero_pd(); }
+  using VN = __m256i; // int32 lanes
+  static VN zeroN() { return _mm256_setzero_si256(); }
+  static VN addRoundedN(VN a, VF p) {
+    return _mm256_add_epi32(a, _mm256_cvtps_epi32(p)); // nearest, ties even
+  }
+  static VN countN(VN a, MF m) {
+    return _mm256_sub_epi32(a, _mm256_castps_si256(m));
+  }
+  static int64_t hsumN(VN x) {
+    alignas(32) int32_t l[8];
+    _mm256_store_si256(reinterpret_cast<__m256i *>(l), x);
+    int64_t s = 0;
+    for (int32_t e : l)
+      s += e;
+    return s;
+  }
   static VD set1D(double x) { return _mm256_set1_pd(x); }
   static VD loadD(const double *p) { return _mm256_loadu_pd(p); }
   static VD loadFD(const float *p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
@@ -82,25 +97,15 @@ struct T {
   static void storeI(uint64_t *p, VI x) {
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(p), x);
   }
-  static void addWidened(VD *acc, VF x) {
-    acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-    acc[1] =
-        _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-  }
   static void storeWidened(double *dst, VF x) {
     _mm256_storeu_pd(dst, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
     _mm256_storeu_pd(dst + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-  }
-  static double hsumD(VD x) {
-    alignas(32) double l[4];
-    _mm256_store_pd(l, x);
-    return (l[0] + l[1]) + (l[2] + l[3]); // exact integers
   }
 };
 #else
 /// One lane: the same operations, scalar.
 struct T {
-  static constexpr int W = 1, D = 1, kHalves = 1;
+  static constexpr int W = 1, D = 1;
   static constexpr int kR = 4, kNV = 2, kRA = 2, kNC = 4, kNV1 = 8;
   using VF = float;
   using VD = double;
@@ -135,7 +140,13 @@ struct T {
   static int count(MF m) { return m ? 1 : 0; }
   static VF maxMasked(VF acc, MF m, VF x) { return m && x > acc ? x : acc; }
   static float hmax(VF x) { return x; }
-  static VD zeroD() { return 0.0; }
+  using VN = int64_t;
+  static VN zeroN() { return 0; }
+  static VN addRoundedN(VN a, VF p) {
+    return a + int64_t(__builtin_nearbyintf(p));
+  }
+  static VN countN(VN a, MF m) { return a + (m ? 1 : 0); }
+  static int64_t hsumN(VN x) { return x; }
   static VD set1D(double x) { return x; }
   static VD loadD(const double *p) { return *p; }
   static VD loadFD(const float *p) { return double(*p); }
@@ -149,9 +160,7 @@ struct T {
   }
   static VI loadI(const uint64_t *p) { return *p; }
   static void storeI(uint64_t *p, VI x) { *p = x; }
-  static void addWidened(VD *acc, VF x) { acc[0] += double(x); }
   static void storeWidened(double *dst, VF x) { *dst = double(x); }
-  static double hsumD(VD x) { return x; }
 };
 #endif
 

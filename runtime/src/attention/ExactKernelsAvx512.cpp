@@ -12,7 +12,7 @@ namespace incnn::runtime::exact::detail {
 namespace {
 
 struct T {
-  static constexpr int W = 16, D = 8, kHalves = 2;
+  static constexpr int W = 16, D = 8;
   static constexpr int kR = 8, kNV = 2, kRA = 4, kNC = 4, kNV1 = 8;
   using VF = __m512;
   using VD = __m512d;
@@ -64,7 +64,22 @@ struct T {
       m = l[i] > m ? l[i] : m;
     return m;
   }
-  static VD zeroD() { return _mm512_setzero_pd(); }
+  using VN = __m512i; // int32 lanes
+  static VN zeroN() { return _mm512_setzero_si512(); }
+  static VN addRoundedN(VN a, VF p) {
+    return _mm512_add_epi32(a, _mm512_cvtps_epi32(p)); // nearest, ties even
+  }
+  static VN countN(VN a, MF m) {
+    return _mm512_mask_sub_epi32(a, m, a, _mm512_set1_epi32(-1));
+  }
+  static int64_t hsumN(VN x) {
+    alignas(64) int32_t l[16];
+    _mm512_store_si512(l, x);
+    int64_t s = 0;
+    for (int32_t e : l)
+      s += e;
+    return s;
+  }
   static VD set1D(double x) { return _mm512_set1_pd(x); }
   static VD loadD(const double *p) { return _mm512_loadu_pd(p); }
   static VD loadFD(const float *p) {
@@ -76,22 +91,9 @@ struct T {
   static VI castI(VD a) { return _mm512_castpd_si512(a); }
   static VI loadI(const uint64_t *p) { return _mm512_loadu_si512(p); }
   static void storeI(uint64_t *p, VI x) { _mm512_storeu_si512(p, x); }
-  static void addWidened(VD *acc, VF x) {
-    acc[0] = _mm512_add_pd(acc[0], _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
-    acc[1] =
-        _mm512_add_pd(acc[1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
-  }
   static void storeWidened(double *dst, VF x) {
     _mm512_storeu_pd(dst, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
     _mm512_storeu_pd(dst + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
-  }
-  static double hsumD(VD x) {
-    alignas(64) double l[8];
-    _mm512_store_pd(l, x);
-    double s = 0.0;
-    for (double e : l)
-      s += e; // integers below 2^53: exact in any order
-    return s;
   }
 };
 
