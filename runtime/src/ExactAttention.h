@@ -7,7 +7,7 @@
 //
 // For query row i and head h, with s_j = scale * dot(q_i, k_j) (rotary
 // applied first):
-//   M = ceil(max_j s_j)                 (the row's canonical shift)
+//   M = ceil(max_j s_j) + 0             (the row's canonical shift; +0 not -0)
 //   P_j = exp(s_j - M) * 2^24           (float, <= 2^24)
 //   L = sum_j round(P_j)                (int64)
 //   A[c] = sum_j round(P_j * v_j[c])    (product in double, exact; int64)
