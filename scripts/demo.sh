@@ -19,3 +19,20 @@ echo
 echo "== $MODEL/sample.txt, then the edits in $MODEL/sample-edits.jsonl"
 "$BUILD_DIR/bin/incnn-run" "$OUT" --text "$MODEL/sample.txt" \
   --edits "$MODEL/sample-edits.jsonl" --verify
+
+# A long document: the model has no positions, so it reads the whole text
+# (the compiler's default window for such models is 65,536 tokens).
+LONG="$BUILD_DIR/pep-vq-long.txt"
+for _ in $(seq 16); do cat "$MODEL/sample.txt"; echo; done >"$LONG"
+echo
+echo "== a long document ($(wc -c <"$LONG") bytes: sample.txt 16 times), 40 single-token edits"
+"$BUILD_DIR/bin/incnn-bench" "$OUT" --synthetic "$LONG" --new-tokens document \
+  --edits 40 --check-every 10 --quiet
+
+TRACE=../shared/data/peps/edits.jsonl.gz
+if [ -f "$TRACE" ]; then
+  echo
+  echo "== real edit histories of two whole PEPs ($TRACE)"
+  "$BUILD_DIR/bin/incnn-bench" "$OUT" --trace "$TRACE" --docs 2 \
+    --check-every 20 --quiet
+fi

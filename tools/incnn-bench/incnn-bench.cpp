@@ -201,7 +201,8 @@ double measureBandwidth() {
 struct EditRecord {
   int64_t tokens = 0, changedRows = 0;
   uint64_t macs = 0, macsFull = 0, macsPrefix = 0, macsFloor = 0;
-  double us = 0, usFull = -1, usTokenize = 0;
+  double us = 0, usFull = -1, usTokenize = 0, usFullTokenize = -1;
+  int64_t retokenizedBytes = 0;
   bool checked = false, exact = true;
   std::vector<int64_t> dirtyRows, codeFlips;
 };
@@ -226,7 +227,7 @@ public:
     Document::EditResult r;
     if (Status st = document.applyText(start, end, replacement, &r); !st.ok())
       die("a trace edit was rejected: " + st.error);
-    record(r);
+    record(r, true);
   }
 
   /// Applies token edits directly to the session and records them.
@@ -234,14 +235,18 @@ public:
     if (Status st = session.apply(edits); !st.ok())
       die("a synthetic edit was rejected: " + st.error);
     Document::EditResult r;
-    r.insideWindow = true;
+    r.insideWindow = r.tokensChanged = true;
     r.firstChanged = edits.front().at;
     r.tokenEdits = edits;
     record(r);
   }
 
-  void record(const Document::EditResult &r) {
+  void record(const Document::EditResult &r, bool textEdit = false) {
     ++total;
+    if (!r.tokensChanged) {
+      ++unchangedTokens; // e.g. a whitespace change the tokenizer collapses
+      return;
+    }
     if (!r.insideWindow) {
       ++outsideWindow;
       return;
@@ -253,6 +258,7 @@ public:
     rec.macsFull = s.macsFull;
     rec.us = s.micros;
     rec.usTokenize = r.tokenizeMicros;
+    rec.retokenizedBytes = r.retokenizedBytes;
     rec.dirtyRows = s.dirtyRows;
     rec.codeFlips = s.codeFlips;
     // Prefix reuse: rows before the first change are kept, the rest rerun.
@@ -264,6 +270,17 @@ public:
     rec.macsFloor = uint64_t(double(countMacs(program, 1)) *
                              double(std::max<int64_t>(rec.changedRows, 1)));
     if (records.size() % size_t(options.checkEvery) == 0) {
+      if (textEdit) { // a full tokenization, checked against the incremental
+        auto t0 = Clock::now();
+        if (Status st = document.verifyTokens(); !st.ok()) {
+          std::fprintf(stderr, "\nincremental tokenization: %s\n",
+                       st.error.c_str());
+          ++mismatches;
+        }
+        rec.usFullTokenize =
+            std::chrono::duration<double, std::micro>(Clock::now() - t0)
+                .count();
+      }
       auto t0 = Clock::now();
       if (!oracle.evaluate(session.tokens()).ok())
         die("from-scratch evaluation failed");
@@ -300,7 +317,7 @@ public:
 
   json summary(double bandwidth) const {
     std::vector<double> macRatio, wallRatio, prefixRatio, floorRatio, us,
-        usFull, tok, tokens;
+        usFull, tok, tokens, fullTok, endToEnd, tokOverUpdate, retokenized;
     bool exact = mismatches == 0;
     int64_t checked = 0;
     for (const EditRecord &r : records) {
@@ -313,10 +330,17 @@ public:
       us.push_back(r.us);
       tok.push_back(r.usTokenize);
       tokens.push_back(double(r.tokens));
+      tokOverUpdate.push_back(r.usTokenize / std::max(r.us, 1e-3));
+      retokenized.push_back(double(r.retokenizedBytes));
       if (r.checked) {
         ++checked;
         usFull.push_back(r.usFull);
         wallRatio.push_back(r.usFull / std::max(r.us, 1e-3));
+        if (r.usFullTokenize >= 0) {
+          fullTok.push_back(r.usFullTokenize);
+          endToEnd.push_back((r.usFullTokenize + r.usFull) /
+                             std::max(r.usTokenize + r.us, 1e-3));
+        }
       }
     }
     int64_t weightBytes = 0;
@@ -326,6 +350,7 @@ public:
     s["edits"] = records.size();
     s["edits_total"] = total;
     s["outside_window"] = outsideWindow;
+    s["no_token_change"] = unchangedTokens;
     s["checked"] = checked;
     s["exact"] = exact && checked > 0;
     s["median_mac_ratio"] = median(macRatio);
@@ -336,8 +361,19 @@ public:
     s["median_prefix_reuse_mac_ratio"] = median(prefixRatio);
     s["median_floor_mac_ratio"] = median(floorRatio);
     s["median_update_us"] = median(us);
+    s["p90_update_us"] = percentile(us, 0.9);
+    s["p99_update_us"] = percentile(us, 0.99);
     s["median_from_scratch_us"] = median(usFull);
     s["median_tokenize_us"] = median(tok);
+    s["p99_tokenize_us"] = percentile(tok, 0.99);
+    s["median_tokenize_over_update"] = median(tokOverUpdate);
+    s["median_retokenized_bytes"] = median(retokenized);
+    s["median_full_tokenize_us"] = median(fullTok);
+    // Per checked text edit: (full tokenization + from scratch) over
+    // (incremental tokenization + update).
+    s["median_end_to_end_ratio"] = median(endToEnd);
+    s["p10_end_to_end_ratio"] = percentile(endToEnd, 0.1);
+    s["p90_end_to_end_ratio"] = percentile(endToEnd, 0.9);
     s["median_tokens"] = median(tokens);
     s["cache_bytes_per_token"] =
         session.tokens().empty()
@@ -359,6 +395,10 @@ public:
       e["macs_full"] = r.macsFull;
       e["macs_prefix"] = r.macsPrefix;
       e["us"] = r.us;
+      e["tokenize_us"] = r.usTokenize;
+      e["retokenized_bytes"] = r.retokenizedBytes;
+      if (r.usFullTokenize >= 0)
+        e["full_tokenize_us"] = r.usFullTokenize;
       if (r.checked) {
         e["us_full"] = r.usFull;
         e["exact"] = r.exact;
@@ -381,7 +421,7 @@ private:
   Evaluator oracle;
   Document document;
   std::vector<EditRecord> records;
-  int64_t total = 0, outsideWindow = 0;
+  int64_t total = 0, outsideWindow = 0, unchangedTokens = 0;
   Clock::time_point lastProgress{};
 };
 
@@ -530,9 +570,10 @@ int main(int argc, char **argv) {
   std::printf("\n== incnn-bench: %s on %s\n", o.model.c_str(),
               (o.trace.empty() ? o.synthetic : o.trace).c_str());
   std::printf("edits in window          %lld (outside the window: %lld; "
-              "checked from scratch: %lld)\n",
+              "no token changed: %lld; checked from scratch: %lld)\n",
               (long long)s["edits"].get<int64_t>(),
               (long long)s["outside_window"].get<int64_t>(),
+              (long long)s["no_token_change"].get<int64_t>(),
               (long long)s["checked"].get<int64_t>());
   std::printf("exact                    %s\n",
               s["exact"].get<bool>() ? "yes (every checked edit, bit for bit)"
@@ -550,6 +591,24 @@ int main(int argc, char **argv) {
       s["p90_wall_ratio"].get<double>(), s["median_update_us"].get<double>(),
       s["median_from_scratch_us"].get<double>(),
       s["median_tokenize_us"].get<double>());
+  std::printf(
+      "update                   median %.0f us, p90 %.0f us, p99 %.0f us\n",
+      s["median_update_us"].get<double>(), s["p90_update_us"].get<double>(),
+      s["p99_update_us"].get<double>());
+  if (s["median_full_tokenize_us"].get<double>() > 0)
+    std::printf(
+        "tokenize                 incremental median %.0f us (p99 %.0f us, "
+        "%.0f bytes read; %.2f of the update) vs full %.0f us\n"
+        "end to end               median %.1fx, p10 %.1fx, p90 %.1fx (full "
+        "tokenization + from scratch vs incremental tokenization + update)\n",
+        s["median_tokenize_us"].get<double>(),
+        s["p99_tokenize_us"].get<double>(),
+        s["median_retokenized_bytes"].get<double>(),
+        s["median_tokenize_over_update"].get<double>(),
+        s["median_full_tokenize_us"].get<double>(),
+        s["median_end_to_end_ratio"].get<double>(),
+        s["p10_end_to_end_ratio"].get<double>(),
+        s["p90_end_to_end_ratio"].get<double>());
   std::printf("cache                    %.0f bytes per token\n",
               s["cache_bytes_per_token"].get<double>());
   std::printf("weights                  %.1f MB; streaming them once takes "
@@ -566,6 +625,9 @@ int main(int argc, char **argv) {
       s["torch_from_scratch_us"] = t * 1e6;
       s["torch_vs_incnn_scratch"] = t / ours;
       s["torch_vs_incnn_update"] = t / update;
+      double incremental =
+          update + s["median_tokenize_us"].get<double>() * 1e-6;
+      s["torch_end_to_end_ratio"] = t / incremental;
       std::printf(
           "PyTorch (same weights)   %.0f us per forward at %lld tokens: "
           "%.1fx our from-scratch time, %.1fx our median update\n",

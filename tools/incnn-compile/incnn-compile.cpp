@@ -57,7 +57,8 @@ cl::opt<int64_t> maxPositions(
     "max-positions",
     cl::desc("The program's context window in tokens, replacing the "
              "checkpoint's max_position_embeddings (not for learned "
-             "positions; at most 1048576)"),
+             "positions; at most 1048576). Default: the checkpoint's, "
+             "and at least 65536 for models without positions"),
     cl::init(0), cl::value_desc("N"));
 
 cl::opt<bool> noVQCutoff(

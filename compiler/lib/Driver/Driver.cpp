@@ -127,17 +127,21 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
   if (std::string error = checkpoint::loadCheckpoint(o.modelDir, checkpoint);
       !error.empty())
     return error;
-  if (o.maxPositions > 0) {
+  int64_t window = o.maxPositions;
+  if (window == 0 && checkpoint.config.position == "none" &&
+      checkpoint.config.maxPositions < kDefaultNoPEWindow)
+    window = kDefaultNoPEWindow; // no position table caps the length
+  if (window > 0) {
     if (checkpoint.config.position == "learned")
       return "--max-positions: this model has learned positions, a table of "
              "max_position_embeddings rows; its window cannot grow";
-    if (o.maxPositions > (int64_t(1) << 20))
-      return "--max-positions " + std::to_string(o.maxPositions) +
+    if (window > (int64_t(1) << 20))
+      return "--max-positions " + std::to_string(window) +
              " exceeds the runtime's limit of 1048576 tokens";
-    progress("context window " + std::to_string(o.maxPositions) +
+    progress("context window " + std::to_string(window) +
              " tokens (the checkpoint declares " +
              std::to_string(checkpoint.config.maxPositions) + ")");
-    checkpoint.config.maxPositions = int(o.maxPositions);
+    checkpoint.config.maxPositions = int(window);
   }
 
   mlir::DialectRegistry registry;

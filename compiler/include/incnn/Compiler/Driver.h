@@ -16,6 +16,10 @@
 
 namespace incnn {
 
+/// The default context window of models without positions (NoPE): whole
+/// documents, not the training length.
+constexpr int64_t kDefaultNoPEWindow = 65536;
+
 struct CompileOptions {
   std::string modelDir;
   /// A vqt or vqt + delta module to build instead of importing the
@@ -39,7 +43,8 @@ struct CompileOptions {
   bool vqCutoff = true;
   /// > 0: the program's context window, replacing max_position_embeddings
   /// (models without learned positions run at any length; the runtime's
-  /// limit is 2^20 tokens).
+  /// limit is 2^20 tokens). 0: the checkpoint's, except that models without
+  /// positions (NoPE) get at least kDefaultNoPEWindow.
   int64_t maxPositions = 0;
   /// Progress lines ("imported ...", "wrote ..."); may be empty.
   std::function<void(const std::string &)> progress;
