@@ -354,6 +354,38 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
   return true;
 }
 
+bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
+                         int64_t numKeys, const float *const *kRotRows,
+                         const float *const *vRows, const AttentionShape &shape,
+                         AttentionState &state, float *out) {
+  if (rows.empty())
+    return true;
+  int64_t hd = shape.headDim, kvw = shape.kvWidth(), qw = shape.queryWidth();
+  int64_t first = rows.front(), count = int64_t(rows.size());
+  if (shape.causal && rows.back() - first + 1 != count)
+    return false; // not consecutive: the caller splits them
+  int64_t keys = shape.causal ? rows.back() + 1 : numKeys;
+  for (int64_t j = 0; j < keys; ++j)
+    if (!withinBound(vRows[j], kvw, shape.valueBound))
+      return false;
+  static thread_local std::vector<float> kt;
+  int64_t pad = detail::paddedKeys(keys);
+  if (kt.size() < size_t(hd * pad))
+    kt.resize(size_t(hd * pad));
+  int64_t group = shape.numHeads / shape.numKvHeads;
+  for (int64_t hk = 0; hk < shape.numKvHeads; ++hk) {
+    transposeKeys(kRotRows, keys, hk * hd, hd, pad, kt.data());
+    for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+      if (!runRows(qRot, 0, count, shape.causal ? first + 1 : numKeys,
+                   shape.causal ? 1 : 0, kt.data(), pad, nullptr, vRows, h,
+                   shape, state))
+        return false;
+  }
+  for (int64_t t = 0; t < count; ++t)
+    finishRow(shape, state, t, out + t * qw);
+  return true;
+}
+
 namespace {
 /// numer[c] += sign * round(p * v[c]) for c < hd (p * v is exact in double).
 void addTerms(double p, const float *v, int64_t hd, int sign, int64_t *numer) {
@@ -381,32 +413,58 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
                       const float *kRotRow, const float *vRow,
                       const AttentionShape &shape, AttentionState &state,
                       int sign, bool *ok) {
+  constexpr int L = kTermBlock;
   int64_t H = shape.numHeads, hd = shape.headDim;
-  for (int64_t h = 0; h < H; ++h) {
-    const float *k = kRotRow + shape.kvHeadOf(h) * hd;
-    const float *q = qT + h * hd * kTermBlock;
-    float scores[kTermBlock];
+  static thread_local std::vector<float> scores, x, weights;
+  scores.resize(size_t(H * L));
+  x.assign(size_t(H * L), 0.0f);
+  weights.resize(size_t(H * L));
+  // Every head's scores; the heads' FMA chains are independent, so four run
+  // interleaved (each still in increasing c, as dot()).
+  int64_t h0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    static_assert(kTermBlock == 8, "one AVX2 vector of rows");
+  static_assert(L == 8, "one AVX2 vector of rows");
+  for (; h0 + 4 <= H; h0 += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float *q[4], *k[4];
+    for (int i = 0; i < 4; ++i) {
+      q[i] = qT + (h0 + i) * hd * L;
+      k[i] = kRotRow + shape.kvHeadOf(h0 + i) * hd;
+    }
+    for (int64_t c = 0; c < hd; ++c)
+      for (int i = 0; i < 4; ++i)
+        acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + c * L),
+                                 _mm256_set1_ps(k[i][c]), acc[i]);
+    for (int i = 0; i < 4; ++i)
+      _mm256_storeu_ps(&scores[size_t((h0 + i) * L)], acc[i]);
+  }
+  for (; h0 < H; ++h0) {
+    const float *q = qT + h0 * hd * L, *k = kRotRow + shape.kvHeadOf(h0) * hd;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t c = 0; c < hd; ++c)
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c * kTermBlock),
-                            _mm256_set1_ps(k[c]), acc);
-    _mm256_storeu_ps(scores, acc);
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c * L), _mm256_set1_ps(k[c]),
+                            acc);
+    _mm256_storeu_ps(&scores[size_t(h0 * L)], acc);
+  }
 #else
-    for (int l = 0; l < kTermBlock; ++l) {
+  for (; h0 < H; ++h0) {
+    const float *q = qT + h0 * hd * L, *k = kRotRow + shape.kvHeadOf(h0) * hd;
+    for (int l = 0; l < L; ++l) {
       float acc = 0.0f;
       for (int64_t c = 0; c < hd; ++c)
-        acc = std::fma(q[c * kTermBlock + l], k[c], acc);
-      scores[l] = acc;
+        acc = std::fma(q[c * L + l], k[c], acc);
+      scores[size_t(h0 * L + l)] = acc;
     }
+  }
 #endif
-    float x[kTermBlock], weights[kTermBlock];
-    for (int l = 0; l < kTermBlock; ++l) {
-      x[l] = 0.0f;
+  // A lane whose shift would move, or that breaks the contract, stops (its
+  // row is recomputed, so its state may be left half updated).
+  for (int64_t h = 0; h < H; ++h)
+    for (int l = 0; l < L; ++l) {
       if (!use[l] || !ok[l])
         continue;
-      float score = scores[l] * shape.scale;
+      float score = scores[size_t(h * L + l)] * shape.scale;
       size_t slot = size_t(rows[l] * H + h);
       float shift = state.shift[slot];
       if (!(std::fabs(score) <= kMaxScore) || score > shift) {
@@ -420,15 +478,16 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
           continue;
         }
       }
-      x[l] = score - shift;
+      x[size_t(h * L + l)] = score - shift;
     }
-    expNonPositive(x, kTermBlock, weights);
+  expNonPositive(x.data(), H * L, weights.data());
+  for (int64_t h = 0; h < H; ++h) {
     const float *vj = vRow + shape.kvHeadOf(h) * hd;
-    for (int l = 0; l < kTermBlock; ++l) {
+    for (int l = 0; l < L; ++l) {
       if (!use[l] || !ok[l])
         continue;
       size_t slot = size_t(rows[l] * H + h);
-      double p = double(weights[l] * kTermScale);
+      double p = double(weights[size_t(h * L + l)] * kTermScale);
       state.denom[slot] += sign * roundToInt(p);
       addTerms(p, vj, hd, sign, &state.numer[slot * size_t(hd)]);
     }

@@ -117,6 +117,17 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
                         const AttentionShape &shape, AttentionState &state,
                         int64_t row, float *out);
 
+/// Rows `rows` (ascending; causal: consecutive) from scratch, like
+/// computeRowFromRows on each, reading every key once per call: keys are
+/// transposed once and the kernels block rows. `qRot` holds their rotated
+/// queries [rows.size()][qWidth]; row t's state goes to `state` row t (sized
+/// by the caller) and its output to out + t * qWidth. Same bits and breaches
+/// as computeRowFromRows.
+bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
+                         int64_t numKeys, const float *const *kRotRows,
+                         const float *const *vRows, const AttentionShape &shape,
+                         AttentionState &state, float *out);
+
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;
 

@@ -21,9 +21,8 @@ namespace incnn::runtime {
 
 namespace {
 
-/// Below one recomputed row per this many keys, rows read the stored keys
-/// and values directly instead of building a key panel.
-constexpr int64_t kRowsPerPanel = 16;
+/// Most recomputed rows that share one pass over the keys.
+constexpr int64_t kRunRows = 64;
 
 /// One key's rotated key row and value row, at its position.
 struct Term {
@@ -197,52 +196,64 @@ void runAttentionUpdate(Engine &e, const Step &s) {
       fullRows.push_back(i);
   std::vector<float> fullOut(fullRows.size() * size_t(qw));
   if (!fullRows.empty()) {
-    // A few rows read the keys and values where they are stored; many share
-    // a key panel, whose O(n) build they amortize.
-    bool fromRows = int64_t(fullRows.size()) * kRowsPerPanel < n;
-    std::vector<float> kScratch, vScratch, kRot;
-    std::vector<const float *> kPtrs, vPtrs;
-    exact::KeyPanel panel;
-    if (fromRows) {
-      kPtrs.resize(size_t(n));
-      vPtrs.resize(size_t(n));
-      for (int64_t j = 0; j < n; ++j) {
-        kPtrs[size_t(j)] = k.row(j);
-        vPtrs[size_t(j)] = v.row(j);
-      }
-    }
-    if (!fromRows || shape.ropeTheta != 0.0f) {
-      const float *kRows = e.logical(in.operands[1], kScratch).data();
+    // Recomputed rows read the keys and values where they are stored, in
+    // runs of consecutive rows (causal) that share one pass over the keys.
+    std::vector<const float *> kPtrs(static_cast<size_t>(n)),
+        vPtrs(static_cast<size_t>(n));
+    std::vector<float> kScratch, kRot;
+    if (shape.ropeTheta != 0.0f) {
       kRot.resize(size_t(n * kvw));
-      exact::rotateRows(kRows, n, shape.numKvHeads, hd, shape.ropeTheta,
-                        kRot.data(), e.poolFor(double(n * kvw)));
-      for (int64_t j = 0; fromRows && j < n; ++j)
-        kPtrs[size_t(j)] = kRot.data() + j * kvw;
+      exact::rotateRows(e.logical(in.operands[1], kScratch).data(), n,
+                        shape.numKvHeads, hd, shape.ropeTheta, kRot.data(),
+                        e.poolFor(double(n * kvw)));
     }
-    if (!fromRows &&
-        !panel.build(kRot.data(), e.logical(in.operands[2], vScratch).data(), n,
-                     shape, e.poolFor(double(n * kvw))))
-      throwBreach(p, index, Breach::AttentionValue);
+    for (int64_t j = 0; j < n; ++j) {
+      kPtrs[size_t(j)] = kRot.empty() ? k.row(j) : kRot.data() + j * kvw;
+      vPtrs[size_t(j)] = v.row(j);
+    }
+    std::vector<std::pair<size_t, size_t>> runs; // [begin, end) of fullRows
+    for (size_t t = 0; t < fullRows.size();) {
+      size_t u = t + 1;
+      while (u < fullRows.size() && u - t < size_t(kRunRows) &&
+             (!shape.causal || fullRows[u] == fullRows[u - 1] + 1))
+        ++u;
+      runs.emplace_back(t, u);
+      t = u;
+    }
     std::atomic<bool> scoresOk{true};
-    parallelFor(
-        e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
-        int64_t(fullRows.size()), [&](int64_t t) {
-          int64_t i = fullRows[size_t(t)], keys = shape.causal ? i + 1 : n;
-          std::vector<float> qRot(q.row(i), q.row(i) + qw);
-          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta, i);
-          int32_t slot = slotOf[size_t(i)];
-          float *out = fullOut.data() + t * qw;
-          bool ok = fromRows
-                        ? exact::computeRowFromRows(qRot.data(), kPtrs.data(),
-                                                    vPtrs.data(), keys, shape,
-                                                    state, slot, out)
-                        : exact::computeRow(qRot.data(), panel, keys, shape,
-                                            state, slot, out);
-          if (!ok)
-            scoresOk.store(false, std::memory_order_relaxed);
-        });
+    int64_t H = shape.numHeads;
+    parallelFor(e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
+                int64_t(runs.size()), [&](int64_t r) {
+                  auto [begin, end] = runs[size_t(r)];
+                  std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
+                                            fullRows.begin() + int64_t(end));
+                  std::vector<float> qRot(rows.size() * size_t(qw));
+                  for (size_t t = 0; t < rows.size(); ++t) {
+                    std::copy(q.row(rows[t]), q.row(rows[t]) + qw,
+                              qRot.begin() + int64_t(t) * qw);
+                    exact::rotateRow(qRot.data() + t * qw, H, hd,
+                                     shape.ropeTheta, rows[t]);
+                  }
+                  exact::AttentionState computed;
+                  computed.resize(int64_t(rows.size()), H, hd);
+                  if (!exact::computeRowsFromRows(
+                          qRot.data(), rows, n, kPtrs.data(), vPtrs.data(),
+                          shape, computed, fullOut.data() + begin * qw)) {
+                    scoresOk.store(false, std::memory_order_relaxed);
+                    return;
+                  }
+                  for (size_t t = 0; t < rows.size(); ++t) {
+                    size_t from = t * size_t(H),
+                           to = size_t(slotOf[size_t(rows[t])]) * size_t(H);
+                    std::copy_n(&computed.shift[from], H, &state.shift[to]);
+                    std::copy_n(&computed.top[from], H, &state.top[to]);
+                    std::copy_n(&computed.denom[from], H, &state.denom[to]);
+                    std::copy_n(&computed.numer[from * size_t(hd)], H * hd,
+                                &state.numer[to * size_t(hd)]);
+                  }
+                });
     if (!scoresOk.load()) {
-      for (int64_t j = 0; fromRows && j < n; ++j)
+      for (int64_t j = 0; j < n; ++j)
         if (!exact::withinBound(vPtrs[size_t(j)], kvw, shape.valueBound))
           throwBreach(p, index, Breach::AttentionValue);
       throwBreach(p, index, Breach::AttentionScore);
