@@ -142,6 +142,23 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
                       const AttentionShape &shape, AttentionState &state,
                       int sign, bool *ok);
 
+/// One key's term: its rotated key row, its value row widened to double
+/// [Hkv * hd], and whether it is added (+1) or removed (-1).
+struct TermRef {
+  const float *kRot = nullptr;
+  const double *v = nullptr;
+  int sign = 1;
+};
+
+/// applyTermToBlock for several terms at once, in order: term t takes part
+/// in lane l when use[t * kTermBlock + l]. Lanes that stay ok end with the
+/// same state as applying the terms one by one; each row's accumulators are
+/// read and written once.
+void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
+                       const TermRef *terms, int64_t numTerms,
+                       const AttentionShape &shape, AttentionState &state,
+                       bool *ok);
+
 /// Recomputes the output row from the row's state.
 void finishRow(const AttentionShape &shape, const AttentionState &state,
                int64_t row, float *out);

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 namespace incnn::runtime {
 
@@ -27,7 +28,8 @@ constexpr int64_t kRunRows = 64;
 /// One key's rotated key row and value row, at its position.
 struct Term {
   int64_t position; ///< in old coordinates for old terms, new for new
-  std::vector<float> kRot, v;
+  std::vector<float> kRot;
+  std::vector<double> v; ///< widened once for every row it reaches
 };
 
 } // namespace
@@ -126,7 +128,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
                 double(oldTerms.size() + newTerms.size()) * double(qw)),
       numBlocks, [&](int64_t blockIndex) {
         int64_t rows[B], oldPos[B], stateRows[B];
-        bool ok[B], use[B], valid[B];
+        bool ok[B], valid[B];
         std::vector<float> qT(size_t(qw * B), 0.0f);
         std::vector<float> qRot(static_cast<size_t>(qw));
         for (int l = 0; l < B; ++l) {
@@ -153,22 +155,30 @@ void runAttentionUpdate(Engine &e, const Step &s) {
               exact::finishRow(shape, state, stateRows[l],
                                oldOut.data() + l * qw);
         }
-        auto apply = [&](const Term &t, int sign, bool oldTerm) {
+        // Every term that reaches a row of the block, old ones first, in one
+        // pass over the block's accumulators.
+        size_t numTerms = oldTerms.size() + newTerms.size();
+        std::unique_ptr<bool[]> use(new bool[numTerms * B]);
+        std::vector<exact::TermRef> refs;
+        refs.reserve(numTerms);
+        auto addTerm = [&](const Term &t, int sign, bool oldTerm) {
+          bool *mask = use.get() + refs.size() * B;
           bool any = false;
           for (int l = 0; l < B; ++l) {
-            use[l] =
-                valid[l] && ok[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
-            any = any || use[l];
-            termCounts[size_t(rows[l])] += use[l];
+            mask[l] = valid[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
+            any = any || mask[l];
+            termCounts[size_t(rows[l])] += mask[l];
           }
           if (any)
-            exact::applyTermToBlock(qT.data(), stateRows, use, t.kRot.data(),
-                                    t.v.data(), shape, state, sign, ok);
+            refs.push_back({t.kRot.data(), t.v.data(), sign});
         };
         for (const Term &t : oldTerms)
-          apply(t, -1, true);
+          addTerm(t, -1, true);
         for (const Term &t : newTerms)
-          apply(t, +1, false);
+          addTerm(t, +1, false);
+        if (!refs.empty())
+          exact::applyTermsToBlock(qT.data(), stateRows, use.get(), refs.data(),
+                                   int64_t(refs.size()), shape, state, ok);
         std::vector<float> newOut(cert ? size_t(qw) : 0);
         for (int l = 0; l < B; ++l) {
           if (!valid[l])
