@@ -5,8 +5,8 @@ This is the oracle the C++ runtime is compared against, so it is written with pl
 one token row per row, no fused kernels, and the formulas are spelled out here:
 
 Embedding (both families): ``x[p] = embed_tokens[t[p]]``; opt with ``incnn_position ==
-"learned"`` adds ``embed_positions[p + 2]``. Positions are ``p = 0 .. n-1`` and ``n`` must not
-exceed ``max_position_embeddings``.
+"learned"`` adds ``embed_positions[p + 2]``. Positions are ``p = 0 .. n-1``; with learned
+positions ``n`` must not exceed ``max_position_embeddings`` (other models run at any length).
 
 Norms:
   * LayerNorm (opt): ``(x - mean(x)) / sqrt(var(x) + eps) * w + b``, biased variance, eps =
@@ -184,14 +184,21 @@ def _attention(model, li, x):
     if rep > 1:
         k = k.repeat_interleave(rep, dim=0)
         v = v.repeat_interleave(rep, dim=0)
-    s = q @ k.transpose(1, 2)  # [H, n, n]
-    if r["family"] == "llama":
-        s = s / math.sqrt(hd)
-    if r["attention"] == "causal":
-        mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-        s = s.masked_fill(mask, float("-inf"))
-    P = torch.softmax(s, dim=-1)
-    o = (P @ v).transpose(0, 1).reshape(n, H * hd)
+    # Queries in chunks, so long inputs need O(chunk * n) memory, not O(n^2);
+    # a causal chunk reads only the keys up to its last query.
+    chunk = 2048
+    parts = []
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        keys = b if r["attention"] == "causal" else n
+        s = q[:, a:b] @ k[:, :keys].transpose(1, 2)  # [H, b - a, keys]
+        if r["family"] == "llama":
+            s = s / math.sqrt(hd)
+        if r["attention"] == "causal":
+            mask = torch.arange(keys)[None, :] > torch.arange(a, b)[:, None]
+            s = s.masked_fill(mask, float("-inf"))
+        parts.append(torch.softmax(s, dim=-1) @ v[:, :keys])
+    o = torch.cat(parts, dim=1).transpose(0, 1).reshape(n, H * hd)
     if r["family"] == "opt":
         return linear(o, model.get(p + "out_proj.weight"), model.get(p + "out_proj.bias", False))
     return linear(o, model.get(p + "o_proj.weight"))
@@ -235,7 +242,7 @@ def run(model, token_ids, vq_sites=None, capture=None):
     n = int(ids.shape[0])
     if n < 1:
         raise ValueError("need at least one token")
-    if n > r["max_pos"]:
+    if n > r["max_pos"] and r["position"] == "learned":
         raise ValueError("%d tokens exceed max_position_embeddings %d" % (n, r["max_pos"]))
     if int(ids.min()) < 0 or int(ids.max()) >= r["vocab"]:
         raise ValueError("token id out of vocabulary")

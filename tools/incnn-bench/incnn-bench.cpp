@@ -38,7 +38,7 @@ namespace {
 
 struct Options {
   std::string model, trace, synthetic, jsonOut, torchModel;
-  int64_t maxDocs = -1, syntheticEdits = 300, checkEvery = 1;
+  int64_t maxDocs = -1, syntheticEdits = 300, checkEvery = 1, span = 1;
   int threads = 0;
   bool quiet = false;
   /// Where synthetic edits draw their new tokens from: any vocabulary id, or
@@ -64,6 +64,8 @@ void usage() {
       "positions\n"
       "  --docs N       replay only the first N documents of the trace\n"
       "  --edits N      synthetic edits (default 300)\n"
+      "  --span K       synthetic edits replace, insert or delete K\n"
+      "                 consecutive tokens (default 1; PEP hunks are ~30)\n"
       "  --new-tokens any|document\n"
       "                 synthetic edits draw the new token from the whole "
       "vocabulary\n"
@@ -98,6 +100,8 @@ Options parseArgs(int argc, char **argv) {
       o.trace = value();
     else if (a == "--synthetic")
       o.synthetic = value();
+    else if (a == "--span")
+      o.span = number();
     else if (a == "--json")
       o.jsonOut = value();
     else if (a == "--docs")
@@ -509,22 +513,27 @@ void runSynthetic(Bench &bench, const Options &o) {
       pool.push_back(id);
   std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
   auto tok = [&](std::mt19937 &g) { return pool[pick(g)]; };
-  // Single-token replace / insert / delete at uniform positions, in turn;
-  // the length stays within the window.
+  // Replace / insert / delete of `span` tokens at uniform positions, in
+  // turn; the length stays within the window.
+  int64_t span = std::max<int64_t>(1, o.span);
   for (int64_t e = 0; e < o.syntheticEdits; ++e) {
     int64_t n = int64_t(session.tokens().size());
-    std::uniform_int_distribution<int64_t> pos(0, n - 1);
+    int64_t k = std::min(span, n);
+    std::uniform_int_distribution<int64_t> pos(0, n - k);
     int kind = int(e % 3);
-    if (kind == 1 && n >= session.program().maxPositions)
+    if (kind == 1 && n + k > session.program().maxPositions)
       kind = 2;
-    if (kind == 2 && n <= 1)
+    if (kind == 2 && n <= k)
       kind = 0;
+    std::vector<int32_t> fresh(static_cast<size_t>(k));
+    for (int32_t &t : fresh)
+      t = tok(rng);
     if (kind == 0)
-      bench.tokenEdit({TokenEdit::replace(pos(rng), {tok(rng)})});
+      bench.tokenEdit({TokenEdit::replace(pos(rng), fresh)});
     else if (kind == 1)
-      bench.tokenEdit({TokenEdit::insert(pos(rng), {tok(rng)})});
+      bench.tokenEdit({TokenEdit::insert(pos(rng), fresh)});
     else
-      bench.tokenEdit({TokenEdit::erase(pos(rng), 1)});
+      bench.tokenEdit({TokenEdit::erase(pos(rng), k)});
     bench.progress("[synthetic]");
   }
   bench.progress("[done]", true);
