@@ -153,6 +153,13 @@ def num_labels(config):
     return int(config.get("num_labels", 2))
 
 
+def window_of(r, layer):
+    """Layer `layer`'s attention window (0: global), as docs/checkpoint-format.md says."""
+    if r["global_every"] and layer % r["global_every"] == 0:
+        return 0
+    return r["window"]
+
+
 def resolved(config):
     """Return a dict of the normalized hyper-parameters, with every default of
     docs/checkpoint-format.md filled in. Raises ValueError on an unsupported config."""
@@ -178,6 +185,9 @@ def resolved(config):
         "attention": config.get("incnn_attention", "causal"),
         "pool": config.get("incnn_pool", "last"),
         "vq": list(config.get("incnn_vq") or []),
+        "window": int(config.get("sliding_window") or 0)
+        if config.get("use_sliding_window", True) else 0,
+        "global_every": int(config.get("global_attn_every_n_layers") or 0),
     }
     if r["classifier"]:
         r["labels"] = num_labels(config)
@@ -210,6 +220,8 @@ def resolved(config):
         raise ValueError("incnn_pool must be last or mean")
     if r["hidden"] % r["heads"] or r["heads"] % r["kv_heads"]:
         raise ValueError("hidden_size % heads and heads % kv_heads must be 0")
+    if r["window"] < 0 or r["global_every"] < 0:
+        raise ValueError("sliding_window and global_attn_every_n_layers must be >= 0")
     r["head_dim"] = r["hidden"] // r["heads"]
     if r["position"] == "rope" and r["head_dim"] % 2:
         raise ValueError("rope needs an even head_dim")

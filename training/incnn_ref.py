@@ -22,7 +22,9 @@ Attention, per head ``h`` (``hd = hidden / heads``; with GQA query head h reads 
     ``inv_freq[i] = 1 / theta**(2i/hd)`` (float32; theta = ``rope_theta``, 10000 for opt),
     ``a = p * inv_freq[i]`` (float32), ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``
     with ``x1 = x[:hd/2]``, ``x2 = x[hd/2:]``.
-  * causal: key j > query i masked (-inf) before softmax; bidirectional: no mask.
+  * causal: key j > query i masked (-inf) before softmax; bidirectional: no mask. With a
+    sliding window W (``sliding_window``; not in the global layers of
+    ``global_attn_every_n_layers``), keys with ``|i - j| >= W`` are masked too.
   * ``P = softmax(s)`` in float32 over keys, ``o = P v``, heads concatenated, then
     ``out_proj`` / ``o_proj`` (+ bias for opt).
 MLP: opt ``fc2(act(fc1(LN2(h))))`` with ReLU, exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))`` or
@@ -185,19 +187,27 @@ def _attention(model, li, x):
         k = k.repeat_interleave(rep, dim=0)
         v = v.repeat_interleave(rep, dim=0)
     # Queries in chunks, so long inputs need O(chunk * n) memory, not O(n^2);
-    # a causal chunk reads only the keys up to its last query.
+    # a chunk reads only the keys some of its rows attend to.
+    window = ck.window_of(r, li)
+    causal = r["attention"] == "causal"
     chunk = 2048
     parts = []
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        keys = b if r["attention"] == "causal" else n
-        s = q[:, a:b] @ k[:, :keys].transpose(1, 2)  # [H, b - a, keys]
+        k0 = max(0, a - window + 1) if window else 0
+        k1 = b if causal else (min(n, b - 1 + window) if window else n)
+        s = q[:, a:b] @ k[:, k0:k1].transpose(1, 2)  # [H, b - a, k1 - k0]
         if r["family"] == "llama":
             s = s / math.sqrt(hd)
-        if r["attention"] == "causal":
-            mask = torch.arange(keys)[None, :] > torch.arange(a, b)[:, None]
-            s = s.masked_fill(mask, float("-inf"))
-        parts.append(torch.softmax(s, dim=-1) @ v[:, :keys])
+        key = torch.arange(k0, k1)[None, :]
+        row = torch.arange(a, b)[:, None]
+        mask = torch.zeros(b - a, k1 - k0, dtype=torch.bool)
+        if causal:
+            mask |= key > row
+        if window:
+            mask |= (row - key >= window) | (key - row >= window)
+        s = s.masked_fill(mask, float("-inf"))
+        parts.append(torch.softmax(s, dim=-1) @ v[:, k0:k1])
     o = torch.cat(parts, dim=1).transpose(0, 1).reshape(n, H * hd)
     if r["family"] == "opt":
         return linear(o, model.get(p + "out_proj.weight"), model.get(p + "out_proj.bias", False))

@@ -72,6 +72,10 @@ def make_config(a):
         "incnn_position": position,
         "incnn_attention": a.attention,
     }
+    if a.window:
+        c["sliding_window"] = a.window
+        if a.global_every:
+            c["global_attn_every_n_layers"] = a.global_every
     if fam == "opt":
         if a.kv_heads not in (None, a.heads):
             raise ValueError("opt has no grouped-query attention: --kv-heads must equal --heads")
@@ -240,6 +244,10 @@ def main(argv=None):
     ap.add_argument("--position", choices=["learned", "rope", "none"], default=None,
                     help="default: learned for opt, rope for llama")
     ap.add_argument("--attention", choices=["causal", "bidirectional"], default="causal")
+    ap.add_argument("--window", type=int, default=0,
+                    help="sliding-window attention over this many keys (0: global)")
+    ap.add_argument("--global-every", type=int, default=0,
+                    help="with --window: every N-th layer (from 0) attends globally")
     ap.add_argument("--task", choices=["lm", "classifier"], default="lm")
     ap.add_argument("--labels", type=int, default=3)
     ap.add_argument("--pool", choices=["last", "mean"], default="last")

@@ -177,6 +177,10 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
   c.ropeTheta = r.getFloat("rope_theta", 10000.0f);
   c.position = r.getString("incnn_position", isOpt ? "learned" : "rope");
   std::string attention = r.getString("incnn_attention", "causal");
+  c.slidingWindow = r.getBool("use_sliding_window", true)
+                        ? r.getInt("sliding_window", 0, false)
+                        : 0;
+  c.globalEvery = r.getInt("global_attn_every_n_layers", 0, false);
   c.pool = r.getString("incnn_pool", "last");
   if (!r.error.empty())
     return r.error;

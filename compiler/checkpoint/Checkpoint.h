@@ -42,12 +42,20 @@ struct ModelConfig {
   bool tieEmbeddings = true;
   std::string position; ///< "learned", "rope" or "none"
   bool causal = true;
+  /// > 0: sliding-window attention (`sliding_window`), except in the global
+  /// layers: every `global_attn_every_n_layers`-th, from layer 0.
+  int slidingWindow = 0, globalEvery = 0;
   std::string pool = "last"; ///< classifiers: "last" or "mean"
   std::vector<std::string> labels;
   int bosTokenId = -1, eosTokenId = -1, padTokenId = -1;
   std::vector<VQSite> vq;
 
   int headDim() const { return hidden / heads; }
+  /// Layer `layer`'s attention window, 0 for global attention.
+  int windowOf(int layer) const {
+    bool global = globalEvery > 0 && layer % globalEvery == 0;
+    return global ? 0 : slidingWindow;
+  }
   /// The VQ site at (layer, site), or nullptr.
   const VQSite *findVQ(int layer, const std::string &site) const;
 };

@@ -37,7 +37,8 @@ uint64_t countMacs(const Program &program, int64_t numTokens) {
           rows(in.operands[0]) * width(in.operands[0]) * width(in.results[0]);
       break;
     case OpCode::Attention: {
-      uint64_t pairs = in.attrs.causal ? n * (n + 1) / 2 : n * n;
+      uint64_t pairs =
+          exact::attendedPairs(attentionShape(program, in), int64_t(n));
       // q.k and p.v, each head-dim long, for every head: 2 * qWidth.
       macs += 2 * pairs * width(in.operands[0]);
       break;

@@ -81,6 +81,25 @@ void expNonPositive(const float *x, int64_t n, float *y) {
 
 } // namespace
 
+void keyRange(const AttentionShape &shape, int64_t row, int64_t n,
+              int64_t &begin, int64_t &end) {
+  int64_t W = shape.window;
+  begin = W > 0 ? std::max<int64_t>(0, row - W + 1) : 0;
+  end = shape.causal ? row + 1 : W > 0 ? std::min(n, row + W) : n;
+}
+
+uint64_t attendedPairs(const AttentionShape &shape, int64_t n) {
+  if (shape.window == 0)
+    return uint64_t(shape.causal ? n * (n + 1) / 2 : n * n);
+  uint64_t pairs = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t begin, end;
+    keyRange(shape, i, n, begin, end);
+    pairs += uint64_t(end - begin);
+  }
+  return pairs;
+}
+
 float valueBound(int64_t maxKeys) {
   double bound = std::ldexp(1.0, 38) / double(std::max<int64_t>(maxKeys, 1));
   return float(std::min(bound, std::ldexp(1.0, 27)));
@@ -275,19 +294,51 @@ void transposeKeys(const float *const *rows, int64_t n, int64_t offset,
     std::fill(kt + c * pad + n, kt + (c + 1) * pad, 0.0f);
 }
 
+/// Which keys rows first, first + 1, ... attend to (absolute positions, over
+/// n keys), relative to key `offset`: see detail::HeadJob.
+struct KeyRanges {
+  int64_t countBase = 0, countStep = 0, beginBase = 0, beginStep = 0,
+          keyLimit = INT64_MAX;
+};
+
+KeyRanges rangesOf(const AttentionShape &s, int64_t first, int64_t n,
+                   int64_t offset) {
+  KeyRanges r;
+  int64_t W = s.window;
+  if (s.causal) {
+    r.countBase = first + 1;
+    r.countStep = 1;
+  } else if (W > 0) {
+    r.countBase = first + W;
+    r.countStep = 1;
+  } else {
+    r.countBase = n;
+  }
+  if (W > 0) {
+    r.beginBase = first - W + 1 - offset;
+    r.beginStep = 1;
+  }
+  r.countBase -= offset;
+  r.keyLimit = n - offset;
+  return r;
+}
+
 /// Attends rows [r0, r0 + rows) of head h (q0: row r0's query); false on a
 /// score breach.
-bool runRows(const float *q0, int64_t r0, int64_t rows, int64_t countBase,
-             int64_t countStep, const float *kt, int64_t ktStride,
-             const double *values, const float *const *vRows, int64_t h,
-             const AttentionShape &shape, AttentionState &state) {
+bool runRows(const float *q0, int64_t r0, int64_t rows, const KeyRanges &keys,
+             const float *kt, int64_t ktStride, const double *values,
+             const float *const *vRows, int64_t h, const AttentionShape &shape,
+             AttentionState &state) {
   int64_t H = shape.numHeads, hd = shape.headDim;
   detail::HeadJob job;
   job.q = q0 + h * hd;
   job.qStride = shape.queryWidth();
   job.numRows = rows;
-  job.countBase = countBase;
-  job.countStep = countStep;
+  job.countBase = keys.countBase;
+  job.countStep = keys.countStep;
+  job.beginBase = keys.beginBase;
+  job.beginStep = keys.beginStep;
+  job.keyLimit = keys.keyLimit;
   job.kt = kt;
   job.ktStride = ktStride;
   job.values = values;
@@ -319,11 +370,15 @@ bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out) {
   int64_t hd = shape.headDim, n = panel.numKeys;
+  if (shape.window > 0)
+    return false; // computeRowsFromRows knows positions
+  KeyRanges keys;
+  keys.countBase = keyCount;
   for (int64_t h = 0; h < shape.numHeads; ++h) {
     int64_t hk = shape.kvHeadOf(h);
-    if (!runRows(qRot, row, 1, keyCount, 0,
-                 panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
-                 panel.values.data() + hk * n * hd, nullptr, h, shape, state))
+    if (!runRows(qRot, row, 1, keys, panel.keysT.data() + hk * hd * panel.nPad,
+                 panel.nPad, panel.values.data() + hk * n * hd, nullptr, h,
+                 shape, state))
       return false;
   }
   finishRow(shape, state, row, out);
@@ -335,9 +390,13 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
                         const AttentionShape &shape, AttentionState &state,
                         int64_t row, float *out) {
   int64_t hd = shape.headDim, kvw = shape.kvWidth();
+  if (shape.window > 0)
+    return false; // computeRowsFromRows knows positions
   for (int64_t j = 0; j < keyCount; ++j)
     if (!withinBound(vRows[j], kvw, shape.valueBound))
       return false;
+  KeyRanges keys;
+  keys.countBase = keyCount;
   static thread_local std::vector<float> kt;
   int64_t pad = detail::paddedKeys(keyCount);
   if (kt.size() < size_t(hd * pad))
@@ -346,8 +405,8 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
   for (int64_t hk = 0; hk < shape.numKvHeads; ++hk) {
     transposeKeys(kRotRows, keyCount, hk * hd, hd, pad, kt.data());
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-      if (!runRows(qRot, row, 1, keyCount, 0, kt.data(), pad, nullptr, vRows, h,
-                   shape, state))
+      if (!runRows(qRot, row, 1, keys, kt.data(), pad, nullptr, vRows, h, shape,
+                   state))
         return false;
   }
   finishRow(shape, state, row, out);
@@ -362,23 +421,29 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
     return true;
   int64_t hd = shape.headDim, kvw = shape.kvWidth(), qw = shape.queryWidth();
   int64_t first = rows.front(), count = int64_t(rows.size());
-  if (shape.causal && rows.back() - first + 1 != count)
+  bool ranged = shape.causal || shape.window > 0;
+  if (ranged && rows.back() - first + 1 != count)
     return false; // not consecutive: the caller splits them
-  int64_t keys = shape.causal ? rows.back() + 1 : numKeys;
-  for (int64_t j = 0; j < keys; ++j)
+  // The keys any of the rows attends to: [begin, end).
+  int64_t W = shape.window;
+  int64_t begin = W > 0 ? std::max<int64_t>(0, first - W + 1) : 0;
+  int64_t end = shape.causal ? rows.back() + 1
+                : W > 0      ? std::min(numKeys, rows.back() + W)
+                             : numKeys;
+  for (int64_t j = begin; j < end; ++j)
     if (!withinBound(vRows[j], kvw, shape.valueBound))
       return false;
+  KeyRanges keys = rangesOf(shape, first, numKeys, begin);
   static thread_local std::vector<float> kt;
-  int64_t pad = detail::paddedKeys(keys);
+  int64_t pad = detail::paddedKeys(end - begin);
   if (kt.size() < size_t(hd * pad))
     kt.resize(size_t(hd * pad));
   int64_t group = shape.numHeads / shape.numKvHeads;
   for (int64_t hk = 0; hk < shape.numKvHeads; ++hk) {
-    transposeKeys(kRotRows, keys, hk * hd, hd, pad, kt.data());
+    transposeKeys(kRotRows + begin, end - begin, hk * hd, hd, pad, kt.data());
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-      if (!runRows(qRot, 0, count, shape.causal ? first + 1 : numKeys,
-                   shape.causal ? 1 : 0, kt.data(), pad, nullptr, vRows, h,
-                   shape, state))
+      if (!runRows(qRot, 0, count, keys, kt.data(), pad, nullptr, vRows + begin,
+                   h, shape, state))
         return false;
   }
   for (int64_t t = 0; t < count; ++t)
@@ -619,8 +684,7 @@ bool attention(const float *q, const float *k, const float *v, int64_t n,
     int64_t r0 = chunk * kChunk, rows = std::min(kChunk, n - r0);
     if (!ok.load(std::memory_order_relaxed))
       return;
-    if (!runRows(qRot.data() + r0 * qw, r0, rows, shape.causal ? r0 + 1 : n,
-                 shape.causal ? 1 : 0,
+    if (!runRows(qRot.data() + r0 * qw, r0, rows, rangesOf(shape, r0, n, 0),
                  panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
                  panel.values.data() + hk * n * hd, nullptr, h, shape, state))
       ok.store(false, std::memory_order_relaxed);

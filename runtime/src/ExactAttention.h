@@ -44,6 +44,14 @@ constexpr int64_t kMaxKeys = int64_t(1) << 20;
 /// min(2^27, 2^38 / maxKeys).
 float valueBound(int64_t maxKeys);
 
+struct AttentionShape;
+/// The keys row `row` of n attends to: [begin, end).
+void keyRange(const AttentionShape &shape, int64_t row, int64_t n,
+              int64_t &begin, int64_t &end);
+/// (row, key) pairs of an n-row attention: its multiply-accumulates are this
+/// times 2 * queryWidth.
+uint64_t attendedPairs(const AttentionShape &shape, int64_t n);
+
 /// True if every x[i] is finite with |x[i]| <= bound (false for NaN).
 bool withinBound(const float *x, int64_t n, float bound);
 
@@ -53,6 +61,9 @@ struct AttentionShape {
   float ropeTheta = 0.0f; ///< 0: no rotary embedding
   float scale = 1.0f;
   float valueBound = 0.0f; ///< see valueBound(); set from the program length
+  /// > 0: row i attends keys [i - window + 1, i] (causal) or those within
+  /// window - 1 of i (bidirectional); 0: every key (causal: up to i).
+  int64_t window = 0;
   int64_t queryWidth() const { return numHeads * headDim; }
   int64_t kvWidth() const { return numKvHeads * headDim; }
   int64_t kvHeadOf(int64_t h) const { return h / (numHeads / numKvHeads); }
@@ -107,6 +118,8 @@ bool computeRow(const float *qRot, const KeyPanel &panel, int64_t keyCount,
                 const AttentionShape &shape, AttentionState &state, int64_t row,
                 float *out);
 
+/// (computeRow and computeRowFromRows know no positions: they refuse windowed
+/// shapes.)
 /// computeRow from key and value row pointers instead of a KeyPanel:
 /// kRotRows[j] is key j's rotated row and vRows[j] its value row, both
 /// [Hkv * hd], for j < keyCount. Same bits as computeRow on a panel of these

@@ -163,6 +163,8 @@ json instrToJson(const Instr &in) {
   a["causal"] = in.attrs.causal;
   a["rope_theta"] = in.attrs.ropeTheta;
   a["scale"] = in.attrs.scale;
+  if (in.attrs.window > 0)
+    a["window"] = in.attrs.window;
   a["pool"] = uint32_t(in.attrs.pool);
   j["attrs"] = std::move(a);
   return j;
@@ -206,6 +208,7 @@ Instr instrFromJson(const json &j) {
     in.attrs.causal = getBoolOr(a, "causal", true);
     in.attrs.ropeTheta = getFloatOr(a, "rope_theta", 0.0f);
     in.attrs.scale = getFloatOr(a, "scale", 1.0f);
+    in.attrs.window = getIntOr(a, "window", 0, int64_t(1) << 20, 0);
     in.attrs.pool = PoolKind(getIntOr(a, "pool", 0, 1, 0));
   }
   return in;
@@ -222,9 +225,10 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
   uint32_t version, reserved;
   std::memcpy(&version, base + 8, 4);
   std::memcpy(&reserved, base + 12, 4);
-  if (version != kProgramVersion)
+  if (version < kMinProgramVersion || version > kProgramVersion)
     fail("unsupported program version " + std::to_string(version) +
-         " (this runtime reads version " + std::to_string(kProgramVersion) +
+         " (this runtime reads versions " + std::to_string(kMinProgramVersion) +
+         " to " + std::to_string(kProgramVersion) +
          "; recompile the model with this incnn-compile)");
   if (reserved != 0)
     fail("reserved header bytes 12..15 are not zero");
@@ -712,6 +716,10 @@ std::string printProgram(const Program &p) {
     out += std::string(" = ") + opCodeName(in.op);
     for (size_t o = 0; o < in.operands.size(); ++o)
       out += (o ? ", " : " ") + value(in.operands[o]);
+    if (in.op == OpCode::Attention)
+      out += std::string(in.attrs.causal ? " causal" : " bidirectional") +
+             (in.attrs.window > 0 ? " window " + std::to_string(in.attrs.window)
+                                  : "");
     out += "\n";
   }
   out += "steps:\n";

@@ -155,6 +155,9 @@ struct DecoderConfig {
   int32_t vocab = 50, maxPositions = 64, numLabels = 3;
   std::string position = "learned"; ///< "learned", "rope" or "none"
   bool causal = true;
+  int64_t window = 0; ///< > 0: sliding-window attention
+  int32_t globalEvery =
+      0;             ///< with a window: layers l % globalEvery == 0 global
   bool gelu = false; ///< opt only
   PoolKind pool = PoolKind::Last;
   /// VQ sites: {layer, isBlockOut, groups, codes}.
@@ -231,6 +234,7 @@ inline Program buildDecoder(const DecoderConfig &c) {
     a.numHeads = c.heads;
     a.numKvHeads = c.kvHeads;
     a.causal = c.causal;
+    a.window = c.globalEvery > 0 && l % c.globalEvery == 0 ? 0 : c.window;
     a.ropeTheta = c.position == "rope" ? 10000.0f : 0.0f;
     a.scale = 1.0f / std::sqrt(float(hd));
     int32_t att = b.op(OpCode::Attention, {q, k, v}, {}, int32_t(d), true, a);

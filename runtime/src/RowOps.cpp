@@ -128,6 +128,7 @@ exact::AttentionShape attentionShape(const Program &program, const Instr &in) {
   shape.causal = in.attrs.causal;
   shape.ropeTheta = in.attrs.ropeTheta;
   shape.scale = in.attrs.scale;
+  shape.window = in.attrs.window;
   shape.valueBound = exact::valueBound(program.maxPositions);
   return shape;
 }

@@ -154,11 +154,12 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
                 test::bitsEqual(got.data(), wantOut.data(), got.size());
     EXPECT_TRUE(same) << "family " << c.config.family << " position "
                       << c.config.position << " causal " << c.config.causal
-                      << " vq " << c.config.vq.size() << " minimal plan "
-                      << c.minimalPlan << " seed " << seed << " edit " << e
-                      << " pool " << int(c.config.pool) << " task "
-                      << int(c.config.task) << " batch " << script.size()
-                      << " kinds " << int(script[0].kind);
+                      << " window " << c.config.window << " vq "
+                      << c.config.vq.size() << " minimal plan " << c.minimalPlan
+                      << " seed " << seed << " edit " << e << " pool "
+                      << int(c.config.pool) << " task " << int(c.config.task)
+                      << " batch " << script.size() << " kinds "
+                      << int(script[0].kind);
     if (!same)
       return checked;
     EXPECT_LE(session.stats().macs, session.stats().macsFull * 3);
@@ -198,6 +199,14 @@ std::vector<FuzzCase> allCases() {
               c.config.vq = {{0, true, 1, 16}, {1, false, 2, 4}};
             c.minimalPlan = minimal;
             c.certificates = seed % 3 != 0; // also without certificates
+            cases.push_back(c);
+            if (!minimal)
+              continue;
+            // Sliding windows of 1 to 6 keys; some alternate with global
+            // layers.
+            c.config.window = 1 + seed % 6;
+            c.config.globalEvery = seed % 3 == 0 ? 2 : 0;
+            c.config.seed = seed++;
             cases.push_back(c);
           }
     }

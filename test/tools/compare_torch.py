@@ -42,6 +42,12 @@ CONFIGS = [
     ("llama-rope-bidir-cls-vq", dict(family="llama", position="rope",
                                      attention="bidirectional", task="classifier",
                                      vq="0:attn_out:2:8,1:block_out:4:8")),
+    # Sliding windows, one layer local and one global (ModernBERT-style).
+    ("opt-none-window-cls", dict(family="opt", position="none", task="classifier",
+                                 pool="mean", window=5, global_every=2, layers=3,
+                                 vq="1:attn_out:2:8")),
+    ("llama-rope-window-bidir-lm", dict(family="llama", kv_heads=2, attention="bidirectional",
+                                        window=4)),
 ]
 
 STORIES_TEXT = ("Once upon a time, there was a little girl named Lily. She loved to play "

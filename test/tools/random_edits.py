@@ -45,6 +45,12 @@ CONFIGS = [
     ("llama-rope-bidir-cls", dict(family="llama", position="rope",
                                   attention="bidirectional", task="classifier",
                                   vq="1:attn_out:4:8")),
+    # Sliding-window attention, alone and alternating with global layers.
+    ("opt-none-window-lm", dict(family="opt", position="none", window=6,
+                                vq="0:attn_out:4:16")),
+    ("llama-none-window-bidir-cls", dict(family="llama", position="none",
+                                         attention="bidirectional", window=5, global_every=2,
+                                         layers=3, task="classifier", vq="1:attn_out:2:8")),
     # Text edits ({"op":"text"}) through a tokenizer.
     ("opt-learned-lm-text", dict(family="opt", position="learned", vq="0:attn_out:4:16",
                                  text=True)),

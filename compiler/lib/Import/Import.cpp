@@ -128,9 +128,12 @@ Value GraphBuilder::attention(Value x, const std::string &prefix, int layer) {
                             : incnn::vqt::MaskKind::bidirectional;
   Location attnLoc = NameLoc::get(
       builder.getStringAttr("layer " + std::to_string(layer) + " attention"));
+  int window = config.windowOf(layer);
+  IntegerAttr windowAttr =
+      window > 0 ? builder.getI64IntegerAttr(window) : IntegerAttr();
   Value o = builder.create<incnn::vqt::AttentionOp>(
       attnLoc, q.getType(), q, k, v, mask, config.heads, config.kvHeads, theta,
-      FloatAttr());
+      FloatAttr(), windowAttr);
   Value out =
       linear(o, attn + (opt ? "out_proj" : "o_proj"), d, d, config.enableBias);
   return maybeVQ(out, layer, "attn_out");

@@ -257,6 +257,7 @@ void ProgramBuilder::lower(Operation *op) {
         attrs.ropeTheta =
             a.getRopeTheta() ? a.getRopeTheta()->convertToFloat() : 0.0f;
         attrs.scale = a.getEffectiveScale();
+        attrs.window = a.getWindow() ? int64_t(*a.getWindow()) : 0;
         emit(OpCode::Attention, {a.getQuery(), a.getKey(), a.getValue()}, {},
              {a.getResult()}, attrs);
       })

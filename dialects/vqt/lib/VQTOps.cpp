@@ -120,6 +120,8 @@ LogicalResult AttentionOp::verify() {
   int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
   if (heads <= 0 || kvHeads <= 0)
     return emitOpError("num_heads and num_kv_heads must be positive");
+  if (std::optional<uint64_t> window = getWindow(); window && *window == 0)
+    return emitOpError("window must be positive");
   if (heads % kvHeads != 0)
     return emitOpError("num_heads (")
            << heads << ") must be a multiple of num_kv_heads (" << kvHeads

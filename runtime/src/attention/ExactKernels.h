@@ -28,10 +28,12 @@ constexpr int64_t paddedKeys(int64_t n) {
 }
 
 /// Rows [0, numRows) of one query head, from scratch. Row r attends keys
-/// [0, countBase + r * countStep).
+/// [max(0, beginBase + r * beginStep), min(keyLimit, countBase + r *
+/// countStep)).
 struct HeadJob {
   const float *q = nullptr; ///< row r's head slice at q + r * qStride
   int64_t qStride = 0, numRows = 0, countBase = 0, countStep = 0;
+  int64_t beginBase = 0, beginStep = 0, keyLimit = INT64_MAX;
   const float *kt = nullptr; ///< [hd][ktStride] rotated keys, zero padded
   int64_t ktStride = 0;
   const double *values = nullptr;      ///< [keys][hd], or null: vRows

@@ -55,6 +55,7 @@ struct T {
   static MF none() { return _mm256_setzero_ps(); }
   static MF orM(MF a, MF b) { return _mm256_or_ps(a, b); }
   static MF andM(MF a, MF b) { return _mm256_and_ps(a, b); }
+  static MF andNotM(MF a, MF b) { return _mm256_andnot_ps(b, a); } // a & ~b
   static bool any(MF m) { return _mm256_movemask_ps(m) != 0; }
   static int count(MF m) { return __builtin_popcount(_mm256_movemask_ps(m)); }
   static VF maxMasked(VF acc, MF m, VF x) {
@@ -136,6 +137,7 @@ struct T {
   static MF none() { return false; }
   static MF orM(MF a, MF b) { return a || b; }
   static MF andM(MF a, MF b) { return a && b; }
+  static MF andNotM(MF a, MF b) { return a && !b; }
   static bool any(MF m) { return m; }
   static int count(MF m) { return m ? 1 : 0; }
   static VF maxMasked(VF acc, MF m, VF x) { return m && x > acc ? x : acc; }

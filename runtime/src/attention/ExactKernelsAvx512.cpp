@@ -51,6 +51,7 @@ struct T {
   static MF none() { return 0; }
   static MF orM(MF a, MF b) { return MF(a | b); }
   static MF andM(MF a, MF b) { return MF(a & b); }
+  static MF andNotM(MF a, MF b) { return MF(a & ~b); }
   static bool any(MF m) { return m != 0; }
   static int count(MF m) { return __builtin_popcount(unsigned(m)); }
   static VF maxMasked(VF acc, MF m, VF x) {

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 
 namespace incnn::runtime {
 
@@ -57,8 +58,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
     if (!exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
                           out, state, &e.pool))
       throwAttentionBreach(p, index, v.data.data(), n * kvw, shape.valueBound);
-    e.stats.macs +=
-        2 * uint64_t(shape.causal ? n * (n + 1) / 2 : n * n) * uint64_t(qw);
+    e.stats.macs += 2 * exact::attendedPairs(shape, n) * uint64_t(qw);
     if (!direct)
       e.storeRows(in.results[0], every, std::move(scratch));
     outDirty = std::move(every);
@@ -97,13 +97,77 @@ void runAttentionUpdate(Engine &e, const Step &s) {
   for (int64_t i : queryRows)
     full[size_t(i)] = 1;
   std::vector<uint64_t> termCounts(size_t(n), 0);
-  auto attends = [&](const Term &t, int64_t rowPos) {
-    return !shape.causal || t.position <= rowPos;
+  // Row `row` attends key `key` (positions in one coordinate system).
+  int64_t W = shape.window, oldN = int64_t(plan->to.size());
+  auto inWindow = [&](int64_t key, int64_t row) {
+    if (shape.causal && key > row)
+      return false;
+    return W == 0 || (row - key < W && key - row < W);
   };
+  auto attends = [&](const Term &t, int64_t rowPos) {
+    return inWindow(t.position, rowPos);
+  };
+  // With a window, a kept row near an insertion or deletion also gains and
+  // loses unchanged keys at its window's edges: terms of its own.
+  std::unordered_map<int64_t, std::vector<std::pair<int, Term>>> edgeTerms;
+  std::vector<char> reach(W > 0 ? size_t(n) : 0, 0); // rows a term may reach
+  if (W > 0) {
+    auto mark = [&](int64_t lo, int64_t hi) {
+      for (int64_t i = std::max<int64_t>(lo, 0); i <= std::min(hi, n - 1); ++i)
+        reach[size_t(i)] = 1;
+    };
+    auto rowsOfKey = [&](int64_t key) { // new rows whose window holds `key`
+      mark(shape.causal ? key : key - W + 1, key + W - 1);
+    };
+    for (const Term &t : newTerms)
+      rowsOfKey(t.position);
+    for (const Term &t : oldTerms) // old rows, mapped to their new rows
+      for (int64_t o = std::max<int64_t>(0, shape.causal ? t.position
+                                                         : t.position - W + 1);
+           o <= std::min(oldN - 1, t.position + W - 1); ++o)
+        if (plan->to[size_t(o)] >= 0)
+          reach[size_t(plan->to[size_t(o)])] = 1;
+    std::vector<char> changedKey(size_t(n), 0);
+    for (int64_t j : keyRows)
+      changedKey[size_t(j)] = 1;
+    std::vector<char> nearEdit(size_t(n), 0);
+    for (int64_t i = 0; i <= n; ++i) {
+      bool edge = i < n ? plan->from[size_t(i)] < 0 ||
+                              plan->from[size_t(i)] !=
+                                  (i ? plan->from[size_t(i - 1)] + 1 : 0)
+                        : n > 0 && plan->from[size_t(n - 1)] != oldN - 1;
+      if (edge)
+        for (int64_t r = std::max<int64_t>(0, shape.causal ? i : i - W + 1);
+             r <= std::min(n - 1, i + W - 1); ++r)
+          nearEdit[size_t(r)] = 1;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t o = plan->from[size_t(i)];
+      if (!nearEdit[size_t(i)] || o < 0 || full[size_t(i)])
+        continue;
+      std::vector<std::pair<int, Term>> terms;
+      for (int64_t j = std::max<int64_t>(0, i - W + 1);
+           j <= (shape.causal ? i : std::min(n - 1, i + W - 1)); ++j) {
+        int64_t jo = plan->from[size_t(j)];
+        if (jo >= 0 && !changedKey[size_t(j)] && !inWindow(jo, o))
+          terms.emplace_back(+1, makeTerm(j, k.row(j), v.row(j)));
+      }
+      for (int64_t jo = std::max<int64_t>(0, o - W + 1);
+           jo <= (shape.causal ? o : std::min(oldN - 1, o + W - 1)); ++jo) {
+        int64_t j = plan->to[size_t(jo)];
+        if (j >= 0 && !changedKey[size_t(j)] && !inWindow(j, i))
+          terms.emplace_back(-1, makeTerm(jo, oldRow(k, jo), oldRow(v, jo)));
+      }
+      if (!terms.empty()) {
+        edgeTerms.emplace(i, std::move(terms));
+        reach[size_t(i)] = 1;
+      }
+    }
+  }
   // Candidate rows: kept rows with an unchanged query that attend to some
   // changed key, handled kTermBlock at a time.
   std::vector<int64_t> candidates;
-  if (!oldTerms.empty() || !newTerms.empty())
+  if (!oldTerms.empty() || !newTerms.empty() || !edgeTerms.empty())
     for (int64_t i = 0; i < n; ++i) {
       if (full[size_t(i)])
         continue;
@@ -112,7 +176,9 @@ void runAttentionUpdate(Engine &e, const Step &s) {
         full[size_t(i)] = 1;
         continue;
       }
-      bool touched = false;
+      if (W > 0 && !reach[size_t(i)])
+        continue;
+      bool touched = edgeTerms.count(i) > 0;
       for (const Term &t : oldTerms)
         touched = touched || attends(t, oldPos);
       for (const Term &t : newTerms)
@@ -158,6 +224,10 @@ void runAttentionUpdate(Engine &e, const Step &s) {
         // Every term that reaches a row of the block, old ones first, in one
         // pass over the block's accumulators.
         size_t numTerms = oldTerms.size() + newTerms.size();
+        for (int l = 0; l < B; ++l)
+          if (valid[l])
+            if (auto it = edgeTerms.find(rows[l]); it != edgeTerms.end())
+              numTerms += it->second.size();
         std::unique_ptr<bool[]> use(new bool[numTerms * B]);
         std::vector<exact::TermRef> refs;
         refs.reserve(numTerms);
@@ -176,6 +246,18 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           addTerm(t, -1, true);
         for (const Term &t : newTerms)
           addTerm(t, +1, false);
+        for (int l = 0; l < B; ++l) { // a row's own edge terms: its lane only
+          auto it = valid[l] ? edgeTerms.find(rows[l]) : edgeTerms.end();
+          if (it == edgeTerms.end())
+            continue;
+          for (const auto &[sign, t] : it->second) {
+            bool *mask = use.get() + refs.size() * B;
+            std::fill(mask, mask + B, false);
+            mask[l] = true;
+            termCounts[size_t(rows[l])] += 1;
+            refs.push_back({t.kRot.data(), t.v.data(), sign});
+          }
+        }
         if (!refs.empty())
           exact::applyTermsToBlock(qT.data(), stateRows, use.get(), refs.data(),
                                    int64_t(refs.size()), shape, state, ok);
@@ -225,7 +307,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
     for (size_t t = 0; t < fullRows.size();) {
       size_t u = t + 1;
       while (u < fullRows.size() && u - t < size_t(kRunRows) &&
-             (!shape.causal || fullRows[u] == fullRows[u - 1] + 1))
+             (!(shape.causal || W > 0) || fullRows[u] == fullRows[u - 1] + 1))
         ++u;
       runs.emplace_back(t, u);
       t = u;
@@ -268,8 +350,11 @@ void runAttentionUpdate(Engine &e, const Step &s) {
           throwBreach(p, index, Breach::AttentionValue);
       throwBreach(p, index, Breach::AttentionScore);
     }
-    for (int64_t i : fullRows)
-      e.stats.macs += 2 * uint64_t(shape.causal ? i + 1 : n) * uint64_t(qw);
+    for (int64_t i : fullRows) {
+      int64_t begin, end;
+      exact::keyRange(shape, i, n, begin, end);
+      e.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
+    }
   }
 
   // The refreshed output rows, in order.

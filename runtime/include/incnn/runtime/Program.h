@@ -20,7 +20,9 @@
 namespace incnn::runtime {
 
 /// Current program file version; bump on any incompatible change.
-inline constexpr uint32_t kProgramVersion = 3;
+inline constexpr uint32_t kProgramVersion = 4;
+/// The oldest version this runtime reads (3: no attention windows).
+inline constexpr uint32_t kMinProgramVersion = 3;
 
 /// Instruction opcodes. Stable numbers: they are written to files.
 enum class OpCode : uint32_t {
@@ -41,7 +43,8 @@ enum class OpCode : uint32_t {
   Mul = 10, ///< elementwise, operands[0] * operands[1]
   /// Multi-head attention; operands = {q, k, v} (already projected).
   /// attrs: numHeads, numKvHeads, causal, ropeTheta (0 = no rotary),
-  /// scale (multiplies q.k). Rotary (HF half-split layout) applies to q and k
+  /// scale (multiplies q.k), window (> 0: sliding window, see
+  /// exact::AttentionShape). Rotary (HF half-split layout) applies to q and k
   /// with absolute positions 0..n-1 before the dot products.
   Attention = 11,
   /// Vector quantization: weights = {codebook [G, K, width/G]};
@@ -65,6 +68,7 @@ struct InstrAttrs {
   bool causal = true;
   float ropeTheta = 0.0f;
   float scale = 1.0f;
+  int64_t window = 0; ///< attention: > 0 attends only the nearest keys
   PoolKind pool = PoolKind::Last;
 };
 

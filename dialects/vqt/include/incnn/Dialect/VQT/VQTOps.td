@@ -198,6 +198,10 @@ def VQT_AttentionOp : VQT_RuleOp<"attention", VQT_TokenMixing,
     or all `j` (bidirectional). With `rope_theta`, the rotary embedding (pairs
     `(x[t], x[t + hd/2])`, angle `p * theta^(-2t/hd)`) is applied to q and k
     at their absolute positions first. `scale` defaults to `1/sqrt(hd)`.
+    With `window = W` (sliding-window attention, as Mistral's
+    `sliding_window`), row i attends only keys `i - W < j <= i` (causal) or
+    `|i - j| < W` (bidirectional), so a changed key reaches only the rows
+    within W of it and no row reads distant text.
 
     ```mlir
     %o = vqt.attention %q, %k, %v causal
@@ -208,7 +212,8 @@ def VQT_AttentionOp : VQT_RuleOp<"attention", VQT_TokenMixing,
   let arguments = (ins VQT_Rows:$query, VQT_Rows:$key, VQT_Rows:$value,
                        VQT_MaskKind:$mask, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, OptionalAttr<F32Attr>:$rope_theta,
-                       OptionalAttr<F32Attr>:$scale);
+                       OptionalAttr<F32Attr>:$scale,
+                       OptionalAttr<I64Attr>:$window);
   let results = (outs VQT_Rows:$result);
   let assemblyFormat = [{
     $query `,` $key `,` $value $mask attr-dict `:` type($query) `,` type($key)
