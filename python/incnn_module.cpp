@@ -593,7 +593,8 @@ PYBIND11_MODULE(incnn, m) {
                              })
       .def_property_readonly("stats", &PyDocument::stats,
                              "The last edit's statistics (incnn-run --json "
-                             "keys, plus tokenize_us and inside_window).")
+                             "keys, plus tokenize_us, retokenized_bytes and "
+                             "inside_window).")
       .def_property_readonly("program", &PyDocument::program)
       .def("verify", &PyDocument::verify,
            "True if the tokens equal a full re-tokenization and the output "

@@ -72,9 +72,9 @@ def make_config(a):
         "incnn_position": position,
         "incnn_attention": a.attention,
     }
-    if a.window:
+    if getattr(a, "window", 0):
         c["sliding_window"] = a.window
-        if a.global_every:
+        if getattr(a, "global_every", 0):
             c["global_attn_every_n_layers"] = a.global_every
     if fam == "opt":
         if a.kv_heads not in (None, a.heads):

@@ -40,7 +40,7 @@ SITES = ("attn_out", "block_out")
 
 def make_config(family="opt", vocab=2048, hidden=128, layers=2, heads=4, kv_heads=None, ffn=512,
                 max_pos=512, position=None, attention="causal", labels=None, pool="last",
-                vq="", act="relu", tied=None):
+                vq="", act="relu", tied=None, window=0, global_every=0):
     """An HF-style config dict (via make_random_model.make_config). ``labels``: list of class
     names for a classifier, None for a causal LM. ``vq``: ``"L:site:G:K,..."`` or a list of
     site dicts."""
@@ -51,7 +51,8 @@ def make_config(family="opt", vocab=2048, hidden=128, layers=2, heads=4, kv_head
                            kv_heads=kv_heads, ffn=ffn, max_pos=max_pos, position=position,
                            attention=attention, task="classifier" if labels else "lm",
                            labels=len(labels) if labels else 0, pool=pool, act=act,
-                           tied=(family == "opt") if tied is None else tied, vq=vq)
+                           tied=(family == "opt") if tied is None else tied, vq=vq,
+                           window=window, global_every=global_every)
     c = mrm.make_config(a)
     if labels:
         c["id2label"] = {str(i): n for i, n in enumerate(labels)}
@@ -75,8 +76,9 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, r, theta):
+    def __init__(self, r, theta, layer=0):
         super().__init__()
+        self.window = ck.window_of(r, layer)
         d, kv = r["hidden"], r["kv_heads"] * r["head_dim"]
         bias = r["family"] == "opt" and r["bias"]
         self.r, self.theta = r, theta
@@ -113,6 +115,10 @@ class Attention(nn.Module):
             s = s.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), float("-inf"))
         elif key_mask is not None:
             s = s.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        if self.window:
+            pos = torch.arange(n)
+            far = (pos[:, None] - pos[None, :]).abs() >= self.window
+            s = s.masked_fill(far, float("-inf"))
         P = torch.softmax(s, dim=-1)
         if attn_drop > 0 and self.training:
             P = F.dropout(P, attn_drop)
@@ -121,11 +127,11 @@ class Attention(nn.Module):
 
 
 class OPTLayer(nn.Module):
-    def __init__(self, r, theta):
+    def __init__(self, r, theta, layer=0):
         super().__init__()
         d, f, eps = r["hidden"], r["ffn"], r["eps"]
         self.r = r
-        self.self_attn = Attention(r, theta)
+        self.self_attn = Attention(r, theta, layer)
         self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps, elementwise_affine=True)
         self.fc1 = nn.Linear(d, f, bias=r["bias"])
         self.fc2 = nn.Linear(f, d, bias=r["bias"])
@@ -160,9 +166,9 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaLayer(nn.Module):
-    def __init__(self, r, theta):
+    def __init__(self, r, theta, layer=0):
         super().__init__()
-        self.self_attn = Attention(r, theta)
+        self.self_attn = Attention(r, theta, layer)
         self.mlp = LlamaMLP(r)
         self.input_layernorm = RMSNorm(r["hidden"], r["eps"])
         self.post_attention_layernorm = RMSNorm(r["hidden"], r["eps"])
@@ -196,7 +202,7 @@ class IncnnModel(nn.Module):
             dec.embed_positions = nn.Embedding(r["max_pos"] + 2, d)
         theta = r["rope_theta"] if r["family"] == "llama" else float(
             config.get("rope_theta", 10000.0))
-        dec.layers = nn.ModuleList([layer_cls(r, theta) for _ in range(r["layers"])])
+        dec.layers = nn.ModuleList([layer_cls(r, theta, i) for i in range(r["layers"])])
         if r["family"] == "opt":
             dec.final_layer_norm = nn.LayerNorm(d, eps=r["eps"])
             if not r["bias"]:

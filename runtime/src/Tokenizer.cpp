@@ -20,71 +20,59 @@ bool readVarint(std::string_view data, size_t &at, uint64_t &value) {
   return false;
 }
 
-/// The last value of varint field `field` in message `data`, or `fallback`
-/// (also when the message does not parse).
-uint64_t findVarint(std::string_view data, uint64_t field, uint64_t fallback) {
+/// Calls visit(field, varint, payload) for each varint and length-delimited
+/// field of protobuf message `data` (payload empty for varints); false when
+/// the message does not parse.
+template <class Visit> bool forEachField(std::string_view data, Visit visit) {
   size_t at = 0;
-  uint64_t found = fallback;
   while (at < data.size()) {
-    uint64_t key, value;
+    uint64_t key, value = 0;
     if (!readVarint(data, at, key))
-      return fallback;
+      return false;
+    std::string_view payload;
     switch (key & 7) {
     case 0:
       if (!readVarint(data, at, value))
-        return fallback;
-      if (key >> 3 == field)
-        found = value;
+        return false;
       break;
     case 1:
       at += 8;
       break;
     case 2:
       if (!readVarint(data, at, value) || value > data.size() - at)
-        return fallback;
+        return false;
+      payload = data.substr(at, size_t(value));
       at += size_t(value);
       break;
     case 5:
       at += 4;
       break;
     default:
-      return fallback;
+      return false;
     }
+    visit(key >> 3, value, payload);
   }
-  return at == data.size() ? found : fallback;
+  return at == data.size();
+}
+
+/// The last value of varint field `field`, or `fallback`.
+uint64_t findVarint(std::string_view data, uint64_t field, uint64_t fallback) {
+  uint64_t found = fallback;
+  bool ok = forEachField(data, [&](uint64_t f, uint64_t v, std::string_view p) {
+    if (f == field && p.empty())
+      found = v;
+  });
+  return ok ? found : fallback;
 }
 
 /// The payload of the last length-delimited field `field`, or "".
 std::string_view findMessage(std::string_view data, uint64_t field) {
-  size_t at = 0;
   std::string_view found;
-  while (at < data.size()) {
-    uint64_t key, value;
-    if (!readVarint(data, at, key))
-      return {};
-    switch (key & 7) {
-    case 0:
-      if (!readVarint(data, at, value))
-        return {};
-      break;
-    case 1:
-      at += 8;
-      break;
-    case 2:
-      if (!readVarint(data, at, value) || value > data.size() - at)
-        return {};
-      if (key >> 3 == field)
-        found = data.substr(at, size_t(value));
-      at += size_t(value);
-      break;
-    case 5:
-      at += 4;
-      break;
-    default:
-      return {};
-    }
-  }
-  return at == data.size() ? found : std::string_view();
+  bool ok = forEachField(data, [&](uint64_t f, uint64_t, std::string_view p) {
+    if (f == field)
+      found = p;
+  });
+  return ok ? found : std::string_view();
 }
 
 constexpr uint64_t kModelProtoTrainerSpec = 2;
