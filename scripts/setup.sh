@@ -8,7 +8,7 @@ BUILD_DIR=${1:-build}
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
-  libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev
+  libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev libcpp-httplib-dev
   libsentencepiece-dev sentencepiece
   python3 python3-numpy python3-torch libopenblas0-pthread
   clang libclang-rt-14-dev

@@ -18,6 +18,7 @@ path = [config.incnn_tools_dir, config.llvm_tools_dir, config.environment.get("P
 config.environment["PATH"] = os.pathsep.join(path)
 config.substitutions.append(("%incnn_src", config.incnn_src_root))
 config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%incnn_tools_dir", config.incnn_tools_dir))
 
 shared = os.path.join(os.path.dirname(config.incnn_src_root), "shared")
 if os.path.isdir(os.path.join(shared, "models", "stories260K")):
@@ -31,7 +32,7 @@ if os.path.exists("/usr/bin/python3"):
         config.available_features.add("torch")
     except Exception:
         pass
-for tool in ["incnn-compile", "incnn-run", "incnn-bench"]:
+for tool in ["incnn-compile", "incnn-run", "incnn-bench", "incnn-serve"]:
     if os.path.exists(os.path.join(config.incnn_tools_dir, tool)):
         config.available_features.add(tool)
 # The C API example (built beside the runtime).

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""incnn-serve's JSON API, end to end (docs/serve.md).
+
+    /usr/bin/python3 serve_api.py BIN_DIR PROGRAM.incnn TEXT_FILE [--edits N]
+
+Starts incnn-serve on a free loopback port and checks:
+  * N random text edits (ASCII and non-ASCII, inserts, deletes, replacements, whitespace runs)
+    posted one at a time end at exactly the output `incnn-run --text` gives for the final text,
+    bit for bit, and every `verify` says exact;
+  * bad requests (malformed JSON, unknown ids, offsets out of range or inside a UTF-8 character,
+    a body over the size limit, missing fields) answer a 4xx JSON error naming the problem, and
+    the document is exactly as before;
+  * documents edited from several threads at once all stay exact;
+  * with --max-documents 2 the least recently used document is evicted and its id answers 404
+    saying so; DELETE removes a document.
+Prints one line per check and "serve api: ok" at the end; exits 1 on the first failure.
+"""
+
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+class Server:
+    def __init__(self, bin_dir, program, *flags):
+        self.proc = subprocess.Popen([os.path.join(bin_dir, "incnn-serve"), program, "--port", "0"]
+                                     + list(flags), stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "http://" not in line:
+            sys.exit("incnn-serve did not start: %r" % line)
+        self.base = line.split("http://")[1].split("/")[0]
+
+    def request(self, method, path, body=None, raw=None):
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request("http://%s%s" % (self.base, path), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL " + what)
+        sys.exit(1)
+
+
+PIECES = ["the", " ", "  ", "\n", "\n\n", "PEP", " 8", "caf\u00e9", "\u00fcber", "\u4e2d\u6587",
+          "\U0001F600", "import", "(x)", ", ", ".", "\t", "proposal"]
+
+
+def random_edit(rng, text):
+    """A random edit of `text` (str) as (byte start, byte end, replacement, new str)."""
+    n = len(text)
+    a = rng.randrange(n + 1)
+    b = min(n, a + (rng.randrange(12) if rng.random() < 0.6 else 0))
+    rep = "" if rng.random() < 0.3 else "".join(rng.choice(PIECES) for _ in range(rng.randrange(1, 4)))
+    start = len(text[:a].encode("utf-8"))
+    end = start + len(text[a:b].encode("utf-8"))
+    return start, end, rep, text[:a] + rep + text[b:]
+
+
+def incnn_run_output(bin_dir, program, text, tmp):
+    path = tmp + ".final.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    out = subprocess.run([os.path.join(bin_dir, "incnn-run"), program, "--text", path, "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[0])["output"]
+
+
+def main():
+    bin_dir, program, text_file = sys.argv[1:4]
+    edits = int(sys.argv[sys.argv.index("--edits") + 1]) if "--edits" in sys.argv else 200
+    with open(text_file, encoding="utf-8") as f:
+        text = f.read()
+    tmp = os.path.join(os.environ.get("TMPDIR", "/tmp"), "incnn-serve-api-%d" % os.getpid())
+    rng = random.Random(5)
+    server = Server(bin_dir, program)
+    try:
+        status, model = server.request("GET", "/v1/model")
+        check(status == 200 and model["labels"], "GET /v1/model")
+        status, doc = server.request("POST", "/v1/documents", {"text": text})
+        check(status == 200 and "id" in doc, "POST /v1/documents: %s" % doc)
+        did = doc["id"]
+        print("created a document of %d tokens: %s" % (doc["stats"]["tokens"], doc["prediction"]))
+
+        inexact = 0
+        for i in range(edits):
+            start, end, rep, text = random_edit(rng, text)
+            body = {"edits": [{"start": start, "end": end, "text": rep}]}
+            if i % 10 == 0:
+                body["verify"] = True
+            status, r = server.request("POST", "/v1/documents/%s/edits" % did, body)
+            check(status == 200, "edit %d: %s" % (i, r))
+            if "exact" in r:
+                inexact += not r["exact"]
+        check(inexact == 0, "%d verified edits were not exact" % inexact)
+        status, r = server.request("GET", "/v1/documents/" + did)
+        want = incnn_run_output(bin_dir, program, text, tmp)
+        got = r["output"]
+        check(len(got) == len(want) and all(f32(a) == f32(b) for a, b in zip(got, want)),
+              "final output %s differs from incnn-run --text %s" % (got, want))
+        check(r["text_bytes"] == len(text.encode("utf-8")), "text length")
+        print("%d edits posted one at a time: final output equals incnn-run --text, "
+              "every verify exact" % edits)
+
+        # Bad requests leave the document as it was.
+        before = server.request("GET", "/v1/documents/" + did)[1]
+        n = before["text_bytes"]
+        inside = len(text[:text.index("\u00e9")].encode("utf-8")) + 1 if "\u00e9" in text else None
+        bad = [("POST", "/v1/documents/%s/edits" % did, None, b"{not json", "not a JSON object"),
+               ("POST", "/v1/documents/%s/edits" % did, {"edits": [{"start": 0}]}, None,
+                "integer 'start' and 'end'"),
+               ("POST", "/v1/documents/%s/edits" % did,
+                {"edits": [{"start": 0, "end": n + 5, "text": "x"}]}, None, "outside the document"),
+               ("POST", "/v1/documents/%s/edits" % did,
+                {"edits": [{"start": 1, "end": 1, "text": "ok"},
+                           {"start": -1, "end": 0, "text": ""}]}, None, "edit 1"),
+               ("POST", "/v1/documents/ffffffff/edits", {"edits": []}, None, "no document"),
+               ("POST", "/v1/documents", {"text": "x" * (5 << 20)}, None, "over the limit"),
+               ("POST", "/v1/documents", {"txt": "hello"}, None, "'text'"),
+               ("GET", "/v1/../../etc/passwd", None, None, "no such endpoint")]
+        if inside is not None:
+            bad.append(("POST", "/v1/documents/%s/edits" % did,
+                        {"edits": [{"start": inside, "end": inside, "text": "x"}]}, None,
+                        "splits a UTF-8 character"))
+        for method, path, body, raw, needle in bad:
+            status, r = server.request(method, path, body, raw)
+            check(400 <= status < 500 and needle in r.get("error", ""),
+                  "%s %s: expected a 4xx naming %r, got %d %s" % (method, path, needle, status, r))
+        after = server.request("GET", "/v1/documents/" + did)[1]
+        check(after == before, "a rejected request changed the document")
+        print("%d bad requests: 4xx JSON errors, document unchanged" % len(bad))
+
+        # Several documents edited at once.
+        docs = []
+        for t in range(4):
+            status, d = server.request("POST", "/v1/documents", {"text": text[: 2000 + 500 * t]})
+            docs.append((d["id"], text[: 2000 + 500 * t]))
+        failures = []
+
+        def worker(k):
+            did2, t2 = docs[k]
+            r2 = random.Random(k)
+            for j in range(15):
+                s2, e2, rep2, t2 = random_edit(r2, t2)
+                st, r = server.request("POST", "/v1/documents/%s/edits" % did2,
+                                       {"edits": [{"start": s2, "end": e2, "text": rep2}],
+                                        "verify": True})
+                if st != 200 or not r.get("exact"):
+                    failures.append((k, j, st, r.get("error")))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(docs))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        check(not failures, "concurrent edits: %s" % failures[:3])
+        print("4 documents edited concurrently: every edit exact")
+
+        status, r = server.request("DELETE", "/v1/documents/" + did)
+        check(status == 200, "DELETE")
+        status, r = server.request("GET", "/v1/documents/" + did)
+        check(status == 404, "GET after DELETE")
+    finally:
+        server.close()
+
+    # Eviction: the least recently used of three documents, with room for two.
+    server = Server(bin_dir, program, "--max-documents", "2")
+    try:
+        ids = [server.request("POST", "/v1/documents", {"text": "document %d text" % k})[1]["id"]
+               for k in range(3)]
+        status, r = server.request("GET", "/v1/documents/" + ids[0])
+        check(status == 404 and "evicted" in r["error"], "evicted document: %d %s" % (status, r))
+        check(server.request("GET", "/v1/documents/" + ids[2])[0] == 200, "newest kept")
+        check(server.request("GET", "/healthz")[1]["evicted"] == 1, "eviction count")
+        print("eviction: the least recently used document answers 404 'evicted'")
+    finally:
+        server.close()
+    print("serve api: ok")
+
+
+if __name__ == "__main__":
+    main()
