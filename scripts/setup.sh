@@ -13,6 +13,7 @@ PACKAGES=(
   python3 python3-numpy python3-torch libopenblas0-pthread
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest
+  chromium
 )
 
 missing=()
@@ -20,6 +21,8 @@ for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
     missing+=("$pkg")
 done
+# Node for the browser test (playwright-core): Debian's unless one is there.
+command -v npm > /dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "== installing: ${missing[*]}"
   SUDO=""
@@ -35,3 +38,6 @@ cmake -G Ninja -S . -B "$BUILD_DIR" \
   -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-19/build/utils/lit/lit.py
 echo "== building (this takes a few minutes on 2 cores)"
 cmake --build "$BUILD_DIR"
+echo "== test/browser: playwright-core from npm (the page test drives Debian's chromium)"
+(cd test/browser && npm ci --no-audit --no-fund --loglevel=error) ||
+  echo "warning: npm ci failed: the browser test will be skipped" >&2

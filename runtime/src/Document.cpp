@@ -85,6 +85,16 @@ Status Document::reset(std::string text) {
   return Status::success();
 }
 
+void Document::tokenBytes(int64_t i, int64_t &begin, int64_t &end) const {
+  int64_t t = i - int64_t(prefix.size()), n = int64_t(starts_.size());
+  if (t < 0 || t >= n) {
+    begin = end = t < 0 ? 0 : int64_t(text_.size());
+    return;
+  }
+  begin = starts_[size_t(t)];
+  end = t + 1 < n ? starts_[size_t(t + 1)] : int64_t(text_.size());
+}
+
 Status Document::verifyTokens() const {
   std::vector<int32_t> tokens;
   std::vector<int64_t> starts;

@@ -25,18 +25,23 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "page.h"
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 
 using namespace incnn::runtime;
@@ -45,7 +50,7 @@ using json = nlohmann::json;
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1";
+  std::string model, host = "127.0.0.1", sample;
   int port = 8080, threads = 1;
   int64_t maxDocuments = 64, memoryBudgetMB = 2048;
 };
@@ -54,7 +59,7 @@ struct Options {
   std::fprintf(stderr,
                "incnn-serve: %s\nusage: incnn-serve MODEL.incnn [--host H] "
                "[--port P] [--max-documents N] [--memory-budget MB] "
-               "[--threads T]\n",
+               "[--threads T] [--sample TEXT_FILE]\n",
                error.c_str());
   std::exit(2);
 }
@@ -79,6 +84,8 @@ Options parseArgs(int argc, char **argv) {
     };
     if (a == "--host")
       o.host = value();
+    else if (a == "--sample")
+      o.sample = value();
     else if (a == "--port")
       o.port = int(number(0, 65535));
     else if (a == "--threads")
@@ -100,6 +107,9 @@ Options parseArgs(int argc, char **argv) {
     usage("no model given");
   return o;
 }
+
+/// Most byte ranges one answer highlights.
+constexpr size_t kMaxHighlights = 4096;
 
 /// A request that fails: its HTTP status and message.
 struct HttpError {
@@ -352,6 +362,30 @@ private:
         changed.push_back({t.at, t.at + count - 1});
     }
     r["changed_tokens"] = changed;
+    // The text the recomputed and written tokens cover, as merged byte
+    // ranges (the page highlights them).
+    std::vector<int64_t> rows = s.recomputedRows;
+    for (const TokenEdit &t : edits)
+      if (t.kind != TokenEdit::Kind::Delete)
+        for (size_t k = 0; k < t.tokens.size(); ++k)
+          rows.push_back(t.at + int64_t(k));
+    std::sort(rows.begin(), rows.end());
+    json ranges = json::array();
+    int64_t lastEnd = -1;
+    for (int64_t row : rows) {
+      int64_t begin, end;
+      e.document.tokenBytes(row, begin, end);
+      if (begin >= end)
+        continue;
+      if (!ranges.empty() && begin <= lastEnd) {
+        lastEnd = std::max(lastEnd, end);
+        ranges.back()[1] = lastEnd;
+      } else if (ranges.size() < kMaxHighlights) {
+        ranges.push_back({begin, end});
+        lastEnd = end;
+      }
+    }
+    r["recomputed_bytes"] = ranges;
     r["cache_bytes"] = e.bytes;
     return r;
   }
@@ -445,6 +479,24 @@ int main(int argc, char **argv) {
                   return json{{"deleted", std::string(req.matches[1])}};
                 });
               });
+  http.Get("/", [&](const httplib::Request &, httplib::Response &res) {
+    res.set_content(kPageHtml, "text/html; charset=utf-8");
+  });
+  std::string sample = "Type here, or load a sample document.";
+  if (!o.sample.empty()) {
+    std::ifstream in(o.sample, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!in || ss.str().size() > kMaxTextBytes) {
+      std::fprintf(stderr, "incnn-serve: cannot read %s (at most %zu bytes)\n",
+                   o.sample.c_str(), kMaxTextBytes);
+      return 1;
+    }
+    sample = ss.str();
+  }
+  http.Get("/v1/sample", [&](const httplib::Request &, httplib::Response &res) {
+    reply(res, 200, json{{"text", sample}});
+  });
   http.Get("/v1/model", [&](const httplib::Request &, httplib::Response &res) {
     guarded(res, [&] { return server.model(); });
   });

@@ -125,6 +125,7 @@ void Engine::run(const EditPlan *editPlan) {
   stats.updatedRows.assign(size_t(numLayers), 0);
   stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
   stats.certifiedRows = 0;
+  stats.recomputedRows.clear();
   certificates.prepare(n, !plan);
   if (!plan)
     slots.reset(n);

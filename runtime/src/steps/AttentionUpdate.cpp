@@ -382,6 +382,7 @@ void runAttentionUpdate(Engine &e, const Step &s) {
     }
   }
   e.stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
+  e.stats.recomputedRows = unite(e.stats.recomputedRows, fullRows);
   e.stats.updatedRows[size_t(layer)] = numUpdated;
   e.stats.certifiedRows += numCertified;
   e.storeRows(in.results[0], dirty, std::move(outRows));

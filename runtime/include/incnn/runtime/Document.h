@@ -86,6 +86,9 @@ public:
   const std::string &text() const { return text_; }
   /// Every token of the text (the session holds the first window of them).
   const std::vector<int32_t> &allTokens() const { return tokens_; }
+  /// Byte range [begin, end) of the text that token `i` of allTokens()
+  /// covers (empty for prefix tokens such as BOS).
+  void tokenBytes(int64_t i, int64_t &begin, int64_t &end) const;
   int64_t window() const;
   /// Checks the tokens against a full tokenization of the text.
   Status verifyTokens() const;

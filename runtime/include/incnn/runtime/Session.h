@@ -50,6 +50,9 @@ struct EditStats {
   /// Rows whose attention moved so little that a margin certificate proved
   /// their VQ codes unchanged, skipping the layers between (all layers).
   int64_t certifiedRows = 0;
+  /// Rows some attention layer recomputed in full (sorted; empty from
+  /// scratch, where every row is).
+  std::vector<int64_t> recomputedRows;
   double micros = 0; ///< wall time of the update
   int64_t numTokens = 0;
 };

@@ -1,0 +1,94 @@
+// The incnn-serve page in a real browser (Debian's chromium, driven by
+// playwright-core): load the sample long document, type into it (ASCII and
+// non-ASCII, insertions and deletions, faster than the server answers), and
+// check that the prediction shown, and the document's output through the
+// API, equal `incnn-run --text` on the final text bit for bit.
+//
+//   node page_test.mjs BIN_DIR PROGRAM.incnn SAMPLE.txt SCREENSHOT.png
+import { chromium } from "playwright-core";
+import { spawn, execFileSync } from "node:child_process";
+import { writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const [binDir, program, sample, screenshot] = process.argv.slice(2);
+const fail = (msg) => { console.log("FAIL " + msg); process.exit(1); };
+
+const server = spawn(path.join(binDir, "incnn-serve"),
+                     [program, "--port", "0", "--sample", sample],
+                     { stdio: ["ignore", "pipe", "inherit"] });
+const base = await new Promise((resolve, reject) => {
+  server.stdout.once("data", (d) => {
+    const m = /http:\/\/([^/]+)\//.exec(String(d));
+    m ? resolve("http://" + m[1]) : reject(new Error("no address: " + d));
+  });
+  server.once("exit", (c) => reject(new Error("incnn-serve exited " + c)));
+});
+
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("pageerror", (e) => fail("page error: " + e.message));
+  await page.goto(base + "/");
+  await page.waitForFunction(() => window.incnn && window.incnn.docId() !== null);
+  await page.click("#sample");
+  await page.waitForFunction(() => /tokens, from scratch/.test(
+      document.getElementById("status").textContent) && window.incnn.text().length > 1000,
+      null, { timeout: 120000 });
+  const tokens = await page.textContent("#tokens");
+  console.log(`loaded the sample: ${tokens} tokens`);
+
+  // Put the caret in the middle, type, delete, and type non-ASCII text.
+  const idle = () => page.waitForFunction(() => window.incnn.idle(), null, { timeout: 60000 });
+  const caret = async (at) => page.evaluate((at) => {
+    const e = document.getElementById("editor");
+    e.focus();
+    e.setSelectionRange(at, at);
+  }, at);
+  const length = (await page.evaluate(() => window.incnn.text().length));
+  await caret(3);
+  await page.keyboard.press("Enter");
+  await page.keyboard.type("Abstract: ", { delay: 0 });
+  await caret(Math.floor(length / 4));
+  await page.keyboard.press("Shift+ArrowRight");
+  await page.keyboard.press("Shift+ArrowRight");
+  await page.keyboard.press("Delete");
+  await page.keyboard.type("\u20ac5 ", { delay: 20 });
+  await caret(Math.floor(length / 2));
+  await page.keyboard.type(" incremental networks reuse work", { delay: 0 });
+  for (let i = 0; i < 6; i++) await page.keyboard.press("Backspace");
+  await page.keyboard.type(" caf\u00e9 \u00fcber \u4e2d\u6587 \u{1F600} na\u00efve", { delay: 0 });
+  await idle();
+  await page.keyboard.type(" x", { delay: 30 });
+  await idle();
+
+  const text = await page.evaluate(() => window.incnn.text());
+  const id = await page.evaluate(() => window.incnn.docId());
+  const shown = (await page.textContent("#prediction")).trim();
+  const doc = await (await fetch(`${base}/v1/documents/${id}`)).json();
+  const dir = mkdtempSync(path.join(tmpdir(), "incnn-page-"));
+  writeFileSync(path.join(dir, "final.txt"), text);
+  const run = JSON.parse(execFileSync(path.join(binDir, "incnn-run"),
+      [program, "--text", path.join(dir, "final.txt"), "--json"]).toString().split("\n")[0]);
+  const bits = (xs) => Array.from(new Float32Array(xs)).join(",");
+  if (bits(doc.output) !== bits(run.output))
+    fail(`the page's document ${bits(doc.output)} differs from incnn-run --text ${bits(run.output)}`);
+  if (doc.text_bytes !== Buffer.byteLength(text, "utf8"))
+    fail(`the server holds ${doc.text_bytes} bytes, the page ${Buffer.byteLength(text, "utf8")}`);
+  if (shown !== doc.prediction || shown !== run.label)
+    fail(`the page shows '${shown}', the server '${doc.prediction}', incnn-run '${run.label}'`);
+  const rtt = await page.textContent("#rtt");
+  console.log(`typed ASCII and non-ASCII text, deleted, replaced: the page shows '${shown}', ` +
+              `its document equals incnn-run --text bit for bit (last round trip ${rtt})`);
+  await page.screenshot({ path: screenshot });
+  console.log("browser test: ok");
+} catch (e) {
+  fail(e.stack || String(e));
+} finally {
+  if (browser) await browser.close();
+  server.kill();
+}
