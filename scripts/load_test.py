@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""Load test of incnn-serve: N concurrent clients replay PEP edit histories through the API.
+
+    /usr/bin/python3 scripts/load_test.py [--program build/pep-vq.incnn] [--clients 16]
+        [--edits-per-client 100] [--verify-every 10] [--threads 1] [--memory-budget MB]
+
+Starts incnn-serve on a free loopback port. Each client opens its own document (the base text
+of one PEP of ../shared/data/peps/edits.jsonl.gz; clients beyond 80 reuse them) and posts its
+revision hunks one at a time as byte-range text edits, with "verify" every K edits (the server
+then also tokenizes and runs from scratch and says whether every bit agrees). Prints requests
+per second, p50/p90/p99 latency per edit, the server's peak memory (VmHWM), evictions,
+failed requests and mismatches; exits 1 if any request failed or any verify disagreed.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def line_offset(text, line):
+    at = 0
+    for _ in range(line):
+        nl = text.find("\n", at)
+        if nl < 0:
+            return len(text)
+        at = nl + 1
+    return at
+
+
+def hunk_edits(doc, limit):
+    """(start, end, text) byte-range edits of a trace document's revisions, in order, and the
+    text each is applied to (so that offsets can be computed on the client's copy)."""
+    text = doc["base"]
+    for rev in doc["revisions"]:
+        for start, deleted, inserted in sorted(rev["hunks"], key=lambda h: -h[0]):
+            a, b = line_offset(text, start), line_offset(text, start + deleted)
+            rep = "".join(inserted)
+            # Byte offsets of the UTF-8 text the server holds.
+            ba = len(text[:a].encode("utf-8"))
+            bb = ba + len(text[a:b].encode("utf-8"))
+            yield ba, bb, rep
+            text = text[:a] + rep + text[b:]
+            limit -= 1
+            if limit == 0:
+                return
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))] if xs else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--program", default=os.path.join(ROOT, "build", "pep-vq.incnn"))
+    ap.add_argument("--server", default=os.path.join(ROOT, "build", "bin", "incnn-serve"))
+    ap.add_argument("--trace", default=os.path.join(ROOT, "..", "shared", "data", "peps",
+                                                    "edits.jsonl.gz"))
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--edits-per-client", type=int, default=100)
+    ap.add_argument("--verify-every", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="incnn-serve --threads")
+    ap.add_argument("--memory-budget", type=int, default=2048, help="MB")
+    a = ap.parse_args()
+    with gzip.open(a.trace, "rt", encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f]
+    server = subprocess.Popen([a.server, a.program, "--port", "0", "--threads", str(a.threads),
+                               "--memory-budget", str(a.memory_budget),
+                               "--max-documents", str(max(64, a.clients))],
+                              stdout=subprocess.PIPE, text=True)
+    base = "http://" + server.stdout.readline().split("http://")[1].split("/")[0]
+
+    def post(path, body):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=600) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    latencies, failures, mismatches, verified = [], [], [0], [0]
+    lock = threading.Lock()
+
+    def client(k):
+        doc = docs[k % len(docs)]
+        status, r = post("/v1/documents", {"text": doc["base"]})
+        if status != 200:
+            with lock:
+                failures.append((k, "create", status, r.get("error")))
+            return
+        did = r["id"]
+        for i, (start, end, rep) in enumerate(hunk_edits(doc, a.edits_per_client)):
+            body = {"edits": [{"start": start, "end": end, "text": rep}]}
+            check = a.verify_every > 0 and i % a.verify_every == a.verify_every - 1
+            if check:
+                body["verify"] = True
+            t0 = time.perf_counter()
+            status, r = post("/v1/documents/%s/edits" % did, body)
+            dt = time.perf_counter() - t0
+            with lock:
+                if status != 200:
+                    failures.append((k, i, status, r.get("error")))
+                    return
+                if not check:
+                    latencies.append(dt * 1e3)
+                else:
+                    verified[0] += 1
+                    mismatches[0] += not r.get("exact")
+
+    t0 = time.time()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.time() - t0
+    health = json.loads(urllib.request.urlopen(base + "/healthz").read())
+    with open("/proc/%d/status" % server.pid) as f:
+        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+    server.terminate()
+    server.wait()
+    n = len(latencies) + verified[0]
+    print("incnn-serve load test: %d clients, %d edits (%d verified) in %.1f s" %
+          (a.clients, n, verified[0], wall))
+    print("throughput      %.1f requests/s" % (n / wall))
+    print("latency per edit (unverified)  p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms" %
+          (percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
+           max(latencies or [0])))
+    print("server memory   peak %.0f MB resident; %d documents, %.0f MB of caches at the end" %
+          (hwm, health["documents"], health["cache_bytes"] / 2**20))
+    print("evictions       %d" % health["evicted"])
+    print("failed requests %d%s" % (len(failures), (": %s" % failures[:3]) if failures else ""))
+    print("mismatches      %d of %d verified edits" % (mismatches[0], verified[0]))
+    return 1 if failures or mismatches[0] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
