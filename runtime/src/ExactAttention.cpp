@@ -89,15 +89,17 @@ void keyRange(const AttentionShape &shape, int64_t row, int64_t n,
 }
 
 uint64_t attendedPairs(const AttentionShape &shape, int64_t n) {
-  if (shape.window == 0)
+  int64_t W = shape.window;
+  if (W == 0)
     return uint64_t(shape.causal ? n * (n + 1) / 2 : n * n);
-  uint64_t pairs = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t begin, end;
-    keyRange(shape, i, n, begin, end);
-    pairs += uint64_t(end - begin);
-  }
-  return pairs;
+  // Closed forms of the sum of keyRange over rows: keys before the window
+  // (sum of max(0, i - W + 1)) and, bidirectional, past it.
+  int64_t before = n >= W ? (n - W) * (n - W + 1) / 2 : 0;
+  if (shape.causal)
+    return uint64_t(n * (n + 1) / 2 - before);
+  int64_t k = std::max<int64_t>(0, std::min(n, n - W + 1)); // i + W <= n
+  int64_t ends = k * (k - 1) / 2 + k * W + (n - k) * n;
+  return uint64_t(ends - before);
 }
 
 float valueBound(int64_t maxKeys) {

@@ -690,3 +690,26 @@ TEST(PositionKernels, EmbedAndLearnedPositions) {
 }
 
 } // namespace
+
+TEST(ExactAttention, AttendedPairsCountEveryRowsKeys) {
+  for (bool causal : {true, false})
+    for (int64_t window : {0, 1, 2, 5, 17})
+      for (int64_t n : {0, 1, 2, 3, 4, 5, 16, 17, 18, 40}) {
+        exact::AttentionShape shape;
+        shape.causal = causal;
+        shape.window = window;
+        uint64_t pairs = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t begin, end;
+          exact::keyRange(shape, i, n, begin, end);
+          for (int64_t j = 0; j < n; ++j) { // the definition, key by key
+            bool attends = (!causal || j <= i) &&
+                           (window == 0 || (i - j < window && j - i < window));
+            EXPECT_EQ(attends, j >= begin && j < end) << i << " " << j;
+          }
+          pairs += uint64_t(end - begin);
+        }
+        EXPECT_EQ(exact::attendedPairs(shape, n), pairs)
+            << "causal " << causal << " window " << window << " n " << n;
+      }
+}
