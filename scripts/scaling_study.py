@@ -121,7 +121,7 @@ def main():
     ap.add_argument("--torch-max", type=int, default=32768,
                     help="longest length PyTorch is timed at")
     ap.add_argument("--bytes-per-token", type=float, default=3.4)
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "scaling"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "scaling-whole"))
     a = ap.parse_args()
     a.bench, a.program = os.path.abspath(a.bench), os.path.abspath(a.program)
     rows = []

@@ -169,6 +169,8 @@ void Engine::run(const EditPlan *editPlan) {
   for (ValueStore &v : values)
     v.stash.clear();
   slots.finishUpdate();
+  if (!plan)
+    reserveSlack(n);
   const std::vector<float> &out = logical(program.outputValue, outputRows);
   if (&out != &outputRows)
     outputRows.clear();
@@ -261,6 +263,22 @@ void Engine::storeRows(int32_t id, const Rows &rows,
     }
     std::memcpy(dst, computed.data() + i * w, sizeof(float) * w);
   }
+}
+
+void Engine::reserveSlack(int64_t n) {
+  // Room for inserts: growing a store past its capacity copies every row.
+  size_t rows = size_t(n + n / 8 + 64);
+  for (ValueStore &v : values)
+    if (v.perToken && v.keepAll)
+      v.data.reserve(rows * size_t(v.width));
+  for (size_t i = 0; i < program.instrs.size(); ++i)
+    if (program.instrs[i].op == OpCode::Attention) {
+      exact::AttentionState &s = attention[i];
+      s.shift.reserve(rows * size_t(s.numHeads));
+      s.top.reserve(rows * size_t(s.numHeads));
+      s.denom.reserve(rows * size_t(s.numHeads));
+      s.numer.reserve(rows * size_t(s.numHeads * s.headDim));
+    }
 }
 
 void Engine::remapKept(const EditPlan &p) {

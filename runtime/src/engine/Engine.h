@@ -110,6 +110,9 @@ public:
   void remapKept(const EditPlan &plan);
   /// Drops every stored row.
   void clear();
+  /// Reserves room for n / 8 more rows in every kept store (after a
+  /// from-scratch run), so that inserts do not copy every row.
+  void reserveSlack(int64_t n);
 
   /// What an update changes besides the cached values, which a from-scratch
   /// run on the old tokens restores bit for bit.
