@@ -58,6 +58,41 @@ def percentile(xs, p):
     return xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))] if xs else 0.0
 
 
+def keystrokes(a, docs, post, base, server):
+    """Single characters typed at a few places of a ~10,000-token document, one request each."""
+    text = ""
+    for d in sorted(docs, key=lambda d: -len(d["base"])):
+        text += d["base"] + "\n"
+        if len(text.encode("utf-8")) > 34000:
+            break
+    status, r = post("/v1/documents", {"text": text})
+    did, tokens, times = r["id"], r["stats"]["tokens"], []
+    at = len(text.encode("utf-8")) // 2
+    word = "incremental "
+    for i in range(a.keystrokes):
+        if i % 50 == 0:  # move the caret now and then
+            at = (at * 7919 + 13) % len(text.encode("utf-8"))
+            while at < len(text) and text[at] != " ":
+                at += 1  # an ASCII position, so byte offsets stay simple
+        ch = word[i % len(word)]
+        t0 = time.perf_counter()
+        status, r = post("/v1/documents/%s/edits" % did, {"edits": [{"start": at, "end": at, "text": ch}]})
+        times.append((time.perf_counter() - t0) * 1e3)
+        if status != 200:
+            print("failed: %s" % r)
+            return 1
+        text = text[:at] + ch + text[at:]
+        at += 1
+    status, r = post("/v1/documents/%s/edits" % did, {"edits": [], "verify": True})
+    server.terminate()
+    server.wait()
+    print("%d keystrokes into a %d-token document: round trip p50 %.2f ms, p90 %.2f ms, "
+          "p99 %.2f ms, max %.2f ms; verify %s" %
+          (a.keystrokes, tokens, percentile(times, 0.5), percentile(times, 0.9),
+           percentile(times, 0.99), max(times), "exact" if r.get("exact") else "MISMATCH"))
+    return 0 if r.get("exact") else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--program", default=os.path.join(ROOT, "build", "pep-vq.incnn"))
@@ -69,6 +104,9 @@ def main():
     ap.add_argument("--verify-every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="incnn-serve --threads")
     ap.add_argument("--memory-budget", type=int, default=2048, help="MB")
+    ap.add_argument("--keystrokes", type=int, default=0,
+                    help="instead: one client types this many characters, one request each, "
+                         "into a document of about 10,000 tokens, and the round trips are timed")
     a = ap.parse_args()
     with gzip.open(a.trace, "rt", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
@@ -87,6 +125,8 @@ def main():
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
 
+    if a.keystrokes:
+        return keystrokes(a, docs, post, base, server)
     latencies, failures, mismatches, verified = [], [], [0], [0]
     lock = threading.Lock()
 
