@@ -4,6 +4,8 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <mutex>
 
 namespace incnn::runtime {
 
@@ -53,8 +55,10 @@ void checkFinite(const Program &program, size_t index, const float *x,
     throwBreach(program, index, Breach::NonFinite);
 }
 
-std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,
-                                                     ThreadPool *pool) {
+namespace {
+
+std::vector<kernels::PackedLinear> pack(const Program &program,
+                                        ThreadPool *pool) {
   std::vector<kernels::PackedLinear> packed(program.instrs.size());
   for (size_t i = 0; i < program.instrs.size(); ++i) {
     const Instr &in = program.instrs[i];
@@ -64,6 +68,25 @@ std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,
     const float *bias =
         in.weights.size() > 1 ? program.weights[in.weights[1]].ptr() : nullptr;
     kernels::packLinear(w.ptr(), w.shape[0], w.shape[1], bias, packed[i], pool);
+  }
+  return packed;
+}
+
+} // namespace
+
+std::shared_ptr<const std::vector<kernels::PackedLinear>>
+packLinearWeights(const Program &program, ThreadPool *pool) {
+  using Packed = std::vector<kernels::PackedLinear>;
+  if (!program.backing)
+    return std::make_shared<const Packed>(pack(program, pool));
+  static std::mutex mutex;
+  static std::map<const void *, std::weak_ptr<const Packed>> shared;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::weak_ptr<const Packed> &slot = shared[program.backing.get()];
+  std::shared_ptr<const Packed> packed = slot.lock();
+  if (!packed) {
+    packed = std::make_shared<const Packed>(pack(program, pool));
+    slot = packed;
   }
   return packed;
 }

@@ -12,6 +12,7 @@
 #include "Kernels.h"
 #include "incnn/runtime/Program.h"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -47,9 +48,12 @@ struct ContractBreach : std::runtime_error {
 void checkFinite(const Program &program, size_t index, const float *x,
                  int64_t n);
 
-/// Packed weights of every Linear instruction (indexed by instruction).
-std::vector<kernels::PackedLinear> packLinearWeights(const Program &program,
-                                                     ThreadPool *pool);
+/// Packed weights of every Linear instruction (indexed by instruction). A
+/// program loaded from a file (read-only, mapped) is packed once per process
+/// and shared by every engine on it; an in-memory one, whose weights may
+/// change, is packed for each caller.
+std::shared_ptr<const std::vector<kernels::PackedLinear>>
+packLinearWeights(const Program &program, ThreadPool *pool);
 
 /// Computes `m` rows of a token-local instruction (every opcode except
 /// Attention, VectorQuantize and Pool). `inputs[i]` holds the m matching rows

@@ -128,7 +128,8 @@ public:
   // State the step handlers work on -------------------------------------
   const Program &program;
   ThreadPool pool;
-  std::vector<kernels::PackedLinear> packed;    ///< per instruction
+  /// Per instruction; shared by the engines of a loaded program.
+  std::shared_ptr<const std::vector<kernels::PackedLinear>> packed;
   std::vector<ValueStore> values;               ///< per value
   RowSlots slots;                               ///< of kept rows
   std::vector<Rows> rowSets;                    ///< per register

@@ -50,7 +50,7 @@ void runRecomputeRows(Engine &e, const Step &s) {
   std::vector<float> computed;
   bool direct = false;
   float *out = e.destination(in.results[0], rows, computed, direct);
-  runRows(p, in, &e.packed[index], inputPtrs.data(), m, rowTokens.data(),
+  runRows(p, in, &(*e.packed)[index], inputPtrs.data(), m, rowTokens.data(),
           rows.data(), out,
           e.poolFor(double(m) * double(result.width) *
                     double(in.op == OpCode::Linear

@@ -23,7 +23,7 @@ void runVectorUpdate(Engine &e, const Step &s) {
     inputs.push_back(e.values[size_t(v)].data.data());
   const ValueInfo &result = p.values[size_t(in.results[0])];
   std::vector<float> computed(size_t(result.width));
-  runRows(p, in, &e.packed[index], inputs.data(), 1, nullptr, nullptr,
+  runRows(p, in, &(*e.packed)[index], inputs.data(), 1, nullptr, nullptr,
           computed.data(), nullptr);
   e.stats.macs += rowMacs(p, in, 1);
   e.storeRows(in.results[0], {0}, std::move(computed));
