@@ -50,6 +50,16 @@ std::vector<DecoderConfig> configs() {
   vq.vq = {{0, false, 2, 16}, {1, true, 4, 8}};
   vq.seed = 6;
   cs.push_back(vq);
+  // Sliding windows: causal with a global layer 0, and bidirectional.
+  DecoderConfig local = nope;
+  local.window = 5;
+  local.globalEvery = 2;
+  local.seed = 7;
+  cs.push_back(local);
+  DecoderConfig localBidir = bidir;
+  localBidir.window = 4;
+  localBidir.seed = 8;
+  cs.push_back(localBidir);
   return cs;
 }
 

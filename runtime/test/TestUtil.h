@@ -92,7 +92,7 @@ inline void refRotate(double *x, int64_t hd, int64_t pos, double theta) {
 
 inline Vec refAttention(const Vec &q, const Vec &k, const Vec &v, int64_t n,
                         int64_t H, int64_t Hkv, bool causal, double theta,
-                        double scale) {
+                        double scale, int64_t window = 0) {
   int64_t qw = int64_t(q.size()) / n, hd = qw / H, kvw = Hkv * hd;
   Vec out(q.size());
   for (int64_t h = 0; h < H; ++h) {
@@ -101,10 +101,12 @@ inline Vec refAttention(const Vec &q, const Vec &k, const Vec &v, int64_t n,
       Vec qi(q.begin() + i * qw + h * hd, q.begin() + i * qw + h * hd + hd);
       if (theta > 0)
         refRotate(qi.data(), hd, i, theta);
-      int64_t L = causal ? i + 1 : n;
-      Vec s(static_cast<size_t>(L));
+      // Keys [lo, L): all (causal: up to i), or those within the window.
+      int64_t lo = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
+      int64_t L = causal ? i + 1 : window > 0 ? std::min(n, i + window) : n;
+      Vec s(static_cast<size_t>(L), 0.0);
       double m = -1e300;
-      for (int64_t j = 0; j < L; ++j) {
+      for (int64_t j = lo; j < L; ++j) {
         Vec kj(k.begin() + j * kvw + hk * hd,
                k.begin() + j * kvw + hk * hd + hd);
         if (theta > 0)
@@ -116,11 +118,11 @@ inline Vec refAttention(const Vec &q, const Vec &k, const Vec &v, int64_t n,
         m = std::max(m, s[j]);
       }
       double sum = 0;
-      for (double &e : s)
-        sum += (e = std::exp(e - m));
+      for (int64_t j = lo; j < L; ++j)
+        sum += (s[j] = std::exp(s[j] - m));
       for (int64_t d = 0; d < hd; ++d) {
         double acc = 0;
-        for (int64_t j = 0; j < L; ++j)
+        for (int64_t j = lo; j < L; ++j)
           acc += s[j] * v[j * kvw + hk * hd + d];
         out[i * qw + h * hd + d] = acc / sum;
       }
@@ -204,6 +206,14 @@ inline Vec referenceEvaluate(const Program &p,
       for (size_t i = 0; i < y.size(); ++i)
         y[i] = (*a)[i] / (1 + std::exp(-(*a)[i]));
       break;
+    case OpCode::GeluTanh: // Hugging Face gelu_new
+      for (size_t i = 0; i < y.size(); ++i) {
+        double x = (*a)[i];
+        y[i] =
+            0.5 * x *
+            (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+      }
+      break;
     case OpCode::Add:
     case OpCode::Mul: {
       const Vec &b = vals[in.operands[1]];
@@ -214,7 +224,7 @@ inline Vec referenceEvaluate(const Program &p,
     case OpCode::Attention:
       y = refAttention(*a, vals[in.operands[1]], vals[in.operands[2]], n,
                        in.attrs.numHeads, in.attrs.numKvHeads, in.attrs.causal,
-                       in.attrs.ropeTheta, in.attrs.scale);
+                       in.attrs.ropeTheta, in.attrs.scale, in.attrs.window);
       break;
     case OpCode::VectorQuantize: {
       const Weight &cb = p.weights[in.weights[0]];
