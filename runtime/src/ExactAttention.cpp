@@ -135,20 +135,14 @@ void AttentionState::resize(int64_t rows, int64_t heads, int64_t hd) {
   numer.assign(size_t(rows * heads * hd), 0);
 }
 
-void AttentionState::remap(const std::vector<int64_t> &from) {
-  AttentionState next;
-  next.resize(int64_t(from.size()), numHeads, headDim);
-  int64_t H = numHeads, hd = headDim;
-  for (size_t i = 0; i < from.size(); ++i) {
-    int64_t r = from[i];
-    if (r < 0)
-      continue;
-    std::copy_n(&shift[size_t(r * H)], H, &next.shift[i * H]);
-    std::copy_n(&top[size_t(r * H)], H, &next.top[i * H]);
-    std::copy_n(&denom[size_t(r * H)], H, &next.denom[i * H]);
-    std::copy_n(&numer[size_t(r * H * hd)], H * hd, &next.numer[i * H * hd]);
-  }
-  *this = std::move(next);
+void AttentionState::copyRow(const AttentionState &from, int64_t fromRow,
+                             int64_t toRow) {
+  size_t H = size_t(numHeads), hd = size_t(headDim);
+  size_t f = size_t(fromRow) * H, t = size_t(toRow) * H;
+  std::copy_n(&from.shift[f], H, &shift[t]);
+  std::copy_n(&from.top[f], H, &top[t]);
+  std::copy_n(&from.denom[f], H, &denom[t]);
+  std::copy_n(&from.numer[f * hd], H * hd, &numer[t * hd]);
 }
 
 float dot(const float *a, const float *b, int64_t n) {

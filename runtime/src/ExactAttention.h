@@ -78,8 +78,8 @@ struct AttentionState {
   std::vector<int64_t> numer; ///< [rows * H * hd]
 
   void resize(int64_t rows, int64_t heads, int64_t hd);
-  /// New state whose row i is old row `from[i]` (or zeroed when -1).
-  void remap(const std::vector<int64_t> &from);
+  /// Row `toRow` becomes row `fromRow` of `from` (same heads and width).
+  void copyRow(const AttentionState &from, int64_t fromRow, int64_t toRow);
   int64_t bytesPerRow() const { return numHeads * (16 + 8 * headDim); }
 };
 

@@ -61,14 +61,8 @@ void recomputeLayer(Engine &e, const Step &s,
     throwAttentionBreach(p, index, v.data(), n * shape.kvWidth(),
                          shape.valueBound);
   exact::AttentionState &state = e.attention[index];
-  for (int64_t i = 0; i < n; ++i) {
-    size_t from = size_t(i * H), to = size_t(e.slots.slotOf[size_t(i)]) * H;
-    std::copy_n(&fresh.shift[from], H, &state.shift[to]);
-    std::copy_n(&fresh.top[from], H, &state.top[to]);
-    std::copy_n(&fresh.denom[from], H, &state.denom[to]);
-    std::copy_n(&fresh.numer[from * size_t(hd)], H * hd,
-                &state.numer[to * size_t(hd)]);
-  }
+  for (int64_t i = 0; i < n; ++i)
+    state.copyRow(fresh, i, e.slots.slotOf[size_t(i)]);
   Rows dirty = candidates;
   for (int64_t i = 0; i < n; ++i)
     if (full[size_t(i)])
@@ -383,36 +377,30 @@ void runAttentionUpdate(Engine &e, const Step &s) {
     }
     std::atomic<bool> scoresOk{true};
     int64_t H = shape.numHeads;
-    parallelFor(e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
-                int64_t(runs.size()), [&](int64_t r) {
-                  auto [begin, end] = runs[size_t(r)];
-                  std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
-                                            fullRows.begin() + int64_t(end));
-                  std::vector<float> qRot(rows.size() * size_t(qw));
-                  for (size_t t = 0; t < rows.size(); ++t) {
-                    std::copy(q.row(rows[t]), q.row(rows[t]) + qw,
-                              qRot.begin() + int64_t(t) * qw);
-                    exact::rotateRow(qRot.data() + t * qw, H, hd,
-                                     shape.ropeTheta, rows[t]);
-                  }
-                  exact::AttentionState computed;
-                  computed.resize(int64_t(rows.size()), H, hd);
-                  if (!exact::computeRowsFromRows(
-                          qRot.data(), rows, n, kPtrs.data(), vPtrs.data(),
-                          shape, computed, fullOut.data() + begin * qw)) {
-                    scoresOk.store(false, std::memory_order_relaxed);
-                    return;
-                  }
-                  for (size_t t = 0; t < rows.size(); ++t) {
-                    size_t from = t * size_t(H),
-                           to = size_t(slotOf[size_t(rows[t])]) * size_t(H);
-                    std::copy_n(&computed.shift[from], H, &state.shift[to]);
-                    std::copy_n(&computed.top[from], H, &state.top[to]);
-                    std::copy_n(&computed.denom[from], H, &state.denom[to]);
-                    std::copy_n(&computed.numer[from * size_t(hd)], H * hd,
-                                &state.numer[to * size_t(hd)]);
-                  }
-                });
+    parallelFor(
+        e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
+        int64_t(runs.size()), [&](int64_t r) {
+          auto [begin, end] = runs[size_t(r)];
+          std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
+                                    fullRows.begin() + int64_t(end));
+          std::vector<float> qRot(rows.size() * size_t(qw));
+          for (size_t t = 0; t < rows.size(); ++t) {
+            std::copy(q.row(rows[t]), q.row(rows[t]) + qw,
+                      qRot.begin() + int64_t(t) * qw);
+            exact::rotateRow(qRot.data() + t * qw, H, hd, shape.ropeTheta,
+                             rows[t]);
+          }
+          exact::AttentionState computed;
+          computed.resize(int64_t(rows.size()), H, hd);
+          if (!exact::computeRowsFromRows(qRot.data(), rows, n, kPtrs.data(),
+                                          vPtrs.data(), shape, computed,
+                                          fullOut.data() + begin * qw)) {
+            scoresOk.store(false, std::memory_order_relaxed);
+            return;
+          }
+          for (size_t t = 0; t < rows.size(); ++t)
+            state.copyRow(computed, int64_t(t), slotOf[size_t(rows[t])]);
+        });
     if (!scoresOk.load()) {
       for (int64_t j = 0; j < n; ++j)
         if (!exact::withinBound(vPtrs[size_t(j)], kvw, shape.valueBound))
