@@ -49,8 +49,7 @@ void recomputeLayer(Engine &e, const Step &s,
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  int64_t n = e.numTokens(), qw = shape.queryWidth(), H = shape.numHeads,
-          hd = shape.headDim;
+  int64_t n = e.numTokens(), qw = shape.queryWidth();
   std::vector<float> qs, ks, vs, out(size_t(n * qw));
   const std::vector<float> &q = e.logical(in.operands[0], qs),
                            &k = e.logical(in.operands[1], ks),
