@@ -26,7 +26,7 @@ echo "== ASan + UBSan build (build-asan)"
 configure build-asan address,undefined -DINCNN_FUZZ=ON
 cmake --build build-asan --target incnn-runtime-tests incnn-checkpoint-tests \
   incnn-program-loader-fuzz incnn-edit-line-fuzz incnn-document-fuzz \
-  incnn-safetensors-fuzz
+  incnn-safetensors-fuzz incnn-serve-api-fuzz
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== ASan + UBSan: unit and differential tests"
@@ -57,6 +57,8 @@ fuzz build-asan/runtime/incnn-edit-line-fuzz runtime/fuzz/corpus/edit_line
 fuzz build-asan/runtime/incnn-document-fuzz runtime/fuzz/corpus/document
 fuzz build-asan/compiler/checkpoint/incnn-safetensors-fuzz \
   compiler/checkpoint/fuzz/corpus/safetensors
+fuzz build-asan/tools/incnn-serve/incnn-serve-api-fuzz \
+  tools/incnn-serve/fuzz/corpus
 
 echo "== ThreadSanitizer build (build-tsan)"
 configure build-tsan thread

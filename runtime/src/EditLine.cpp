@@ -1,5 +1,6 @@
 //===- EditLine.cpp - one line of an edits file ---------------------------===//
 #include "incnn/runtime/EditLine.h"
+#include "incnn/runtime/BoundedJson.h"
 #include "incnn/runtime/Limits.h"
 
 #include <nlohmann/json.hpp>
@@ -57,36 +58,18 @@ void checkKeys(const json &j, std::initializer_list<const char *> keys,
       fail(where + "unexpected key '" + it.key() + "' in a '" + op + "' edit");
 }
 
-/// Parses with the nesting and size limits applied while reading.
-json parseBounded(std::string_view line, size_t maxValues) {
-  if (line.size() > kMaxEditLineBytes)
-    fail("the line has " + std::to_string(line.size()) +
-         " bytes, over the limit of " + std::to_string(kMaxEditLineBytes));
-  size_t values = 0;
-  json::parser_callback_t limits = [&](int depth, json::parse_event_t event,
-                                       json &) -> bool {
-    if (depth > kMaxEditJsonDepth)
-      fail("JSON nested deeper than " + std::to_string(kMaxEditJsonDepth) +
-           " levels");
-    if (event == json::parse_event_t::value && ++values > maxValues)
-      fail("more than " + std::to_string(maxValues) +
-           " JSON values on one line (the batch or a tokens array is too "
-           "long)");
-    return true;
-  };
-  try {
-    return json::parse(line.begin(), line.end(), limits);
-  } catch (const json::exception &e) {
-    fail(std::string("malformed JSON: ") + e.what());
-  }
-}
-
 } // namespace
 
 Status parseEditLine(std::string_view line, int32_t vocabSize, size_t maxTokens,
                      EditLine &out) {
   try {
-    json j = parseBounded(line, maxTokens + 8 * kMaxEditsPerBatch);
+    json j;
+    if (Status st = parseBoundedJson(line,
+                                     {kMaxEditLineBytes, kMaxEditJsonDepth,
+                                      maxTokens + 8 * kMaxEditsPerBatch},
+                                     j);
+        !st.ok())
+      return st;
     const json *items = &j;
     json single = json::array();
     if (j.is_array()) {

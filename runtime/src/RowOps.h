@@ -33,6 +33,9 @@ struct ContractBreach : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown by the engine when the caller's interrupt check says stop.
+struct Interrupted {};
+
 /// Throws ContractBreach naming instruction `index` (or the output, when
 /// index is the instruction count) and what broke.
 [[noreturn]] void throwBreach(const Program &program, size_t index,

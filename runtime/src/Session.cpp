@@ -149,6 +149,20 @@ Status applyEditsToTokens(const Program &program, std::vector<int32_t> &tokens,
   return Status::success();
 }
 
+namespace {
+
+/// The state before a refused reset: the old document, or none.
+void restoreOrClear(Engine &e, std::optional<Engine::Snapshot> &before) {
+  if (before) {
+    e.restore(std::move(*before));
+  } else {
+    e.tokens.clear();
+    e.clear();
+  }
+}
+
+} // namespace
+
 struct Session::Impl {
   Engine engine;
   bool valid = false;
@@ -176,13 +190,11 @@ Status Session::reset(const std::vector<int32_t> &tokens) {
     e.run(nullptr);
     impl->valid = true;
   } catch (const ContractBreach &err) {
-    if (before) {
-      e.restore(std::move(*before));
-    } else {
-      e.tokens.clear();
-      e.clear();
-    }
+    restoreOrClear(e, before);
     return Status::breach(err.what());
+  } catch (const Interrupted &) {
+    restoreOrClear(e, before);
+    return Status::interruption("the evaluation was interrupted");
   } catch (const std::bad_alloc &) {
     impl->valid = false;
     return Status::failure("out of memory evaluating the document");
@@ -210,6 +222,9 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
   } catch (const ContractBreach &err) {
     e.restore(std::move(*before));
     return Status::breach(err.what());
+  } catch (const Interrupted &) {
+    e.restore(std::move(*before));
+    return Status::interruption("the update was interrupted");
   } catch (const std::bad_alloc &) {
     impl->valid = false;
     return Status::failure("out of memory updating the document; the session "
@@ -236,5 +251,9 @@ int64_t Session::cacheBytes() const { return impl->engine.cacheBytes(); }
 int64_t Session::numLayers() const { return impl->engine.numLayers; }
 int64_t Session::numVQ() const { return impl->engine.numVQ; }
 const Program &Session::program() const { return impl->engine.program; }
+
+void Session::setInterruptCheck(std::function<bool()> check) {
+  impl->engine.interruptCheck = std::move(check);
+}
 
 } // namespace incnn::runtime

@@ -19,10 +19,12 @@ Prints one line per check and "serve api: ok" at the end; exits 1 on the first f
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -40,10 +42,12 @@ class Server:
             sys.exit("incnn-serve did not start: %r" % line)
         self.base = line.split("http://")[1].split("/")[0]
 
-    def request(self, method, path, body=None, raw=None):
+    def request(self, method, path, body=None, raw=None, headers=None):
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
         req = urllib.request.Request("http://%s%s" % (self.base, path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=h)
         try:
             with urllib.request.urlopen(req, timeout=120) as r:
                 return r.status, json.loads(r.read())
@@ -125,18 +129,27 @@ def main():
         before = server.request("GET", "/v1/documents/" + did)[1]
         n = before["text_bytes"]
         inside = len(text[:text.index("\u00e9")].encode("utf-8")) + 1 if "\u00e9" in text else None
-        bad = [("POST", "/v1/documents/%s/edits" % did, None, b"{not json", "not a JSON object"),
-               ("POST", "/v1/documents/%s/edits" % did, {"edits": [{"start": 0}]}, None,
-                "integer 'start' and 'end'"),
-               ("POST", "/v1/documents/%s/edits" % did,
-                {"edits": [{"start": 0, "end": n + 5, "text": "x"}]}, None, "outside the document"),
-               ("POST", "/v1/documents/%s/edits" % did,
-                {"edits": [{"start": 1, "end": 1, "text": "ok"},
-                           {"start": -1, "end": 0, "text": ""}]}, None, "edit 1"),
+        edits = "/v1/documents/%s/edits" % did
+        bad = [("POST", edits, None, b"{not json", "malformed JSON"),
+               ("POST", edits, {"edits": [{"start": 0}]}, None, "integer 'end'"),
+               ("POST", edits, {"edits": [{"start": 0, "end": n + 5, "text": "x"}]}, None,
+                "outside the document"),
+               ("POST", edits, {"edits": [{"start": 1, "end": 1, "text": "ok"},
+                                          {"start": -1, "end": 0, "text": ""}]}, None, "edit 1"),
                ("POST", "/v1/documents/ffffffff/edits", {"edits": []}, None, "no document"),
                ("POST", "/v1/documents", {"text": "x" * (5 << 20)}, None, "over the limit"),
-               ("POST", "/v1/documents", {"txt": "hello"}, None, "'text'"),
-               ("GET", "/v1/../../etc/passwd", None, None, "no such endpoint")]
+               ("POST", "/v1/documents", {"txt": "hello"}, None, "unexpected key 'txt'"),
+               ("GET", "/v1/../../etc/passwd", None, None, "no such endpoint"),
+               # Each refusal says what is wrong, distinctly.
+               ("POST", edits, None, b'{"edits": [{"start": 18446744073709551615, "end": 0, '
+                b'"text": ""}]}', "'start' is out of range"),
+               ("POST", edits, None, b'{"edits": [], "x": 1e400}', "number overflow"),
+               ("POST", edits, None, b'{"edits": [{"start": 0, "end": 0, "text": "\xff"}]}',
+                "UTF-8"),
+               ("POST", edits, {"edits": [], "verify": "yes"}, None, "'verify' must be true"),
+               ("POST", edits, {"edits": [{"start": 0, "end": 3}]}, None, "string 'text'"),
+               ("PUT", edits, {"edits": []}, None, "not allowed"),
+               ("POST", "/v1/documents", {"text": text * 20}, None, "--max-tokens")]
         if inside is not None:
             bad.append(("POST", "/v1/documents/%s/edits" % did,
                         {"edits": [{"start": inside, "end": inside, "text": "x"}]}, None,
@@ -147,6 +160,10 @@ def main():
                   "%s %s: expected a 4xx naming %r, got %d %s" % (method, path, needle, status, r))
         after = server.request("GET", "/v1/documents/" + did)[1]
         check(after == before, "a rejected request changed the document")
+        # A Range header is ignored: the whole answer comes back.
+        status, r = server.request("GET", "/v1/documents/" + did,
+                                   headers={"Range": "bytes=0-5"})
+        check(status == 200 and r == before, "a Range request: %d %s" % (status, r))
         print("%d bad requests: 4xx JSON errors, document unchanged" % len(bad))
 
         # Several documents edited at once.
@@ -183,7 +200,7 @@ def main():
         server.close()
 
     # Eviction: the least recently used of three documents, with room for two.
-    server = Server(bin_dir, program, "--max-documents", "2")
+    server = Server(bin_dir, program, "--max-documents", "2", "--remember-evicted", "2")
     try:
         ids = [server.request("POST", "/v1/documents", {"text": "document %d text" % k})[1]["id"]
                for k in range(3)]
@@ -192,8 +209,52 @@ def main():
         check(server.request("GET", "/v1/documents/" + ids[2])[0] == 200, "newest kept")
         check(server.request("GET", "/healthz")[1]["evicted"] == 1, "eviction count")
         print("eviction: the least recently used document answers 404 'evicted'")
+        # Evicted ids are remembered up to --remember-evicted, then forgotten.
+        for k in range(2):
+            server.request("POST", "/v1/documents", {"text": "more %d" % k})
+        status, r = server.request("GET", "/v1/documents/" + ids[0])
+        check(status == 404 and "evicted" not in r["error"], "a forgotten id: %s" % r)
+        check("evicted" in server.request("GET", "/v1/documents/" + ids[2])[1]["error"],
+              "a remembered id")
+        print("evicted ids: the oldest forgotten past --remember-evicted 2")
+        # A DELETE while an edit is in flight: the edit does not bring the id back.
+        status, slow = server.request("POST", "/v1/documents", {"text": text})
+        done = []
+        th = threading.Thread(target=lambda: done.append(server.request(
+            "POST", "/v1/documents/%s/edits" % slow["id"],
+            {"edits": [{"start": 0, "end": 0, "text": "x"}], "verify": True})))
+        th.start()
+        time.sleep(0.02)
+        check(server.request("DELETE", "/v1/documents/" + slow["id"])[0] == 200, "DELETE")
+        th.join()
+        evicted = server.request("GET", "/healthz")[1]["evicted"]
+        for k in range(3):
+            server.request("POST", "/v1/documents", {"text": "after %d" % k})
+        check(server.request("GET", "/healthz")[1]["evicted"] == evicted + 2,
+              "a deleted id was evicted again (the edit in flight resurrected it)")
+        status, r = server.request("GET", "/v1/documents/" + slow["id"])
+        check(status == 404 and "evicted" not in r["error"], "deleted id: %s" % r)
+        print("a DELETE during an edit: the id stays deleted (edit answered %d)" % done[0][0])
     finally:
         server.close()
+
+    # SIGTERM: requests in flight are answered, then the server exits 0.
+    server = Server(bin_dir, program)
+    try:
+        answers = []
+        th = threading.Thread(target=lambda: answers.append(server.request(
+            "POST", "/v1/documents", {"text": text * 4})))
+        th.start()
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        th.join()
+        code = server.proc.wait(timeout=60)
+        check(answers and answers[0][0] == 200, "the request in flight: %s" % answers)
+        check(code == 0, "exit status %d after SIGTERM" % code)
+        print("SIGTERM: the request in flight answered 200, exit status 0")
+    finally:
+        if server.proc.poll() is None:
+            server.close()
     print("serve api: ok")
 
 

@@ -1,71 +1,63 @@
-//===- incnn-serve.cpp - keep documents live over HTTP
-//---------------------===//
+//===- incnn-serve.cpp - keep documents live over HTTP --------------------===//
 //
-//   incnn-serve MODEL.incnn [--host 127.0.0.1] [--port 8080]
-//               [--max-documents N] [--memory-budget MB] [--threads T]
+//   incnn-serve MODEL.incnn [--host 127.0.0.1] [--port 8080] [options]
 //
 // One process holds many documents, each an incremental session over the
 // one loaded program (weights mapped once and shared). Clients create a
 // document from its text, post text edits (UTF-8 byte offsets) and get the
-// updated output with what the update cost. The JSON API is in
-// docs/serve.md. Requests to different documents run in parallel; requests
-// to one document are serialized. When the documents' caches exceed the
-// memory budget (or their count exceeds --max-documents), the least recently
-// used ones are evicted: their ids answer 404 saying so.
-//
-// cpp-httplib (Debian's libcpp-httplib-dev): a small blocking server with a
-// thread pool, which is all a request/response API on loopback needs.
+// updated output with what the update cost. The API and the threat model
+// are in docs/serve.md; ServeApi.h is the API, HttpFront.h the transport.
 //
 //===----------------------------------------------------------------------===//
 
-#include "incnn/runtime/Document.h"
-#include "incnn/runtime/Limits.h"
-#include "incnn/runtime/Runtime.h"
+#include "HttpFront.h"
+#include "ServeApi.h"
 
-#include <httplib.h>
-#include <nlohmann/json.hpp>
+#include "incnn/runtime/Limits.h"
 
 #include "page.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <fstream>
-#include <list>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <random>
-#include <set>
+#include <malloc.h>
 #include <sstream>
 #include <string>
+#include <thread>
 
 using namespace incnn::runtime;
-using json = nlohmann::json;
+using namespace incnn::serve;
 
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", sample;
-  int port = 8080, threads = 1;
-  int64_t maxDocuments = 64, memoryBudgetMB = 2048;
+  std::string model, sample;
+  ServeLimits limits;
+  FrontOptions front;
+  int64_t memoryBudgetMB = 2048;
 };
 
 [[noreturn]] void usage(const std::string &error) {
-  std::fprintf(stderr,
-               "incnn-serve: %s\nusage: incnn-serve MODEL.incnn [--host H] "
-               "[--port P] [--max-documents N] [--memory-budget MB] "
-               "[--threads T] [--sample TEXT_FILE]\n",
-               error.c_str());
+  std::fprintf(
+      stderr,
+      "incnn-serve: %s\n"
+      "usage: incnn-serve MODEL.incnn [--host H] [--port P] [--threads T]\n"
+      "         [--max-documents N] [--memory-budget MB] [--max-tokens N]\n"
+      "         [--request-timeout S] [--compute-slots N]\n"
+      "         [--max-connections N] [--read-timeout S] [--keep-alive S]\n"
+      "         [--remember-evicted N] [--allow-host NAME]...\n"
+      "         [--allow-origin ORIGIN]...\n"
+      "         [--sample TEXT_FILE]\n"
+      "(docs/serve.md explains each option and the threat model)\n",
+      error.c_str());
   std::exit(2);
 }
 
 Options parseArgs(int argc, char **argv) {
   Options o;
+  o.limits.computeSlots =
+      int(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -82,18 +74,45 @@ Options parseArgs(int argc, char **argv) {
               std::to_string(hi) + "], got '" + v + "'");
       return int64_t(n);
     };
+    auto seconds = [&]() {
+      std::string v = value();
+      char *end = nullptr;
+      double s = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(s >= 0.05 && s <= 86400))
+        usage(a + " must be a number of seconds in [0.05, 86400], got '" + v +
+              "'");
+      return s;
+    };
     if (a == "--host")
-      o.host = value();
+      o.front.host = value();
     else if (a == "--sample")
       o.sample = value();
     else if (a == "--port")
-      o.port = int(number(0, 65535));
+      o.front.port = int(number(0, 65535));
     else if (a == "--threads")
-      o.threads = int(number(0, 256));
+      o.limits.threads = int(number(0, 256));
     else if (a == "--max-documents")
-      o.maxDocuments = number(1, 1 << 20);
+      o.limits.maxDocuments = number(1, 1 << 20);
     else if (a == "--memory-budget")
-      o.memoryBudgetMB = number(1, int64_t(1) << 30);
+      o.memoryBudgetMB = number(0, int64_t(1) << 30);
+    else if (a == "--max-tokens")
+      o.limits.maxTokens = number(1, int64_t(1) << 20);
+    else if (a == "--request-timeout")
+      o.limits.requestSeconds = seconds();
+    else if (a == "--compute-slots")
+      o.limits.computeSlots = int(number(1, 256));
+    else if (a == "--max-connections")
+      o.front.maxConnections = int(number(1, 1024));
+    else if (a == "--read-timeout")
+      o.front.readSeconds = seconds();
+    else if (a == "--keep-alive")
+      o.front.keepAliveSeconds = seconds();
+    else if (a == "--remember-evicted")
+      o.limits.rememberEvicted = number(0, 1 << 24);
+    else if (a == "--allow-host")
+      o.front.allowHosts.push_back(value());
+    else if (a == "--allow-origin")
+      o.front.allowOrigins.push_back(value());
     else if (a == "-h" || a == "--help")
       usage("help");
     else if (!a.empty() && a[0] == '-')
@@ -105,344 +124,18 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.model.empty())
     usage("no model given");
+  o.limits.memoryBudget = o.memoryBudgetMB << 20;
   return o;
-}
-
-/// Most byte ranges one answer highlights.
-constexpr size_t kMaxHighlights = 4096;
-
-/// A request that fails: its HTTP status and message.
-struct HttpError {
-  int status;
-  std::string message;
-};
-
-json floats(const std::vector<float> &v) {
-  json a = json::array();
-  for (float x : v) // every float prints exactly as a double
-    a.push_back(std::isfinite(x) ? json(double(x)) : json(nullptr));
-  return a;
-}
-
-/// One live document: its session and text, used by one request at a time.
-struct Entry {
-  Entry(const Program &program, const Tokenizer &tokenizer, int threads)
-      : session(program, SessionOptions{threads}),
-        document(session, tokenizer) {}
-  std::mutex mutex;
-  Session session;
-  Document document;
-  int64_t bytes = 0; ///< cache bytes after the last request
-};
-
-class Server {
-public:
-  Server(const Options &options, const Program &program,
-         const Tokenizer &tokenizer)
-      : options(options), program(program), tokenizer(tokenizer),
-        verifier(program, EvaluatorOptions{options.threads}) {
-    if (!verifier.prepare().ok())
-      throw std::runtime_error("cannot prepare the weights");
-  }
-
-  json create(const json &body) {
-    std::string text = textField(body, "text");
-    auto entry = std::make_shared<Entry>(program, tokenizer, options.threads);
-    auto t0 = std::chrono::steady_clock::now();
-    if (Status st = entry->document.reset(text); !st.ok())
-      throw HttpError{st.outsideContract ? 422 : 400, st.error};
-    double us = std::chrono::duration<double, std::micro>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count();
-    entry->bytes = entry->session.cacheBytes();
-    std::string id = newId();
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      documents[id] = entry;
-      touch(id);
-      evict(id);
-    }
-    json r = describe(*entry);
-    r["id"] = id;
-    r["stats"] = stats(*entry, us, 0, {});
-    return r;
-  }
-
-  json edit(const std::string &id, const json &body) {
-    std::shared_ptr<Entry> entry = find(id);
-    if (!body.contains("edits") || !body["edits"].is_array())
-      throw HttpError{400, "the body needs an 'edits' array"};
-    if (body["edits"].size() > kMaxEditsPerBatch)
-      throw HttpError{413, "more than " + std::to_string(kMaxEditsPerBatch) +
-                               " edits in one request"};
-    bool verify = body.contains("verify") && body["verify"].is_boolean() &&
-                  body["verify"].get<bool>();
-    std::vector<TextEdit> edits;
-    for (size_t i = 0; i < body["edits"].size(); ++i) {
-      const json &e = body["edits"][i];
-      std::string where = "edit " + std::to_string(i) + ": ";
-      if (!e.is_object() || !e.contains("start") || !e.contains("end") ||
-          !e["start"].is_number_integer() || !e["end"].is_number_integer())
-        throw HttpError{400, where + "needs integer 'start' and 'end'"};
-      std::string text =
-          e.contains("text") ? textField(e, "text", where) : std::string();
-      edits.push_back(
-          {e["start"].get<int64_t>(), e["end"].get<int64_t>(), text});
-    }
-    std::lock_guard<std::mutex> lock(entry->mutex);
-    auto t0 = std::chrono::steady_clock::now();
-    Document::Plan plan;
-    if (Status st = entry->document.plan(edits, plan); !st.ok())
-      throw HttpError{st.outsideContract ? 422 : 400, st.error};
-    std::vector<TokenEdit> tokenEdits = plan.tokenEdits;
-    double tokenizeUs = plan.tokenizeMicros;
-    if (Status st = entry->document.commit(std::move(plan)); !st.ok())
-      throw HttpError{st.outsideContract ? 422 : 400, st.error};
-    double us = std::chrono::duration<double, std::micro>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count();
-    entry->bytes = entry->session.cacheBytes();
-    json r = describe(*entry);
-    r["stats"] = stats(*entry, us, tokenizeUs, tokenEdits);
-    if (verify)
-      r["exact"] = matchesFromScratch(*entry);
-    {
-      std::lock_guard<std::mutex> registry(mutex);
-      touch(id);
-      evict(id);
-    }
-    return r;
-  }
-
-  json get(const std::string &id) {
-    std::shared_ptr<Entry> entry = find(id);
-    std::lock_guard<std::mutex> lock(entry->mutex);
-    json r = describe(*entry);
-    r["text_bytes"] = entry->document.text().size();
-    r["tokens"] = entry->document.allTokens().size();
-    return r;
-  }
-
-  void remove(const std::string &id) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!documents.erase(id))
-      throw notFound(id);
-    lru.remove(id);
-  }
-
-  json model() const {
-    json r;
-    r["labels"] = program.labels;
-    r["task"] =
-        program.task == TaskKind::Classifier ? "classifier" : "causal_lm";
-    r["vocab_size"] = program.vocabSize;
-    r["window"] = program.maxPositions;
-    r["cache_bytes_per_token"] = cacheBytesPerToken(program);
-    r["max_text_bytes"] = kMaxTextBytes;
-    return r;
-  }
-
-  json health() {
-    std::lock_guard<std::mutex> lock(mutex);
-    json r;
-    r["ok"] = true;
-    r["documents"] = documents.size();
-    r["evicted"] = evictions;
-    int64_t bytes = 0;
-    for (const auto &[id, e] : documents)
-      bytes += e->bytes;
-    r["cache_bytes"] = bytes;
-    return r;
-  }
-
-private:
-  static std::string textField(const json &body, const char *key,
-                               const std::string &where = "") {
-    if (!body.is_object() || !body.contains(key) || !body[key].is_string())
-      throw HttpError{400, where + "needs a string '" + key + "'"};
-    std::string text = body[key].get<std::string>();
-    if (text.size() > kMaxTextBytes)
-      throw HttpError{413, where + "'" + key + "' has " +
-                               std::to_string(text.size()) +
-                               " bytes, over the limit of " +
-                               std::to_string(kMaxTextBytes)};
-    return text;
-  }
-
-  HttpError notFound(const std::string &id) const {
-    if (evicted.count(id))
-      return {404, "document " + id +
-                       " was evicted (the memory budget or document limit "
-                       "was reached): create it again"};
-    return {404, "no document " + id};
-  }
-
-  std::shared_ptr<Entry> find(const std::string &id) {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = documents.find(id);
-    if (it == documents.end())
-      throw notFound(id);
-    return it->second;
-  }
-
-  std::string newId() {
-    static const char digits[] = "0123456789abcdef";
-    std::lock_guard<std::mutex> lock(mutex);
-    std::string id;
-    do {
-      id.clear();
-      for (int i = 0; i < 16; ++i)
-        id += digits[rng() % 16];
-    } while (documents.count(id));
-    return id;
-  }
-
-  /// Marks `id` most recently used (under `mutex`).
-  void touch(const std::string &id) {
-    lru.remove(id);
-    lru.push_front(id);
-  }
-
-  /// Evicts least recently used documents other than `keep` while over the
-  /// limits (under `mutex`). A request still holding one finishes on it.
-  void evict(const std::string &keep) {
-    auto over = [&]() {
-      int64_t bytes = 0;
-      for (const auto &[id, e] : documents)
-        bytes += e->bytes;
-      return int64_t(documents.size()) > options.maxDocuments ||
-             bytes > options.memoryBudgetMB * (int64_t(1) << 20);
-    };
-    while (documents.size() > 1 && over()) {
-      std::string victim = lru.back();
-      if (victim == keep)
-        break;
-      lru.pop_back();
-      documents.erase(victim);
-      evicted.insert(victim);
-      ++evictions;
-    }
-  }
-
-  json describe(Entry &e) {
-    json r;
-    const std::vector<float> &out = e.session.output();
-    r["output"] = floats(out);
-    if (program.task == TaskKind::Classifier && !out.empty()) {
-      size_t best = 0;
-      for (size_t i = 1; i < out.size(); ++i)
-        if (out[i] > out[best])
-          best = i;
-      r["prediction"] = best < program.labels.size()
-                            ? program.labels[best]
-                            : "LABEL_" + std::to_string(best);
-      r["labels"] = program.labels;
-    }
-    return r;
-  }
-
-  json stats(Entry &e, double us, double tokenizeUs,
-             const std::vector<TokenEdit> &edits) {
-    const EditStats &s = e.session.stats();
-    json r;
-    r["us"] = us;
-    r["update_us"] = s.micros;
-    r["tokenize_us"] = tokenizeUs;
-    r["macs"] = s.macs;
-    r["macs_full"] = s.macsFull;
-    r["tokens"] = s.numTokens;
-    r["dirty_rows"] = s.dirtyRows;
-    r["updated_rows"] = s.updatedRows;
-    r["code_flips"] = s.codeFlips;
-    json changed = json::array();
-    for (const TokenEdit &t : edits) {
-      int64_t count =
-          t.kind == TokenEdit::Kind::Delete ? 0 : int64_t(t.tokens.size());
-      if (count > 0)
-        changed.push_back({t.at, t.at + count - 1});
-    }
-    r["changed_tokens"] = changed;
-    // The text the recomputed and written tokens cover, as merged byte
-    // ranges (the page highlights them).
-    std::vector<int64_t> rows = s.recomputedRows;
-    for (const TokenEdit &t : edits)
-      if (t.kind != TokenEdit::Kind::Delete)
-        for (size_t k = 0; k < t.tokens.size(); ++k)
-          rows.push_back(t.at + int64_t(k));
-    std::sort(rows.begin(), rows.end());
-    json ranges = json::array();
-    int64_t lastEnd = -1;
-    for (int64_t row : rows) {
-      int64_t begin, end;
-      e.document.tokenBytes(row, begin, end);
-      if (begin >= end)
-        continue;
-      if (!ranges.empty() && begin <= lastEnd) {
-        lastEnd = std::max(lastEnd, end);
-        ranges.back()[1] = lastEnd;
-      } else if (ranges.size() < kMaxHighlights) {
-        ranges.push_back({begin, end});
-        lastEnd = end;
-      }
-    }
-    r["recomputed_bytes"] = ranges;
-    r["cache_bytes"] = e.bytes;
-    return r;
-  }
-
-  bool matchesFromScratch(Entry &e) {
-    std::lock_guard<std::mutex> lock(verifyMutex);
-    if (!e.document.verifyTokens().ok())
-      return false;
-    if (!verifier.evaluate(e.session.tokens()).ok())
-      return false;
-    const std::vector<float> &a = e.session.output(), &b = verifier.output();
-    return a.size() == b.size() &&
-           std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
-  }
-
-  const Options &options;
-  const Program &program;
-  const Tokenizer &tokenizer;
-  std::mutex mutex; ///< documents, lru, evicted
-  std::map<std::string, std::shared_ptr<Entry>> documents;
-  std::list<std::string> lru;
-  std::set<std::string> evicted;
-  int64_t evictions = 0;
-  std::mt19937_64 rng{std::random_device{}()};
-  std::mutex verifyMutex;
-  Evaluator verifier;
-};
-
-void reply(httplib::Response &res, int status, const json &body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-
-/// Runs `handler`, turning errors into JSON 4xx/5xx answers.
-template <class Handler> void guarded(httplib::Response &res, Handler handler) {
-  try {
-    reply(res, 200, handler());
-  } catch (const HttpError &e) {
-    reply(res, e.status, json{{"error", e.message}});
-  } catch (const std::bad_alloc &) {
-    reply(res, 503, json{{"error", "out of memory"}});
-  } catch (const std::exception &e) {
-    reply(res, 500, json{{"error", e.what()}});
-  }
-}
-
-json parseBody(const httplib::Request &req) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
-    throw HttpError{400, "the body is not a JSON object"};
-  return body;
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
   Options o = parseArgs(argc, argv);
+  // Large buffers come from mmap and go back to the system when freed, so
+  // the resident size the memory budget measures falls after an eviction.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  mallopt(M_ARENA_MAX, 4);
   Program program;
   if (Status st = loadProgram(o.model, program); !st.ok()) {
     std::fprintf(stderr, "incnn-serve: %s\n", st.error.c_str());
@@ -454,34 +147,6 @@ int main(int argc, char **argv) {
                  st.error.c_str());
     return 1;
   }
-  Server server(o, program, *tokenizer);
-  httplib::Server http;
-  // A request body holds at most one maximal text, JSON-escaped.
-  http.set_payload_max_length(6 * kMaxTextBytes + 4096);
-  http.Post("/v1/documents",
-            [&](const httplib::Request &req, httplib::Response &res) {
-              guarded(res, [&] { return server.create(parseBody(req)); });
-            });
-  http.Post(R"(/v1/documents/([0-9a-f]+)/edits)",
-            [&](const httplib::Request &req, httplib::Response &res) {
-              guarded(res, [&] {
-                return server.edit(req.matches[1], parseBody(req));
-              });
-            });
-  http.Get(R"(/v1/documents/([0-9a-f]+))",
-           [&](const httplib::Request &req, httplib::Response &res) {
-             guarded(res, [&] { return server.get(req.matches[1]); });
-           });
-  http.Delete(R"(/v1/documents/([0-9a-f]+))",
-              [&](const httplib::Request &req, httplib::Response &res) {
-                guarded(res, [&] {
-                  server.remove(req.matches[1]);
-                  return json{{"deleted", std::string(req.matches[1])}};
-                });
-              });
-  http.Get("/", [&](const httplib::Request &, httplib::Response &res) {
-    res.set_content(kPageHtml, "text/html; charset=utf-8");
-  });
   std::string sample = "Type here, or load a sample document.";
   if (!o.sample.empty()) {
     std::ifstream in(o.sample, std::ios::binary);
@@ -494,42 +159,47 @@ int main(int argc, char **argv) {
     }
     sample = ss.str();
   }
-  http.Get("/v1/sample", [&](const httplib::Request &, httplib::Response &res) {
-    reply(res, 200, json{{"text", sample}});
-  });
-  http.Get("/v1/model", [&](const httplib::Request &, httplib::Response &res) {
-    guarded(res, [&] { return server.model(); });
-  });
-  http.Get("/healthz", [&](const httplib::Request &, httplib::Response &res) {
-    guarded(res, [&] { return server.health(); });
-  });
-  http.set_error_handler(
-      [](const httplib::Request &req, httplib::Response &res) {
-        if (!res.body.empty())
-          return;
-        std::string error = "no such endpoint";
-        if (res.status == 413)
-          error = req.get_header_value("Content-Type") ==
-                          "application/x-www-form-urlencoded"
-                      ? "a form-encoded body is limited to 8 KiB: send "
-                        "Content-Type: application/json"
-                      : "the request body is too large";
-        reply(res, res.status, json{{"error", error}});
-      });
-  int port = o.port;
-  if (port == 0) // any free port: printed below
-    port = http.bind_to_any_port(o.host.c_str());
-  else if (!http.bind_to_port(o.host.c_str(), port))
-    port = -1;
+  if (o.limits.memoryBudget > 0) {
+    // One document of --max-tokens must fit: lower the token limit if not.
+    int64_t baseline = residentBytes();
+    int64_t room = o.limits.memoryBudget - baseline;
+    int64_t fits = room > 0 ? room / peakBytesPerToken(program) : 0;
+    if (fits < 256) {
+      std::fprintf(stderr,
+                   "incnn-serve: --memory-budget %lld MB leaves no room for "
+                   "documents (the process takes %lld MB before any)\n",
+                   (long long)o.memoryBudgetMB, (long long)(baseline >> 20));
+      return 2;
+    }
+    if (fits < std::min<int64_t>(o.limits.maxTokens, program.maxPositions)) {
+      std::fprintf(stderr,
+                   "incnn-serve: --max-tokens lowered from %lld to %lld so "
+                   "that one document fits the memory budget\n",
+                   (long long)o.limits.maxTokens, (long long)fits);
+      o.limits.maxTokens = fits;
+    }
+  }
+  DocumentServer server(program, *tokenizer, o.limits);
+  HttpFront front(server, o.front, kPageHtml, sample);
+  int port = front.bind();
   if (port <= 0) {
     std::fprintf(stderr, "incnn-serve: cannot listen on %s:%d\n",
-                 o.host.c_str(), o.port);
+                 o.front.host.c_str(), o.front.port);
     return 1;
   }
-  std::printf("incnn-serve: %s on http://%s:%d/ (%zu labels, window %lld)\n",
-              o.model.c_str(), o.host.c_str(), port, program.labels.size(),
-              (long long)program.maxPositions);
+  if (!isLoopback(o.front.host))
+    std::fprintf(stderr,
+                 "incnn-serve: warning: listening on %s, not loopback: "
+                 "anyone who reaches this port can read and change every "
+                 "document (there is no authentication; see docs/serve.md)\n",
+                 o.front.host.c_str());
+  std::printf("incnn-serve: %s on http://%s:%d/ (%zu labels, window %lld, "
+              "at most %lld tokens a document)\n",
+              o.model.c_str(), o.front.host.c_str(), port,
+              program.labels.size(), (long long)program.maxPositions,
+              (long long)server.limits().maxTokens);
   std::fflush(stdout);
-  http.listen_after_bind();
+  front.run();
+  std::fprintf(stderr, "incnn-serve: stopped\n");
   return 0;
 }

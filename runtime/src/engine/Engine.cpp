@@ -133,6 +133,8 @@ void Engine::run(const EditPlan *editPlan) {
     values[size_t(program.tokenValue)].data.assign(tokens.begin(),
                                                    tokens.end());
   for (const Step &step : program.steps) {
+    if (interruptCheck && interruptCheck())
+      throw Interrupted{};
     switch (step.kind) {
     case StepKind::EditedRows:
     case StepKind::ShiftedRows:
@@ -160,9 +162,11 @@ void Engine::run(const EditPlan *editPlan) {
       ValueStore &store = values[size_t(v)];
       if (lastUse[size_t(v)] == int64_t(step.instr) && store.perToken &&
           !store.keepAll) {
-        store.data = {};
+        // Swapped out, not cleared: a cleared vector keeps its capacity, and
+        // a from-scratch run's capacity is every row.
+        std::vector<float>().swap(store.data);
         store.rows.clear();
-        store.slotOf = {};
+        std::vector<int32_t>().swap(store.slotOf);
       }
     }
   }
@@ -323,6 +327,8 @@ Engine::Snapshot Engine::snapshot() const {
 void Engine::restore(Snapshot &&before) {
   tokens = std::move(before.tokens);
   clear();
+  std::function<bool()> check = std::move(interruptCheck);
+  interruptCheck = nullptr; // the old state must come back whole
   // The old tokens were evaluated before, so this run stays in the contract;
   // exactness makes its cached values and accumulators those of before.
   run(nullptr);
@@ -332,6 +338,7 @@ void Engine::restore(Snapshot &&before) {
     all[i].refNorm = std::move(before.refNorms[i]);
   }
   stats = std::move(before.stats);
+  interruptCheck = std::move(check);
 }
 
 int64_t Engine::cacheBytes() const {

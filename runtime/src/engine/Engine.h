@@ -19,6 +19,7 @@
 #include "../steps/Certificates.h"
 
 #include <cstdint>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -144,6 +145,8 @@ public:
   std::vector<float> outputRows;  ///< the output in row order, when slots move
   int64_t numLayers = 0, numVQ = 0;
   bool keepEverything = false;
+  /// Called before each step; true throws Interrupted (Session only).
+  std::function<bool()> interruptCheck;
 
   int64_t numTokens() const { return int64_t(tokens.size()); }
   /// The pool for `work` multiply-accumulates, or none when waking threads

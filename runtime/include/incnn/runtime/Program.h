@@ -176,11 +176,17 @@ struct Status {
   /// The input is well formed but its activations leave the exactness
   /// contract (docs/exactness.md); a session that reports this is unchanged.
   bool outsideContract = false;
+  /// The caller's interrupt check stopped the evaluation; the session is
+  /// unchanged.
+  bool interrupted = false;
   bool ok() const { return error.empty(); }
   static Status success() { return {}; }
   static Status failure(std::string message) { return {std::move(message)}; }
   static Status breach(std::string message) {
     return {std::move(message), true};
+  }
+  static Status interruption(std::string message) {
+    return {std::move(message), false, true};
   }
 };
 

@@ -16,6 +16,7 @@
 #include "incnn/runtime/Program.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,6 +100,12 @@ public:
   int64_t numVQ() const;
 
   const Program &program() const;
+
+  /// A check the engine calls between steps; when it returns true the
+  /// evaluation stops and reset()/apply() return Status::interrupted with the
+  /// session as it was before (an interrupted apply() restores the old state
+  /// by a from-scratch run). Empty: never interrupted.
+  void setInterruptCheck(std::function<bool()> check);
 
 private:
   struct Impl;

@@ -1,0 +1,598 @@
+//===- ServeApi.cpp - incnn-serve's JSON API, without the transport -------===//
+#include "ServeApi.h"
+
+#include "incnn/runtime/BoundedJson.h"
+#include "incnn/runtime/Limits.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <malloc.h>
+#include <unistd.h>
+
+namespace incnn::serve {
+
+using namespace runtime;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// Most byte ranges one answer highlights.
+constexpr size_t kMaxHighlights = 4096;
+
+/// A request that fails: its HTTP status and message.
+struct HttpError {
+  int status;
+  std::string message;
+};
+
+/// Request bodies share the edits file's limits: its line size and nesting,
+/// and as many values as a maximal batch of text edits.
+constexpr JsonLimits kBodyLimits{kMaxEditLineBytes, kMaxEditJsonDepth,
+                                 8 * kMaxEditsPerBatch + 16};
+
+json parseBody(const std::string &text) {
+  json body;
+  if (Status st = parseBoundedJson(text, kBodyLimits, body); !st.ok())
+    throw HttpError{text.size() > kBodyLimits.maxBytes ? 413 : 400,
+                    "the body: " + st.error};
+  if (!body.is_object())
+    throw HttpError{400, "the body must be a JSON object"};
+  return body;
+}
+
+void onlyKeys(const json &object, std::initializer_list<const char *> keys,
+              const std::string &where) {
+  for (auto it = object.begin(); it != object.end(); ++it)
+    if (std::none_of(keys.begin(), keys.end(),
+                     [&](const char *k) { return it.key() == k; }))
+      throw HttpError{400, where + "unexpected key '" + it.key() + "'"};
+}
+
+std::string textField(const json &object, const char *key,
+                      const std::string &where) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string())
+    throw HttpError{400, where + "needs a string '" + key + "'"};
+  const std::string &text = it->get_ref<const std::string &>();
+  if (text.size() > kMaxTextBytes)
+    throw HttpError{
+        413, where + "'" + key + "' has " + std::to_string(text.size()) +
+                 " bytes, over the limit of " + std::to_string(kMaxTextBytes)};
+  return text;
+}
+
+int64_t offsetField(const json &object, const char *key,
+                    const std::string &where) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number_integer())
+    throw HttpError{400, where + "needs an integer '" + key + "'"};
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX))
+    throw HttpError{400, where + "'" + key + "' is out of range"};
+  return it->get<int64_t>();
+}
+
+/// A short, printable rendering of a client-supplied string for messages.
+std::string quoted(const std::string &s) {
+  std::string out;
+  for (char c : s.substr(0, 64))
+    out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return "'" + out + (s.size() > 64 ? "...'" : "'");
+}
+
+bool isDocumentId(const std::string &id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+json floats(const std::vector<float> &v) {
+  json a = json::array();
+  for (float x : v)
+    a.push_back(jsonFloat(x));
+  return a;
+}
+
+double microsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+int statusOf(const Status &st) { return st.outsideContract ? 422 : 400; }
+
+std::string formatSeconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
+
+std::string mib(int64_t bytes) {
+  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+}
+
+} // namespace
+
+json jsonFloat(float x) {
+  if (!std::isfinite(x))
+    return nullptr;
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  // The shortest float32 digits parsed as a double print back as the same
+  // digits, and parse back to the same float32.
+  return ec == std::errc()
+             ? json(std::strtod(std::string(buf, end).c_str(), nullptr))
+             : json(double(x));
+}
+
+int64_t residentBytes() {
+  FILE *f = std::fopen("/proc/self/statm", "r");
+  if (!f)
+    return 0;
+  long long size = 0, resident = 0;
+  int read = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  return read == 2 ? resident * int64_t(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+int64_t peakBytesPerToken(const Program &program) {
+  // The cache with its slack for inserts, plus the most bytes the values a
+  // from-scratch run holds at once (each lives from its instruction to its
+  // last use), plus two rows of scratch as wide as the widest value.
+  size_t n = program.instrs.size();
+  std::vector<int64_t> first(program.values.size(), int64_t(n)),
+      last(program.values.size(), -1);
+  for (size_t i = 0; i < n; ++i) {
+    for (int32_t v : program.instrs[i].results)
+      first[size_t(v)] = std::min(first[size_t(v)], int64_t(i));
+    for (int32_t v : program.instrs[i].operands)
+      last[size_t(v)] = int64_t(i);
+  }
+  int64_t live = 0, widest = 0;
+  for (size_t i = 0; i < n; ++i) {
+    int64_t bytes = 0;
+    for (size_t v = 0; v < program.values.size(); ++v) {
+      const ValueInfo &info = program.values[v];
+      widest = std::max<int64_t>(widest, info.width);
+      if (info.perToken && !info.keepAllRows && first[v] <= int64_t(i) &&
+          int64_t(i) <= std::max(last[v], first[v]))
+        bytes += 4 * int64_t(info.width);
+    }
+    live = std::max(live, bytes);
+  }
+  return cacheBytesPerToken(program) * 9 / 8 + live + 8 * widest;
+}
+
+/// One live document: its session and text, used by one request at a time.
+struct DocumentServer::Entry {
+  Entry(const Program &program, const Tokenizer &tokenizer, int threads)
+      : session(program, SessionOptions{threads}),
+        document(session, tokenizer) {}
+  std::mutex mutex;
+  Session session;
+  Document document;
+  std::atomic<int64_t> bytes{0}; ///< cache bytes after the last request
+  std::atomic<bool> live{true};  ///< false once deleted or evicted
+};
+
+/// Holds one of the server's compute slots for a create or an edit.
+class DocumentServer::ComputeSlot {
+public:
+  ComputeSlot(DocumentServer &s, double seconds) : server(s) {
+    std::unique_lock<std::mutex> lock(s.slotMutex_);
+    if (!s.slotFree_.wait_for(
+            lock, std::chrono::duration<double>(seconds),
+            [&] { return s.slotsInUse_ < s.limits_.computeSlots; }))
+      throw HttpError{503, "the server is busy: every compute slot stayed "
+                           "taken for " +
+                               formatSeconds(seconds) + "; try again"};
+    ++s.slotsInUse_;
+  }
+  ~ComputeSlot() {
+    {
+      std::lock_guard<std::mutex> lock(server.slotMutex_);
+      --server.slotsInUse_;
+    }
+    server.slotFree_.notify_one();
+  }
+
+private:
+  DocumentServer &server;
+};
+
+DocumentServer::DocumentServer(const Program &program,
+                               const Tokenizer &tokenizer, ServeLimits limits)
+    : program_(program), tokenizer_(tokenizer), limits_(limits) {
+  limits_.maxTokens =
+      std::min<int64_t>(limits_.maxTokens, program.maxPositions);
+  limits_.computeSlots = std::max(1, limits_.computeSlots);
+  peakBytesPerToken_ = peakBytesPerToken(program);
+  baseline_ = residentBytes();
+}
+
+DocumentServer::~DocumentServer() = default;
+
+ApiReply DocumentServer::handle(const ApiRequest &request) {
+  ApiReply reply;
+  try {
+    const std::string &path = request.path, &method = request.method;
+    static const std::string docs = "/v1/documents";
+    auto allow = [&](const char *allowed) {
+      if (method != allowed)
+        throw HttpError{405, method.substr(0, 16) + " is not allowed on " +
+                                 path.substr(0, 64) + " (use " + allowed + ")"};
+    };
+    if (path == docs) {
+      allow("POST");
+      reply.body = create(request, parseBody(request.body));
+    } else if (path.compare(0, docs.size() + 1, docs + "/") == 0) {
+      std::string rest = path.substr(docs.size() + 1);
+      size_t slash = rest.find('/');
+      std::string id = rest.substr(0, slash);
+      if (slash != std::string::npos) {
+        if (rest.substr(slash) != "/edits")
+          throw HttpError{404, "no such endpoint: " + quoted(path)};
+        allow("POST");
+        reply.body = edit(id, parseBody(request.body));
+      } else if (method == "DELETE") {
+        reply.body = remove(id);
+      } else {
+        allow("GET");
+        reply.body = get(id);
+      }
+    } else if (path == "/v1/model") {
+      allow("GET");
+      reply.body = model();
+    } else if (path == "/healthz") {
+      allow("GET");
+      reply.body = health();
+    } else {
+      throw HttpError{404, "no such endpoint: " + quoted(path)};
+    }
+  } catch (const HttpError &e) {
+    reply = {e.status, json{{"error", e.message}}};
+  } catch (const std::bad_alloc &) {
+    reply = {503, json{{"error", "out of memory"}}};
+  } catch (const std::exception &e) {
+    reply = {500, json{{"error", e.what()}}};
+  }
+  return reply;
+}
+
+json DocumentServer::create(const ApiRequest &request, const json &body) {
+  onlyKeys(body, {"text"}, "");
+  std::string text = textField(body, "text", "");
+  // Count the tokens first: the budget refuses a long text before the
+  // expensive part.
+  std::vector<int32_t> ids;
+  if (Status st = tokenizer_.encode(text, ids); !st.ok())
+    throw HttpError{400, st.error};
+  if (int64_t(ids.size()) > limits_.maxTokens)
+    throw HttpError{413, "the text has " + std::to_string(ids.size()) +
+                             " tokens, over this server's limit of " +
+                             std::to_string(limits_.maxTokens) +
+                             " per document (--max-tokens)"};
+  int64_t peak = int64_t(ids.size()) * peakBytesPerToken_;
+  if (limits_.memoryBudget > 0 && peak > limits_.memoryBudget - baseline_)
+    throw HttpError{413, "the text has " + std::to_string(ids.size()) +
+                             " tokens, which need up to " + mib(peak) +
+                             " to evaluate: over this server's memory budget "
+                             "(--memory-budget)"};
+  ComputeSlot slot(*this, limits_.requestSeconds);
+  enforceBudget("", peak);
+  auto entry = std::make_shared<Entry>(program_, tokenizer_, limits_.threads);
+  auto t0 = Clock::now();
+  auto deadline =
+      t0 + std::chrono::duration_cast<Clock::duration>(
+               std::chrono::duration<double>(limits_.requestSeconds));
+  bool late = false;
+  entry->session.setInterruptCheck([&] {
+    late = Clock::now() > deadline;
+    return late || (request.clientGone && request.clientGone());
+  });
+  Status st = entry->document.reset(text);
+  entry->session.setInterruptCheck(nullptr);
+  if (st.interrupted)
+    throw HttpError{late ? 503 : 499,
+                    late ? "the evaluation took longer than this server's "
+                           "limit of " +
+                               formatSeconds(limits_.requestSeconds) +
+                               " (--request-timeout); it was abandoned"
+                         : "the client went away; the evaluation was "
+                           "abandoned"};
+  if (!st.ok())
+    throw HttpError{statusOf(st), st.error};
+  double us = microsSince(t0);
+  entry->bytes = entry->session.cacheBytes();
+  std::string id = newId();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    documents_[id] = entry;
+    touch(id);
+  }
+  enforceBudget(id);
+  json r = describe(*entry);
+  r["id"] = id;
+  r["stats"] = stats(*entry, us, 0, {});
+  return r;
+}
+
+json DocumentServer::edit(const std::string &id, const json &body) {
+  std::shared_ptr<Entry> entry = find(id);
+  onlyKeys(body, {"edits", "verify"}, "");
+  auto edits = body.find("edits");
+  if (edits == body.end() || !edits->is_array())
+    throw HttpError{400, "the body needs an 'edits' array"};
+  if (edits->size() > kMaxEditsPerBatch)
+    throw HttpError{413, "more than " + std::to_string(kMaxEditsPerBatch) +
+                             " edits in one request"};
+  bool verify = false;
+  if (auto v = body.find("verify"); v != body.end()) {
+    if (!v->is_boolean())
+      throw HttpError{400, "'verify' must be true or false"};
+    verify = v->get<bool>();
+  }
+  std::vector<TextEdit> textEdits;
+  for (size_t i = 0; i < edits->size(); ++i) {
+    const json &e = (*edits)[i];
+    std::string where = "edit " + std::to_string(i) + ": ";
+    if (!e.is_object())
+      throw HttpError{400, where + "an edit is an object {start, end, text}"};
+    onlyKeys(e, {"start", "end", "text"}, where);
+    textEdits.push_back({offsetField(e, "start", where),
+                         offsetField(e, "end", where),
+                         textField(e, "text", where)});
+  }
+  ComputeSlot slot(*this, limits_.requestSeconds);
+  std::lock_guard<std::mutex> lock(entry->mutex);
+  if (!entry->live)
+    throw HttpError{404, "document " + id +
+                             " was deleted or evicted while "
+                             "this edit waited"};
+  auto t0 = Clock::now();
+  Document::Plan plan;
+  if (Status st = entry->document.plan(textEdits, plan); !st.ok())
+    throw HttpError{statusOf(st), st.error};
+  if (int64_t(plan.tokens.size()) > limits_.maxTokens)
+    throw HttpError{413, "the edited text would have " +
+                             std::to_string(plan.tokens.size()) +
+                             " tokens, over this server's limit of " +
+                             std::to_string(limits_.maxTokens) +
+                             " per document (--max-tokens)"};
+  std::vector<TokenEdit> tokenEdits = plan.tokenEdits;
+  double tokenizeUs = plan.tokenizeMicros;
+  if (Status st = entry->document.commit(std::move(plan)); !st.ok())
+    throw HttpError{statusOf(st), st.error};
+  double us = microsSince(t0);
+  entry->bytes = entry->session.cacheBytes();
+  json r = describe(*entry);
+  r["stats"] = stats(*entry, us, tokenizeUs, tokenEdits);
+  if (verify)
+    r["exact"] = matchesFromScratch(*entry);
+  {
+    std::lock_guard<std::mutex> registry(mutex_);
+    auto it = documents_.find(id);
+    if (it != documents_.end() && it->second == entry)
+      touch(id);
+  }
+  enforceBudget(id);
+  return r;
+}
+
+json DocumentServer::get(const std::string &id) {
+  std::shared_ptr<Entry> entry = find(id);
+  std::lock_guard<std::mutex> lock(entry->mutex);
+  json r = describe(*entry);
+  r["text_bytes"] = entry->document.text().size();
+  r["tokens"] = entry->document.allTokens().size();
+  return r;
+}
+
+json DocumentServer::remove(const std::string &id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = documents_.find(id);
+  if (it == documents_.end())
+    throw HttpError{404, isDocumentId(id) && evicted_.count(id)
+                             ? "document " + id + " was evicted already"
+                             : "no document " + quoted(id)};
+  it->second->live = false;
+  documents_.erase(it);
+  lru_.remove(id);
+  return json{{"deleted", id}};
+}
+
+json DocumentServer::model() const {
+  json r;
+  r["labels"] = program_.labels;
+  r["task"] =
+      program_.task == TaskKind::Classifier ? "classifier" : "causal_lm";
+  r["vocab_size"] = program_.vocabSize;
+  r["window"] = program_.maxPositions;
+  r["max_tokens"] = limits_.maxTokens;
+  r["cache_bytes_per_token"] = cacheBytesPerToken(program_);
+  r["max_text_bytes"] = kMaxTextBytes;
+  r["max_edits"] = kMaxEditsPerBatch;
+  return r;
+}
+
+json DocumentServer::health() {
+  json r;
+  r["ok"] = true;
+  r["cache_bytes"] = cacheBytes();
+  r["resident_bytes"] = residentBytes();
+  r["memory_budget"] = limits_.memoryBudget;
+  std::lock_guard<std::mutex> lock(mutex_);
+  r["documents"] = documents_.size();
+  r["evicted"] = evictions_;
+  return r;
+}
+
+std::shared_ptr<DocumentServer::Entry>
+DocumentServer::find(const std::string &id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = documents_.find(id);
+  if (it != documents_.end())
+    return it->second;
+  if (isDocumentId(id) && evicted_.count(id))
+    throw HttpError{404, "document " + id +
+                             " was evicted (the memory budget or document "
+                             "limit was reached): create it again"};
+  throw HttpError{404, "no document " + quoted(id)};
+}
+
+std::string DocumentServer::newId() {
+  static const char digits[] = "0123456789abcdef";
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string id;
+  do {
+    id.clear();
+    for (int i = 0; i < 16; ++i)
+      id += digits[rng_() % 16];
+  } while (documents_.count(id) || evicted_.count(id));
+  return id;
+}
+
+void DocumentServer::touch(const std::string &id) {
+  lru_.remove(id);
+  lru_.push_front(id);
+}
+
+void DocumentServer::forget(const std::string &id) {
+  auto it = documents_.find(id);
+  it->second->live = false;
+  documents_.erase(it);
+  lru_.remove(id);
+  if (evicted_.insert(id).second)
+    evictedOrder_.push_back(id);
+  while (int64_t(evictedOrder_.size()) > limits_.rememberEvicted) {
+    evicted_.erase(evictedOrder_.front());
+    evictedOrder_.pop_front();
+  }
+  ++evictions_;
+}
+
+int64_t DocumentServer::cacheBytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int64_t bytes = 0;
+  for (const auto &[id, e] : documents_)
+    bytes += e->bytes;
+  return bytes;
+}
+
+void DocumentServer::enforceBudget(const std::string &keep, int64_t reserve) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto victim = [&]() -> std::string {
+    for (auto it = lru_.rbegin(); it != lru_.rend(); ++it)
+      if (*it != keep)
+        return *it;
+    return "";
+  };
+  while (int64_t(documents_.size()) > limits_.maxDocuments) {
+    std::string v = victim();
+    if (v.empty())
+      break;
+    forget(v);
+  }
+  if (limits_.memoryBudget <= 0)
+    return;
+  for (;;) {
+    int64_t used = 0;
+    if (limits_.measureMemory) {
+      lock.unlock();
+      malloc_trim(0); // what evicted documents freed goes back to the system
+      used = residentBytes();
+      lock.lock();
+    } else {
+      for (const auto &[id, e] : documents_)
+        used += e->bytes;
+    }
+    if (used + reserve <= limits_.memoryBudget)
+      return;
+    std::string v = victim();
+    if (v.empty())
+      return;
+    forget(v);
+  }
+}
+
+json DocumentServer::describe(Entry &e) const {
+  json r;
+  const std::vector<float> &out = e.session.output();
+  r["output"] = floats(out);
+  if (program_.task == TaskKind::Classifier && !out.empty()) {
+    size_t best =
+        size_t(std::max_element(out.begin(), out.end()) - out.begin());
+    r["prediction"] = best < program_.labels.size()
+                          ? program_.labels[best]
+                          : "LABEL_" + std::to_string(best);
+    r["labels"] = program_.labels;
+  }
+  return r;
+}
+
+json DocumentServer::stats(Entry &e, double us, double tokenizeUs,
+                           const std::vector<TokenEdit> &edits) const {
+  const EditStats &s = e.session.stats();
+  json r;
+  r["us"] = us;
+  r["update_us"] = s.micros;
+  r["tokenize_us"] = tokenizeUs;
+  r["macs"] = s.macs;
+  r["macs_full"] = s.macsFull;
+  r["tokens"] = s.numTokens;
+  r["dirty_rows"] = s.dirtyRows;
+  r["updated_rows"] = s.updatedRows;
+  r["code_flips"] = s.codeFlips;
+  r["certified_rows"] = s.certifiedRows;
+  json changed = json::array();
+  for (const TokenEdit &t : edits) {
+    int64_t count =
+        t.kind == TokenEdit::Kind::Delete ? 0 : int64_t(t.tokens.size());
+    if (count > 0)
+      changed.push_back({t.at, t.at + count - 1});
+  }
+  r["changed_tokens"] = changed;
+  // The text the recomputed and written tokens cover, as merged byte
+  // ranges (the page highlights them).
+  std::vector<int64_t> rows = s.recomputedRows;
+  for (const TokenEdit &t : edits)
+    if (t.kind != TokenEdit::Kind::Delete)
+      for (size_t k = 0; k < t.tokens.size(); ++k)
+        rows.push_back(t.at + int64_t(k));
+  std::sort(rows.begin(), rows.end());
+  json ranges = json::array();
+  int64_t lastEnd = -1;
+  for (int64_t row : rows) {
+    int64_t begin, end;
+    e.document.tokenBytes(row, begin, end);
+    if (begin >= end)
+      continue;
+    if (!ranges.empty() && begin <= lastEnd) {
+      lastEnd = std::max(lastEnd, end);
+      ranges.back()[1] = lastEnd;
+    } else if (ranges.size() < kMaxHighlights) {
+      ranges.push_back({begin, end});
+      lastEnd = end;
+    }
+  }
+  r["recomputed_bytes"] = ranges;
+  r["cache_bytes"] = e.bytes.load();
+  return r;
+}
+
+bool DocumentServer::matchesFromScratch(Entry &e) {
+  if (!e.document.verifyTokens().ok())
+    return false;
+  // A session keeps only what the cache plan keeps, and goes when done.
+  Session oracle(program_, SessionOptions{limits_.threads});
+  if (!oracle.reset(e.session.tokens()).ok())
+    return false;
+  const std::vector<float> &a = e.session.output(), &b = oracle.output();
+  return a.size() == b.size() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+} // namespace incnn::serve
