@@ -104,6 +104,8 @@ def main():
     ap.add_argument("--verify-every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="incnn-serve --threads")
     ap.add_argument("--memory-budget", type=int, default=2048, help="MB")
+    ap.add_argument("--max-tokens", type=int, default=65536,
+                    help="incnn-serve --max-tokens (whole PEPs reach 39,000 tokens)")
     ap.add_argument("--keystrokes", type=int, default=0,
                     help="instead: one client types this many characters, one request each, "
                          "into a document of about 10,000 tokens, and the round trips are timed")
@@ -112,6 +114,7 @@ def main():
         docs = [json.loads(line) for line in f]
     server = subprocess.Popen([a.server, a.program, "--port", "0", "--threads", str(a.threads),
                                "--memory-budget", str(a.memory_budget),
+                               "--max-tokens", str(a.max_tokens),
                                "--max-documents", str(max(64, a.clients))],
                               stdout=subprocess.PIPE, text=True)
     base = "http://" + server.stdout.readline().split("http://")[1].split("/")[0]
