@@ -9,6 +9,8 @@
 #include "ThreadPool.h"
 
 #include <limits>
+#include <string>
+#include <system_error>
 
 namespace incnn::runtime {
 
@@ -17,11 +19,26 @@ static thread_local bool insideTask = false;
 ThreadPool::ThreadPool(int numThreads) {
   if (numThreads <= 0)
     numThreads = int(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < numThreads; ++i)
-    workers.emplace_back([this] { workerLoop(); });
+  try {
+    workers.reserve(size_t(numThreads - 1));
+    for (int i = 1; i < numThreads; ++i)
+      workers.emplace_back([this] { workerLoop(); });
+  } catch (const std::system_error &e) {
+    // No destructor runs after a throwing constructor: the workers started
+    // so far must stop before their condition variable is destroyed.
+    stop();
+    throw std::system_error(e.code(), "cannot start " +
+                                          std::to_string(numThreads - 1) +
+                                          " worker threads");
+  } catch (...) {
+    stop();
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex);
     stopping = true;

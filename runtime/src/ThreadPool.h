@@ -21,7 +21,9 @@ namespace incnn::runtime {
 class ThreadPool {
 public:
   /// A pool running work on `numThreads` threads in total, the calling
-  /// thread included; 0 means std::thread::hardware_concurrency().
+  /// thread included; 0 means std::thread::hardware_concurrency(). Throws
+  /// std::system_error ("cannot start N worker threads: ...") when a thread
+  /// cannot be created, after joining those already started.
   explicit ThreadPool(int numThreads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool &) = delete;
@@ -34,6 +36,8 @@ public:
   void parallelFor(int64_t n, const std::function<void(int64_t)> &fn);
 
 private:
+  /// Stops and joins every worker.
+  void stop();
   void workerLoop();
   /// Claims and runs tasks of generation `gen` until none are left.
   void runTasks(uint64_t gen, const std::function<void(int64_t)> *fn,
