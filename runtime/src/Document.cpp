@@ -44,6 +44,42 @@ bool isUtf8Boundary(std::string_view text, int64_t i) {
   return (static_cast<unsigned char>(text[size_t(i)]) & 0xC0) != 0x80;
 }
 
+int64_t findInvalidUtf8(std::string_view text) {
+  const auto *s = reinterpret_cast<const unsigned char *>(text.data());
+  size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The sequence's length and the range of its second byte (Unicode,
+    // table 3-7); later bytes are any continuation byte.
+    size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      lo = c == 0xE0 ? 0xA0 : lo;
+      hi = c == 0xED ? 0x9F : hi;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      lo = c == 0xF0 ? 0x90 : lo;
+      hi = c == 0xF4 ? 0x8F : hi;
+    } else {
+      return int64_t(i);
+    }
+    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
+      return int64_t(i);
+    for (size_t k = 2; k < len; ++k)
+      if ((s[i + k] & 0xC0) != 0x80)
+        return int64_t(i);
+    i += len;
+  }
+  return -1;
+}
+
 Document::Document(Session &session, const Tokenizer &tokenizer,
                    std::vector<int32_t> prefix)
     : session(session), tokenizer(tokenizer), prefix(std::move(prefix)) {}
@@ -62,6 +98,9 @@ Status Document::encode(std::string_view text, std::vector<int32_t> &tokens,
     return Status::failure("the document has " + std::to_string(text.size()) +
                            " bytes, over the limit of " +
                            std::to_string(kMaxTextBytes));
+  if (int64_t bad = findInvalidUtf8(text); bad >= 0)
+    return Status::failure("the text is not valid UTF-8 (byte " +
+                           std::to_string(bad) + ")");
   std::vector<int32_t> body;
   if (Status st = tokenizer.encode(text, body, starts); !st.ok())
     return st;
@@ -236,6 +275,11 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
       return Status::failure(where + "byte range [" + std::to_string(e.start) +
                              ", " + std::to_string(e.end) +
                              ") splits a UTF-8 character of the document");
+    if (int64_t bad = findInvalidUtf8(e.text); bad >= 0)
+      return Status::failure(where +
+                             "the replacement text is not valid "
+                             "UTF-8 (byte " +
+                             std::to_string(bad) + ")");
     if (next.size() - size_t(e.end - e.start) + e.text.size() > kMaxTextBytes)
       return Status::failure(where + "the edited document would exceed " +
                              std::to_string(kMaxTextBytes) + " bytes");

@@ -37,6 +37,11 @@ std::vector<TokenEdit> diffTokens(const std::vector<int32_t> &from,
 /// True if byte offset `i` of `text` starts a UTF-8 character (or is its end).
 bool isUtf8Boundary(std::string_view text, int64_t i);
 
+/// The offset of the first byte of `text` that does not start a well-formed
+/// UTF-8 sequence (no overlong forms, surrogates or code points past
+/// U+10FFFF, as a strict decoder reads it), or -1 when the text is valid.
+int64_t findInvalidUtf8(std::string_view text);
+
 class Document {
 public:
   /// How far from an edit a cut is searched for.
@@ -47,7 +52,8 @@ public:
   Document(Session &session, const Tokenizer &tokenizer,
            std::vector<int32_t> prefix = {});
 
-  /// Tokenizes `text` and evaluates its first window from scratch.
+  /// Tokenizes `text` and evaluates its first window from scratch. The text
+  /// must be valid UTF-8 (as must every edit's replacement).
   Status reset(std::string text);
   /// True if the text has more tokens than the context window.
   bool truncated() const { return int64_t(tokens_.size()) > window(); }
