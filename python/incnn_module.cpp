@@ -1,14 +1,18 @@
 //===- incnn_module.cpp - Python bindings: `import incnn` -----------------===//
 //
 // pybind11 bindings over the runtime (Program, Tokenizer, Session, Document)
-// and the compiler driver (incnn.compile). Evaluation and updates release
-// the GIL; each Session/Document is used by one thread at a time (a mutex
-// per object makes concurrent calls on one object wait).
+// and the compiler driver (incnn.compile).
+//
+// Threading: a Session or Document has a mutex, taken by every method and
+// property with the GIL released (a call waiting for another thread's edit
+// lets Python threads run). What a call reads is copied out under the mutex
+// and becomes Python objects after it is released.
 //
 //===----------------------------------------------------------------------===//
 #include "incnn/Compiler/Driver.h"
 #include "incnn/runtime/Document.h"
 #include "incnn/runtime/EditLine.h"
+#include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
 #include "incnn/runtime/Session.h"
@@ -20,6 +24,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -30,6 +35,107 @@ namespace py = pybind11;
 using namespace incnn::runtime;
 
 namespace {
+
+/// An argument or `self` that must be an initialized instance of the bound
+/// class T. For an instance made with T.__new__ and never initialized,
+/// pybind11 would hand the function freshly allocated, uninitialized memory;
+/// this raises TypeError instead.
+template <typename T> struct Ref {
+  T *ptr = nullptr;
+  T *operator->() const { return ptr; }
+  T &operator*() const { return *ptr; }
+};
+
+/// An integer argument: any object with __index__ (int, NumPy integers).
+/// Values past 64 bits raise ValueError; other types are refused.
+struct Int64 {
+  int64_t value = 0;
+  operator int64_t() const { return value; }
+};
+
+/// A text argument: a str, or bytes holding valid UTF-8 (ValueError
+/// otherwise).
+struct Text {
+  std::string bytes;
+};
+
+/// The value of integer `h` (anything with __index__, else TypeError);
+/// ValueError naming `what` past 64 bits.
+int64_t toInt64(py::handle h, const char *what) {
+  PyObject *index = PyNumber_Index(h.ptr());
+  if (!index)
+    throw py::error_already_set();
+  int overflow = 0;
+  long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+  Py_DECREF(index);
+  if (overflow)
+    throw py::value_error(std::string(what) + " is out of range");
+  if (v == -1 && PyErr_Occurred())
+    throw py::error_already_set();
+  return v;
+}
+
+} // namespace
+
+namespace pybind11::detail {
+
+template <typename T> struct type_caster<Ref<T>> {
+  PYBIND11_TYPE_CASTER(Ref<T>, make_caster<T>::name);
+  bool load(handle src, bool) {
+    const type_info *type = get_type_info(typeid(T));
+    if (!type || !PyObject_TypeCheck(src.ptr(), type->type))
+      return false;
+    value_and_holder vh =
+        reinterpret_cast<instance *>(src.ptr())->get_value_and_holder(type);
+    if (!vh.value_ptr())
+      throw type_error(std::string(Py_TYPE(src.ptr())->tp_name) +
+                       " object is not initialized (its __init__ was not "
+                       "called)");
+    value.ptr = vh.template value_ptr<T>();
+    return true;
+  }
+};
+
+template <> struct type_caster<Int64> {
+  PYBIND11_TYPE_CASTER(Int64, const_name("int"));
+  bool load(handle src, bool) {
+    if (!PyIndex_Check(src.ptr()))
+      return false;
+    value.value = toInt64(src, "an integer argument");
+    return true;
+  }
+};
+
+template <> struct type_caster<Text> {
+  PYBIND11_TYPE_CASTER(Text, const_name("str"));
+  bool load(handle src, bool) {
+    if (PyUnicode_Check(src.ptr())) {
+      // A str with lone surrogates raises UnicodeEncodeError, a ValueError.
+      object utf8 =
+          reinterpret_steal<object>(PyUnicode_AsUTF8String(src.ptr()));
+      if (!utf8)
+        throw error_already_set();
+      value.bytes.assign(PyBytes_AS_STRING(utf8.ptr()),
+                         size_t(PyBytes_GET_SIZE(utf8.ptr())));
+      return true;
+    }
+    if (!PyBytes_Check(src.ptr()))
+      return false;
+    value.bytes.assign(PyBytes_AS_STRING(src.ptr()),
+                       size_t(PyBytes_GET_SIZE(src.ptr())));
+    if (int64_t bad = incnn::runtime::findInvalidUtf8(value.bytes); bad >= 0)
+      throw value_error("the text is not valid UTF-8 (byte " +
+                        std::to_string(bad) + ")");
+    return true;
+  }
+};
+
+} // namespace pybind11::detail
+
+namespace {
+
+/// Threads per Session or Document, as incnn-run and the C API allow.
+constexpr int64_t kMaxThreads = 1024;
 
 /// Raised when an input leaves the exactness contract (docs/exactness.md);
 /// a subclass of ValueError. The session is unchanged.
@@ -43,8 +149,21 @@ PyObject *outOfContractError = nullptr;
   throw py::error_already_set();
 }
 
+int checkThreads(int64_t threads) {
+  if (threads < 0 || threads > kMaxThreads)
+    throw py::value_error("threads must be in [0, " +
+                          std::to_string(kMaxThreads) + "] (0: one per core)");
+  return int(threads);
+}
+
+/// Text that may hold invalid UTF-8 (a tokenizer's pieces), as a str.
+py::str lenientStr(const std::string &s) {
+  return py::reinterpret_steal<py::str>(
+      PyUnicode_DecodeUTF8(s.data(), py::ssize_t(s.size()), "replace"));
+}
+
 /// A loaded program, shared by the sessions made from it.
-struct PyProgram {
+struct PyProgram : std::enable_shared_from_this<PyProgram> {
   Program program;
   std::unique_ptr<Tokenizer> tokenizer;
   std::string path;
@@ -141,47 +260,70 @@ py::array_t<float> toArray(const std::vector<float> &v) {
   return a;
 }
 
-py::dict statsDict(const EditStats &st) {
-  py::dict d;
-  d["macs"] = st.macs;
-  d["macs_full"] = st.macsFull;
-  d["dirty_rows"] = st.dirtyRows;
-  d["updated_rows"] = st.updatedRows;
-  d["code_flips"] = st.codeFlips;
-  d["certified_rows"] = st.certifiedRows;
-  d["us"] = st.micros;
-  return d;
-}
+/// What `.stats` reports, copied out of a session under its lock.
+struct StatsCopy {
+  EditStats edit;
+  int64_t cacheBytes = 0, tokens = 0;
+  Document::EditResult last; ///< documents only
 
-/// What the session keeps: bytes in all, and per token (as incnn-run's
-/// step 0 reports it).
-void addCacheStats(py::dict &d, const Session &s) {
-  d["cache_bytes"] = s.cacheBytes();
-  d["cache_bytes_per_token"] =
-      s.cacheBytes() / std::max<int64_t>(1, int64_t(s.tokens().size()));
-}
+  explicit StatsCopy(const Session &s)
+      : edit(s.stats()), cacheBytes(s.cacheBytes()),
+        tokens(int64_t(s.tokens().size())) {}
 
-std::string predictionOf(const Program &program, const Tokenizer *tokenizer,
-                         const std::vector<float> &out) {
+  py::dict toDict() const {
+    py::dict d;
+    d["macs"] = edit.macs;
+    d["macs_full"] = edit.macsFull;
+    d["dirty_rows"] = edit.dirtyRows;
+    d["updated_rows"] = edit.updatedRows;
+    d["code_flips"] = edit.codeFlips;
+    d["certified_rows"] = edit.certifiedRows;
+    d["us"] = edit.micros;
+    // What the session keeps: bytes in all, and per token (as incnn-run's
+    // step 0 reports it).
+    d["cache_bytes"] = cacheBytes;
+    d["cache_bytes_per_token"] = cacheBytes / std::max<int64_t>(1, tokens);
+    return d;
+  }
+};
+
+std::string predictionOf(const PyProgram &p, const std::vector<float> &out) {
   size_t best = 0;
   for (size_t i = 1; i < out.size(); ++i)
     if (out[i] > out[best])
       best = i;
-  if (program.task == TaskKind::Classifier)
-    return best < program.labels.size() ? program.labels[best]
-                                        : std::to_string(best);
-  return tokenizer ? tokenizer->piece(int32_t(best)) : std::to_string(best);
+  if (p.program.task == TaskKind::Classifier)
+    return best < p.program.labels.size() ? p.program.labels[best]
+                                          : std::to_string(best);
+  return p.tokenizer ? p.tokenizer->piece(int32_t(best)) : std::to_string(best);
 }
 
-std::vector<int32_t> tokenList(const py::iterable &tokens) {
+/// Token ids from an iterable of integers (not a str, bytes or bytearray),
+/// at most `limit` of them.
+std::vector<int32_t> tokenList(py::handle tokens, size_t limit) {
+  PyObject *o = tokens.ptr();
+  if (PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o) ||
+      !py::isinstance<py::iterable>(tokens))
+    throw py::type_error(std::string("token ids must be an iterable of "
+                                     "integers, not ") +
+                         Py_TYPE(o)->tp_name);
+  std::string tooMany = "more than " + std::to_string(limit) +
+                        " token ids (the program's context)";
+  if (Py_ssize_t hint = PyObject_LengthHint(o, 0); hint < 0)
+    throw py::error_already_set();
+  else if (size_t(hint) > limit)
+    throw py::value_error(tooMany);
   std::vector<int32_t> ids;
   for (py::handle t : tokens) {
-    if (!py::isinstance<py::int_>(t))
-      throw py::type_error("token ids must be integers");
-    long long v = t.cast<long long>();
+    if (!PyIndex_Check(t.ptr()))
+      throw py::type_error(std::string("token ids must be integers, not ") +
+                           Py_TYPE(t.ptr())->tp_name);
+    int64_t v = toInt64(t, "a token id");
     if (v < INT32_MIN || v > INT32_MAX)
       throw py::value_error("token id " + std::to_string(v) +
                             " is out of range");
+    if (ids.size() == limit)
+      throw py::value_error(tooMany);
     ids.push_back(int32_t(v));
   }
   return ids;
@@ -189,7 +331,14 @@ std::vector<int32_t> tokenList(const py::iterable &tokens) {
 
 /// A batch from a list of ("replace", at, tokens) / ("insert", at, tokens)
 /// / ("delete", at, count) tuples or edits-file dicts ({"op": ...}).
-std::vector<TokenEdit> toEdits(const Program &program, const py::list &items) {
+std::vector<TokenEdit> toEdits(const Program &program, const py::list &list) {
+  // A snapshot: converting an item may run Python code that changes the list.
+  py::tuple items(list);
+  if (items.size() > kMaxEditsPerBatch)
+    throw py::value_error(std::to_string(items.size()) +
+                          " edits in one batch exceed the limit of " +
+                          std::to_string(kMaxEditsPerBatch));
+  const size_t maxTokens = size_t(program.maxPositions);
   std::vector<TokenEdit> edits;
   for (size_t i = 0; i < items.size(); ++i) {
     py::handle h = items[i];
@@ -199,8 +348,7 @@ std::vector<TokenEdit> toEdits(const Program &program, const py::list &items) {
       std::string line =
           py::module_::import("json").attr("dumps")(h).cast<std::string>();
       EditLine parsed;
-      if (Status st = parseEditLine(line, program.vocabSize,
-                                    size_t(program.maxPositions), parsed);
+      if (Status st = parseEditLine(line, program.vocabSize, maxTokens, parsed);
           !st.ok())
         raise(Status::failure(where + st.error));
       if (!parsed.textEdits.empty())
@@ -212,182 +360,248 @@ std::vector<TokenEdit> toEdits(const Program &program, const py::list &items) {
     if (!py::isinstance<py::tuple>(h) || py::len(h) != 3)
       raise(Status::failure(where + "an edit is (op, at, tokens), "
                                     "(\"delete\", at, count) or a dict"));
-    py::tuple t = h.cast<py::tuple>();
-    std::string op = t[0].cast<std::string>();
-    int64_t at = t[1].cast<int64_t>();
+    py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+    if (!py::isinstance<py::str>(t[0]))
+      throw py::type_error(where + "an edit's op must be a str");
+    Py_ssize_t size = 0;
+    const char *name = PyUnicode_AsUTF8AndSize(t[0].ptr(), &size);
+    if (!name)
+      throw py::error_already_set();
+    std::string op(name, size_t(size));
+    int64_t at = toInt64(t[1], "an edit offset");
     if (op == "replace")
-      edits.push_back(TokenEdit::replace(at, tokenList(t[2])));
+      edits.push_back(TokenEdit::replace(at, tokenList(t[2], maxTokens)));
     else if (op == "insert")
-      edits.push_back(TokenEdit::insert(at, tokenList(t[2])));
+      edits.push_back(TokenEdit::insert(at, tokenList(t[2], maxTokens)));
     else if (op == "delete")
-      edits.push_back(TokenEdit::erase(at, t[2].cast<int64_t>()));
+      edits.push_back(TokenEdit::erase(at, toInt64(t[2], "a delete count")));
     else
       raise(Status::failure(where + "unknown edit op '" + op + "'"));
   }
   return edits;
 }
 
-/// A session and its from-scratch checker, both over one program.
-class PySession {
-public:
-  PySession(std::shared_ptr<PyProgram> program, const py::iterable &tokens,
-            int threads, bool certificates)
-      : program_(std::move(program)),
-        session_(program_->program, SessionOptions{threads, certificates}),
-        threads_(threads) {
-    reset(tokens);
+/// The mutex of a Session or Document.
+class Locked {
+protected:
+  /// Runs `f` under the mutex with the GIL released; `f` must not touch
+  /// Python objects.
+  template <typename F> auto locked(F &&f) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return f();
   }
 
-  void reset(const py::iterable &tokens) {
-    std::vector<int32_t> ids = tokenList(tokens);
+private:
+  std::mutex mutex_;
+};
+
+/// Recomputes from scratch and compares every output bit.
+bool sameAsFromScratch(const Session &session, int threads) {
+  Evaluator oracle(session.program(), EvaluatorOptions{threads});
+  if (!oracle.evaluate(session.tokens()).ok())
+    return false;
+  const std::vector<float> &a = session.output(), &b = oracle.output();
+  return a.size() == b.size() &&
+         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// A session and its from-scratch checker, both over one program.
+class PySession : Locked {
+public:
+  PySession(std::shared_ptr<PyProgram> program, int threads, bool certificates)
+      : program_(std::move(program)),
+        session_(program_->program, SessionOptions{threads, certificates}),
+        threads_(threads) {}
+
+  static std::unique_ptr<PySession> create(Ref<PyProgram> program,
+                                           const py::iterable &tokens,
+                                           Int64 threads, bool certificates) {
+    int n = checkThreads(threads);
+    std::vector<int32_t> ids =
+        tokenList(tokens, size_t(program->program.maxPositions));
+    std::shared_ptr<PyProgram> shared = program->shared_from_this();
+    std::unique_ptr<PySession> s;
     Status st;
     {
       py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      st = session_.reset(ids);
+      s = std::make_unique<PySession>(std::move(shared), n, certificates);
+      st = s->session_.reset(ids);
     }
     if (!st.ok())
+      raise(st);
+    return s;
+  }
+
+  void reset(const py::iterable &tokens) {
+    std::vector<int32_t> ids = tokenList(tokens, maxTokens());
+    if (Status st = locked([&] { return session_.reset(ids); }); !st.ok())
       raise(st);
   }
 
   void apply(const py::list &items) {
-    std::vector<TokenEdit> edits = toEdits(program_->program, items);
-    applyEdits(edits);
+    applyEdits(toEdits(program_->program, items));
   }
 
   void applyEdits(const std::vector<TokenEdit> &edits) {
-    Status st;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      st = session_.apply(edits);
-    }
-    if (!st.ok())
+    if (Status st = locked([&] { return session_.apply(edits); }); !st.ok())
       raise(st);
   }
 
-  /// Recomputes from scratch and compares every output bit.
+  size_t maxTokens() const { return size_t(program_->program.maxPositions); }
+
   bool verify() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    py::gil_scoped_release release;
-    return sameAsFromScratch(session_, threads_);
+    return locked([&] { return sameAsFromScratch(session_, threads_); });
   }
 
-  static bool sameAsFromScratch(const Session &session, int threads) {
-    Evaluator oracle(session.program(), EvaluatorOptions{threads});
-    if (!oracle.evaluate(session.tokens()).ok())
-      return false;
-    const std::vector<float> &a = session.output(), &b = oracle.output();
-    return a.size() == b.size() &&
-           std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  py::array_t<float> output() {
+    return toArray(locked([&] { return session_.output(); }));
   }
-
-  py::dict stats() const {
-    py::dict d = statsDict(session_.stats());
-    addCacheStats(d, session_);
-    return d;
+  std::vector<int32_t> tokens() {
+    return locked([&] { return session_.tokens(); });
   }
-
-  Session &session() { return session_; }
-  const Session &session() const { return session_; }
+  py::dict stats() {
+    return locked([&] { return StatsCopy(session_); }).toDict();
+  }
+  std::string prediction() {
+    return predictionOf(*program_, locked([&] { return session_.output(); }));
+  }
   const std::shared_ptr<PyProgram> &program() const { return program_; }
-  std::mutex &mutex() { return mutex_; }
-  int threads() const { return threads_; }
 
 private:
   std::shared_ptr<PyProgram> program_;
   Session session_;
   int threads_;
-  std::mutex mutex_;
 };
 
+/// Byte offsets of characters `start` and `end` of UTF-8 `text`, counted as
+/// in a Python str (code points); an error when [start, end) is not a range
+/// of the text.
+Status charRange(const std::string &text, int64_t start, int64_t end,
+                 int64_t &startByte, int64_t &endByte) {
+  startByte = endByte = -1;
+  int64_t chars = 0;
+  if (start >= 0 && start <= end)
+    for (size_t i = 0; i <= text.size() && endByte < 0; ++i) {
+      if (i < text.size() &&
+          (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80)
+        continue;
+      if (chars == start)
+        startByte = int64_t(i);
+      if (chars == end)
+        endByte = int64_t(i);
+      ++chars;
+    }
+  if (startByte >= 0 && endByte >= 0)
+    return Status::success();
+  int64_t length = 0;
+  for (char c : text)
+    length += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return Status::failure("character range [" + std::to_string(start) + ", " +
+                         std::to_string(end) + ") is outside the document of " +
+                         std::to_string(length) + " characters");
+}
+
 /// A text document over its own session.
-class PyDocument {
+class PyDocument : Locked {
 public:
-  PyDocument(std::shared_ptr<PyProgram> program, std::string text, int threads,
-             bool certificates)
+  PyDocument(std::shared_ptr<PyProgram> program, int threads, bool certificates)
       : program_(std::move(program)),
         session_(program_->program, SessionOptions{threads, certificates}),
         threads_(threads) {
-    if (!program_->tokenizer)
-      raise(Status::failure("the program has no tokenizer"));
     std::vector<int32_t> prefix;
     if (program_->program.task == TaskKind::CausalLM &&
         program_->program.bosTokenId >= 0)
       prefix.push_back(program_->program.bosTokenId);
     document_ = std::make_unique<Document>(session_, *program_->tokenizer,
                                            std::move(prefix));
+  }
+
+  static std::unique_ptr<PyDocument> create(Ref<PyProgram> program, Text text,
+                                            Int64 threads, bool certificates) {
+    int n = checkThreads(threads);
+    if (!program->tokenizer)
+      raise(Status::failure("the program has no tokenizer"));
+    std::shared_ptr<PyProgram> shared = program->shared_from_this();
+    std::unique_ptr<PyDocument> d;
     Status st;
     {
       py::gil_scoped_release release;
-      st = document_->reset(std::move(text));
+      d = std::make_unique<PyDocument>(std::move(shared), n, certificates);
+      st = d->document_->reset(std::move(text.bytes));
     }
     if (!st.ok())
       raise(st);
+    return d;
   }
 
   /// Tokenizes and evaluates a new text from scratch (the session and its
   /// packed weights are reused).
-  void reset(std::string text) {
-    Status st;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      st = document_->reset(std::move(text));
-      last_ = Document::EditResult();
-    }
+  void reset(Text text) {
+    Status st = locked([&] {
+      Status r = document_->reset(std::move(text.bytes));
+      if (r.ok())
+        last_ = Document::EditResult();
+      return r;
+    });
     if (!st.ok())
       raise(st);
   }
 
   /// Replaces UTF-8 bytes [start, end) with `text`.
-  void edit(int64_t start, int64_t end, const std::string &text) {
-    Status st;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      st = document_->applyText(start, end, text, &last_);
-    }
+  void edit(int64_t start, int64_t end, const Text &text) {
+    Status st = locked(
+        [&] { return document_->applyText(start, end, text.bytes, &last_); });
     if (!st.ok())
       raise(st);
   }
 
-  /// Replaces characters [start, end) of the text as a Python str.
-  void editChars(int64_t start, int64_t end, const std::string &text) {
-    const std::string &bytes = document_->text();
-    int64_t length = 0;
-    std::vector<int64_t> offsets; // byte offset of each character, then end
-    for (size_t i = 0; i < bytes.size(); ++i)
-      if ((static_cast<unsigned char>(bytes[i]) & 0xC0) != 0x80)
-        offsets.push_back(int64_t(i));
-    offsets.push_back(int64_t(bytes.size()));
-    length = int64_t(offsets.size()) - 1;
-    if (start < 0 || end < start || end > length)
-      raise(Status::failure("character range [" + std::to_string(start) + ", " +
-                            std::to_string(end) +
-                            ") is outside the document of " +
-                            std::to_string(length) + " characters"));
-    edit(offsets[size_t(start)], offsets[size_t(end)], text);
+  /// Replaces characters [start, end) of the text as a Python str: the
+  /// offsets are found and the edit applied under one hold of the lock.
+  void editChars(int64_t start, int64_t end, const Text &text) {
+    Status st = locked([&] {
+      int64_t startByte, endByte;
+      if (Status r =
+              charRange(document_->text(), start, end, startByte, endByte);
+          !r.ok())
+        return r;
+      return document_->applyText(startByte, endByte, text.bytes, &last_);
+    });
+    if (!st.ok())
+      raise(st);
   }
 
   bool verify() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    py::gil_scoped_release release;
-    return document_->verifyTokens().ok() &&
-           PySession::sameAsFromScratch(session_, threads_);
+    return locked([&] {
+      return document_->verifyTokens().ok() &&
+             sameAsFromScratch(session_, threads_);
+    });
   }
 
-  py::dict stats() const {
-    py::dict d = statsDict(session_.stats());
-    d["tokenize_us"] = last_.tokenizeMicros;
-    d["retokenized_bytes"] = last_.retokenizedBytes;
-    d["inside_window"] = last_.insideWindow;
-    addCacheStats(d, session_);
+  py::str text() {
+    return py::str(locked([&] { return document_->text(); }));
+  }
+  std::vector<int32_t> tokens() {
+    return locked([&] { return document_->allTokens(); });
+  }
+  py::array_t<float> output() {
+    return toArray(locked([&] { return session_.output(); }));
+  }
+  std::string prediction() {
+    return predictionOf(*program_, locked([&] { return session_.output(); }));
+  }
+  py::dict stats() {
+    StatsCopy copy = locked([&] {
+      StatsCopy c(session_);
+      c.last = last_;
+      return c;
+    });
+    py::dict d = copy.toDict();
+    d["tokenize_us"] = copy.last.tokenizeMicros;
+    d["retokenized_bytes"] = copy.last.retokenizedBytes;
+    d["inside_window"] = copy.last.insideWindow;
     return d;
   }
-
-  const Document &document() const { return *document_; }
-  const Session &session() const { return session_; }
   const std::shared_ptr<PyProgram> &program() const { return program_; }
 
 private:
@@ -396,7 +610,6 @@ private:
   std::unique_ptr<Document> document_;
   Document::EditResult last_;
   int threads_;
-  std::mutex mutex_;
 };
 
 std::string taskName(TaskKind task) {
@@ -424,12 +637,17 @@ PYBIND11_MODULE(incnn, m) {
                         "The program's sentencepiece tokenizer.")
       .def(
           "encode",
-          [](const Tokenizer &t, const std::string &text) {
+          [](Ref<Tokenizer> t, const Text &text) {
+            if (text.bytes.size() > kMaxTextBytes)
+              throw py::value_error("text of " +
+                                    std::to_string(text.bytes.size()) +
+                                    " bytes exceeds the limit of " +
+                                    std::to_string(kMaxTextBytes));
             std::vector<int32_t> ids;
             Status st;
             {
               py::gil_scoped_release release;
-              st = t.encode(text, ids);
+              st = t->encode(text.bytes, ids);
             }
             if (!st.ok())
               raise(st);
@@ -438,16 +656,23 @@ PYBIND11_MODULE(incnn, m) {
           py::arg("text"), "Token ids of `text` (no BOS).")
       .def(
           "decode",
-          [](const Tokenizer &t, const py::iterable &ids) {
+          [](Ref<Tokenizer> t, const py::iterable &ids) {
             std::string text;
-            if (Status st = t.decode(tokenList(ids), text); !st.ok())
+            if (Status st = t->decode(tokenList(ids, kMaxTextBytes), text);
+                !st.ok())
               raise(st);
-            return py::bytes(text).attr("decode")("utf-8", "replace");
+            return lenientStr(text);
           },
           py::arg("ids"), "The text of token ids.")
-      .def("piece", &Tokenizer::piece, py::arg("id"),
-           "The piece string of one id ('' when out of range).")
-      .def_property_readonly("vocab_size", &Tokenizer::vocabSize);
+      .def(
+          "piece",
+          [](Ref<Tokenizer> t, Int64 id) {
+            return lenientStr(id < 0 || id > INT32_MAX ? std::string()
+                                                       : t->piece(int32_t(id)));
+          },
+          py::arg("id"), "The piece string of one id ('' when out of range).")
+      .def_property_readonly("vocab_size",
+                             [](Ref<Tokenizer> t) { return t->vocabSize(); });
 
   py::class_<PyProgram, std::shared_ptr<PyProgram>>(
       m, "Program",
@@ -456,34 +681,34 @@ PYBIND11_MODULE(incnn, m) {
       .def_static("load", &loadProgramFile, py::arg("path"),
                   "Loads a .incnn file (OSError if it cannot be read or is "
                   "not a valid program).")
+      .def_property_readonly("labels",
+                             [](Ref<PyProgram> p) { return p->program.labels; })
       .def_property_readonly(
-          "labels", [](const PyProgram &p) { return p.program.labels; })
-      .def_property_readonly(
-          "vocab_size", [](const PyProgram &p) { return p.program.vocabSize; })
+          "vocab_size", [](Ref<PyProgram> p) { return p->program.vocabSize; })
       .def_property_readonly(
           "max_positions",
-          [](const PyProgram &p) { return p.program.maxPositions; })
+          [](Ref<PyProgram> p) { return p->program.maxPositions; })
       .def_property_readonly(
-          "task", [](const PyProgram &p) { return taskName(p.program.task); })
+          "task", [](Ref<PyProgram> p) { return taskName(p->program.task); })
       .def_property_readonly(
           "output_size",
-          [](const PyProgram &p) {
-            return p.program.values[size_t(p.program.outputValue)].width;
+          [](Ref<PyProgram> p) {
+            return p->program.values[size_t(p->program.outputValue)].width;
           })
       .def_property_readonly(
           "tokenizer",
-          [](const PyProgram &p) -> const Tokenizer * {
-            return p.tokenizer.get();
+          [](Ref<PyProgram> p) -> const Tokenizer * {
+            return p->tokenizer.get();
           },
           py::return_value_policy::reference_internal,
           "The Tokenizer, or None when the program has none.")
       .def_property_readonly(
-          "path", [](const PyProgram &p) { return p.path; },
+          "path", [](Ref<PyProgram> p) { return p->path; },
           "The file it was loaded from ('' for an in-memory compile).")
-      .def("__repr__", [](const PyProgram &p) {
-        return "<incnn.Program " + taskName(p.program.task) + ", " +
-               std::to_string(p.program.instrs.size()) + " instructions, " +
-               std::to_string(p.program.maxPositions) + " positions>";
+      .def("__repr__", [](Ref<PyProgram> p) {
+        return "<incnn.Program " + taskName(p->program.task) + ", " +
+               std::to_string(p->program.instrs.size()) + " instructions, " +
+               std::to_string(p->program.maxPositions) + " positions>";
       });
 
   m.def("compile", &compile, py::arg("model_dir"),
@@ -507,96 +732,107 @@ PYBIND11_MODULE(incnn, m) {
       "from-scratch run bit for bit. A rejected edit (ValueError, or "
       "OutOfContractError) leaves the session as it was. Calls release the "
       "GIL; one session serves one call at a time.")
-      .def(py::init<std::shared_ptr<PyProgram>, const py::iterable &, int,
-                    bool>(),
-           py::arg("program"), py::arg("tokens"), py::kw_only(),
-           py::arg("threads") = 1, py::arg("vq_certificates") = true)
-      .def("reset", &PySession::reset, py::arg("tokens"),
-           "Evaluates a new token sequence from scratch.")
+      .def(py::init(&PySession::create), py::arg("program").none(false),
+           py::arg("tokens"), py::kw_only(), py::arg("threads") = 1,
+           py::arg("vq_certificates") = true)
+      .def(
+          "reset",
+          [](Ref<PySession> s, const py::iterable &tokens) {
+            s->reset(tokens);
+          },
+          py::arg("tokens"), "Evaluates a new token sequence from scratch.")
       .def(
           "replace",
-          [](PySession &s, int64_t at, const py::iterable &tokens) {
-            s.applyEdits({TokenEdit::replace(at, tokenList(tokens))});
+          [](Ref<PySession> s, Int64 at, const py::iterable &tokens) {
+            s->applyEdits(
+                {TokenEdit::replace(at, tokenList(tokens, s->maxTokens()))});
           },
           py::arg("at"), py::arg("tokens"))
       .def(
           "insert",
-          [](PySession &s, int64_t at, const py::iterable &tokens) {
-            s.applyEdits({TokenEdit::insert(at, tokenList(tokens))});
+          [](Ref<PySession> s, Int64 at, const py::iterable &tokens) {
+            s->applyEdits(
+                {TokenEdit::insert(at, tokenList(tokens, s->maxTokens()))});
           },
           py::arg("at"), py::arg("tokens"))
       .def(
           "delete",
-          [](PySession &s, int64_t at, int64_t count) {
-            s.applyEdits({TokenEdit::erase(at, count)});
+          [](Ref<PySession> s, Int64 at, Int64 count) {
+            s->applyEdits({TokenEdit::erase(at, count)});
           },
           py::arg("at"), py::arg("count") = 1)
-      .def("apply", &PySession::apply, py::arg("edits"),
-           "Applies a list of edits as one batch: tuples (\"replace\", at, "
-           "tokens), (\"insert\", at, tokens), (\"delete\", at, count), or "
-           "edits-file dicts {\"op\": ..., ...}.")
+      .def(
+          "apply",
+          [](Ref<PySession> s, const py::list &edits) { s->apply(edits); },
+          py::arg("edits"),
+          "Applies a list of at most 4096 edits as one batch: tuples "
+          "(\"replace\", at, tokens), (\"insert\", at, tokens), (\"delete\", "
+          "at, count), or edits-file dicts {\"op\": ..., ...}.")
       .def_property_readonly(
-          "output",
-          [](const PySession &s) { return toArray(s.session().output()); },
+          "output", [](Ref<PySession> s) { return s->output(); },
           "The output as a new float32 NumPy array (a copy: the session's "
           "buffer moves on the next edit).")
+      .def_property_readonly("tokens",
+                             [](Ref<PySession> s) { return s->tokens(); })
       .def_property_readonly(
-          "tokens", [](const PySession &s) { return s.session().tokens(); })
-      .def_property_readonly("stats", &PySession::stats,
-                             "The last update's statistics, with the keys of "
-                             "incnn-run --json (plus cache_bytes).")
+          "stats", [](Ref<PySession> s) { return s->stats(); },
+          "The last update's statistics, with the keys of incnn-run --json "
+          "(plus cache_bytes).")
       .def_property_readonly("prediction",
-                             [](const PySession &s) {
-                               return predictionOf(s.program()->program,
-                                                   s.program()->tokenizer.get(),
-                                                   s.session().output());
-                             })
-      .def_property_readonly("program", &PySession::program)
-      .def("verify", &PySession::verify,
-           "Recomputes from scratch; True if every output bit is equal.");
+                             [](Ref<PySession> s) { return s->prediction(); })
+      .def_property_readonly("program",
+                             [](Ref<PySession> s) { return s->program(); })
+      .def(
+          "verify", [](Ref<PySession> s) { return s->verify(); },
+          "Recomputes from scratch; True if every output bit is equal.");
 
   py::class_<PyDocument>(
       m, "Document",
       "A text document over a session: byte-range text edits are "
       "re-tokenized and applied incrementally. The model sees the first "
-      "max_positions tokens.")
-      .def(py::init<std::shared_ptr<PyProgram>, std::string, int, bool>(),
-           py::arg("program"), py::arg("text"), py::kw_only(),
-           py::arg("threads") = 1, py::arg("vq_certificates") = true)
-      .def("reset", &PyDocument::reset, py::arg("text"),
-           "Replaces the whole text, evaluated from scratch (cheaper than a "
-           "new Document: the session is reused).")
-      .def("edit", &PyDocument::edit, py::arg("start"), py::arg("end"),
-           py::arg("text"),
-           "Replaces UTF-8 bytes [start, end) of the text (offsets must lie "
-           "on character boundaries).")
-      .def("edit_chars", &PyDocument::editChars, py::arg("start"),
-           py::arg("end"), py::arg("text"),
-           "Replaces characters [start, end) of the text, counted as in a "
-           "Python str.")
-      .def_property_readonly(
-          "text",
-          [](const PyDocument &d) {
-            return py::bytes(d.document().text()).attr("decode")("utf-8");
-          })
-      .def_property_readonly(
-          "tokens",
-          [](const PyDocument &d) { return d.document().allTokens(); })
-      .def_property_readonly(
-          "output",
-          [](const PyDocument &d) { return toArray(d.session().output()); })
+      "max_positions tokens. Calls release the GIL; one document serves one "
+      "call at a time.")
+      .def(py::init(&PyDocument::create), py::arg("program").none(false),
+           py::arg("text"), py::kw_only(), py::arg("threads") = 1,
+           py::arg("vq_certificates") = true)
+      .def(
+          "reset",
+          [](Ref<PyDocument> d, Text text) { d->reset(std::move(text)); },
+          py::arg("text"),
+          "Replaces the whole text, evaluated from scratch (cheaper than a "
+          "new Document: the session is reused).")
+      .def(
+          "edit",
+          [](Ref<PyDocument> d, Int64 start, Int64 end, const Text &text) {
+            d->edit(start, end, text);
+          },
+          py::arg("start"), py::arg("end"), py::arg("text"),
+          "Replaces UTF-8 bytes [start, end) of the text (offsets must lie "
+          "on character boundaries).")
+      .def(
+          "edit_chars",
+          [](Ref<PyDocument> d, Int64 start, Int64 end, const Text &text) {
+            d->editChars(start, end, text);
+          },
+          py::arg("start"), py::arg("end"), py::arg("text"),
+          "Replaces characters [start, end) of the text, counted as in a "
+          "Python str.")
+      .def_property_readonly("text",
+                             [](Ref<PyDocument> d) { return d->text(); })
+      .def_property_readonly("tokens",
+                             [](Ref<PyDocument> d) { return d->tokens(); })
+      .def_property_readonly("output",
+                             [](Ref<PyDocument> d) { return d->output(); })
       .def_property_readonly("prediction",
-                             [](const PyDocument &d) {
-                               return predictionOf(d.program()->program,
-                                                   d.program()->tokenizer.get(),
-                                                   d.session().output());
-                             })
-      .def_property_readonly("stats", &PyDocument::stats,
-                             "The last edit's statistics (incnn-run --json "
-                             "keys, plus tokenize_us, retokenized_bytes and "
-                             "inside_window).")
-      .def_property_readonly("program", &PyDocument::program)
-      .def("verify", &PyDocument::verify,
-           "True if the tokens equal a full re-tokenization and the output "
-           "equals a from-scratch run bit for bit.");
+                             [](Ref<PyDocument> d) { return d->prediction(); })
+      .def_property_readonly(
+          "stats", [](Ref<PyDocument> d) { return d->stats(); },
+          "The last edit's statistics (incnn-run --json keys, plus "
+          "tokenize_us, retokenized_bytes and inside_window).")
+      .def_property_readonly("program",
+                             [](Ref<PyDocument> d) { return d->program(); })
+      .def(
+          "verify", [](Ref<PyDocument> d) { return d->verify(); },
+          "True if the tokens equal a full re-tokenization and the output "
+          "equals a from-scratch run bit for bit.");
 }
