@@ -3,7 +3,7 @@
 Errors: ValueError for bad values (OutOfContractError, a subclass, for inputs outside the
 exactness contract; UnicodeError for a str that cannot be UTF-8), TypeError for wrong types and
 for objects never initialized (made with __new__), OSError for files, RuntimeError when threads
-cannot be started."""
+cannot be started (or incnn.compile in a module built without the compiler)."""
 from typing import Iterable, Optional, Sequence, SupportsIndex, Tuple, Union, Dict, Any, List
 
 import numpy as np

@@ -1,7 +1,7 @@
 //===- incnn_module.cpp - Python bindings: `import incnn` -----------------===//
 //
 // pybind11 bindings over the runtime (Program, Tokenizer, Session, Document)
-// and the compiler driver (incnn.compile).
+// and, when built with it, the compiler driver (incnn.compile).
 //
 // Threading: a Session or Document has a mutex, taken by every method and
 // property with the GIL released (a call waiting for another thread's edit
@@ -9,7 +9,9 @@
 // and becomes Python objects after it is released.
 //
 //===----------------------------------------------------------------------===//
+#ifdef INCNN_PYTHON_COMPILER
 #include "incnn/Compiler/Driver.h"
+#endif
 #include "incnn/runtime/Document.h"
 #include "incnn/runtime/EditLine.h"
 #include "incnn/runtime/Limits.h"
@@ -192,6 +194,7 @@ std::shared_ptr<PyProgram> loadProgramFile(const std::string &path) {
   return p;
 }
 
+#ifdef INCNN_PYTHON_COMPILER
 std::shared_ptr<PyProgram> compile(const std::string &modelDir,
                                    std::optional<std::string> output,
                                    std::optional<std::string> vqCalibrate,
@@ -253,6 +256,7 @@ std::shared_ptr<PyProgram> compile(const std::string &modelDir,
   }
   return program;
 }
+#endif
 
 py::array_t<float> toArray(const std::vector<float> &v) {
   py::array_t<float> a(py::ssize_t(v.size()));
@@ -711,19 +715,32 @@ PYBIND11_MODULE(incnn, m) {
                std::to_string(p->program.maxPositions) + " positions>";
       });
 
+  const char *compileDoc =
+      "Compiles a checkpoint directory (config.json + model.safetensors "
+      "[+ tokenizer.model]) with the same pipeline as incnn-compile. "
+      "Writes `output` when given (else a temporary file), and returns the "
+      "loaded Program. vq_calibrate: a text file for k-means VQ codebooks "
+      "of a dense checkpoint; vq_sites: LAYER:SITE:GROUPS:CODES,...; "
+      "cache_plan: 'minimal' or 'all'; max_positions: a longer context "
+      "window for models without learned positions. Compiler warnings go "
+      "to stderr.";
+#ifdef INCNN_PYTHON_COMPILER
   m.def("compile", &compile, py::arg("model_dir"),
         py::arg("output") = py::none(), py::kw_only(),
         py::arg("vq_calibrate") = py::none(), py::arg("vq_sites") = py::none(),
         py::arg("cache_plan") = "minimal", py::arg("max_positions") = 0,
-        py::arg("verbose") = false,
-        "Compiles a checkpoint directory (config.json + model.safetensors "
-        "[+ tokenizer.model]) with the same pipeline as incnn-compile. "
-        "Writes `output` when given (else a temporary file), and returns the "
-        "loaded Program. vq_calibrate: a text file for k-means VQ codebooks "
-        "of a dense checkpoint; vq_sites: LAYER:SITE:GROUPS:CODES,...; "
-        "cache_plan: 'minimal' or 'all'; max_positions: a longer context "
-        "window for models without learned positions. Compiler warnings go "
-        "to stderr.");
+        py::arg("verbose") = false, compileDoc);
+#else
+  m.def(
+      "compile",
+      [](const py::args &, const py::kwargs &) {
+        throw std::runtime_error(
+            "incnn.compile is unavailable: this module was built without the "
+            "compiler (INCNN_BUILD_COMPILER=OFF); compile with incnn-compile "
+            "and use incnn.Program.load");
+      },
+      compileDoc);
+#endif
 
   py::class_<PySession>(
       m, "Session",

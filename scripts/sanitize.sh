@@ -65,4 +65,26 @@ configure build-tsan thread
 cmake --build build-tsan --target incnn-runtime-tests
 TSAN_OPTIONS=halt_on_error=1 build-tsan/runtime/incnn-runtime-tests \
   --gtest_brief=1 --gtest_filter='Concurrency.*:Session.MatchesFromScratch*'
+# ---- The Python module under ASan + UBSan ---------------------------------
+# build-asan has no compiler: the module is built there when pybind11 and
+# Python's headers are found (incnn.compile then raises), loaded into the
+# system python3 with the ASan runtime preloaded, and stressed from two
+# threads (python/tests/stress_incnn.py, 30 s) on the bundled program
+# compiled by the release build. Python's own allocations go through
+# malloc so that ASan sees them; its leaks at exit are not reported.
+if ! cmake --build build-asan --target help | grep '^incnn:' >/dev/null; then
+  echo "== Python module: pybind11 or Python headers missing, skipped"
+elif [ ! -x build/bin/incnn-compile ]; then
+  echo "== Python module: build/bin/incnn-compile missing (run scripts/setup.sh), skipped"
+else
+  echo "== ASan + UBSan: the Python module's stress test"
+  cmake --build build-asan --target incnn
+  build/bin/incnn-compile models/pep-vq --max-positions 256 \
+    -o "$work/pep.incnn" 2>/dev/null
+  PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
+    LD_PRELOAD="$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+    PYTHONPATH=build-asan/python \
+    /usr/bin/python3 python/tests/stress_incnn.py "$work/pep.incnn" --seconds 30
+fi
+# ---- end of the Python module section -------------------------------------
 echo "== sanitizers: all passed"
