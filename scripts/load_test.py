@@ -3,19 +3,29 @@
 
     /usr/bin/python3 scripts/load_test.py [--program build/pep-vq.incnn] [--clients 16]
         [--edits-per-client 100] [--verify-every 10] [--threads 1] [--memory-budget MB]
+        [--url http://HOST:PORT [--kill-busiest RUN_DIR --kill-after S]]
 
-Starts incnn-serve on a free loopback port. Each client opens its own document (the base text
-of one PEP of ../shared/data/peps/edits.jsonl.gz; clients beyond 80 reuse them) and posts its
-revision hunks one at a time as byte-range text edits, with "verify" every K edits (the server
-then also tokenizes and runs from scratch and says whether every bit agrees). Prints requests
-per second, p50/p90/p99 latency per edit, the server's peak memory (VmHWM), evictions,
-failed requests and mismatches; exits 1 if any request failed or any verify disagreed.
+Starts incnn-serve on a free loopback port (or, with --url, uses a running server or fleet).
+Each client names its own document (PUT /v1/documents/NAME with the base text of one PEP of
+../shared/data/peps/edits.jsonl.gz; clients beyond 80 reuse them) and posts its revision hunks
+one at a time as byte-range text edits, with "verify" every K edits (the server then also
+tokenizes and runs from scratch and says whether every bit agrees). Like an LSP client it owns
+the text: a 404 (its server went away, or evicted it) is answered by PUTting the text again and
+re-sending the edit, and a refused connection (502/503 from a balancer) is retried. With
+--kill-busiest (the run directory scripts/fleet.sh prints), the fleet's server holding the most
+documents is killed --kill-after seconds in, and latencies are reported before, during (until
+the last client recovered) and after.
+Prints requests per second, p50/p90/p99 latency per edit, the server's peak memory (VmHWM),
+evictions, documents recovered, failed requests and mismatches; exits 1 if any request failed
+or any verify disagreed.
 """
 
 import argparse
+import glob
 import gzip
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -36,8 +46,8 @@ def line_offset(text, line):
 
 
 def hunk_edits(doc, limit):
-    """(start, end, text) byte-range edits of a trace document's revisions, in order, and the
-    text each is applied to (so that offsets can be computed on the client's copy)."""
+    """(start, end, text, edited text) byte-range edits of a trace document's revisions, in
+    order, with the client's copy of the text after each."""
     text = doc["base"]
     for rev in doc["revisions"]:
         for start, deleted, inserted in sorted(rev["hunks"], key=lambda h: -h[0]):
@@ -46,8 +56,8 @@ def hunk_edits(doc, limit):
             # Byte offsets of the UTF-8 text the server holds.
             ba = len(text[:a].encode("utf-8"))
             bb = ba + len(text[a:b].encode("utf-8"))
-            yield ba, bb, rep
             text = text[:a] + rep + text[b:]
+            yield ba, bb, rep, text
             limit -= 1
             if limit == 0:
                 return
@@ -84,8 +94,9 @@ def keystrokes(a, docs, post, base, server):
         text = text[:at] + ch + text[at:]
         at += 1
     status, r = post("/v1/documents/%s/edits" % did, {"edits": [], "verify": True})
-    server.terminate()
-    server.wait()
+    if server:
+        server.terminate()
+        server.wait()
     print("%d keystrokes into a %d-token document: round trip p50 %.2f ms, p90 %.2f ms, "
           "p99 %.2f ms, max %.2f ms; verify %s" %
           (a.keystrokes, tokens, percentile(times, 0.5), percentile(times, 0.9),
@@ -106,81 +117,140 @@ def main():
     ap.add_argument("--memory-budget", type=int, default=2048, help="MB")
     ap.add_argument("--max-tokens", type=int, default=65536,
                     help="incnn-serve --max-tokens (whole PEPs reach 39,000 tokens)")
+    ap.add_argument("--url", help="a running server or fleet (none is started)")
+    ap.add_argument("--kill-busiest", metavar="RUN_DIR",
+                    help="kill the fleet's server holding the most documents...")
+    ap.add_argument("--kill-after", type=float, default=2.0, help="...this many seconds in")
     ap.add_argument("--keystrokes", type=int, default=0,
                     help="instead: one client types this many characters, one request each, "
                          "into a document of about 10,000 tokens, and the round trips are timed")
     a = ap.parse_args()
     with gzip.open(a.trace, "rt", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
-    server = subprocess.Popen([a.server, a.program, "--port", "0", "--threads", str(a.threads),
-                               "--memory-budget", str(a.memory_budget),
-                               "--max-tokens", str(a.max_tokens),
-                               "--max-documents", str(max(64, a.clients))],
-                              stdout=subprocess.PIPE, text=True)
-    base = "http://" + server.stdout.readline().split("http://")[1].split("/")[0]
+    server = None
+    if a.url:
+        base = a.url.rstrip("/")
+    else:
+        server = subprocess.Popen([a.server, a.program, "--port", "0", "--threads",
+                                   str(a.threads), "--memory-budget", str(a.memory_budget),
+                                   "--max-tokens", str(a.max_tokens),
+                                   "--max-documents", str(max(64, a.clients))],
+                                  stdout=subprocess.PIPE, text=True)
+        base = "http://" + server.stdout.readline().split("http://")[1].split("/")[0]
 
-    def post(path, body):
-        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=600) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+    def post(path, body, method="POST"):
+        """(status, JSON answer); connection failures and balancer errors are retried for
+        up to 30 s."""
+        deadline = time.time() + 30
+        while True:
+            req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                         method=method,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=600) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                if e.code not in (502, 503, 504) or time.time() > deadline:
+                    return e.code, json.loads(e.read() or b"{}")
+            except (urllib.error.URLError, ConnectionError) as e:
+                if time.time() > deadline:
+                    return 0, {"error": str(e)}
+            time.sleep(0.05)
 
     if a.keystrokes:
         return keystrokes(a, docs, post, base, server)
     latencies, failures, mismatches, verified = [], [], [0], [0]
+    recovered = []  # (time, client) of each document PUT again after a 404
     lock = threading.Lock()
+    run = "load-%d" % os.getpid()
 
     def client(k):
         doc = docs[k % len(docs)]
-        status, r = post("/v1/documents", {"text": doc["base"]})
+        path = "/v1/documents/%s-%d" % (run, k)
+        text = doc["base"]
+        status, r = post(path, {"text": text}, "PUT")
         if status != 200:
             with lock:
                 failures.append((k, "create", status, r.get("error")))
             return
-        did = r["id"]
-        for i, (start, end, rep) in enumerate(hunk_edits(doc, a.edits_per_client)):
+        for i, (start, end, rep, edited) in enumerate(hunk_edits(doc, a.edits_per_client)):
             body = {"edits": [{"start": start, "end": end, "text": rep}]}
             check = a.verify_every > 0 and i % a.verify_every == a.verify_every - 1
             if check:
                 body["verify"] = True
             t0 = time.perf_counter()
-            status, r = post("/v1/documents/%s/edits" % did, body)
+            status, r = post(path + "/edits", body)
+            # The document's server went away (or evicted it): send the text again. While
+            # a balancer still moves names between servers this can take a few rounds.
+            for _ in range(10):
+                if status != 404:
+                    break
+                with lock:
+                    recovered.append((time.time(), k))
+                status, r = post(path, {"text": text}, "PUT")
+                if status == 200:
+                    status, r = post(path + "/edits", body)
             dt = time.perf_counter() - t0
             with lock:
                 if status != 200:
                     failures.append((k, i, status, r.get("error")))
                     return
                 if not check:
-                    latencies.append(dt * 1e3)
+                    latencies.append((time.time(), dt * 1e3))
                 else:
                     verified[0] += 1
                     mismatches[0] += not r.get("exact")
+            text = edited
+
+    killed = [None]
+
+    def killer():
+        time.sleep(a.kill_after)
+        busiest = (-1, None)
+        for out in glob.glob(os.path.join(a.kill_busiest, "server-*.out")):
+            with open(out) as f:
+                url = f.read().split("http://")[1].split("/")[0]
+            health = json.loads(urllib.request.urlopen("http://%s/healthz" % url).read())
+            with open(out[:-4] + ".pid") as f:
+                busiest = max(busiest, (health["documents"], int(f.read())))
+        os.kill(busiest[1], signal.SIGKILL)
+        killed[0] = time.time()
 
     t0 = time.time()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+    if a.kill_busiest:
+        threads.append(threading.Thread(target=killer))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.time() - t0
-    health = json.loads(urllib.request.urlopen(base + "/healthz").read())
-    with open("/proc/%d/status" % server.pid) as f:
-        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
-    server.terminate()
-    server.wait()
     n = len(latencies) + verified[0]
     print("incnn-serve load test: %d clients, %d edits (%d verified) in %.1f s" %
           (a.clients, n, verified[0], wall))
     print("throughput      %.1f requests/s" % (n / wall))
+    ms = [m for _, m in latencies]
     print("latency per edit (unverified)  p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms" %
-          (percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
-           max(latencies or [0])))
-    print("server memory   peak %.0f MB resident; %d documents, %.0f MB of caches at the end" %
-          (hwm, health["documents"], health["cache_bytes"] / 2**20))
-    print("evictions       %d" % health["evicted"])
+          (percentile(ms, 0.5), percentile(ms, 0.9), percentile(ms, 0.99), max(ms or [0])))
+    if killed[0]:
+        end = max([killed[0] + 1.0] + [t for t, _ in recovered])
+        for name, lo, hi in [("before", 0, killed[0]), ("during", killed[0], end),
+                             ("after", end, float("inf"))]:
+            part = [m for t, m in latencies if lo <= t < hi]
+            print("  %-6s the failover: %4d edits, p50 %.1f ms, p99 %.1f ms" % (
+                name, len(part), percentile(part, 0.5), percentile(part, 0.99)))
+        print("failover        one server killed %.1f s in; %d documents recovered by their "
+              "clients within %.2f s" % (killed[0] - t0, len({k for _, k in recovered}),
+                                         end - killed[0] if recovered else 0.0))
+    if server:
+        health = json.loads(urllib.request.urlopen(base + "/healthz").read())
+        with open("/proc/%d/status" % server.pid) as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+        server.terminate()
+        server.wait()
+        print("server memory   peak %.0f MB resident; %d documents, %.0f MB of caches at the "
+              "end" % (hwm, health["documents"], health["cache_bytes"] / 2**20))
+        print("evictions       %d" % health["evicted"])
     print("failed requests %d%s" % (len(failures), (": %s" % failures[:3]) if failures else ""))
     print("mismatches      %d of %d verified edits" % (mismatches[0], verified[0]))
     return 1 if failures or mismatches[0] else 0

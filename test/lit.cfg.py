@@ -17,6 +17,7 @@ config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixe
 path = [config.incnn_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")]
 config.environment["PATH"] = os.pathsep.join(path)
 config.substitutions.append(("%incnn_src", config.incnn_src_root))
+config.substitutions.append(("%incnn_obj_root", config.incnn_obj_root))
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%incnn_tools_dir", config.incnn_tools_dir))
 
@@ -32,6 +33,9 @@ if os.path.exists("/usr/bin/python3"):
         config.available_features.add("torch")
     except Exception:
         pass
+import shutil
+if shutil.which("haproxy"):
+    config.available_features.add("haproxy")
 for tool in ["incnn-compile", "incnn-run", "incnn-bench", "incnn-serve"]:
     if os.path.exists(os.path.join(config.incnn_tools_dir, tool)):
         config.available_features.add(tool)

@@ -12,9 +12,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 const [binDir, program, sample, screenshot] = process.argv.slice(2);
-const fail = (msg) => { console.log("FAIL " + msg); process.exit(1); };
+let server = null;
+// Stops the server too: it would otherwise outlive the test and hold ctest's pipe.
+const fail = (msg) => { console.log("FAIL " + msg); server?.kill(); process.exit(1); };
 
-const server = spawn(path.join(binDir, "incnn-serve"),
+server = spawn(path.join(binDir, "incnn-serve"),
                      [program, "--port", "0", "--sample", sample],
                      { stdio: ["ignore", "pipe", "inherit"] });
 const base = await new Promise((resolve, reject) => {
@@ -65,6 +67,16 @@ try {
   await idle();
   await page.keyboard.type(" x", { delay: 30 });
   await idle();
+  // The server loses the document (as when a fleet's server dies): the page
+  // sends its text again and carries on.
+  const lost = await page.evaluate(() => window.incnn.docId());
+  await fetch(`${base}/v1/documents/${lost}`, { method: "DELETE" });
+  await page.keyboard.type(" again", { delay: 30 });
+  await idle();
+  const resent = await (await fetch(`${base}/v1/documents/${lost}`)).json();
+  if (resent.text_bytes !== Buffer.byteLength(await page.evaluate(() => window.incnn.text())))
+    fail(`after the server lost the document the page did not send it again: ${JSON.stringify(resent)}`);
+  console.log("the server lost the document: the page sent its text again and went on");
 
   const text = await page.evaluate(() => window.incnn.text());
   const id = await page.evaluate(() => window.incnn.docId());

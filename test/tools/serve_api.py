@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -237,6 +238,77 @@ def main():
         print("a DELETE during an edit: the id stays deleted (edit answered %d)" % done[0][0])
     finally:
         server.close()
+
+    # Client-named documents, metrics, the access log and bearer tokens.
+    log = tmp + ".access.log"
+    server = Server(bin_dir, program, "--token", "s3cret", "--access-log", log)
+    auth = {"Authorization": "Bearer s3cret"}
+    try:
+        status, r = server.request("GET", "/v1/model")
+        check(status == 401 and "--token" in r["error"], "no token: %d %s" % (status, r))
+        status, r = server.request("GET", "/v1/model", headers={"Authorization": "Bearer x"})
+        check(status == 401, "a wrong token: %d" % status)
+        req = urllib.request.Request("http://%s/" % server.base)
+        with urllib.request.urlopen(req, timeout=30) as page:
+            check(page.status == 200, "the page needs no token")
+        status, a = server.request("PUT", "/v1/documents/notes-1.md", {"text": "first text"},
+                                   headers=auth)
+        check(status == 200 and a["id"] == "notes-1.md", "PUT a name: %d %s" % (status, a))
+        status, b = server.request("PUT", "/v1/documents/notes-1.md", {"text": text[:3000]},
+                                   headers=auth)
+        check(status == 200, "PUT replaces: %d" % status)
+        status, r = server.request("GET", "/v1/documents/notes-1.md", headers=auth)
+        check(r["output"] == b["output"] and r["text_bytes"] == len(text[:3000].encode()),
+              "the replaced document")
+        status, r = server.request("POST", "/v1/documents/notes-1.md/edits",
+                                   {"edits": [{"start": 0, "end": 0, "text": "x"}],
+                                    "verify": True}, headers=auth)
+        check(status == 200 and r["exact"], "an edit by name: %d %s" % (status, r))
+        for name in ["", ".hidden", "a/b", "x" * 129, "sp ace"]:
+            status, r = server.request("PUT", "/v1/documents/" + urllib.parse.quote(name),
+                                       {"text": "t"}, headers=auth)
+            check(status in (400, 404, 405), "PUT %r: %d %s" % (name, status, r))
+        req = urllib.request.Request("http://%s/metrics" % server.base, headers=auth)
+        with urllib.request.urlopen(req, timeout=30) as m:
+            metrics = m.read().decode()
+            check(m.headers["Content-Type"].startswith("text/plain; version=0.0.4"),
+                  "metrics content type")
+        samples = {}
+        for line in metrics.splitlines():
+            if line.startswith("#"):
+                check(line.startswith("# HELP ") or line.startswith("# TYPE "), line)
+                continue
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+        check(samples.get('incnn_requests_total{route="put",status="200"}') == 2,
+              "PUTs counted: %s" % metrics[:400])
+        check(samples.get('incnn_requests_total{route="refused",status="401"}') == 2,
+              "refusals counted")
+        check(samples.get('incnn_refusals_total{reason="token"}') == 2, "token refusals")
+        check(samples.get("incnn_update_seconds_count", 0) >= 3, "update histogram")
+        check(samples.get('incnn_update_seconds_bucket{le="+Inf"}') ==
+              samples.get("incnn_update_seconds_count"), "+Inf bucket equals the count")
+        check(samples.get("incnn_verifies_total") == 1 and
+              samples.get("incnn_verify_failures_total") == 0, "verify counters")
+        check(samples.get("incnn_documents") == 1 and samples.get("incnn_cache_bytes") > 0,
+              "gauges")
+        print("PUT by name creates and replaces; /metrics: %d samples in Prometheus text" %
+              len(samples))
+    finally:
+        server.close()
+    with open(log) as f:
+        lines = [json.loads(l) for l in f]
+    check(len(lines) >= 10 and all({"time", "method", "path", "status", "ms"} <= set(l)
+                                   for l in lines), "access log: %s" % lines[:2])
+    check(any(l["status"] == 401 for l in lines), "refusals are logged")
+    os.remove(log)
+    print("access log: %d JSON lines; --token: 401 without it, the page served without it" %
+          len(lines))
+    proc = subprocess.run([os.path.join(bin_dir, "incnn-serve"), program, "--host", "0.0.0.0"],
+                          capture_output=True, text=True, timeout=30)
+    check(proc.returncode == 2 and "--token" in proc.stderr, "0.0.0.0 without a token: %s" %
+          proc.stderr)
+    print("a non-loopback address without --token: refused to start")
 
     # SIGTERM: requests in flight are answered, then the server exits 0.
     server = Server(bin_dir, program)

@@ -9,9 +9,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <limits>
 #include <mutex>
@@ -129,6 +131,29 @@ private:
 thread_local DeadlineStream *currentStream = nullptr;
 /// Set while the accept thread hands a connection over the cap.
 thread_local bool rejectingConnection = false;
+/// When the current request's headers were read.
+thread_local Clock::time_point requestStart;
+/// The route the current request was counted under by the front.
+thread_local const char *frontRoute = nullptr;
+
+/// Equal strings, compared in time independent of where they differ.
+bool sameSecret(const std::string &a, const std::string &b) {
+  unsigned char diff = a.size() != b.size();
+  for (size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+std::string utcNow() {
+  char buf[40];
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm t;
+  gmtime_r(&ts.tv_sec, &t);
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+  std::snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+  return buf;
+}
 
 /// One worker per connection, `size` of them; a connection that finds none
 /// idle is rejected at once.
@@ -205,6 +230,8 @@ const char *messageFor(int status) {
     return "the request line is too long";
   case 416:
     return "Range requests are not supported";
+  case 503:
+    return "too many connections (--max-connections)";
   case 431:
     return "the request headers are too large";
   default:
@@ -252,12 +279,54 @@ public:
       if (res.body.empty())
         reply(res, res.status, json{{"error", messageFor(res.status)}});
     });
+    set_logger([this](const httplib::Request &req,
+                      const httplib::Response &res) { logRequest(req, res); });
+  }
+
+  ~Impl() override {
+    if (log && log != stderr)
+      std::fclose(log);
+  }
+
+  /// Opens the access log; false if it cannot be.
+  bool openLog() {
+    if (options_.accessLog.empty())
+      return true;
+    log = options_.accessLog == "-"
+              ? stderr
+              : std::fopen(options_.accessLog.c_str(), "a");
+    return log != nullptr;
   }
 
   std::atomic<bool> stopping{false};
   const FrontOptions &options() const { return options_; }
 
 private:
+  /// Counts a request the front answered itself (the API counts its own)
+  /// and writes its access-log line.
+  void logRequest(const httplib::Request &req, const httplib::Response &res) {
+    double seconds =
+        std::chrono::duration<double>(Clock::now() - requestStart).count();
+    if (frontRoute)
+      api.metrics().request(frontRoute, res.status, seconds);
+    frontRoute = nullptr;
+    if (!log)
+      return;
+    json line{{"time", utcNow()},
+              {"remote", req.remote_addr},
+              {"method", req.method},
+              {"path", req.path.substr(0, 256)},
+              {"status", res.status},
+              {"request_bytes", req.body.size()},
+              {"response_bytes", res.body.size()},
+              {"ms", std::round(seconds * 1e6) / 1e3}};
+    std::string text =
+        line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::lock_guard<std::mutex> lock(logMutex);
+    std::fwrite(text.data(), 1, text.size(), log);
+    std::fflush(log);
+  }
+
   static void reply(httplib::Response &res, int status, const json &body) {
     res.status = status;
     res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
@@ -272,11 +341,14 @@ private:
     return h.substr(0, h.find(':'));
   }
 
-  /// Who may call: the reason a request is refused, or "".
+  /// Who may call: the reason a request is refused, or "". `kind` names
+  /// it for the metrics.
   std::string refusal(const httplib::Request &req, int &status,
-                      std::string &corsOrigin) const {
+                      std::string &corsOrigin, const char *&kind) const {
     status = 403;
+    kind = "origin";
     if (req.has_header("Host")) {
+      kind = "host";
       std::string host = hostName(req);
       if (std::find(allowedHosts.begin(), allowedHosts.end(), host) ==
           allowedHosts.end()) {
@@ -291,16 +363,26 @@ private:
       bool allowed =
           std::find(options_.allowOrigins.begin(), options_.allowOrigins.end(),
                     origin) != options_.allowOrigins.end();
+      kind = "origin";
       if (!same && !allowed)
         return "requests from other web origins are refused ('" +
                origin.substr(0, 64) + "'; allow one with --allow-origin)";
       if (!same)
         corsOrigin = origin;
     }
+    bool page = req.path == "/" && req.method == "GET";
+    if (!options_.token.empty() && !page && req.method != "OPTIONS" &&
+        !sameSecret(req.get_header_value("Authorization"),
+                    "Bearer " + options_.token)) {
+      status = 401;
+      kind = "token";
+      return "this server needs 'Authorization: Bearer TOKEN' (--token)";
+    }
     if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
       std::string type = lower(req.get_header_value("Content-Type"));
       if (type.substr(0, type.find(';')) != "application/json") {
         status = 415;
+        kind = "content_type";
         return "send the body as Content-Type: application/json";
       }
     }
@@ -314,7 +396,13 @@ private:
     res.set_header("Cache-Control", "no-store");
     int status;
     std::string corsOrigin;
-    if (std::string why = refusal(req, status, corsOrigin); !why.empty()) {
+    const char *kind = nullptr;
+    if (std::string why = refusal(req, status, corsOrigin, kind);
+        !why.empty()) {
+      api.metrics().refusal(kind);
+      frontRoute = "refused";
+      if (status == 401)
+        res.set_header("WWW-Authenticate", "Bearer");
       reply(res, status, json{{"error", why}});
     } else {
       if (!corsOrigin.empty()) {
@@ -328,19 +416,18 @@ private:
   }
 
   void answer(const httplib::Request &req, httplib::Response &res) {
+    frontRoute = "page";
     if (req.method == "OPTIONS") { // a CORS preflight from an allowed origin
       res.status = 204;
-      res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
-      res.set_header("Access-Control-Allow-Headers", "Content-Type");
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE");
+      res.set_header("Access-Control-Allow-Headers",
+                     "Content-Type, Authorization");
       res.set_header("Access-Control-Max-Age", "600");
       return;
     }
     if (req.path == "/" && req.method == "GET") {
       res.set_header("X-Frame-Options", "DENY");
-      res.set_header("Content-Security-Policy",
-                     "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                     "style-src 'self' 'unsafe-inline'; frame-ancestors "
-                     "'none'");
+      res.set_header("Content-Security-Policy", "frame-ancestors 'none'");
       res.set_content(page, "text/html; charset=utf-8");
       return;
     }
@@ -348,15 +435,22 @@ private:
       reply(res, 200, json{{"text", sample}});
       return;
     }
+    frontRoute = nullptr; // the API counts its own
     DeadlineStream *stream = currentStream;
     ApiRequest request{req.method, req.path, req.body,
                        [stream] { return stream && stream->peerGone(); }};
     ApiReply r = api.handle(request);
-    reply(res, r.status, r.body);
+    if (r.contentType.empty()) {
+      reply(res, r.status, r.body);
+    } else {
+      res.status = r.status;
+      res.set_content(r.text, r.contentType.c_str());
+    }
   }
 
   bool process_and_close_socket(socket_t sock) override {
     if (rejectingConnection) {
+      api.metrics().refusal("connections");
       static const std::string busy =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
           "application/json\r\nConnection: close\r\nContent-Length: 55\r\n\r\n"
@@ -381,7 +475,10 @@ private:
         break;
       stream.arm(options_.readSeconds);
       bool closed = false;
+      frontRoute = "other"; // answers httplib gives before any handler
+      requestStart = Clock::now();
       ok = process_request(stream, false, closed, [](httplib::Request &req) {
+        requestStart = Clock::now();
         req.ranges.clear(); // whole bodies only
       });
       if (!ok || closed || stopping)
@@ -403,6 +500,8 @@ private:
   FrontOptions options_;
   std::string page, sample;
   std::vector<std::string> allowedHosts;
+  FILE *log = nullptr;
+  std::mutex logMutex;
 };
 
 HttpFront::HttpFront(DocumentServer &api, FrontOptions options,
@@ -414,6 +513,8 @@ HttpFront::~HttpFront() = default;
 
 int HttpFront::bind() {
   const FrontOptions &o = impl->options();
+  if (!impl->openLog())
+    return -1;
   if (o.port == 0)
     return impl->bind_to_any_port(o.host.c_str());
   return impl->bind_to_port(o.host.c_str(), o.port) ? o.port : -1;

@@ -36,6 +36,11 @@ struct FrontOptions {
   std::vector<std::string> allowHosts;
   /// Origins (scheme://host[:port]) whose pages may call the API.
   std::vector<std::string> allowOrigins;
+  /// When set, every request but the page needs `Authorization: Bearer
+  /// token` (401 otherwise).
+  std::string token;
+  /// One JSON line per request goes here ("-": stderr; "": nowhere).
+  std::string accessLog;
 };
 
 /// True for 127.0.0.0/8, ::1 and "localhost".
@@ -49,7 +54,8 @@ public:
             std::string sample);
   ~HttpFront();
 
-  /// Binds; returns the port (the chosen one for port 0), or -1.
+  /// Binds; returns the port (the chosen one for port 0), or -1. Fails
+  /// too when the access log cannot be opened.
   int bind();
   /// Serves until stop() or SIGTERM/SIGINT; returns once requests in flight
   /// have been answered.

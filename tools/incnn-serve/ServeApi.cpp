@@ -78,18 +78,19 @@ int64_t offsetField(const json &object, const char *key,
 }
 
 /// A short, printable rendering of a client-supplied string for messages.
-std::string quoted(const std::string &s) {
+std::string shown(const std::string &s) {
   std::string out;
   for (char c : s.substr(0, 64))
     out += (c >= 0x20 && c < 0x7f) ? c : '?';
   return "'" + out + (s.size() > 64 ? "...'" : "'");
 }
 
-bool isDocumentId(const std::string &id) {
-  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
+/// A refusal before any work: its reason counted in the metrics.
+struct Refused : HttpError {
+  Refused(int status, std::string message, const char *reason)
+      : HttpError{status, std::move(message)}, reason(reason) {}
+  const char *reason;
+};
 
 json floats(const std::vector<float> &v) {
   json a = json::array();
@@ -115,6 +116,15 @@ std::string mib(int64_t bytes) {
 }
 
 } // namespace
+
+bool isDocumentName(const std::string &name) {
+  return !name.empty() && name.size() <= 128 && name[0] != '.' &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                  (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '~' ||
+                  c == '-';
+         });
+}
 
 json jsonFloat(float x) {
   if (!std::isfinite(x))
@@ -186,9 +196,11 @@ public:
     if (!s.slotFree_.wait_for(
             lock, std::chrono::duration<double>(seconds),
             [&] { return s.slotsInUse_ < s.limits_.computeSlots; }))
-      throw HttpError{503, "the server is busy: every compute slot stayed "
-                           "taken for " +
-                               formatSeconds(seconds) + "; try again"};
+      throw Refused{503,
+                    "the server is busy: every compute slot stayed taken "
+                    "for " +
+                        formatSeconds(seconds) + "; try again",
+                    "busy"};
     ++s.slotsInUse_;
   }
   ~ComputeSlot() {
@@ -216,53 +228,79 @@ DocumentServer::DocumentServer(const Program &program,
 DocumentServer::~DocumentServer() = default;
 
 ApiReply DocumentServer::handle(const ApiRequest &request) {
+  auto t0 = Clock::now();
   ApiReply reply;
+  std::string route = "other";
   try {
     const std::string &path = request.path, &method = request.method;
     static const std::string docs = "/v1/documents";
     auto allow = [&](const char *allowed) {
       if (method != allowed)
         throw HttpError{405, method.substr(0, 16) + " is not allowed on " +
-                                 path.substr(0, 64) + " (use " + allowed + ")"};
+                                 shown(path) + " (use " + allowed + ")"};
     };
     if (path == docs) {
+      route = "create";
       allow("POST");
-      reply.body = create(request, parseBody(request.body));
+      reply.body = create(request, parseBody(request.body), "");
     } else if (path.compare(0, docs.size() + 1, docs + "/") == 0) {
       std::string rest = path.substr(docs.size() + 1);
       size_t slash = rest.find('/');
-      std::string id = rest.substr(0, slash);
+      std::string name = rest.substr(0, slash);
       if (slash != std::string::npos) {
         if (rest.substr(slash) != "/edits")
-          throw HttpError{404, "no such endpoint: " + quoted(path)};
+          throw HttpError{404, "no such endpoint: " + shown(path)};
+        route = "edit";
         allow("POST");
-        reply.body = edit(id, parseBody(request.body));
+        reply.body = edit(name, parseBody(request.body));
+      } else if (method == "PUT") {
+        route = "put";
+        if (!isDocumentName(name))
+          throw HttpError{400, "a document name is 1 to 128 of A-Z a-z 0-9 "
+                               ". _ ~ - (not starting with '.'), not " +
+                                   shown(name)};
+        reply.body = create(request, parseBody(request.body), name);
       } else if (method == "DELETE") {
-        reply.body = remove(id);
+        route = "delete";
+        reply.body = remove(name);
       } else {
+        route = "get";
         allow("GET");
-        reply.body = get(id);
+        reply.body = get(name);
       }
     } else if (path == "/v1/model") {
+      route = "model";
       allow("GET");
       reply.body = model();
     } else if (path == "/healthz") {
+      route = "healthz";
       allow("GET");
       reply.body = health();
+    } else if (path == "/metrics") {
+      route = "metrics";
+      allow("GET");
+      reply.text = renderMetrics();
+      reply.contentType = "text/plain; version=0.0.4; charset=utf-8";
     } else {
-      throw HttpError{404, "no such endpoint: " + quoted(path)};
+      throw HttpError{404, "no such endpoint: " + shown(path)};
     }
+  } catch (const Refused &e) {
+    metrics_.refusal(e.reason);
+    reply = {e.status, json{{"error", e.message}}, "", ""};
   } catch (const HttpError &e) {
-    reply = {e.status, json{{"error", e.message}}};
+    reply = {e.status, json{{"error", e.message}}, "", ""};
   } catch (const std::bad_alloc &) {
-    reply = {503, json{{"error", "out of memory"}}};
+    reply = {503, json{{"error", "out of memory"}}, "", ""};
   } catch (const std::exception &e) {
-    reply = {500, json{{"error", e.what()}}};
+    reply = {500, json{{"error", e.what()}}, "", ""};
   }
+  metrics_.request(route, reply.status,
+                   std::chrono::duration<double>(Clock::now() - t0).count());
   return reply;
 }
 
-json DocumentServer::create(const ApiRequest &request, const json &body) {
+json DocumentServer::create(const ApiRequest &request, const json &body,
+                            std::string name) {
   onlyKeys(body, {"text"}, "");
   std::string text = textField(body, "text", "");
   // Count the tokens first: the budget refuses a long text before the
@@ -271,16 +309,20 @@ json DocumentServer::create(const ApiRequest &request, const json &body) {
   if (Status st = tokenizer_.encode(text, ids); !st.ok())
     throw HttpError{400, st.error};
   if (int64_t(ids.size()) > limits_.maxTokens)
-    throw HttpError{413, "the text has " + std::to_string(ids.size()) +
-                             " tokens, over this server's limit of " +
-                             std::to_string(limits_.maxTokens) +
-                             " per document (--max-tokens)"};
+    throw Refused{413,
+                  "the text has " + std::to_string(ids.size()) +
+                      " tokens, over this server's limit of " +
+                      std::to_string(limits_.maxTokens) +
+                      " per document (--max-tokens)",
+                  "max_tokens"};
   int64_t peak = int64_t(ids.size()) * peakBytesPerToken_;
   if (limits_.memoryBudget > 0 && peak > limits_.memoryBudget - baseline_)
-    throw HttpError{413, "the text has " + std::to_string(ids.size()) +
-                             " tokens, which need up to " + mib(peak) +
-                             " to evaluate: over this server's memory budget "
-                             "(--memory-budget)"};
+    throw Refused{413,
+                  "the text has " + std::to_string(ids.size()) +
+                      " tokens, which need up to " + mib(peak) +
+                      " to evaluate: over this server's memory budget "
+                      "(--memory-budget)",
+                  "memory_budget"};
   ComputeSlot slot(*this, limits_.requestSeconds);
   enforceBudget("", peak);
   auto entry = std::make_shared<Entry>(program_, tokenizer_, limits_.threads);
@@ -296,21 +338,26 @@ json DocumentServer::create(const ApiRequest &request, const json &body) {
   Status st = entry->document.reset(text);
   entry->session.setInterruptCheck(nullptr);
   if (st.interrupted)
-    throw HttpError{late ? 503 : 499,
-                    late ? "the evaluation took longer than this server's "
-                           "limit of " +
-                               formatSeconds(limits_.requestSeconds) +
-                               " (--request-timeout); it was abandoned"
-                         : "the client went away; the evaluation was "
-                           "abandoned"};
+    throw Refused{late ? 503 : 499,
+                  late ? "the evaluation took longer than this server's "
+                         "limit of " +
+                             formatSeconds(limits_.requestSeconds) +
+                             " (--request-timeout); it was abandoned"
+                       : "the client went away; the evaluation was "
+                         "abandoned",
+                  late ? "request_timeout" : "client_gone"};
   if (!st.ok())
     throw HttpError{statusOf(st), st.error};
   double us = microsSince(t0);
+  metrics_.update(us * 1e-6);
   entry->bytes = entry->session.cacheBytes();
-  std::string id = newId();
+  std::string id = name.empty() ? newId() : name;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (auto old = documents_.find(id); old != documents_.end())
+      old->second->live = false; // replaced: an edit waiting on it answers 404
     documents_[id] = entry;
+    evicted_.erase(id);
     touch(id);
   }
   enforceBudget(id);
@@ -357,21 +404,27 @@ json DocumentServer::edit(const std::string &id, const json &body) {
   if (Status st = entry->document.plan(textEdits, plan); !st.ok())
     throw HttpError{statusOf(st), st.error};
   if (int64_t(plan.tokens.size()) > limits_.maxTokens)
-    throw HttpError{413, "the edited text would have " +
-                             std::to_string(plan.tokens.size()) +
-                             " tokens, over this server's limit of " +
-                             std::to_string(limits_.maxTokens) +
-                             " per document (--max-tokens)"};
+    throw Refused{
+        413,
+        "the edited text would have " + std::to_string(plan.tokens.size()) +
+            " tokens, over this server's limit of " +
+            std::to_string(limits_.maxTokens) + " per document (--max-tokens)",
+        "max_tokens"};
   std::vector<TokenEdit> tokenEdits = plan.tokenEdits;
   double tokenizeUs = plan.tokenizeMicros;
   if (Status st = entry->document.commit(std::move(plan)); !st.ok())
     throw HttpError{statusOf(st), st.error};
   double us = microsSince(t0);
+  metrics_.tokenize(tokenizeUs * 1e-6);
+  metrics_.update(entry->session.stats().micros * 1e-6);
   entry->bytes = entry->session.cacheBytes();
   json r = describe(*entry);
   r["stats"] = stats(*entry, us, tokenizeUs, tokenEdits);
-  if (verify)
-    r["exact"] = matchesFromScratch(*entry);
+  if (verify) {
+    bool exact = matchesFromScratch(*entry);
+    metrics_.verify(exact);
+    r["exact"] = exact;
+  }
   {
     std::lock_guard<std::mutex> registry(mutex_);
     auto it = documents_.find(id);
@@ -395,9 +448,9 @@ json DocumentServer::remove(const std::string &id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = documents_.find(id);
   if (it == documents_.end())
-    throw HttpError{404, isDocumentId(id) && evicted_.count(id)
+    throw HttpError{404, evicted_.count(id)
                              ? "document " + id + " was evicted already"
-                             : "no document " + quoted(id)};
+                             : "no document " + shown(id)};
   it->second->live = false;
   documents_.erase(it);
   lru_.remove(id);
@@ -436,11 +489,11 @@ DocumentServer::find(const std::string &id) {
   auto it = documents_.find(id);
   if (it != documents_.end())
     return it->second;
-  if (isDocumentId(id) && evicted_.count(id))
+  if (evicted_.count(id))
     throw HttpError{404, "document " + id +
                              " was evicted (the memory budget or document "
                              "limit was reached): create it again"};
-  throw HttpError{404, "no document " + quoted(id)};
+  throw HttpError{404, "no document " + shown(id)};
 }
 
 std::string DocumentServer::newId() {
@@ -472,6 +525,25 @@ void DocumentServer::forget(const std::string &id) {
     evictedOrder_.pop_front();
   }
   ++evictions_;
+  metrics_.eviction();
+}
+
+std::string DocumentServer::renderMetrics() {
+  int64_t documents;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    documents = int64_t(documents_.size());
+  }
+  return metrics_.render(
+      {{"incnn_documents", "Documents kept live.", double(documents)},
+       {"incnn_cache_bytes", "Bytes the documents' sessions keep.",
+        double(cacheBytes())},
+       {"incnn_resident_bytes", "The process's resident memory.",
+        double(residentBytes())},
+       {"incnn_memory_budget_bytes", "--memory-budget (0: none).",
+        double(limits_.memoryBudget)},
+       {"incnn_max_tokens", "--max-tokens: tokens of one document.",
+        double(limits_.maxTokens)}});
 }
 
 int64_t DocumentServer::cacheBytes() const {

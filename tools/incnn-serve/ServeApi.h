@@ -10,6 +10,8 @@
 #ifndef INCNN_TOOLS_SERVE_SERVEAPI_H
 #define INCNN_TOOLS_SERVE_SERVEAPI_H
 
+#include "Metrics.h"
+
 #include "incnn/runtime/Document.h"
 #include "incnn/runtime/Runtime.h"
 
@@ -49,7 +51,13 @@ struct ApiRequest {
 struct ApiReply {
   int status = 200;
   nlohmann::json body;
+  /// Set for answers that are not JSON (GET /metrics): sent as is.
+  std::string text, contentType;
 };
+
+/// True for names a client may give a document (PUT /v1/documents/NAME):
+/// 1 to 128 of [A-Za-z0-9._~-], not starting with '.'.
+bool isDocumentName(const std::string &name);
 
 /// Shortest decimal that parses back to the same float32 (null if not
 /// finite): the format of every float incnn's tools print.
@@ -75,16 +83,21 @@ public:
   ApiReply handle(const ApiRequest &request);
 
   const ServeLimits &limits() const { return limits_; }
+  Metrics &metrics() { return metrics_; }
 
 private:
   struct Entry;
 
-  nlohmann::json create(const ApiRequest &request, const nlohmann::json &body);
+  /// Evaluates a new document (POST: a fresh id; PUT: the client's name,
+  /// replacing any document of that name).
+  nlohmann::json create(const ApiRequest &request, const nlohmann::json &body,
+                        std::string name);
   nlohmann::json edit(const std::string &id, const nlohmann::json &body);
   nlohmann::json get(const std::string &id);
   nlohmann::json remove(const std::string &id);
   nlohmann::json model() const;
   nlohmann::json health();
+  std::string renderMetrics();
 
   std::shared_ptr<Entry> find(const std::string &id);
   std::string newId();
@@ -120,6 +133,7 @@ private:
   class ComputeSlot;
 
   int64_t peakBytesPerToken_ = 0;
+  Metrics metrics_;
 };
 
 } // namespace incnn::serve

@@ -47,7 +47,8 @@ struct Options {
       "         [--request-timeout S] [--compute-slots N]\n"
       "         [--max-connections N] [--read-timeout S] [--keep-alive S]\n"
       "         [--remember-evicted N] [--allow-host NAME]...\n"
-      "         [--allow-origin ORIGIN]...\n"
+      "         [--allow-origin ORIGIN]... [--token TOKEN]\n"
+      "         [--access-log FILE|-]\n"
       "         [--sample TEXT_FILE]\n"
       "(docs/serve.md explains each option and the threat model)\n",
       error.c_str());
@@ -109,6 +110,10 @@ Options parseArgs(int argc, char **argv) {
       o.front.keepAliveSeconds = seconds();
     else if (a == "--remember-evicted")
       o.limits.rememberEvicted = number(0, 1 << 24);
+    else if (a == "--token")
+      o.front.token = value();
+    else if (a == "--access-log")
+      o.front.accessLog = value();
     else if (a == "--allow-host")
       o.front.allowHosts.push_back(value());
     else if (a == "--allow-origin")
@@ -124,6 +129,10 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.model.empty())
     usage("no model given");
+  if (!isLoopback(o.front.host) && o.front.token.empty())
+    usage("--host " + o.front.host +
+          " is not loopback: give --token TOKEN (clients then send "
+          "'Authorization: Bearer TOKEN')");
   o.limits.memoryBudget = o.memoryBudgetMB << 20;
   return o;
 }
@@ -183,19 +192,26 @@ int main(int argc, char **argv) {
   HttpFront front(server, o.front, kPageHtml, sample);
   int port = front.bind();
   if (port <= 0) {
-    std::fprintf(stderr, "incnn-serve: cannot listen on %s:%d\n",
-                 o.front.host.c_str(), o.front.port);
+    std::fprintf(stderr, "incnn-serve: cannot listen on %s:%d%s\n",
+                 o.front.host.c_str(), o.front.port,
+                 o.front.accessLog.empty()
+                     ? ""
+                     : (" (or cannot open " + o.front.accessLog + ")").c_str());
     return 1;
   }
   if (!isLoopback(o.front.host))
     std::fprintf(stderr,
                  "incnn-serve: warning: listening on %s, not loopback: "
-                 "anyone who reaches this port can read and change every "
-                 "document (there is no authentication; see docs/serve.md)\n",
+                 "anyone who reaches this port and knows the --token can "
+                 "read and change every document; put TLS in front of it "
+                 "(see docs/serve.md)\n",
                  o.front.host.c_str());
-  std::printf("incnn-serve: %s on http://%s:%d/ (%zu labels, window %lld, "
+  // The page takes the token from the URL's fragment (never sent over the
+  // network by the browser).
+  std::string fragment = o.front.token.empty() ? "" : "#token=" + o.front.token;
+  std::printf("incnn-serve: %s on http://%s:%d/%s (%zu labels, window %lld, "
               "at most %lld tokens a document)\n",
-              o.model.c_str(), o.front.host.c_str(), port,
+              o.model.c_str(), o.front.host.c_str(), port, fragment.c_str(),
               program.labels.size(), (long long)program.maxPositions,
               (long long)server.limits().maxTokens);
   std::fflush(stdout);
