@@ -2,7 +2,8 @@
 //
 // The input is a script of requests against one live document: raw bodies
 // (any bytes) and well-formed edit batches with fuzzed offsets and texts,
-// posted to the edits endpoint, plus gets, deletes and raw creates. A
+// posted to the edits endpoint, plus gets, deletes, raw creates and PUTs of
+// client-named documents. A
 // reference Document over its own session mirrors every batch the server
 // accepts: the server must accept exactly what the reference accepts, answer
 // the same output bit for bit, and leave the document unchanged when it
@@ -153,10 +154,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (r.status == 200)
         check(r.body["text_bytes"] == ref.text().size());
     } else if (op == 3) { // a raw create or any other path
+      static const char *methods[] = {"POST", "GET", "PUT", "DELETE"};
       std::string p = bytes.size() % 2 ? "/v1/documents" : "/" + bytes;
+      if (bytes.size() % 5 == 0) // a client-named document, or a bad name
+        p = "/v1/documents/" + bytes.substr(0, bytes.size() / 2);
       ApiReply r =
-          server.handle({bytes.size() % 3 ? "POST" : "GET", p, bytes, nullptr});
-      check(r.status >= 200 && r.status < 600 && r.body.is_object());
+          server.handle({methods[bytes.size() % 4], p, bytes, nullptr});
+      check(r.status >= 200 && r.status < 600 &&
+            (r.body.is_object() || !r.contentType.empty()));
     } else {
       ApiReply r =
           server.handle({"DELETE", "/v1/documents/" + bytes, "", nullptr});
