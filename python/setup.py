@@ -5,9 +5,9 @@
 The extension (python/incnn_module.cpp, CMake target `incnn`) is built by
 CMake on the whole project, with the compiler where LLVM/MLIR 19 is found
 (incnn.compile) and without it otherwise (incnn.compile raises RuntimeError).
-The wheel holds the package incnn/: the module (incnn/incnn.<abi>.so, re-
-exported by __init__.py), its stubs (__init__.pyi, python/incnn.pyi) and
-py.typed.
+The wheel holds the package incnn/: the module (incnn/incnn.<abi>.so, which
+__init__.py loads as `incnn` in the package's place), its stubs (__init__.pyi,
+a copy of python/incnn.pyi) and py.typed.
 
 Environment:
   INCNN_CMAKE_BUILD_DIR  an already configured build directory (e.g. build/):
@@ -36,25 +36,31 @@ MLIR_DIR = Path("/usr/lib/llvm-19/lib/cmake/mlir")
 INIT_PY = '''\
 """incnn: exact incremental inference for vector-quantized transformers.
 
-Compile a checkpoint with incnn.compile, open a Session (tokens) or a Document
-(text) on it, edit, and read the output: bit for bit what a from-scratch run
-gives. The extension module is incnn.incnn; everything public is re-exported
-here (docs/python.md).
+The package holds the extension module (incnn/incnn.<abi>.so, built from
+python/incnn_module.cpp) and its stubs; importing the package loads the
+module under the name `incnn` and puts it in its place, so that `import incnn`
+gives the same module as the in-tree build/python/ (docs/python.md).
 """
-from . import incnn as _ext
-from .incnn import *  # noqa: F401,F403
+import importlib.machinery as _machinery
+import importlib.util as _util
+import os as _os
+import sys as _sys
 
-__version__ = _ext.__version__
-__all__ = [name for name in dir(_ext) if not name.startswith("_")]
-# Classes report the package, as the in-tree module does (incnn.Session).
-for _name in __all__:
-    _obj = getattr(_ext, _name)
-    if isinstance(_obj, type) and _obj.__module__ == _ext.__name__:
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+
+def _load():
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    for suffix in _machinery.EXTENSION_SUFFIXES:
+        path = _os.path.join(here, "incnn" + suffix)
+        if _os.path.exists(path):
+            loader = _machinery.ExtensionFileLoader(__name__, path)
+            spec = _util.spec_from_file_location(__name__, path, loader=loader)
+            module = _util.module_from_spec(spec)
+            loader.exec_module(module)
+            return module
+    raise ImportError(f"no incnn extension module in {here}")
+
+
+_sys.modules[__name__] = _load()
 '''
 
 

@@ -62,10 +62,14 @@ cd "$run"
 import importlib.metadata, os, sys
 import incnn
 site = sys.argv[1]
-assert os.path.realpath(incnn.__file__).startswith(os.path.realpath(site)), incnn.__file__
+assert os.path.realpath(incnn.__file__).startswith(
+    os.path.join(os.path.realpath(site), "incnn") + os.sep), incnn.__file__
 assert incnn.__version__ == importlib.metadata.version("incnn"), (
     incnn.__version__, importlib.metadata.version("incnn"))
-assert incnn.Session.__module__ == "incnn", incnn.Session.__module__
+# The module itself, under its own name (as in build/python), not a wrapper.
+assert incnn.__name__ == "incnn" and incnn.Session.__module__ == "incnn", (
+    incnn.__name__, incnn.Session.__module__)
+assert type(incnn).__name__ == "module" and incnn.__file__.endswith(".so"), incnn.__file__
 missing = [n for n in ("compile", "Program", "Session", "Document", "Tokenizer",
                        "OutOfContractError") if not hasattr(incnn, n)]
 assert not missing, missing
