@@ -13,6 +13,7 @@ PACKAGES=(
   python3 python3-numpy python3-torch libopenblas0-pthread
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest
+  python3-pip python3-venv python3-setuptools python3-wheel
   chromium haproxy
 )
 
