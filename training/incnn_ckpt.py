@@ -198,8 +198,9 @@ def resolved(config):
             raise ValueError("opt: word_embed_proj_dim must equal hidden_size")
         act = config.get("activation_function", "relu")
         act = "gelu_new" if act == "gelu_pytorch_tanh" else act
-        if act not in ("relu", "gelu", "gelu_new"):
-            raise ValueError("opt: activation_function must be relu, gelu or gelu_new")
+        if act not in ("relu", "gelu", "gelu_new", "geglu", "swiglu"):
+            raise ValueError("opt: activation_function must be relu, gelu, gelu_new, geglu or "
+                             "swiglu")
         r.update(ffn=int(config["ffn_dim"]), act=act, bias=bool(config.get("enable_bias", True)),
                  eps=float(config.get("layer_norm_eps", 1e-5)), kv_heads=r["heads"])
     else:

@@ -27,7 +27,8 @@ Attention, per head ``h`` (``hd = hidden / heads``; with GQA query head h reads 
     ``global_attn_every_n_layers``), keys with ``|i - j| >= W`` are masked too.
   * ``P = softmax(s)`` in float32 over keys, ``o = P v``, heads concatenated, then
     ``out_proj`` / ``o_proj`` (+ bias for opt).
-MLP: opt ``fc2(act(fc1(LN2(h))))`` with ReLU, exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))`` or
+MLP: opt ``fc2(act(fc1(LN2(h))))`` (gated: ``u, g = fc1(..).chunk(2); fc2(act(u) * g)`` for geglu
+and swiglu) with ReLU, exact-erf GELU ``0.5 x (1 + erf(x / sqrt 2))`` or
 tanh GELU (``gelu_new``);
 llama ``down(silu(gate(z)) * up(z))``, ``silu(x) = x * sigmoid(x)``, ``z = RMS2(h)``.
 
@@ -219,12 +220,19 @@ def _mlp(model, li, z):
     p = model.prefix() + "layers.%d." % li
     if r["family"] == "opt":
         a = linear(z, model.get(p + "fc1.weight"), model.get(p + "fc1.bias", False))
+        gate = None
+        if r["act"] in ("geglu", "swiglu"):  # fc1 gives [u | g]: act(u) * g
+            a, gate = a.chunk(2, dim=-1)
         if r["act"] == "relu":
             a = F.relu(a)
         elif r["act"] == "gelu_new":
             a = 0.5 * a * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a ** 3)))
+        elif r["act"] == "swiglu":
+            a = a * torch.sigmoid(a)
         else:
             a = 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))
+        if gate is not None:
+            a = a * gate
         return linear(a, model.get(p + "fc2.weight"), model.get(p + "fc2.bias", False))
     g = linear(z, model.get(p + "mlp.gate_proj.weight"))
     u = linear(z, model.get(p + "mlp.up_proj.weight"))

@@ -127,8 +127,9 @@ def make_weights(c, rng, tied):
                 t[q + "self_attn.%s.bias" % nm] = bias(o)
             t[q + "self_attn_layer_norm.weight"] = normw()
             t[q + "self_attn_layer_norm.bias"] = bias(d)
-            t[q + "fc1.weight"] = lin(f, d)
-            t[q + "fc1.bias"] = bias(f)
+            f1 = 2 * f if r["act"] in ("geglu", "swiglu") else f  # gated: [u | g]
+            t[q + "fc1.weight"] = lin(f1, d)
+            t[q + "fc1.bias"] = bias(f1)
             t[q + "fc2.weight"] = lin(d, f)
             t[q + "fc2.bias"] = bias(d)
             t[q + "final_layer_norm.weight"] = normw()
@@ -251,7 +252,8 @@ def main(argv=None):
     ap.add_argument("--task", choices=["lm", "classifier"], default="lm")
     ap.add_argument("--labels", type=int, default=3)
     ap.add_argument("--pool", choices=["last", "mean"], default="last")
-    ap.add_argument("--act", choices=["relu", "gelu", "gelu_new"], default="relu",
+    ap.add_argument("--act", choices=["relu", "gelu", "gelu_new", "geglu", "swiglu"],
+                    default="relu",
                     help="opt only")
     ap.add_argument("--tied", dest="tied", action="store_true", default=None,
                     help="tie lm_head to embed_tokens (default: opt tied, llama untied)")

@@ -156,9 +156,10 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
     if (c.activation == "gelu_pytorch_tanh")
       c.activation = "gelu_new"; // the same function
     if (c.activation != "relu" && c.activation != "gelu" &&
-        c.activation != "gelu_new")
-      r.fail("config.json: activation_function must be relu, gelu or "
-             "gelu_new, got '" +
+        c.activation != "gelu_new" && c.activation != "geglu" &&
+        c.activation != "swiglu")
+      r.fail("config.json: activation_function must be relu, gelu, gelu_new, "
+             "geglu or swiglu (fc1 then has 2 x ffn_dim outputs), got '" +
              c.activation + "'");
     c.enableBias = r.getBool("enable_bias", true);
     c.normEps = r.getFloat("layer_norm_eps", 1e-5f);

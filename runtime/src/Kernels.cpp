@@ -451,6 +451,15 @@ void mul(const float *a, const float *b, int64_t count, float *y,
   mapBinary(a, b, count, y, pool, [](V p, V q) { return vmul(p, q); });
 }
 
+void gated(const float *x, int64_t m, int64_t h, UnaryKernel act, float *y,
+           ThreadPool *pool) {
+  parallelFor(pool, m, [&](int64_t r) {
+    float *out = y + r * h;
+    act(x + r * 2 * h, h, out, nullptr);
+    mul(out, x + r * 2 * h + h, h, out, nullptr);
+  });
+}
+
 void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
            float *y) {
   for (int64_t i = 0; i < n; ++i)

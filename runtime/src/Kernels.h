@@ -83,6 +83,13 @@ void add(const float *a, const float *b, int64_t count, float *y,
 void mul(const float *a, const float *b, int64_t count, float *y,
          ThreadPool *pool = nullptr);
 
+/// An elementwise activation (relu, gelu, ...).
+using UnaryKernel = void (*)(const float *, int64_t, float *, ThreadPool *);
+/// Gated activation of m rows x = [u | g] of width 2h: y = act(u) * g, each
+/// element as the unary kernel and mul compute it.
+void gated(const float *x, int64_t m, int64_t h, UnaryKernel act, float *y,
+           ThreadPool *pool = nullptr);
+
 /// Deterministic vectorized exp (Cephes polynomial), same bits for any lane.
 float expf(float x);
 

@@ -447,6 +447,28 @@ void Verifier::verifyInstr(const Instr &in) {
     weight(id);
   auto W = [&](size_t i) -> const Weight & { return p.weights[in.weights[i]]; };
 
+  switch (opFamily(in.op)) {
+  case OpFamily::Unary:
+    expectCounts(in, 1, 1, 0, 0);
+    expectSame(ops[0], def(in.results[0]), "activation");
+    return;
+  case OpFamily::Binary:
+    expectCounts(in, 2, 1, 0, 0);
+    expectSame(ops[0], ops[1], "elementwise operands");
+    expectSame(ops[0], def(in.results[0]), "elementwise result");
+    return;
+  case OpFamily::Gated: {
+    expectCounts(in, 1, 1, 0, 0);
+    const ValueInfo &r = def(in.results[0]);
+    if (ops[0].perToken != r.perToken || ops[0].width != 2 * r.width)
+      error("a gated activation halves its operand's width (" +
+            std::to_string(ops[0].width) + " -> " + std::to_string(r.width) +
+            ")");
+    return;
+  }
+  case OpFamily::Special:
+    break;
+  }
   switch (in.op) {
   case OpCode::Embed: {
     expectCounts(in, 1, 1, 1, 1);
@@ -500,21 +522,6 @@ void Verifier::verifyInstr(const Instr &in) {
       expectShape(W(1), {r.width}, "linear bias");
     return;
   }
-  case OpCode::Relu:
-  case OpCode::Gelu:
-  case OpCode::GeluTanh:
-  case OpCode::Silu: {
-    expectCounts(in, 1, 1, 0, 0);
-    expectSame(ops[0], def(in.results[0]), "activation");
-    return;
-  }
-  case OpCode::Add:
-  case OpCode::Mul: {
-    expectCounts(in, 2, 1, 0, 0);
-    expectSame(ops[0], ops[1], "elementwise operands");
-    expectSame(ops[0], def(in.results[0]), "elementwise result");
-    return;
-  }
   case OpCode::Attention: {
     expectCounts(in, 3, 1, 0, 0);
     const ValueInfo &r = def(in.results[0]);
@@ -563,6 +570,8 @@ void Verifier::verifyInstr(const Instr &in) {
       error("unknown pool kind");
     return;
   }
+  default: // the elementwise families, above
+    break;
   }
   error("unknown opcode " + std::to_string(uint32_t(in.op)));
 }
@@ -646,36 +655,39 @@ Status Verifier::run() {
 
 const char *opCodeName(OpCode op) {
   switch (op) {
-  case OpCode::Embed:
-    return "embed";
-  case OpCode::AddLearnedPositions:
-    return "add_learned_positions";
-  case OpCode::LayerNorm:
-    return "layer_norm";
-  case OpCode::RmsNorm:
-    return "rms_norm";
-  case OpCode::Linear:
-    return "linear";
-  case OpCode::Relu:
-    return "relu";
-  case OpCode::Gelu:
-    return "gelu";
-  case OpCode::GeluTanh:
-    return "gelu_tanh";
-  case OpCode::Silu:
-    return "silu";
-  case OpCode::Add:
-    return "add";
-  case OpCode::Mul:
-    return "mul";
-  case OpCode::Attention:
-    return "attention";
-  case OpCode::VectorQuantize:
-    return "vector_quantize";
-  case OpCode::Pool:
-    return "pool";
+#define INCNN_OP(Name, Code, Str, Mnemonic)                                    \
+  case OpCode::Name:                                                           \
+    return Str;
+#include "incnn/runtime/OpTable.def"
   }
   return "unknown";
+}
+
+OpFamily opFamily(OpCode op) {
+  switch (op) {
+#define INCNN_OP(Name, Code, Str, Mnemonic)                                    \
+  case OpCode::Name:                                                           \
+    return OpFamily::Special;
+#define INCNN_UNARY_OP(Name, Code, Str, Kernel)                                \
+  case OpCode::Name:                                                           \
+    return OpFamily::Unary;
+#define INCNN_BINARY_OP(Name, Code, Str, Kernel)                               \
+  case OpCode::Name:                                                           \
+    return OpFamily::Binary;
+#define INCNN_GATED_OP(Name, Code, Str, Activation)                            \
+  case OpCode::Name:                                                           \
+    return OpFamily::Gated;
+#include "incnn/runtime/OpTable.def"
+  }
+  return OpFamily::Special;
+}
+
+std::optional<OpCode> opCodeOfMnemonic(std::string_view mnemonic) {
+#define INCNN_OP(Name, Code, Str, Mnemonic)                                    \
+  if (mnemonic == Mnemonic)                                                    \
+    return OpCode::Name;
+#include "incnn/runtime/OpTable.def"
+  return std::nullopt;
 }
 
 int64_t Weight::numElements() const {

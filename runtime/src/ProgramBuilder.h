@@ -157,8 +157,9 @@ struct DecoderConfig {
   bool causal = true;
   int64_t window = 0; ///< > 0: sliding-window attention
   int32_t globalEvery =
-      0;             ///< with a window: layers l % globalEvery == 0 global
-  bool gelu = false; ///< opt only
+      0; ///< with a window: layers l % globalEvery == 0 global
+  /// opt only: the MLP's activation, unary or gated (OpTable.def).
+  OpCode activation = OpCode::Relu;
   PoolKind pool = PoolKind::Last;
   /// VQ sites: {layer, isBlockOut, groups, codes}.
   struct Vq {
@@ -243,8 +244,9 @@ inline Program buildDecoder(const DecoderConfig &c) {
     h = norm(x, pre + "ffn_norm");
     int32_t f;
     if (opt) {
-      f = linear(h, d, c.ffn, pre + "fc1");
-      f = b.op(c.gelu ? OpCode::Gelu : OpCode::Relu, {f}, {}, c.ffn);
+      bool gated = opFamily(c.activation) == OpFamily::Gated;
+      f = linear(h, d, gated ? 2 * c.ffn : c.ffn, pre + "fc1");
+      f = b.op(c.activation, {f}, {}, c.ffn);
     } else {
       int32_t gate = linear(h, d, c.ffn, pre + "gate_proj");
       int32_t up = linear(h, d, c.ffn, pre + "up_proj");

@@ -118,28 +118,21 @@ void runRows(const Program &program, const Instr &in,
   case OpCode::Linear:
     kernels::linear(inputs[0], m, packed->in, *packed, out, width, pool);
     return;
-  case OpCode::Relu:
-    kernels::relu(inputs[0], count, out, pool);
+#define INCNN_UNARY_OP(Name, Code, Str, Kernel)                                \
+  case OpCode::Name:                                                           \
+    kernels::Kernel(inputs[0], count, out, pool);                              \
     return;
-  case OpCode::Gelu:
-    kernels::gelu(inputs[0], count, out, pool);
+#define INCNN_BINARY_OP(Name, Code, Str, Kernel)                               \
+  case OpCode::Name:                                                           \
+    kernels::Kernel(inputs[0], inputs[1], count, out, pool);                   \
     return;
-  case OpCode::GeluTanh:
-    kernels::geluTanh(inputs[0], count, out, pool);
+#define INCNN_GATED_OP(Name, Code, Str, Activation)                            \
+  case OpCode::Name:                                                           \
+    kernels::gated(inputs[0], m, width, kernels::Activation, out, pool);       \
     return;
-  case OpCode::Silu:
-    kernels::silu(inputs[0], count, out, pool);
-    return;
-  case OpCode::Add:
-    kernels::add(inputs[0], inputs[1], count, out, pool);
-    return;
-  case OpCode::Mul:
-    kernels::mul(inputs[0], inputs[1], count, out, pool);
-    return;
-  case OpCode::Attention:
-  case OpCode::VectorQuantize:
-  case OpCode::Pool:
-    break; // not token-local
+#include "incnn/runtime/OpTable.def"
+  default: // attention, VQ and pooling are not token-local
+    break;
   }
 }
 

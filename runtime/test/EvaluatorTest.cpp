@@ -26,7 +26,7 @@ std::vector<DecoderConfig> configs() {
   DecoderConfig cls = opt;
   cls.task = TaskKind::Classifier;
   cls.pool = PoolKind::Mean;
-  cls.gelu = true;
+  cls.activation = OpCode::Gelu;
   cls.seed = 2;
   cs.push_back(cls);
   DecoderConfig llama;

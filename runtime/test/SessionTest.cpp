@@ -152,7 +152,8 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
                              &wantOut = oracle.output();
     bool same = got.size() == wantOut.size() &&
                 test::bitsEqual(got.data(), wantOut.data(), got.size());
-    EXPECT_TRUE(same) << "family " << c.config.family << " position "
+    EXPECT_TRUE(same) << "family " << c.config.family << " activation "
+                      << opCodeName(c.config.activation) << " position "
                       << c.config.position << " causal " << c.config.causal
                       << " window " << c.config.window << " vq "
                       << c.config.vq.size() << " minimal plan " << c.minimalPlan
@@ -193,6 +194,11 @@ std::vector<FuzzCase> allCases() {
             c.config.seed = seed++;
             c.config.task = vq == 2 ? TaskKind::Classifier : TaskKind::CausalLM;
             c.config.pool = seed % 2 ? PoolKind::Mean : PoolKind::Last;
+            // Every activation family of the op table, gated ones included.
+            const OpCode activations[] = {OpCode::Relu, OpCode::Gelu,
+                                          OpCode::GeGlu, OpCode::SwiGlu,
+                                          OpCode::GeluTanh};
+            c.config.activation = activations[seed % 5];
             if (vq == 1)
               c.config.vq = {{0, false, 2, 8}, {1, false, 4, 16}};
             if (vq == 2)

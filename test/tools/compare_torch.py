@@ -36,6 +36,11 @@ CONFIGS = [
                                      task="classifier", pool="mean", act="gelu")),
     ("opt-gelu-new", dict(family="opt", position="none", act="gelu_new",
                           vq="0:attn_out:2:8")),
+    # Gated activations (fc1 gives [u | g]): ModernBERT's GeGLU, and SwiGLU.
+    ("opt-geglu-bidir-cls", dict(family="opt", position="rope", attention="bidirectional",
+                                 task="classifier", pool="mean", act="geglu",
+                                 vq="0:attn_out:2:8")),
+    ("opt-swiglu-lm", dict(family="opt", position="none", act="swiglu")),
     ("llama-rope-lm-gqa", dict(family="llama", kv_heads=2)),
     ("llama-rope-lm-vq", dict(family="llama", kv_heads=2, vq="1:attn_out:4:8")),
     ("llama-none-lm", dict(family="llama", position="none")),

@@ -142,11 +142,17 @@ Value GraphBuilder::attention(Value x, const std::string &prefix, int layer) {
 Value GraphBuilder::mlp(Value x, const std::string &prefix) {
   int64_t d = config.hidden, f = config.ffn;
   if (config.family == "opt") {
-    Value h = linear(x, prefix + ".fc1", d, f, config.enableBias);
+    bool gated = config.activation == "geglu" || config.activation == "swiglu";
+    Value h =
+        linear(x, prefix + ".fc1", d, gated ? 2 * f : f, config.enableBias);
     if (config.activation == "relu")
       h = builder.create<incnn::vqt::ReluOp>(loc, h);
     else if (config.activation == "gelu_new")
       h = builder.create<incnn::vqt::GeluTanhOp>(loc, h);
+    else if (config.activation == "geglu")
+      h = builder.create<incnn::vqt::GeGluOp>(loc, rows(f), h);
+    else if (config.activation == "swiglu")
+      h = builder.create<incnn::vqt::SwiGluOp>(loc, rows(f), h);
     else
       h = builder.create<incnn::vqt::GeluOp>(loc, h);
     return linear(h, prefix + ".fc2", f, d, config.enableBias);

@@ -202,6 +202,14 @@ void ProgramBuilder::lower(Operation *op) {
     if (program.instrs.size() > before)
       instrIds[op] = int32_t(before);
   });
+  // Elementwise ops lower by the op table: operands and results as they are.
+  if (std::optional<OpCode> code =
+          rt::opCodeOfMnemonic(op->getName().stripDialect().str());
+      code && rt::opFamily(*code) != rt::OpFamily::Special) {
+    emit(*code, std::vector<Value>(op->operand_begin(), op->operand_end()), {},
+         std::vector<Value>(op->result_begin(), op->result_end()));
+    return;
+  }
   llvm::TypeSwitch<Operation *>(op)
       .Case([&](vqt::ParamOp) {}) // bound lazily by the ops that use them
       .Case([&](vqt::EmbedOp e) {
@@ -230,24 +238,6 @@ void ProgramBuilder::lower(Operation *op) {
         if (l.getBias())
           weights.push_back(l.getBias());
         emit(OpCode::Linear, {l.getInput()}, weights, {l.getResult()});
-      })
-      .Case([&](vqt::ReluOp u) {
-        emit(OpCode::Relu, {u.getInput()}, {}, {u.getResult()});
-      })
-      .Case([&](vqt::GeluOp u) {
-        emit(OpCode::Gelu, {u.getInput()}, {}, {u.getResult()});
-      })
-      .Case([&](vqt::GeluTanhOp u) {
-        emit(OpCode::GeluTanh, {u.getInput()}, {}, {u.getResult()});
-      })
-      .Case([&](vqt::SiluOp u) {
-        emit(OpCode::Silu, {u.getInput()}, {}, {u.getResult()});
-      })
-      .Case([&](vqt::AddOp b) {
-        emit(OpCode::Add, {b.getLhs(), b.getRhs()}, {}, {b.getResult()});
-      })
-      .Case([&](vqt::MulOp b) {
-        emit(OpCode::Mul, {b.getLhs(), b.getRhs()}, {}, {b.getResult()});
       })
       .Case([&](vqt::AttentionOp a) {
         rt::InstrAttrs attrs;

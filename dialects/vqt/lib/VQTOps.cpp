@@ -169,6 +169,18 @@ LogicalResult VectorQuantizeOp::verify() {
   return success();
 }
 
+LogicalResult incnn::vqt::verifyGatedOp(Operation *op) {
+  Type in = op->getOperand(0).getType(), out = op->getResult(0).getType();
+  if (isRowsType(in) != isRowsType(out))
+    return op->emitOpError("input and result must both be token rows or both "
+                           "be vectors");
+  if (getWidth(in) != 2 * getWidth(out))
+    return op->emitOpError("input width ")
+           << getWidth(in) << " must be twice the result width "
+           << getWidth(out);
+  return success();
+}
+
 LogicalResult PoolOp::verify() {
   if (getWidth(getInput().getType()) != getWidth(getType()))
     return emitOpError("result width ")

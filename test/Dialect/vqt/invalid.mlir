@@ -211,3 +211,19 @@ func.func @weight_must_be_static() {
   %w = vqt.param "w" : tensor<?x4xf32>
   return
 }
+
+// -----
+
+func.func @gated_halves_the_width(%x: tensor<?x8xf32>) {
+  // expected-error @+1 {{input width 8 must be twice the result width 8}}
+  %y = vqt.geglu %x : tensor<?x8xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @gated_keeps_the_kind(%x: tensor<?x8xf32>) {
+  // expected-error @+1 {{input and result must both be token rows or both be vectors}}
+  %y = vqt.swiglu %x : tensor<?x8xf32> -> tensor<4xf32>
+  return
+}

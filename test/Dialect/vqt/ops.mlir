@@ -96,6 +96,12 @@ func.func @llama_block(%tokens: tensor<?xi32>) -> tensor<512xf32> {
   %s = vqt.silu %gate : tensor<?x172xf32>
   // CHECK: vqt.mul %[[S]], %{{.*}} : tensor<?x172xf32>
   %su = vqt.mul %s, %up : tensor<?x172xf32>
+  // Gated activations halve the width: [u | g] -> act(u) * g.
+  %gu = vqt.linear %m, %wu : tensor<?x64xf32>, tensor<172x64xf32> -> tensor<?x172xf32>
+  // CHECK: vqt.geglu %{{.*}} : tensor<?x172xf32> -> tensor<?x86xf32>
+  %gg = vqt.geglu %gu : tensor<?x172xf32> -> tensor<?x86xf32>
+  // CHECK: vqt.swiglu %{{.*}} : tensor<?x172xf32> -> tensor<?x86xf32>
+  %sg = vqt.swiglu %gu : tensor<?x172xf32> -> tensor<?x86xf32>
   %d = vqt.linear %su, %wd : tensor<?x172xf32>, tensor<64x172xf32> -> tensor<?x64xf32>
   %y = vqt.add %h, %d : tensor<?x64xf32>
   %cb = vqt.param "incnn.vq.0.block_out.codebook" : tensor<2x8x32xf32>

@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace incnn::runtime {
@@ -25,40 +27,40 @@ inline constexpr uint32_t kProgramVersion = 4;
 inline constexpr uint32_t kMinProgramVersion = 3;
 
 /// Instruction opcodes. Stable numbers: they are written to files.
+/// Opcodes, one line each in OpTable.def. Those with rules of their own:
+///   embed: results[0][i] = weights[0][tokens[i]]; operands[0] is the token
+///     input.
+///   add_learned_positions: results[0][i] = operands[0][i] +
+///     weights[0][i + attrs.positionOffset].
+///   layer_norm / rms_norm: over the row; weights = {gamma, beta} / {gamma};
+///     attrs.epsilon.
+///   linear: y = x W^T (+ b): weights = {W [out,in]} or {W, b [out]}; rows
+///     or a vector.
+///   attention: multi-head; operands = {q, k, v} (already projected). attrs:
+///     numHeads, numKvHeads, causal, ropeTheta (0 = no rotary), scale
+///     (multiplies q.k), window (> 0: sliding window, see
+///     exact::AttentionShape). Rotary (HF half-split layout) applies to q and
+///     k with absolute positions 0..n-1 before the dot products.
+///   vector_quantize: weights = {codebook [G, K, width/G]}; results =
+///     {quantized [n,width], codes [n,G] (stored as float ids)}.
+///   pool: rows to a vector: attrs.pool = Last (row n-1) or Mean.
 enum class OpCode : uint32_t {
-  /// results[0][i] = weights[0][tokens[i]]; operands[0] is the token input.
-  Embed = 1,
-  /// results[0][i] = operands[0][i] + weights[0][i + attrs.positionOffset].
-  AddLearnedPositions = 2,
-  /// LayerNorm over the row: weights = {gamma, beta}; attrs.epsilon.
-  LayerNorm = 3,
-  /// RMSNorm over the row: weights = {gamma}; attrs.epsilon.
-  RmsNorm = 4,
-  /// y = x W^T (+ b): weights = {W [out,in]} or {W, b [out]}. Rows or vector.
-  Linear = 5,
-  Relu = 6,
-  Gelu = 7, ///< exact erf form
-  Silu = 8,
-  Add = 9,  ///< elementwise, operands[0] + operands[1]
-  Mul = 10, ///< elementwise, operands[0] * operands[1]
-  /// Multi-head attention; operands = {q, k, v} (already projected).
-  /// attrs: numHeads, numKvHeads, causal, ropeTheta (0 = no rotary),
-  /// scale (multiplies q.k), window (> 0: sliding window, see
-  /// exact::AttentionShape). Rotary (HF half-split layout) applies to q and k
-  /// with absolute positions 0..n-1 before the dot products.
-  Attention = 11,
-  /// Vector quantization: weights = {codebook [G, K, width/G]};
-  /// results = {quantized [n,width], codes [n,G] (stored as float ids)}.
-  VectorQuantize = 12,
-  /// Pool rows to a vector: attrs.pool = Last (row n-1) or Mean.
-  Pool = 13,
-  GeluTanh = 14, ///< tanh approximation (Hugging Face gelu_new)
+#define INCNN_OP(Name, Code, Str, Mnemonic) Name = Code,
+#include "incnn/runtime/OpTable.def"
 };
 
-enum class PoolKind : uint32_t { Last = 0, Mean = 1 };
+/// How an opcode is verified, computed and lowered: by rules of its own, or
+/// as one of the elementwise families of OpTable.def.
+enum class OpFamily { Special, Unary, Binary, Gated };
+OpFamily opFamily(OpCode op);
 
 /// Lower-case name of an opcode ("linear"), or "unknown".
 const char *opCodeName(OpCode op);
+
+/// The opcode a `vqt` op of this mnemonic ("vq", "relu") lowers to, if any.
+std::optional<OpCode> opCodeOfMnemonic(std::string_view mnemonic);
+
+enum class PoolKind : uint32_t { Last = 0, Mean = 1 };
 
 struct InstrAttrs {
   float epsilon = 0.0f;

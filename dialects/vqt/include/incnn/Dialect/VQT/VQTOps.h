@@ -13,6 +13,12 @@
 
 #include "incnn/Dialect/VQT/VQTEnums.h.inc"
 
+namespace incnn::vqt {
+/// The one verifier of every gated activation (VQT_GatedOp): rows or a
+/// vector of width 2h in, the same kind of width h out.
+mlir::LogicalResult verifyGatedOp(mlir::Operation *op);
+} // namespace incnn::vqt
+
 #define GET_OP_CLASSES
 #include "incnn/Dialect/VQT/VQTOps.h.inc"
 

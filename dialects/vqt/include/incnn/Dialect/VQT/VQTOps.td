@@ -182,6 +182,28 @@ class VQT_BinaryOp<string mnemonic, string formula, list<Trait> traits = []>
 def VQT_AddOp : VQT_BinaryOp<"add", "lhs + rhs", [Commutative]>;
 def VQT_MulOp : VQT_BinaryOp<"mul", "lhs * rhs", [Commutative]>;
 
+class VQT_GatedOp<string mnemonic, string activation>
+    : VQT_RuleOp<mnemonic, VQT_TokenLocal> {
+  let summary = "Gated " # activation # ": " # activation # "(u) * g";
+  let description = "Splits each row of width 2h into `[u | g]` (the first " #
+    "and second halves, as PyTorch's `chunk(2, dim=-1)`) and computes `" #
+    activation # "(u) * g` elementwise: rows of width h.\n\n" #
+    "```mlir\n%y = vqt." # mnemonic #
+    " %x : tensor<?x128xf32> -> tensor<?x64xf32>\n```";
+  let arguments = (ins VQT_RowsOrVector:$input);
+  let results = (outs VQT_RowsOrVector:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+  let extraClassDefinition = [{
+    ::mlir::LogicalResult $cppClass::verify() {
+      return verifyGatedOp(getOperation());
+    }
+  }];
+}
+
+def VQT_GeGluOp : VQT_GatedOp<"geglu", "gelu">;
+def VQT_SwiGluOp : VQT_GatedOp<"swiglu", "silu">;
+
 //===----------------------------------------------------------------------===//
 // Attention
 //===----------------------------------------------------------------------===//
