@@ -9,6 +9,7 @@
 #include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Serialize.h"
 #include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
 
@@ -228,7 +229,7 @@ incnn_status_t incnn_session_create(const incnn_program_t *program,
                       "options not initialized with incnn_options_init");
     opts.num_threads = options->num_threads;
   }
-  if (opts.num_threads < 0 || opts.num_threads > 1024)
+  if (opts.num_threads < 0 || opts.num_threads > kMaxThreads)
     return setError(INCNN_ERROR_INVALID_ARGUMENT, "bad num_threads");
   try {
     auto handle = std::make_unique<incnn_session_t>();
@@ -458,6 +459,26 @@ incnn_status_t incnn_session_code_flips(const incnn_session_t *session,
     }
     for (size_t i = 0; code_flips && i < n; ++i)
       code_flips[i] = i < s.codeFlips.size() ? s.codeFlips[i] : 0;
+    return INCNN_OK;
+  });
+}
+
+incnn_status_t incnn_session_stats_json(const incnn_session_t *session,
+                                        char *out, size_t capacity,
+                                        size_t *out_size) {
+  return guarded(session, [&](std::string &message) {
+    if (!out_size || (!out && capacity)) {
+      message = "null argument";
+      return INCNN_ERROR_INVALID_ARGUMENT;
+    }
+    std::string text = dumpJson(statsToJson(session->session->stats()));
+    *out_size = text.size();
+    if (capacity <= text.size()) {
+      message = "stats buffer holds " + std::to_string(capacity) +
+                " bytes, need " + std::to_string(text.size() + 1);
+      return INCNN_ERROR_BUFFER_TOO_SMALL;
+    }
+    std::memcpy(out, text.c_str(), text.size() + 1);
     return INCNN_OK;
   });
 }

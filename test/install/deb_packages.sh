@@ -82,7 +82,7 @@ for f in incnnConfig.cmake incnnConfigVersion.cmake incnnTargets.cmake; do
   has "$dev" "usr/lib/cmake/incnn/$f"
 done
 has "$dev" usr/lib/pkgconfig/incnn.pc
-hasnot "$dev" 'BoundedJson|\.so\.0|/bin/'
+hasnot "$dev" 'BoundedJson|Serialize\.h|\.so\.0|/bin/'
 depends "$dev" "libincnn-runtime0 \(= $version\)"
 depends "$dev" 'libsentencepiece-dev'
 

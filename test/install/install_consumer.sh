@@ -45,9 +45,9 @@ soname=$(readelf -d "$libdir/libincnn_runtime.so.0.1.0" |
   sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = libincnn_runtime.so.0 ] || fail "soname is '$soname'"
 echo "soname: $soname"
-# Only the runtime and the tools: no compiler libraries, no JSON header.
-if grep -E 'libIncnn|BoundedJson' "$work/files.txt"; then
-  fail "compiler libraries or BoundedJson.h installed"
+# Only the runtime and the tools: no compiler libraries, no JSON headers.
+if grep -E 'libIncnn|BoundedJson|Serialize\.h' "$work/files.txt"; then
+  fail "compiler libraries or BoundedJson.h or Serialize.h installed"
 fi
 
 echo "== installed headers compile alone (-I<prefix>/include only)"

@@ -21,6 +21,9 @@ inline constexpr size_t kMaxEditLineBytes = size_t(16) << 20;
 inline constexpr int kMaxEditJsonDepth = 4;
 /// Edits in one batch (C API and edits files).
 inline constexpr size_t kMaxEditsPerBatch = 4096;
+/// Kernel threads a session or evaluator may be asked for (0: one per core):
+/// the C API, the Python module and every tool's --threads.
+inline constexpr int kMaxThreads = 1024;
 
 } // namespace incnn::runtime
 

@@ -19,6 +19,7 @@
 
 namespace incnn::runtime {
 
+class Session;
 class ThreadPool;
 
 struct EvaluatorOptions {
@@ -71,6 +72,19 @@ private:
   struct Impl;
   std::unique_ptr<Impl> impl;
 };
+
+/// Compares `session`'s output with a from-scratch evaluation of its tokens
+/// by `oracle`, bit for bit (the check behind incnn-run --verify, incnn-bench,
+/// incnn-serve's "verify" and the Python verify()). OK when every bit agrees;
+/// otherwise the error names the first element that differs ("output[3] is
+/// 0.25 incrementally but 0.5 from scratch") or why the from-scratch run
+/// failed. Reusing one oracle saves packing the weights for every check.
+Status compareWithFromScratch(const Session &session, Evaluator &oracle);
+
+/// The same against a one-off from-scratch run on `threads` kernel threads
+/// (a Session reset on the tokens: it keeps only what the cache plan keeps,
+/// where an Evaluator keeps every value).
+Status compareWithFromScratch(const Session &session, int threads);
 
 } // namespace incnn::runtime
 

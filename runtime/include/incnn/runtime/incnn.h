@@ -198,6 +198,16 @@ incnn_status_t incnn_session_layer_stats(const incnn_session_t *session,
 incnn_status_t incnn_session_code_flips(const incnn_session_t *session,
                                         int64_t *code_flips, size_t capacity);
 
+/* The statistics of the last reset or apply as one compact JSON object, the
+ * "stats" of incnn-run --json with the same keys (docs/json.md), written to
+ * `out` with a terminating NUL. *out_size receives the text's length without
+ * the NUL, also when the buffer is too small (INCNN_ERROR_BUFFER_TOO_SMALL:
+ * `capacity` must be at least *out_size + 1). `out` may be NULL when
+ * `capacity` is 0. */
+incnn_status_t incnn_session_stats_json(const incnn_session_t *session,
+                                        char *out, size_t capacity,
+                                        size_t *out_size);
+
 /* Shorthand: incnn_session_reset, then incnn_session_output into
  * `out_logits` (`capacity` at least incnn_program_output_size). */
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
