@@ -7,8 +7,8 @@ Runs each attack against a fresh server on a free loopback port and measures wha
 client sees meanwhile. Prints one line per attack with its numbers and "serve hostile: ok" at
 the end; exits 1 on the first failure:
   * slow clients: 20 connections stalling inside their headers, 20 trickling a header line a
-    second: other clients are answered within 1 s, and the server cuts the slow ones off at
-    --read-timeout;
+    second: other clients are answered meanwhile (milliseconds; the check allows 3 s for a
+    loaded machine), and the server cuts the slow ones off at --read-timeout;
   * a connection over --max-connections is answered 503 at once;
   * request budgets: a text over --max-tokens is refused (413) before any work; a create past
     --request-timeout is abandoned (503); a create whose client went away frees its compute
@@ -83,6 +83,12 @@ class Server:
         return self.proc.stderr.read()
 
 
+# Honest requests are answered in milliseconds during these attacks (see the
+# printed numbers); before the defences they waited 8-30 s. The bound leaves
+# room for a loaded CI machine running other tests at the same time.
+HONEST_BOUND = 3.0
+
+
 def honest_latencies(server, seconds):
     """Healthz round trips from an honest client for `seconds`: their latencies."""
     out = []
@@ -120,11 +126,12 @@ def slow_clients(bin_dir, program):
             stalled.append(s)
         t0 = time.monotonic()
         lat = honest_latencies(server, 1.5)
-        check(max(lat) < 1.0, "stalled clients delayed others: %.2f s" % max(lat))
+        check(max(lat) < HONEST_BOUND, "stalled clients delayed others: %.2f s" % max(lat))
         cut = all(closed_by_server(s, 3.0 + 2.0 - (time.monotonic() - t0) + 1) for s in stalled)
         check(cut, "stalled connections were not closed at --read-timeout")
-        print("20 stalled connections: honest requests answered in at most %.0f ms, the stalled "
-              "ones cut off at --read-timeout" % (1000 * max(lat)))
+        print("20 stalled connections: honest requests answered in at most %.0f ms (median %.1f "
+              "ms), the stalled ones cut off at --read-timeout" % (
+                  1000 * max(lat), 1000 * sorted(lat)[len(lat) // 2]))
 
         # Trickling one header line a second, forever.
         trickling = [server.connect() for _ in range(20)]
@@ -148,10 +155,11 @@ def slow_clients(bin_dir, program):
         lat = honest_latencies(server, 6.0)
         stop.set()
         th.join()
-        check(max(lat) < 1.0, "trickling clients delayed others: %.2f s" % max(lat))
+        check(max(lat) < HONEST_BOUND, "trickling clients delayed others: %.2f s" % max(lat))
         check(len(cut_off) == 20, "%d of 20 trickling connections were cut off" % len(cut_off))
-        print("20 trickling connections: honest requests answered in at most %.0f ms, all 20 cut "
-              "off at --read-timeout" % (1000 * max(lat)))
+        print("20 trickling connections: honest requests answered in at most %.0f ms (median "
+              "%.1f ms), all 20 cut off at --read-timeout" % (
+                  1000 * max(lat), 1000 * sorted(lat)[len(lat) // 2]))
     finally:
         server.close()
 
