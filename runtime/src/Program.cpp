@@ -12,6 +12,7 @@
 #include "ExactAttention.h"
 #include "VerifySteps.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -181,9 +182,14 @@ json stepToJson(const Step &s) {
   return j;
 }
 
+constexpr int64_t kMaxStepKind = std::max({
+#define INCNN_STEP(Name, Code, Str, Inputs, Output, Handler) Code,
+#include "incnn/runtime/StepTable.def"
+});
+
 Step stepFromJson(const json &j) {
   Step s;
-  s.kind = StepKind(getInt(j, "kind", 1, 8));
+  s.kind = StepKind(getInt(j, "kind", 1, kMaxStepKind));
   s.instr = int32_t(getIntOr(j, "instr", -1, 1 << 30, -1));
   s.inputs = getIdList(j, "inputs");
   s.output = int32_t(getInt(j, "output", 0, 1 << 30));
@@ -781,22 +787,10 @@ int64_t cacheBytesPerToken(const Program &program) {
 
 const char *stepKindName(StepKind kind) {
   switch (kind) {
-  case StepKind::EditedRows:
-    return "edited_rows";
-  case StepKind::ShiftedRows:
-    return "shifted_rows";
-  case StepKind::Union:
-    return "union";
-  case StepKind::RecomputeRows:
-    return "recompute_rows";
-  case StepKind::AttentionUpdate:
-    return "attention_update";
-  case StepKind::VQCutoff:
-    return "vq_cutoff";
-  case StepKind::PoolUpdate:
-    return "pool_update";
-  case StepKind::VectorUpdate:
-    return "vector_update";
+#define INCNN_STEP(Name, Code, Str, Inputs, Output, Handler)                   \
+  case StepKind::Name:                                                         \
+    return Str;
+#include "incnn/runtime/StepTable.def"
   }
   return "unknown";
 }

@@ -1,5 +1,6 @@
 //===- VerifySteps.cpp - checks of a program's change-propagation steps ---===//
 #include "VerifySteps.h"
+#include "steps/Steps.h"
 
 #include <algorithm>
 #include <set>
@@ -16,60 +17,26 @@ struct StepError {
   throw StepError{std::move(message)};
 }
 
-bool isTokenLocal(OpCode op) {
-  return op != OpCode::Attention && op != OpCode::VectorQuantize &&
-         op != OpCode::Pool;
-}
-
 /// The instruction kinds each step kind may update, and its input count.
 void checkKind(const Program &p, const Step &s, const std::string &where) {
-  auto inputs = [&](size_t n) {
-    if (s.inputs.size() != n)
-      fail(where + "takes " + std::to_string(n) + " row set(s), has " +
-           std::to_string(s.inputs.size()));
-  };
-  bool needsInstr = s.kind != StepKind::EditedRows &&
-                    s.kind != StepKind::ShiftedRows &&
-                    s.kind != StepKind::Union;
-  if (!needsInstr) {
+  int inputs = stepInputs(s.kind);
+  if (inputs >= 0 && s.inputs.size() != size_t(inputs))
+    fail(where + "takes " + std::to_string(inputs) + " row set(s), has " +
+         std::to_string(s.inputs.size()));
+  const StepRules &rules = stepRules(s.kind);
+  if (!rules.updates) {
     if (s.instr != -1)
       fail(where + "names an instruction");
-    if (s.kind != StepKind::Union)
-      inputs(0);
     return;
   }
   if (s.instr < 0 || size_t(s.instr) >= p.instrs.size())
     fail(where + "instruction " + std::to_string(s.instr) + " out of range");
   const Instr &in = p.instrs[size_t(s.instr)];
-  bool perToken = p.values[size_t(in.results[0])].perToken;
-  bool ok = false;
-  switch (s.kind) {
-  case StepKind::RecomputeRows:
-    ok = perToken && (isTokenLocal(in.op) || in.op == OpCode::VectorQuantize);
-    inputs(1);
-    break;
-  case StepKind::VectorUpdate:
-    ok = !perToken && isTokenLocal(in.op);
-    inputs(1);
-    break;
-  case StepKind::AttentionUpdate:
-    ok = in.op == OpCode::Attention;
-    inputs(2);
-    break;
-  case StepKind::VQCutoff:
-    ok = in.op == OpCode::VectorQuantize && perToken;
-    inputs(1);
-    break;
-  case StepKind::PoolUpdate:
-    ok = in.op == OpCode::Pool;
-    inputs(1);
-    break;
-  default:
-    break;
-  }
-  if (!ok)
+  if (!rules.updates(p, in))
     fail(where + "cannot update instruction " + std::to_string(s.instr) + " (" +
-         opCodeName(in.op) + (perToken ? ", per token)" : ", vector)"));
+         opCodeName(in.op) +
+         (p.values[size_t(in.results[0])].perToken ? ", per token)"
+                                                   : ", vector)"));
 }
 
 using Atoms = std::set<int32_t>;
@@ -136,68 +103,71 @@ Status verifySteps(const Program &p) {
   return Status::success();
 }
 
-std::vector<std::string> requiredCache(const Program &p) {
-  std::vector<std::string> why(p.values.size());
-  // Row sets are tracked as the sets of change sources (atoms) they are
-  // unions of; a step reading rows of a value that its dirty set does not
-  // cover reads rows from before the edit.
-  std::vector<Atoms> atoms(size_t(p.numRowSets));
-  std::vector<int32_t> dirtyOf(p.values.size(), -1); // value -> register
-  for (const Step &s : p.steps) {
-    Atoms out;
-    if (s.kind == StepKind::Union || s.kind == StepKind::RecomputeRows ||
-        s.kind == StepKind::VectorUpdate) {
-      for (int32_t r : s.inputs)
-        out.insert(atoms[size_t(r)].begin(), atoms[size_t(r)].end());
-    } else {
-      out = {s.output}; // a fresh source of change
+namespace {
+
+/// Row sets tracked as the sets of change sources (atoms) they are unions
+/// of: a step reading rows of a value that its dirty set does not cover reads
+/// rows from before the edit, which must be kept.
+class CachePlanner : public CacheNeeds {
+public:
+  explicit CachePlanner(const Program &p)
+      : p(p), why(p.values.size()), atoms(size_t(p.numRowSets)),
+        dirtyOf(p.values.size(), -1) {
+    for (const Step &s : p.steps) {
+      Atoms out;
+      if (stepOutputIsUnion(s.kind)) {
+        for (int32_t r : s.inputs)
+          out.insert(atoms[size_t(r)].begin(), atoms[size_t(r)].end());
+      } else {
+        out = {s.output}; // a fresh source of change
+      }
+      atoms[size_t(s.output)] = std::move(out);
+      if (s.instr >= 0)
+        for (int32_t r : p.instrs[size_t(s.instr)].results)
+          dirtyOf[size_t(r)] = s.output;
     }
-    atoms[size_t(s.output)] = std::move(out);
-    if (s.instr >= 0)
-      for (int32_t r : p.instrs[size_t(s.instr)].results)
-        dirtyOf[size_t(r)] = s.output;
   }
-  auto keep = [&](int32_t value, const Step &s, size_t index,
-                  const char *reason) {
+
+  std::vector<std::string> plan() {
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      step = &p.steps[i];
+      index = i;
+      if (const StepRules &rules = stepRules(step->kind); rules.cacheNeeds)
+        rules.cacheNeeds(p, *step, *this);
+    }
+    return std::move(why);
+  }
+
+  void keep(int32_t value, const char *reason) override {
     const ValueInfo &v = p.values[size_t(value)];
     if (!v.perToken || value == p.tokenValue || !why[size_t(value)].empty())
       return;
     why[size_t(value)] = "step " + std::to_string(index) + " (" +
-                         stepKindName(s.kind) + " of instruction " +
-                         std::to_string(s.instr) + ") " + reason;
-  };
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    const Step &s = p.steps[i];
-    if (s.instr < 0)
-      continue;
-    const Instr &in = p.instrs[size_t(s.instr)];
-    switch (s.kind) {
-    case StepKind::RecomputeRows:
-    case StepKind::VectorUpdate:
-      for (int32_t v : in.operands) {
-        if (!p.values[size_t(v)].perToken || v == p.tokenValue)
-          continue;
-        const Atoms &need = atoms[size_t(s.inputs[0])];
-        const Atoms &have = atoms[size_t(dirtyOf[size_t(v)])];
-        if (!std::includes(have.begin(), have.end(), need.begin(), need.end()))
-          keep(v, s, i, "reads at rows the update does not recompute");
-      }
-      break;
-    case StepKind::AttentionUpdate:
-      for (int32_t v : in.operands)
-        keep(v, s, i, "reads at every row");
-      break;
-    case StepKind::VQCutoff:
-      keep(in.results[1], s, i, "compares with the old codes");
-      break;
-    case StepKind::PoolUpdate:
-      keep(in.operands[0], s, i, "reads at every row");
-      break;
-    default:
-      break;
-    }
+                         stepKindName(step->kind) + " of instruction " +
+                         std::to_string(step->instr) + ") " + reason;
   }
-  return why;
+
+  bool recomputes(int32_t value, int32_t rows) const override {
+    if (!p.values[size_t(value)].perToken || value == p.tokenValue)
+      return true;
+    const Atoms &need = atoms[size_t(rows)];
+    const Atoms &have = atoms[size_t(dirtyOf[size_t(value)])];
+    return std::includes(have.begin(), have.end(), need.begin(), need.end());
+  }
+
+private:
+  const Program &p;
+  std::vector<std::string> why;
+  std::vector<Atoms> atoms;
+  std::vector<int32_t> dirtyOf; ///< value -> register
+  const Step *step = nullptr;
+  size_t index = 0;
+};
+
+} // namespace
+
+std::vector<std::string> requiredCache(const Program &p) {
+  return CachePlanner(p).plan();
 }
 
 } // namespace incnn::runtime

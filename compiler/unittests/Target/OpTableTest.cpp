@@ -3,10 +3,12 @@
 // Every vqt op (but vqt.param, which names a weight) has its line in the
 // runtime's op table, every line names a vqt op, an elementwise family
 // agrees with the op's ODS shape rule, and docs/change-rules.md states every
-// op's change rule.
+// op's change rule. Likewise every delta update op has its line in the step
+// table and every line names one.
 //
 //===----------------------------------------------------------------------===//
 
+#include "incnn/Dialect/Delta/DeltaDialect.h"
 #include "incnn/Dialect/VQT/VQTDialect.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
 #include "incnn/runtime/Program.h"
@@ -85,4 +87,22 @@ TEST(OpTable, EveryOpHasItsChangeRuleDocumented) {
     EXPECT_TRUE(mentions(name.stripDialect().str()) || mentions(full))
         << "docs/change-rules.md does not state the rule of " << full;
   }
+}
+
+TEST(StepTable, EveryDeltaUpdateOpHasItsLine) {
+  mlir::MLIRContext context;
+  context.loadDialect<incnn::delta::DeltaDialect>();
+  std::set<std::string> ods, table;
+  for (mlir::RegisteredOperationName name : context.getRegisteredOperations())
+    if (name.getDialectNamespace() == "delta")
+      ods.insert(name.stripDialect().str());
+  // The program's cache plan and output are not steps.
+  ods.erase("cache");
+  ods.erase("output");
+#define INCNN_STEP(Name, Code, Str, Inputs, Output, Handler)                   \
+  table.insert(Str);                                                           \
+  EXPECT_STREQ(stepKindName(StepKind::Name), Str);
+#include "incnn/runtime/StepTable.def"
+  EXPECT_EQ(ods, table) << "StepTable.def and the delta dialect's update ops "
+                           "differ";
 }

@@ -135,28 +135,9 @@ void Engine::run(const EditPlan *editPlan) {
   for (const Step &step : program.steps) {
     if (interruptCheck && interruptCheck())
       throw Interrupted{};
-    switch (step.kind) {
-    case StepKind::EditedRows:
-    case StepKind::ShiftedRows:
-    case StepKind::Union:
-      runRowSetStep(*this, step);
-      continue;
-    case StepKind::RecomputeRows:
-      runRecomputeRows(*this, step);
-      break;
-    case StepKind::VectorUpdate:
-      runVectorUpdate(*this, step);
-      break;
-    case StepKind::AttentionUpdate:
-      runAttentionUpdate(*this, step);
-      break;
-    case StepKind::VQCutoff:
-      runVQCutoff(*this, step);
-      break;
-    case StepKind::PoolUpdate:
-      runPoolUpdate(*this, step);
-      break;
-    }
+    stepRules(step.kind).run(*this, step);
+    if (step.instr < 0)
+      continue; // a row-set step: no values
     // Partial stores are only needed within an update.
     for (int32_t v : program.instrs[size_t(step.instr)].operands) {
       ValueStore &store = values[size_t(v)];

@@ -445,4 +445,17 @@ void runAttentionUpdate(Engine &e, const Step &s) {
   outDirty = std::move(dirty);
 }
 
+static bool attentionUpdateUpdates(const Program &, const Instr &in) {
+  return in.op == OpCode::Attention;
+}
+
+static void attentionUpdateCacheNeeds(const Program &p, const Step &s,
+                                      CacheNeeds &needs) {
+  for (int32_t v : p.instrs[size_t(s.instr)].operands)
+    needs.keep(v, "reads at every row");
+}
+
+const StepRules kAttentionUpdateStep = {
+    attentionUpdateUpdates, attentionUpdateCacheNeeds, runAttentionUpdate};
+
 } // namespace incnn::runtime

@@ -52,7 +52,7 @@ void addRow(std::vector<__int128> &sum, const float *row, int sign) {
 
 } // namespace
 
-void runPoolUpdate(Engine &e, const Step &s) {
+static void runPoolUpdate(Engine &e, const Step &s) {
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
@@ -99,5 +99,17 @@ void runPoolUpdate(Engine &e, const Step &s) {
   e.storeRows(in.results[0], {0}, std::move(pooled));
   out = {0};
 }
+
+static bool poolUpdateUpdates(const Program &, const Instr &in) {
+  return in.op == OpCode::Pool;
+}
+
+static void poolUpdateCacheNeeds(const Program &p, const Step &s,
+                                 CacheNeeds &needs) {
+  needs.keep(p.instrs[size_t(s.instr)].operands[0], "reads at every row");
+}
+
+const StepRules kPoolUpdateStep = {poolUpdateUpdates, poolUpdateCacheNeeds,
+                                   runPoolUpdate};
 
 } // namespace incnn::runtime

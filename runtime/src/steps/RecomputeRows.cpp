@@ -15,7 +15,7 @@
 
 namespace incnn::runtime {
 
-void runRecomputeRows(Engine &e, const Step &s) {
+static void runRecomputeRows(Engine &e, const Step &s) {
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
@@ -71,5 +71,19 @@ void runRecomputeRows(Engine &e, const Step &s) {
   if (!direct)
     e.storeRows(in.results[0], rows, std::move(computed));
 }
+
+static bool recomputeRowsUpdates(const Program &p, const Instr &in) {
+  return p.values[size_t(in.results[0])].perToken &&
+         (isTokenLocal(in.op) || in.op == OpCode::VectorQuantize);
+}
+
+void tokenLocalCacheNeeds(const Program &p, const Step &s, CacheNeeds &needs) {
+  for (int32_t v : p.instrs[size_t(s.instr)].operands)
+    if (!needs.recomputes(v, s.inputs[0]))
+      needs.keep(v, "reads at rows the update does not recompute");
+}
+
+const StepRules kRecomputeRowsStep = {recomputeRowsUpdates,
+                                      tokenLocalCacheNeeds, runRecomputeRows};
 
 } // namespace incnn::runtime

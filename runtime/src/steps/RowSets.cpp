@@ -4,7 +4,7 @@
 
 namespace incnn::runtime {
 
-void runRowSetStep(Engine &e, const Step &s) {
+static void runRowSetStep(Engine &e, const Step &s) {
   Rows &out = e.rowSets[size_t(s.output)];
   switch (s.kind) {
   case StepKind::EditedRows:
@@ -22,5 +22,7 @@ void runRowSetStep(Engine &e, const Step &s) {
   }
   }
 }
+
+const StepRules kRowSetStep = {nullptr, nullptr, runRowSetStep};
 
 } // namespace incnn::runtime

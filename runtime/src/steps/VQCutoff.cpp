@@ -14,7 +14,7 @@
 
 namespace incnn::runtime {
 
-void runVQCutoff(Engine &e, const Step &s) {
+static void runVQCutoff(Engine &e, const Step &s) {
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
@@ -56,5 +56,19 @@ void runVQCutoff(Engine &e, const Step &s) {
   e.storeRows(out, flipped, std::move(flippedRows));
   e.rowSets[size_t(s.output)] = std::move(flipped);
 }
+
+static bool vqCutoffUpdates(const Program &p, const Instr &in) {
+  return in.op == OpCode::VectorQuantize &&
+         p.values[size_t(in.results[0])].perToken;
+}
+
+static void vqCutoffCacheNeeds(const Program &p, const Step &s,
+                               CacheNeeds &needs) {
+  needs.keep(p.instrs[size_t(s.instr)].results[1],
+             "compares with the old codes");
+}
+
+const StepRules kVQCutoffStep = {vqCutoffUpdates, vqCutoffCacheNeeds,
+                                 runVQCutoff};
 
 } // namespace incnn::runtime

@@ -10,7 +10,7 @@
 
 namespace incnn::runtime {
 
-void runVectorUpdate(Engine &e, const Step &s) {
+static void runVectorUpdate(Engine &e, const Step &s) {
   const Program &p = e.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
@@ -29,5 +29,12 @@ void runVectorUpdate(Engine &e, const Step &s) {
   e.storeRows(in.results[0], {0}, std::move(computed));
   out = {0};
 }
+
+static bool vectorUpdateUpdates(const Program &p, const Instr &in) {
+  return !p.values[size_t(in.results[0])].perToken && isTokenLocal(in.op);
+}
+
+const StepRules kVectorUpdateStep = {vectorUpdateUpdates, tokenLocalCacheNeeds,
+                                     runVectorUpdate};
 
 } // namespace incnn::runtime

@@ -107,28 +107,10 @@ struct Weight {
 };
 
 /// The kinds of steps of a change-propagation program (the delta dialect's
-/// update ops). Numbers are stable: they are the program file's `kind`.
+/// update ops), one line each in StepTable.def.
 enum class StepKind : uint32_t {
-  /// out = rows whose token is new or different (from scratch: every row).
-  EditedRows = 1,
-  /// out = rows whose absolute position changed (from scratch: every row).
-  ShiftedRows = 2,
-  /// out = the union of the inputs (none: the empty set).
-  Union = 3,
-  /// Recomputes rows inputs[0] of a per-token instruction (token-local, or
-  /// a VectorQuantize without cutoff); out = inputs[0].
-  RecomputeRows = 4,
-  /// Attention rows: inputs = {query rows, key/value rows}; rows whose query
-  /// changed are recomputed, the others get delta updates; out = the rows
-  /// whose output was refreshed.
-  AttentionUpdate = 5,
-  /// VectorQuantize of rows inputs[0]; out = the rows whose codes flipped.
-  VQCutoff = 6,
-  /// Pool from changed rows inputs[0]; out = {0} if the vector changed.
-  PoolUpdate = 7,
-  /// A vector instruction (e.g. the head), recomputed when inputs[0] is not
-  /// empty; out = {0} or empty.
-  VectorUpdate = 8,
+#define INCNN_STEP(Name, Code, Str, Inputs, Output, Handler) Name = Code,
+#include "incnn/runtime/StepTable.def"
 };
 
 const char *stepKindName(StepKind kind);
