@@ -25,9 +25,12 @@ namespace incnn::runtime {
 inline constexpr uint32_t kProgramVersion = 4;
 /// The oldest version this runtime reads (3: no attention windows).
 inline constexpr uint32_t kMinProgramVersion = 3;
+/// Upper bound on a value's width: a hostile file cannot ask for absurd
+/// allocations at evaluation time.
+inline constexpr int64_t kMaxValueWidth = int64_t(1) << 24;
 
-/// Instruction opcodes. Stable numbers: they are written to files.
-/// Opcodes, one line each in OpTable.def. Those with rules of their own:
+/// Opcodes, one line each in OpTable.def (stable numbers: they are written
+/// to files). Those with rules of their own:
 ///   embed: results[0][i] = weights[0][tokens[i]]; operands[0] is the token
 ///     input.
 ///   add_learned_positions: results[0][i] = operands[0][i] +
