@@ -10,8 +10,8 @@
 #ifndef INCNN_RUNTIME_ENGINE_ENGINE_H
 #define INCNN_RUNTIME_ENGINE_ENGINE_H
 
+#include "incnn/runtime/Edits.h"
 #include "incnn/runtime/Program.h"
-#include "incnn/runtime/Session.h"
 
 #include "../ExactAttention.h"
 #include "../Kernels.h"

@@ -13,8 +13,8 @@
 #ifndef INCNN_RUNTIME_EDITLINE_H
 #define INCNN_RUNTIME_EDITLINE_H
 
+#include "incnn/runtime/Edits.h"
 #include "incnn/runtime/Program.h"
-#include "incnn/runtime/Session.h"
 
 #include <istream>
 #include <string>
@@ -22,12 +22,6 @@
 #include <vector>
 
 namespace incnn::runtime {
-
-/// One byte-range replacement of a document's text.
-struct TextEdit {
-  int64_t start = 0, end = 0;
-  std::string text;
-};
 
 /// A parsed line: token edits or text edits (never both).
 struct EditLine {

@@ -13,6 +13,7 @@
 #ifndef INCNN_RUNTIME_SESSION_H
 #define INCNN_RUNTIME_SESSION_H
 
+#include "incnn/runtime/Edits.h"
 #include "incnn/runtime/Program.h"
 
 #include <cstdint>
@@ -22,41 +23,6 @@
 #include <vector>
 
 namespace incnn::runtime {
-
-/// One token-level edit. Positions refer to the sequence as it is when the
-/// edit applies (after the earlier edits of the same batch).
-struct TokenEdit {
-  enum class Kind { Replace, Insert, Delete };
-  Kind kind = Kind::Replace;
-  int64_t at = 0;
-  std::vector<int32_t> tokens; ///< replace / insert
-  int64_t count = 0;           ///< delete
-
-  static TokenEdit replace(int64_t at, std::vector<int32_t> tokens);
-  static TokenEdit insert(int64_t at, std::vector<int32_t> tokens);
-  static TokenEdit erase(int64_t at, int64_t count);
-};
-
-/// Statistics of the last reset() or apply().
-struct EditStats {
-  uint64_t macs = 0;     ///< multiply-accumulates performed
-  uint64_t macsFull = 0; ///< MACs of a from-scratch run on the new tokens
-  /// Per layer (attention op): rows recomputed in full by the layer's
-  /// token-local work and attention.
-  std::vector<int64_t> dirtyRows;
-  /// Per layer: other rows whose attention got delta updates.
-  std::vector<int64_t> updatedRows;
-  /// Per VQ op: rows whose codes changed.
-  std::vector<int64_t> codeFlips;
-  /// Rows whose attention moved so little that a margin certificate proved
-  /// their VQ codes unchanged, skipping the layers between (all layers).
-  int64_t certifiedRows = 0;
-  /// Rows some attention layer recomputed in full (sorted; empty from
-  /// scratch, where every row is).
-  std::vector<int64_t> recomputedRows;
-  double micros = 0; ///< wall time of the update
-  int64_t numTokens = 0;
-};
 
 struct SessionOptions {
   /// Threads for kernels, the caller included; 0 = all hardware threads.
