@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
   libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev libcpp-httplib-dev
+  libcli11-dev
   libsentencepiece-dev sentencepiece
   python3 python3-numpy python3-torch libopenblas0-pthread
   clang libclang-rt-14-dev

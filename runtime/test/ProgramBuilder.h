@@ -5,8 +5,8 @@
 // sites) with random weights, used by tests, benchmarks and fuzz seeds.
 //
 //===----------------------------------------------------------------------===//
-#ifndef INCNN_RUNTIME_PROGRAMBUILDER_H
-#define INCNN_RUNTIME_PROGRAMBUILDER_H
+#ifndef INCNN_RUNTIME_TEST_PROGRAMBUILDER_H
+#define INCNN_RUNTIME_TEST_PROGRAMBUILDER_H
 
 #include "incnn/runtime/Program.h"
 
@@ -275,4 +275,4 @@ inline Program buildDecoder(const DecoderConfig &c) {
 
 } // namespace incnn::runtime
 
-#endif // INCNN_RUNTIME_PROGRAMBUILDER_H
+#endif // INCNN_RUNTIME_TEST_PROGRAMBUILDER_H

@@ -12,8 +12,11 @@
 //===----------------------------------------------------------------------===//
 #include "incnn/runtime/Document.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Serialize.h"
 #include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
+
+#include "ToolOptions.h"
 
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -32,6 +35,7 @@
 
 using namespace incnn::runtime;
 using json = nlohmann::json;
+using incnn::tools::ToolCli;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -51,90 +55,55 @@ struct Options {
   std::exit(code);
 }
 
-void usage() {
-  std::fprintf(
-      stderr,
-      "usage: incnn-bench MODEL.incnn (--trace EDITS.jsonl[.gz] | --synthetic "
-      "TEXT_FILE)\n"
-      "                   [--json OUT] [--docs N] [--edits N] "
-      "[--check-every K]\n"
-      "                   [--threads T] [--torch MODEL_DIR] [--quiet]\n"
-      "  --trace        PEP-style edit histories (base text + line hunks)\n"
-      "  --synthetic    single-token replace/insert/delete at uniform "
-      "positions\n"
-      "  --docs N       replay only the first N documents of the trace\n"
-      "  --edits N      synthetic edits (default 300)\n"
-      "  --span K       synthetic edits replace, insert or delete K\n"
-      "                 consecutive tokens (default 1; PEP hunks are ~30)\n"
-      "  --new-tokens any|document\n"
-      "                 synthetic edits draw the new token from the whole "
-      "vocabulary\n"
-      "                 (default) or from the document's own tokens\n"
-      "  --check-every  run from scratch (timing and exactness) every K edits "
-      "(default 1)\n"
-      "  --torch DIR    also time PyTorch (Debian torch, "
-      "training/incnn_ref.py) "
-      "on the\n"
-      "                 checkpoint DIR the program was compiled from\n");
-}
-
 Options parseArgs(int argc, char **argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc)
-        die("missing value after " + a, 2);
-      return argv[++i];
-    };
-    auto number = [&]() -> int64_t {
-      std::string v = value();
-      char *end = nullptr;
-      long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end || n < 0)
-        die("expected a non-negative integer after " + a + ", got '" + v + "'",
-            2);
-      return n;
-    };
-    if (a == "--trace")
-      o.trace = value();
-    else if (a == "--synthetic")
-      o.synthetic = value();
-    else if (a == "--span")
-      o.span = number();
-    else if (a == "--json")
-      o.jsonOut = value();
-    else if (a == "--docs")
-      o.maxDocs = number();
-    else if (a == "--edits")
-      o.syntheticEdits = number();
-    else if (a == "--new-tokens") {
-      std::string v = value();
-      if (v != "any" && v != "document")
-        die("--new-tokens expects 'any' or 'document', got '" + v + "'", 2);
-      o.newTokensFromDocument = v == "document";
-    } else if (a == "--check-every")
-      o.checkEvery = std::max<int64_t>(1, number());
-    else if (a == "--threads")
-      o.threads = int(number());
-    else if (a == "--torch")
-      o.torchModel = value();
-    else if (a == "--quiet")
-      o.quiet = true;
-    else if (a == "-h" || a == "--help") {
-      usage();
-      std::exit(0);
-    } else if (!a.empty() && a[0] == '-')
-      die("unknown option " + a, 2);
-    else if (o.model.empty())
-      o.model = a;
-    else
-      die("unexpected argument " + a, 2);
-  }
-  if (o.model.empty() || (o.trace.empty() == o.synthetic.empty())) {
-    usage();
-    std::exit(2);
-  }
+  std::string newTokens = "any";
+  ToolCli cli("incnn-bench",
+              "MODEL.incnn (--trace EDITS.jsonl[.gz] | --synthetic TEXT_FILE)\n"
+              "                   [--json OUT] [--docs N] [--edits N] "
+              "[--span K] [--new-tokens any|document]\n"
+              "                   [--check-every K] [--threads N] "
+              "[--torch DIR] [--quiet]",
+              "Replays edits on a document: every edit is applied "
+              "incrementally and measured\nagainst a from-scratch run of "
+              "the same tokens (MACs, wall time, output bits).");
+  cli.addModel(o.model);
+  cli.addString("--trace", o.trace,
+                "PEP-style edit histories (base text + line hunks)",
+                "EDITS.jsonl[.gz]");
+  cli.addString("--synthetic", o.synthetic,
+                "single-token replace/insert/delete at uniform positions",
+                "TEXT_FILE");
+  cli.addString("--json", o.jsonOut,
+                "write the summary and every edit's statistics to OUT "
+                "(docs/json.md)",
+                "OUT");
+  cli.addInt("--docs", o.maxDocs, 0, INT64_MAX,
+             "replay only the first N documents of the trace");
+  cli.addInt("--edits", o.syntheticEdits, 0, INT64_MAX,
+             "synthetic edits (default 300)");
+  cli.addInt("--span", o.span, 0, INT64_MAX,
+             "synthetic edits replace, insert or delete K consecutive tokens "
+             "(default 1; PEP hunks are ~30)",
+             "K");
+  cli.addChoice("--new-tokens", newTokens, {"any", "document"},
+                "synthetic edits draw the new token from the whole vocabulary "
+                "(default) or from the document's own tokens");
+  cli.addInt("--check-every", o.checkEvery, 0, INT64_MAX,
+             "run from scratch (timing and exactness) every K edits "
+             "(default 1)",
+             "K");
+  cli.addThreads(o.threads);
+  cli.addString("--torch", o.torchModel,
+                "also time PyTorch (Debian torch, training/incnn_ref.py) on "
+                "the checkpoint DIR the program was compiled from",
+                "DIR");
+  cli.addFlag("--quiet", o.quiet, "no progress on stderr");
+  cli.parse(argc, argv);
+  o.newTokensFromDocument = newTokens == "document";
+  o.checkEvery = std::max<int64_t>(1, o.checkEvery);
+  if (o.trace.empty() == o.synthetic.empty())
+    cli.usageError("give exactly one of --trace and --synthetic");
   return o;
 }
 
@@ -208,7 +177,7 @@ struct EditRecord {
   double us = 0, usFull = -1, usTokenize = 0, usFullTokenize = -1;
   int64_t retokenizedBytes = 0;
   bool checked = false, exact = true;
-  std::vector<int64_t> dirtyRows, codeFlips;
+  nlohmann::ordered_json stats; ///< statsToJson of the update
 };
 
 class Bench {
@@ -263,8 +232,7 @@ public:
     rec.us = s.micros;
     rec.usTokenize = r.tokenizeMicros;
     rec.retokenizedBytes = r.retokenizedBytes;
-    rec.dirtyRows = s.dirtyRows;
-    rec.codeFlips = s.codeFlips;
+    rec.stats = statsToJson(s);
     // Prefix reuse: rows before the first change are kept, the rest rerun.
     rec.macsPrefix = s.macsFull - countMacs(program, r.firstChanged);
     for (const TokenEdit &e : r.tokenEdits)
@@ -286,14 +254,16 @@ public:
                 .count();
       }
       auto t0 = Clock::now();
-      if (!oracle.evaluate(session.tokens()).ok())
-        die("from-scratch evaluation failed");
+      Status exact = compareWithFromScratch(session, oracle);
       rec.usFull =
           std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
       rec.checked = true;
-      rec.exact = oracle.output() == session.output();
-      if (!rec.exact)
+      rec.exact = exact.ok();
+      if (!rec.exact) {
+        std::fprintf(stderr, "\nedit %zu: %s\n", records.size(),
+                     exact.error.c_str());
         ++mismatches;
+      }
     }
     records.push_back(std::move(rec));
   }
@@ -392,13 +362,10 @@ public:
   json perEdit() const {
     json edits = json::array();
     for (const EditRecord &r : records) {
-      json e;
-      e["tokens"] = r.tokens;
+      // The update's statistics (docs/json.md), then the benchmark's own.
+      json e = r.stats;
       e["changed_rows"] = r.changedRows;
-      e["macs"] = r.macs;
-      e["macs_full"] = r.macsFull;
       e["macs_prefix"] = r.macsPrefix;
-      e["us"] = r.us;
       e["tokenize_us"] = r.usTokenize;
       e["retokenized_bytes"] = r.retokenizedBytes;
       if (r.usFullTokenize >= 0)
@@ -407,8 +374,6 @@ public:
         e["us_full"] = r.usFull;
         e["exact"] = r.exact;
       }
-      e["dirty_rows"] = r.dirtyRows;
-      e["code_flips"] = r.codeFlips;
       edits.push_back(std::move(e));
     }
     return edits;

@@ -28,8 +28,11 @@
 #include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Serialize.h"
 #include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
+
+#include "ToolOptions.h"
 
 #include <nlohmann/json.hpp>
 
@@ -46,25 +49,10 @@
 #include <vector>
 
 using namespace incnn::runtime;
+using incnn::tools::ToolCli;
 using json = nlohmann::json;
 
 namespace {
-
-const char *kUsage =
-    "usage: incnn-run MODEL.incnn (--tokens \"ID ...\" | --text FILE)\n"
-    "                 [--edits EDITS.jsonl] [--verify] [--json] "
-    "[--generate N] [--threads N]\n"
-    "  --text FILE     tokenize FILE (BOS first for causal LMs that have one;\n"
-    "                  cut to the context window with a warning)\n"
-    "  --edits FILE    JSON lines: replace/insert/delete/text edits, or an\n"
-    "                  array of them as one batch; one incremental step each\n"
-    "  --verify        compare every step with a from-scratch run, and the\n"
-    "                  tokens with a full tokenization (exit 1)\n"
-    "  --json          one JSON object per step\n"
-    "  --print-program print the instructions and change-propagation steps\n"
-    "                  and exit\n"
-    "  --generate N    append up to N greedy tokens (stops at EOS)\n"
-    "  --threads N     kernel threads (0 = all cores)\n";
 
 struct Options {
   std::string model;
@@ -77,15 +65,10 @@ struct Options {
 struct Exit {
   int code;
   std::string message;
-  bool showUsage = false;
 };
 
 [[noreturn]] void die(int code, std::string message) {
   throw Exit{code, std::move(message)};
-}
-
-[[noreturn]] void usageError(std::string message) {
-  throw Exit{2, std::move(message), true};
 }
 
 bool parseInt(const std::string &s, int64_t &out) {
@@ -96,50 +79,45 @@ bool parseInt(const std::string &s, int64_t &out) {
 
 Options parseArgs(int argc, char **argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc)
-        usageError("missing value after " + a);
-      return argv[++i];
-    };
-    auto nextInt = [&](int64_t lo, int64_t hi) {
-      std::string v = next();
-      int64_t x;
-      if (!parseInt(v, x) || x < lo || x > hi)
-        usageError("bad value '" + v + "' for " + a);
-      return int(x);
-    };
-    if (a == "--tokens")
-      o.tokens = next();
-    else if (a == "--text")
-      o.textFile = next();
-    else if (a == "--edits")
-      o.editsFile = next();
-    else if (a == "--verify")
-      o.verify = true;
-    else if (a == "--json")
-      o.jsonOut = true;
-    else if (a == "--print-program")
-      o.printProgram = true;
-    else if (a == "--generate")
-      o.generate = nextInt(0, 1 << 20);
-    else if (a == "--threads")
-      o.threads = nextInt(0, 1024);
-    else if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (!a.empty() && a[0] == '-')
-      usageError("unknown option " + a);
-    else if (o.model.empty())
-      o.model = a;
-    else
-      usageError("unexpected argument '" + a + "'");
-  }
-  if (o.model.empty())
-    usageError("no model file given");
+  std::string tokens, textFile, editsFile;
+  ToolCli cli("incnn-run",
+              "MODEL.incnn (--tokens \"ID ...\" | --text FILE)\n"
+              "                 [--edits EDITS.jsonl] [--verify] [--json] "
+              "[--generate N] [--threads N]\n"
+              "       incnn-run MODEL.incnn --print-program",
+              "Runs a compiled program on a document (step 0, from scratch), "
+              "then applies\nevery line of an edits file incrementally, "
+              "printing the output after each\nstep.");
+  cli.addModel(o.model);
+  cli.addString("--tokens", tokens,
+                "the document as token ids (spaces or "
+                "commas between them)",
+                "\"ID ...\"");
+  cli.addString("--text", textFile,
+                "tokenize FILE (BOS first for causal LMs that have one; cut "
+                "to the context window with a warning)");
+  cli.addString("--edits", editsFile,
+                "JSON lines: replace/insert/delete/text edits, or an array of "
+                "them as one batch; one incremental step each",
+                "EDITS.jsonl");
+  cli.addFlag("--verify", o.verify,
+              "compare every step with a from-scratch run, and the tokens "
+              "with a full tokenization (exit 1)");
+  cli.addJsonFlag(o.jsonOut, "one JSON object per step (docs/json.md)");
+  cli.addFlag("--print-program", o.printProgram,
+              "print the instructions and change-propagation steps and exit");
+  cli.addInt("--generate", o.generate, 0, 1 << 20,
+             "append up to N greedy tokens (stops at EOS)");
+  cli.addThreads(o.threads);
+  cli.parse(argc, argv);
+  if (cli.given("--tokens"))
+    o.tokens = tokens;
+  if (cli.given("--text"))
+    o.textFile = textFile;
+  if (cli.given("--edits"))
+    o.editsFile = editsFile;
   if (!o.printProgram && o.tokens.has_value() == o.textFile.has_value())
-    usageError("give exactly one of --tokens and --text");
+    cli.usageError("give exactly one of --tokens and --text");
   return o;
 }
 
@@ -157,33 +135,6 @@ std::vector<int32_t> parseTokenList(const std::string &s) {
     ids.push_back(int32_t(x));
   }
   return ids;
-}
-
-/// Shortest round-trip form; non-finite values print as JSON null.
-std::string formatFloat(float x) {
-  if (!std::isfinite(x))
-    return "null";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof(buf), x);
-  return std::string(buf, r.ptr);
-}
-
-std::string formatDouble(double x) {
-  if (!std::isfinite(x))
-    return "null";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof(buf), x);
-  return std::string(buf, r.ptr);
-}
-
-template <typename T> std::string jsonList(const std::vector<T> &v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i)
-      s += ',';
-    s += std::to_string(v[i]);
-  }
-  return s + "]";
 }
 
 size_t argmax(const std::vector<float> &v) {
@@ -316,8 +267,7 @@ public:
       j["macs"] = macs;
       j["macs_full"] = macsFull;
       j["us"] = std::round(micros * 10) / 10;
-      std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace)
-                << "\n";
+      std::cout << dumpJson(j) << "\n";
     } else {
       std::cout << "generated:";
       for (int32_t t : generated)
@@ -369,17 +319,8 @@ private:
     if (document && haveText)
       if (Status st = document->verifyTokens(); !st.ok())
         die(1, "--verify: " + what + ": " + st.error);
-    Status st = verifier->evaluate(session.tokens());
-    if (!st.ok())
+    if (Status st = compareWithFromScratch(session, *verifier); !st.ok())
       die(1, "--verify: " + what + ": " + st.error);
-    const std::vector<float> &a = session.output(), &b = verifier->output();
-    if (a.size() != b.size())
-      die(1, "--verify: " + what + ": output sizes differ");
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
-        die(1, "--verify: " + what + ": output[" + std::to_string(i) + "] is " +
-                   formatFloat(a[i]) + " incrementally but " +
-                   formatFloat(b[i]) + " from scratch");
   }
 
   void finishStep() {
@@ -394,32 +335,19 @@ private:
     size_t best = argmax(out);
     bool classifier = program.task == TaskKind::Classifier;
     if (opts.jsonOut) {
-      std::string s = "{\"step\":" + std::to_string(step) +
-                      ",\"tokens\":" + std::to_string(session.tokens().size());
-      if (classifier) {
-        std::string label = best < program.labels.size() ? program.labels[best]
-                                                         : std::to_string(best);
-        s += ",\"label\":" +
-             json(label).dump(-1, ' ', false, json::error_handler_t::replace);
-      }
-      s += ",\"output\":[";
-      for (size_t i = 0; i < out.size(); ++i) {
-        if (i)
-          s += ',';
-        s += formatFloat(out[i]);
-      }
-      s += "],\"stats\":{\"macs\":" + std::to_string(st.macs) +
-           ",\"macs_full\":" + std::to_string(st.macsFull) +
-           ",\"dirty_rows\":" + jsonList(st.dirtyRows) +
-           ",\"updated_rows\":" + jsonList(st.updatedRows) +
-           ",\"code_flips\":" + jsonList(st.codeFlips) +
-           ",\"certified_rows\":" + std::to_string(st.certifiedRows) +
-           (step == 0 ? ",\"cache_bytes_per_token\":" +
-                            std::to_string(session.cacheBytes() /
-                                           int64_t(session.tokens().size()))
-                      : std::string()) +
-           ",\"us\":" + formatDouble(std::round(st.micros * 10) / 10) + "}}\n";
-      std::cout << s;
+      nlohmann::ordered_json line;
+      line["step"] = step;
+      line["tokens"] = session.tokens().size();
+      if (classifier)
+        line["label"] = best < program.labels.size() ? program.labels[best]
+                                                     : std::to_string(best);
+      line["output"] = floatsToJson(out);
+      nlohmann::ordered_json stats = statsToJson(st);
+      if (step == 0)
+        stats["cache_bytes_per_token"] =
+            session.cacheBytes() / int64_t(session.tokens().size());
+      line["stats"] = std::move(stats);
+      std::cout << dumpJson(line) << "\n";
       std::cout.flush();
       return;
     }
@@ -499,8 +427,6 @@ int main(int argc, char **argv) {
   } catch (const Exit &e) {
     std::cout.flush();
     std::cerr << "incnn-run: error: " << e.message << "\n";
-    if (e.showUsage)
-      std::cerr << kUsage;
     return e.code;
   } catch (const std::exception &e) {
     std::cout.flush();

@@ -2,6 +2,7 @@
 #include "HttpFront.h"
 
 #include "incnn/runtime/Limits.h"
+#include "incnn/runtime/Serialize.h"
 
 #include <httplib.h>
 
@@ -329,8 +330,7 @@ private:
 
   static void reply(httplib::Response &res, int status, const json &body) {
     res.status = status;
-    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
+    res.set_content(runtime::dumpJson(body), "application/json");
   }
 
   /// Host without its port, lower case ("" when absent).

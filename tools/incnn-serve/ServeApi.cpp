@@ -3,14 +3,13 @@
 
 #include "incnn/runtime/BoundedJson.h"
 #include "incnn/runtime/Limits.h"
+#include "incnn/runtime/Serialize.h"
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -92,13 +91,6 @@ struct Refused : HttpError {
   const char *reason;
 };
 
-json floats(const std::vector<float> &v) {
-  json a = json::array();
-  for (float x : v)
-    a.push_back(jsonFloat(x));
-  return a;
-}
-
 double microsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
@@ -124,18 +116,6 @@ bool isDocumentName(const std::string &name) {
                   (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '~' ||
                   c == '-';
          });
-}
-
-json jsonFloat(float x) {
-  if (!std::isfinite(x))
-    return nullptr;
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-  // The shortest float32 digits parsed as a double print back as the same
-  // digits, and parse back to the same float32.
-  return ec == std::errc()
-             ? json(std::strtod(std::string(buf, end).c_str(), nullptr))
-             : json(double(x));
 }
 
 int64_t residentBytes() {
@@ -593,7 +573,7 @@ void DocumentServer::enforceBudget(const std::string &keep, int64_t reserve) {
 json DocumentServer::describe(Entry &e) const {
   json r;
   const std::vector<float> &out = e.session.output();
-  r["output"] = floats(out);
+  r["output"] = floatsToJson(out);
   if (program_.task == TaskKind::Classifier && !out.empty()) {
     size_t best =
         size_t(std::max_element(out.begin(), out.end()) - out.begin());
@@ -608,17 +588,12 @@ json DocumentServer::describe(Entry &e) const {
 json DocumentServer::stats(Entry &e, double us, double tokenizeUs,
                            const std::vector<TokenEdit> &edits) const {
   const EditStats &s = e.session.stats();
-  json r;
+  // The update's statistics (docs/json.md); "us" here is the whole request,
+  // the update's own time is "update_us".
+  json r = statsToJson(s);
+  r["update_us"] = r["us"];
   r["us"] = us;
-  r["update_us"] = s.micros;
   r["tokenize_us"] = tokenizeUs;
-  r["macs"] = s.macs;
-  r["macs_full"] = s.macsFull;
-  r["tokens"] = s.numTokens;
-  r["dirty_rows"] = s.dirtyRows;
-  r["updated_rows"] = s.updatedRows;
-  r["code_flips"] = s.codeFlips;
-  r["certified_rows"] = s.certifiedRows;
   json changed = json::array();
   for (const TokenEdit &t : edits) {
     int64_t count =
@@ -656,15 +631,8 @@ json DocumentServer::stats(Entry &e, double us, double tokenizeUs,
 }
 
 bool DocumentServer::matchesFromScratch(Entry &e) {
-  if (!e.document.verifyTokens().ok())
-    return false;
-  // A session keeps only what the cache plan keeps, and goes when done.
-  Session oracle(program_, SessionOptions{limits_.threads});
-  if (!oracle.reset(e.session.tokens()).ok())
-    return false;
-  const std::vector<float> &a = e.session.output(), &b = oracle.output();
-  return a.size() == b.size() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+  return e.document.verifyTokens().ok() &&
+         compareWithFromScratch(e.session, limits_.threads).ok();
 }
 
 } // namespace incnn::serve

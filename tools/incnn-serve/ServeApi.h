@@ -59,10 +59,6 @@ struct ApiReply {
 /// 1 to 128 of [A-Za-z0-9._~-], not starting with '.'.
 bool isDocumentName(const std::string &name);
 
-/// Shortest decimal that parses back to the same float32 (null if not
-/// finite): the format of every float incnn's tools print.
-nlohmann::json jsonFloat(float x);
-
 /// The process's resident memory in bytes (0 where it cannot be read).
 int64_t residentBytes();
 

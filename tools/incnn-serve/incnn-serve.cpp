@@ -15,6 +15,8 @@
 
 #include "incnn/runtime/Limits.h"
 
+#include "ToolOptions.h"
+
 #include "page.h"
 
 #include <algorithm>
@@ -28,6 +30,7 @@
 
 using namespace incnn::runtime;
 using namespace incnn::serve;
+using incnn::tools::ToolCli;
 
 namespace {
 
@@ -38,101 +41,68 @@ struct Options {
   int64_t memoryBudgetMB = 2048;
 };
 
-[[noreturn]] void usage(const std::string &error) {
-  std::fprintf(
-      stderr,
-      "incnn-serve: %s\n"
-      "usage: incnn-serve MODEL.incnn [--host H] [--port P] [--threads T]\n"
-      "         [--max-documents N] [--memory-budget MB] [--max-tokens N]\n"
-      "         [--request-timeout S] [--compute-slots N]\n"
-      "         [--max-connections N] [--read-timeout S] [--keep-alive S]\n"
-      "         [--remember-evicted N] [--allow-host NAME]...\n"
-      "         [--allow-origin ORIGIN]... [--token TOKEN]\n"
-      "         [--access-log FILE|-]\n"
-      "         [--sample TEXT_FILE]\n"
-      "(docs/serve.md explains each option and the threat model)\n",
-      error.c_str());
-  std::exit(2);
-}
-
 Options parseArgs(int argc, char **argv) {
   Options o;
   o.limits.computeSlots =
       int(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc)
-        usage(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](int64_t lo, int64_t hi) {
-      std::string v = value();
-      char *end = nullptr;
-      long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end || n < lo || n > hi)
-        usage(a + " must be an integer in [" + std::to_string(lo) + ", " +
-              std::to_string(hi) + "], got '" + v + "'");
-      return int64_t(n);
-    };
-    auto seconds = [&]() {
-      std::string v = value();
-      char *end = nullptr;
-      double s = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(s >= 0.05 && s <= 86400))
-        usage(a + " must be a number of seconds in [0.05, 86400], got '" + v +
-              "'");
-      return s;
-    };
-    if (a == "--host")
-      o.front.host = value();
-    else if (a == "--sample")
-      o.sample = value();
-    else if (a == "--port")
-      o.front.port = int(number(0, 65535));
-    else if (a == "--threads")
-      o.limits.threads = int(number(0, 256));
-    else if (a == "--max-documents")
-      o.limits.maxDocuments = number(1, 1 << 20);
-    else if (a == "--memory-budget")
-      o.memoryBudgetMB = number(0, int64_t(1) << 30);
-    else if (a == "--max-tokens")
-      o.limits.maxTokens = number(1, int64_t(1) << 20);
-    else if (a == "--request-timeout")
-      o.limits.requestSeconds = seconds();
-    else if (a == "--compute-slots")
-      o.limits.computeSlots = int(number(1, 256));
-    else if (a == "--max-connections")
-      o.front.maxConnections = int(number(1, 1024));
-    else if (a == "--read-timeout")
-      o.front.readSeconds = seconds();
-    else if (a == "--keep-alive")
-      o.front.keepAliveSeconds = seconds();
-    else if (a == "--remember-evicted")
-      o.limits.rememberEvicted = number(0, 1 << 24);
-    else if (a == "--token")
-      o.front.token = value();
-    else if (a == "--access-log")
-      o.front.accessLog = value();
-    else if (a == "--allow-host")
-      o.front.allowHosts.push_back(value());
-    else if (a == "--allow-origin")
-      o.front.allowOrigins.push_back(value());
-    else if (a == "-h" || a == "--help")
-      usage("help");
-    else if (!a.empty() && a[0] == '-')
-      usage("unknown option " + a);
-    else if (o.model.empty())
-      o.model = a;
-    else
-      usage("one model only");
-  }
-  if (o.model.empty())
-    usage("no model given");
+  ToolCli cli("incnn-serve",
+              "MODEL.incnn [--host H] [--port P] [--threads N]\n"
+              "         [--max-documents N] [--memory-budget MB] "
+              "[--max-tokens N]\n"
+              "         [--request-timeout S] [--compute-slots N]\n"
+              "         [--max-connections N] [--read-timeout S] "
+              "[--keep-alive S]\n"
+              "         [--remember-evicted N] [--allow-host NAME]...\n"
+              "         [--allow-origin ORIGIN]... [--token TOKEN]\n"
+              "         [--access-log FILE|-] [--sample TEXT_FILE]",
+              "Keeps documents live over HTTP: clients post text edits and "
+              "get the updated\noutput (docs/serve.md explains each option "
+              "and the threat model).");
+  cli.addModel(o.model);
+  cli.addString("--host", o.front.host,
+                "address to listen on (default 127.0.0.1; not loopback needs "
+                "--token)",
+                "H");
+  cli.addInt("--port", o.front.port, 0, 65535,
+             "port (default 8080; 0: any free port, printed)", "P");
+  cli.addThreads(o.limits.threads);
+  cli.addInt("--max-documents", o.limits.maxDocuments, 1, 1 << 20,
+             "documents kept live (default 64)");
+  cli.addInt("--memory-budget", o.memoryBudgetMB, 0, int64_t(1) << 30,
+             "MB of process memory; least recently used documents are "
+             "evicted past it (default 2048; 0: none)",
+             "MB");
+  cli.addInt("--max-tokens", o.limits.maxTokens, 1, int64_t(1) << 20,
+             "tokens of one document (default 16384)");
+  cli.addSeconds("--request-timeout", o.limits.requestSeconds, 0.05, 86400,
+                 "a create's evaluation, and a wait for a compute slot "
+                 "(default 30)");
+  cli.addInt("--compute-slots", o.limits.computeSlots, 1, 256,
+             "creates and edits computing at once (default: one per core)");
+  cli.addInt("--max-connections", o.front.maxConnections, 1, 1024,
+             "connections served at once (default 64)");
+  cli.addSeconds("--read-timeout", o.front.readSeconds, 0.05, 86400,
+                 "reading a request (default 10)");
+  cli.addSeconds("--keep-alive", o.front.keepAliveSeconds, 0.05, 86400,
+                 "an idle connection stays open (default 5)");
+  cli.addInt("--remember-evicted", o.limits.rememberEvicted, 0, 1 << 24,
+             "evicted ids that answer \"evicted\" (default 4096)");
+  cli.addString("--token", o.front.token,
+                "clients must send 'Authorization: Bearer TOKEN'", "TOKEN");
+  cli.addString("--access-log", o.front.accessLog,
+                "one JSON line per request to FILE ('-': stderr)", "FILE|-");
+  cli.addStrings("--allow-host", o.front.allowHosts,
+                 "a Host name answered besides loopback (repeatable)", "NAME");
+  cli.addStrings("--allow-origin", o.front.allowOrigins,
+                 "an origin whose pages may call the API (repeatable)",
+                 "ORIGIN");
+  cli.addString("--sample", o.sample, "the page's sample document",
+                "TEXT_FILE");
+  cli.parse(argc, argv);
   if (!isLoopback(o.front.host) && o.front.token.empty())
-    usage("--host " + o.front.host +
-          " is not loopback: give --token TOKEN (clients then send "
-          "'Authorization: Bearer TOKEN')");
+    cli.usageError("--host " + o.front.host +
+                   " is not loopback: give --token TOKEN (clients then send "
+                   "'Authorization: Bearer TOKEN')");
   o.limits.memoryBudget = o.memoryBudgetMB << 20;
   return o;
 }
@@ -147,12 +117,12 @@ int main(int argc, char **argv) {
   mallopt(M_ARENA_MAX, 4);
   Program program;
   if (Status st = loadProgram(o.model, program); !st.ok()) {
-    std::fprintf(stderr, "incnn-serve: %s\n", st.error.c_str());
+    std::fprintf(stderr, "incnn-serve: error: %s\n", st.error.c_str());
     return 1;
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (Status st = Tokenizer::create(program.tokenizer, tokenizer); !st.ok()) {
-    std::fprintf(stderr, "incnn-serve: %s: %s\n", o.model.c_str(),
+    std::fprintf(stderr, "incnn-serve: error: %s: %s\n", o.model.c_str(),
                  st.error.c_str());
     return 1;
   }
@@ -162,7 +132,9 @@ int main(int argc, char **argv) {
     std::stringstream ss;
     ss << in.rdbuf();
     if (!in || ss.str().size() > kMaxTextBytes) {
-      std::fprintf(stderr, "incnn-serve: cannot read %s (at most %zu bytes)\n",
+      std::fprintf(stderr,
+                   "incnn-serve: error: cannot read %s (at most %zu "
+                   "bytes)\n",
                    o.sample.c_str(), kMaxTextBytes);
       return 1;
     }
@@ -175,16 +147,18 @@ int main(int argc, char **argv) {
     int64_t fits = room > 0 ? room / peakBytesPerToken(program) : 0;
     if (fits < 256) {
       std::fprintf(stderr,
-                   "incnn-serve: --memory-budget %lld MB leaves no room for "
+                   "incnn-serve: error: --memory-budget %lld MB leaves no "
+                   "room for "
                    "documents (the process takes %lld MB before any)\n",
                    (long long)o.memoryBudgetMB, (long long)(baseline >> 20));
       return 2;
     }
     if (fits < std::min<int64_t>(o.limits.maxTokens, program.maxPositions)) {
-      std::fprintf(stderr,
-                   "incnn-serve: --max-tokens lowered from %lld to %lld so "
-                   "that one document fits the memory budget\n",
-                   (long long)o.limits.maxTokens, (long long)fits);
+      std::fprintf(
+          stderr,
+          "incnn-serve: warning: --max-tokens lowered from %lld to %lld so "
+          "that one document fits the memory budget\n",
+          (long long)o.limits.maxTokens, (long long)fits);
       o.limits.maxTokens = fits;
     }
   }
@@ -192,7 +166,7 @@ int main(int argc, char **argv) {
   HttpFront front(server, o.front, kPageHtml, sample);
   int port = front.bind();
   if (port <= 0) {
-    std::fprintf(stderr, "incnn-serve: cannot listen on %s:%d%s\n",
+    std::fprintf(stderr, "incnn-serve: error: cannot listen on %s:%d%s\n",
                  o.front.host.c_str(), o.front.port,
                  o.front.accessLog.empty()
                      ? ""

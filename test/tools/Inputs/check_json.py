@@ -29,8 +29,9 @@ def main():
     if len(lines) != a.steps:
         fail("%d lines, want %d" % (len(lines), a.steps))
     keys = {"step", "tokens", "output", "stats"} | ({"label"} if a.classifier else set())
-    stat_keys = {"macs", "macs_full", "dirty_rows", "updated_rows", "code_flips",
-                 "certified_rows", "us"}
+    # docs/json.md: the keys of every stats object, in this order.
+    stat_keys = ["macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
+                 "code_flips", "certified_rows", "recomputed_rows", "us"]
     for k, line in enumerate(lines):
         j = json.loads(line)
         if set(j) != keys:
@@ -48,18 +49,20 @@ def main():
         # significant digits.
         raw = line[line.index('"output":[') + 10:line.index("]")].split(",")
         for t in raw:
-            digits = re.sub(r"[eE].*|[-.]", "", t).lstrip("0")
+            digits = re.sub(r"[eE].*|[-.]", "", t).strip("0")
             if not NUMBER.match(t) or len(digits) > 9:
                 fail("line %d: float %r not in shortest form" % (k, t))
         s = j["stats"]
         # Step 0 also reports the cache the session keeps per token.
-        want = stat_keys | ({"cache_bytes_per_token"} if k == 0 else set())
-        if set(s) != want:
-            fail("line %d: stats keys %s" % (k, sorted(s)))
+        want = stat_keys + (["cache_bytes_per_token"] if k == 0 else [])
+        if list(s) != want:
+            fail("line %d: stats keys %s, want %s" % (k, list(s), want))
         if k == 0 and (not isinstance(s["cache_bytes_per_token"], int)
                        or s["cache_bytes_per_token"] <= 0):
             fail("line 0: cache_bytes_per_token %r" % s["cache_bytes_per_token"])
-        for key in ("macs", "macs_full", "certified_rows"):
+        if s["tokens"] != j["tokens"]:
+            fail("line %d: stats tokens %r, line tokens %r" % (k, s["tokens"], j["tokens"]))
+        for key in ("macs", "macs_full", "certified_rows", "recomputed_rows"):
             if not isinstance(s[key], int) or s[key] < 0:
                 fail("line %d: %s %r" % (k, key, s[key]))
         if s["macs"] > s["macs_full"] and k:

@@ -1,7 +1,7 @@
 //===- EditLine.h - one line of an edits file --------------------*- C++
 //-*-===//
 //
-// Parses the JSON-lines edit format of docs (DESIGN.md, README): one edit
+// Parses the JSON-lines edit format (README, docs/program-format.md): one edit
 // object, or an array of them applied as one batch. Token edits:
 //   {"op":"replace","at":I,"tokens":[...]},
 //   {"op":"insert","at":I,"tokens":[...]},
