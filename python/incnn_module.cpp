@@ -17,6 +17,7 @@
 #include "incnn/runtime/Limits.h"
 #include "incnn/runtime/Program.h"
 #include "incnn/runtime/Runtime.h"
+#include "incnn/runtime/Serialize.h"
 #include "incnn/runtime/Session.h"
 #include "incnn/runtime/Tokenizer.h"
 
@@ -137,8 +138,6 @@ template <> struct type_caster<Text> {
 namespace {
 
 /// Threads per Session or Document, as incnn-run and the C API allow.
-constexpr int64_t kMaxThreads = 1024;
-
 /// Raised when an input leaves the exactness contract (docs/exactness.md);
 /// a subclass of ValueError. The session is unchanged.
 PyObject *outOfContractError = nullptr;
@@ -264,6 +263,36 @@ py::array_t<float> toArray(const std::vector<float> &v) {
   return a;
 }
 
+/// A JSON value as Python objects (dict keys in the JSON's order).
+py::object toPython(const nlohmann::ordered_json &j) {
+  switch (j.type()) {
+  case nlohmann::ordered_json::value_t::object: {
+    py::dict d;
+    for (auto it = j.begin(); it != j.end(); ++it)
+      d[py::str(it.key())] = toPython(it.value());
+    return std::move(d);
+  }
+  case nlohmann::ordered_json::value_t::array: {
+    py::list l;
+    for (const auto &e : j)
+      l.append(toPython(e));
+    return std::move(l);
+  }
+  case nlohmann::ordered_json::value_t::string:
+    return lenientStr(j.get_ref<const std::string &>());
+  case nlohmann::ordered_json::value_t::boolean:
+    return py::bool_(j.get<bool>());
+  case nlohmann::ordered_json::value_t::number_integer:
+    return py::int_(j.get<int64_t>());
+  case nlohmann::ordered_json::value_t::number_unsigned:
+    return py::int_(j.get<uint64_t>());
+  case nlohmann::ordered_json::value_t::number_float:
+    return py::float_(j.get<double>());
+  default:
+    return py::none();
+  }
+}
+
 /// What `.stats` reports, copied out of a session under its lock.
 struct StatsCopy {
   EditStats edit;
@@ -275,14 +304,8 @@ struct StatsCopy {
         tokens(int64_t(s.tokens().size())) {}
 
   py::dict toDict() const {
-    py::dict d;
-    d["macs"] = edit.macs;
-    d["macs_full"] = edit.macsFull;
-    d["dirty_rows"] = edit.dirtyRows;
-    d["updated_rows"] = edit.updatedRows;
-    d["code_flips"] = edit.codeFlips;
-    d["certified_rows"] = edit.certifiedRows;
-    d["us"] = edit.micros;
+    // The keys and values of incnn-run --json's stats (docs/json.md).
+    py::dict d = toPython(statsToJson(edit));
     // What the session keeps: bytes in all, and per token (as incnn-run's
     // step 0 reports it).
     d["cache_bytes"] = cacheBytes;
@@ -402,12 +425,7 @@ private:
 
 /// Recomputes from scratch and compares every output bit.
 bool sameAsFromScratch(const Session &session, int threads) {
-  Evaluator oracle(session.program(), EvaluatorOptions{threads});
-  if (!oracle.evaluate(session.tokens()).ok())
-    return false;
-  const std::vector<float> &a = session.output(), &b = oracle.output();
-  return a.size() == b.size() &&
-         std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return compareWithFromScratch(session, threads).ok();
 }
 
 /// A session and its from-scratch checker, both over one program.

@@ -104,8 +104,15 @@ def test_output_equals_incnn_run(bundled, tmp_path):
     first = json.loads(run.stdout.splitlines()[0])
     assert same_bits(doc.output, np.array(first["output"], dtype=np.float32))
     assert doc.prediction == first["label"]
-    # The stats carry incnn-run's keys.
-    assert set(first["stats"]) <= set(doc.stats)
+    # The stats carry incnn-run's keys, in its order (docs/json.md), and the
+    # same counts.
+    stats = doc.stats
+    assert set(first["stats"]) <= set(stats)
+    assert list(stats)[:9] == list(first["stats"])[:9]
+    for key in ("macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
+                "code_flips", "certified_rows", "recomputed_rows",
+                "cache_bytes_per_token"):
+        assert stats[key] == first["stats"][key], key
 
 
 @pytest.mark.parametrize("family", ["opt", "llama"])
