@@ -81,6 +81,10 @@ void progress(const std::string &message) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // --version prints the project's version, as the runtime tools do.
+  cl::SetVersionPrinter([](llvm::raw_ostream &os) {
+    os << "incnn-compile " << INCNN_VERSION << "\n";
+  });
   cl::ParseCommandLineOptions(argc, argv,
                               "incnn-compile: compile a checkpoint directory "
                               "into an incnn program\n");
