@@ -7,8 +7,8 @@ Runs each attack against a fresh server on a free loopback port and measures wha
 client sees meanwhile. Prints one line per attack with its numbers and "serve hostile: ok" at
 the end; exits 1 on the first failure:
   * slow clients: 20 connections stalling inside their headers, 20 trickling a header line a
-    second: other clients are answered meanwhile (milliseconds; the check allows 3 s for a
-    loaded machine), and the server cuts the slow ones off at --read-timeout;
+    second: other clients are answered within 1 s (milliseconds in practice), and the
+    server cuts the slow ones off at --read-timeout;
   * a connection over --max-connections is answered 503 at once;
   * request budgets: a text over --max-tokens is refused (413) before any work; a create past
     --request-timeout is abandoned (503); a create whose client went away frees its compute
@@ -84,9 +84,9 @@ class Server:
 
 
 # Honest requests are answered in milliseconds during these attacks (see the
-# printed numbers); before the defences they waited 8-30 s. The bound leaves
-# room for a loaded CI machine running other tests at the same time.
-HONEST_BOUND = 3.0
+# printed numbers); before the defences they waited 8-30 s, and with
+# cpp-httplib's listen backlog of 5 a burst of connections cost them 1 s.
+HONEST_BOUND = 1.0
 
 
 def honest_latencies(server, seconds):

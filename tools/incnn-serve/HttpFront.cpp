@@ -302,6 +302,12 @@ public:
   std::atomic<bool> stopping{false};
   const FrontOptions &options() const { return options_; }
 
+  /// Debian's cpp-httplib listens with a backlog of 5: a burst of
+  /// connections (an attack, or many clients) overflows it and the kernel
+  /// drops SYNs, which honest clients then retry after a second. A second
+  /// listen() on the bound socket deepens it.
+  void deepenBacklog() { ::listen(svr_sock_, SOMAXCONN); }
+
 private:
   /// Counts a request the front answered itself (the API counts its own)
   /// and writes its access-log line.
@@ -515,9 +521,12 @@ int HttpFront::bind() {
   const FrontOptions &o = impl->options();
   if (!impl->openLog())
     return -1;
-  if (o.port == 0)
-    return impl->bind_to_any_port(o.host.c_str());
-  return impl->bind_to_port(o.host.c_str(), o.port) ? o.port : -1;
+  int port = o.port == 0 ? impl->bind_to_any_port(o.host.c_str())
+             : impl->bind_to_port(o.host.c_str(), o.port) ? o.port
+                                                          : -1;
+  if (port > 0)
+    impl->deepenBacklog();
+  return port;
 }
 
 void HttpFront::run() {
