@@ -74,6 +74,10 @@ TEST(Serialize, FloatShortestForms) {
   EXPECT_EQ(formatFloat(std::numeric_limits<float>::denorm_min()), "1e-45");
   EXPECT_EQ(formatFloat(16777216.0f), "16777216.0");
   EXPECT_EQ(formatFloat(floatOf(0x15ae43fd)), "7.0385307e-26");
+  // A large integer: to_chars' fixed form has its exact digits (33554448),
+  // the scientific one fewer.
+  EXPECT_EQ(formatFloat(floatOf(0x4c000004)), "3.355445e+07");
+  EXPECT_EQ(formatFloat(-2015707136000.0f), "-2.0157071e+12");
   // 0.1f as a double has 17 digits (0.10000000149011612): the value is
   // exact, its text the float32's.
   EXPECT_EQ(jsonFloat(0.1f).get<double>(), double(0.1f));
@@ -93,7 +97,8 @@ TEST(Serialize, FloatRoundTrips) {
                   floatOf(0x00912b33),
                   // The float32 whose shortest digits (7.038531e-26) a double
                   // reader rounds to a neighbour; and its negative.
-                  floatOf(0x15ae43fd), floatOf(0x95ae43fd)})
+                  floatOf(0x15ae43fd), floatOf(0x95ae43fd), floatOf(0x4c000004),
+                  -2015707136000.0f})
     expectRoundTrip(x);
   std::mt19937 rng(7);
   for (int i = 0; i < 200000; ++i) {
