@@ -60,6 +60,13 @@ std::vector<DecoderConfig> configs() {
   localBidir.window = 4;
   localBidir.seed = 8;
   cs.push_back(localBidir);
+  // Gated activations: fc1 gives [u | g].
+  for (OpCode gated : {OpCode::GeGlu, OpCode::SwiGlu}) {
+    DecoderConfig g = opt;
+    g.activation = gated;
+    g.seed = 9 + uint32_t(gated);
+    cs.push_back(g);
+  }
   return cs;
 }
 

@@ -151,6 +151,11 @@ inline int64_t refNearest(const double *x, const float *cb, int64_t K,
 // Whole programs
 // ---------------------------------------------------------------
 
+inline double refGelu(double x) {
+  return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+}
+inline double refSilu(double x) { return x / (1 + std::exp(-x)); }
+
 /// Evaluates `p` on `tokens` in double precision, op by op.
 inline Vec referenceEvaluate(const Program &p,
                              const std::vector<int32_t> &tokens) {
@@ -200,11 +205,21 @@ inline Vec referenceEvaluate(const Program &p,
       break;
     case OpCode::Gelu:
       for (size_t i = 0; i < y.size(); ++i)
-        y[i] = 0.5 * (*a)[i] * (1 + std::erf((*a)[i] / std::sqrt(2.0)));
+        y[i] = refGelu((*a)[i]);
       break;
     case OpCode::Silu:
       for (size_t i = 0; i < y.size(); ++i)
-        y[i] = (*a)[i] / (1 + std::exp(-(*a)[i]));
+        y[i] = refSilu((*a)[i]);
+      break;
+    case OpCode::GeGlu:
+    case OpCode::SwiGlu: // rows [u | g] of width 2 * width
+      for (int64_t i = 0; i < rows(res); ++i)
+        for (int64_t j = 0; j < width; ++j) {
+          double u = (*a)[(2 * i) * width + j],
+                 g = (*a)[(2 * i + 1) * width + j];
+          y[i * width + j] =
+              (in.op == OpCode::GeGlu ? refGelu(u) : refSilu(u)) * g;
+        }
       break;
     case OpCode::GeluTanh: // Hugging Face gelu_new
       for (size_t i = 0; i < y.size(); ++i) {
