@@ -1,5 +1,6 @@
 //===- ExactAttention.cpp - attention with exact, updatable sums ----------===//
 #include "ExactAttention.h"
+#include "Simd.h"
 #include "attention/ExactKernels.h"
 
 #include <algorithm>
@@ -29,54 +30,18 @@ inline int64_t roundToInt(double x) {
   return bits - int64_t(0x4338000000000000LL);
 }
 
-/// exp(x) for x <= 0 by range reduction and a degree-6 polynomial: the same
-/// IEEE operations for every element, whether or not the loop is vectorized.
+/// exp(x) for x <= 0 (Simd.h's cephesExp, NonPositive form): the same IEEE
+/// operations for every element as the attention kernels' lanes.
 void expNonPositive(const float *x, int64_t n, float *y) {
+  using simd::ExpForm;
   int64_t i = 0;
-#if defined(__AVX2__)
-  // The same IEEE operations as the scalar loop below, eight lanes at once.
-  const __m256 lo = _mm256_set1_ps(-87.0f), zero = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8) {
-    __m256 xi = _mm256_loadu_ps(x + i);
-    // max(lo, NaN) is lo; min keeps the exponent in range for any input.
-    __m256 v = _mm256_min_ps(_mm256_max_ps(lo, xi), zero);
-    __m256 k = _mm256_floor_ps(
-        _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
-                      _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_sub_ps(v, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f)));
-    r = _mm256_sub_ps(r, _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
-                      _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
-    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    __m256 under = _mm256_cmp_ps(xi, lo, _CMP_NGE_UQ); // below -87, or NaN
-    _mm256_storeu_ps(y + i, _mm256_andnot_ps(under, result));
-  }
+#ifdef INCNN_SIMD_AVX2
+  using S = simd::Avx2;
+  for (; i + S::W <= n; i += S::W)
+    S::store(y + i, simd::cephesExp<S, ExpForm::NonPositive>(S::load(x + i)));
 #endif
-  for (; i < n; ++i) {
-    float v = x[i] >= -87.0f ? std::min(x[i], 0.0f) : -87.0f; // NaN: -87
-    float k = std::floor(v * 1.44269504088896341f + 0.5f);
-    float r = v - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t bits = uint32_t(int32_t(k) + 127) << 23; // k in [-126, 0]
-    float scale;
-    std::memcpy(&scale, &bits, sizeof(scale));
-    y[i] = x[i] >= -87.0f ? p * scale : 0.0f;
-  }
+  for (; i < n; ++i)
+    y[i] = simd::cephesExp<simd::Scalar, ExpForm::NonPositive>(x[i]);
 }
 
 } // namespace

@@ -1,24 +1,20 @@
 //===- Kernels.cpp - Row-invariant CPU kernels ----------------------------===//
 //
-// Kernels use an 8-lane float vector type `V`: AVX2+FMA intrinsics when the
-// build targets them, otherwise a portable struct (the same algorithms with
-// separate multiply and add). Tails shorter than 8 go through the same vector
-// code on zero-padded copies, so every element sees one code path.
+// Kernels use the 8-lane float traits `S` of Simd.h: Avx2 when the build
+// targets AVX2+FMA, otherwise Portable8 (the same algorithms with separate
+// multiply and add). Tails shorter than 8 go through the same vector code on
+// zero-padded copies, so every element sees one code path.
 //
 //===----------------------------------------------------------------------===//
 
 #include "Kernels.h"
+#include "Simd.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define INCNN_AVX2 1
-#endif
 
 namespace incnn::runtime::kernels {
 
@@ -28,113 +24,23 @@ namespace incnn::runtime::kernels {
 
 namespace {
 
-#ifdef INCNN_AVX2
-using V = __m256;
-inline V vzero() { return _mm256_setzero_ps(); }
-inline V vset1(float x) { return _mm256_set1_ps(x); }
-inline V vload(const float *p) { return _mm256_loadu_ps(p); }
-inline V vaload(const float *p) { return _mm256_load_ps(p); }
-inline void vstore(float *p, V x) { _mm256_storeu_ps(p, x); }
-inline V vbcast(const float *p) { return _mm256_broadcast_ss(p); }
-inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
-inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
-inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
-inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
-inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
-inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
-inline V vfloor(V a) { return _mm256_floor_ps(a); }
-/// 2^n for integral-valued n in [-127, 128].
-inline V vpow2i(V n) {
-  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
-}
+#ifdef INCNN_SIMD_AVX2
+using S = simd::Avx2;
 #else
-struct V {
-  float v[8];
-};
-inline V vzero() { return V{}; }
-inline V vset1(float x) {
-  V r;
-  for (float &e : r.v)
-    e = x;
-  return r;
-}
-inline V vload(const float *p) {
-  V r;
-  std::memcpy(r.v, p, sizeof(r.v));
-  return r;
-}
-inline V vaload(const float *p) { return vload(p); }
-inline void vstore(float *p, V x) { std::memcpy(p, x.v, sizeof(x.v)); }
-inline V vbcast(const float *p) { return vset1(*p); }
-#define INCNN_LANEWISE(NAME, EXPR)                                             \
-  inline V NAME(V a, V b) {                                                    \
-    V r;                                                                       \
-    for (int i = 0; i < 8; ++i) {                                              \
-      float x = a.v[i], y = b.v[i];                                            \
-      r.v[i] = (EXPR);                                                         \
-    }                                                                          \
-    return r;                                                                  \
-  }
-INCNN_LANEWISE(vadd, x + y)
-INCNN_LANEWISE(vsub, x - y)
-INCNN_LANEWISE(vmul, x *y)
-INCNN_LANEWISE(vdiv, x / y)
-INCNN_LANEWISE(vmax, x > y ? x : y)
-INCNN_LANEWISE(vmin, x < y ? x : y)
-#undef INCNN_LANEWISE
-inline V vfma(V a, V b, V c) { return vadd(vmul(a, b), c); }
-inline V vfloor(V a) {
-  V r;
-  for (int i = 0; i < 8; ++i)
-    r.v[i] = std::floor(a.v[i]);
-  return r;
-}
-inline V vpow2i(V n) {
-  V r;
-  for (int i = 0; i < 8; ++i) {
-    uint32_t bits = uint32_t(int32_t(n.v[i]) + 127) << 23;
-    std::memcpy(&r.v[i], &bits, 4);
-  }
-  return r;
-}
+using S = simd::Portable8;
 #endif
+static_assert(S::W == 8, "reductions and tails assume 8 lanes");
+using V = S::VF;
 
 /// Sum of the 8 lanes in a fixed order.
 inline float vreduce(V x) {
   alignas(32) float l[8];
-  vstore(l, x);
+  S::store(l, x);
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-inline float vreduceMax(V x) {
-  alignas(32) float l[8];
-  vstore(l, x);
-  float m = l[0];
-  for (int i = 1; i < 8; ++i)
-    m = std::max(m, l[i]);
-  return m;
-}
-
-/// Cephes-style exp; accurate to ~1 ulp on [-87, 88]; 0 below.
-inline V vexp(V x) {
-  x = vmin(x, vset1(88.3762626647949f));
-  x = vmax(x, vset1(-88.3762626647949f));
-  V fx = vfloor(vfma(x, vset1(1.44269504088896341f), vset1(0.5f)));
-  x = vsub(x, vmul(fx, vset1(0.693359375f)));
-  x = vsub(x, vmul(fx, vset1(-2.12194440e-4f)));
-  V z = vmul(x, x);
-  V y = vset1(1.9875691500E-4f);
-  y = vfma(y, x, vset1(1.3981999507E-3f));
-  y = vfma(y, x, vset1(8.3334519073E-3f));
-  y = vfma(y, x, vset1(4.1665795894E-2f));
-  y = vfma(y, x, vset1(1.6666665459E-1f));
-  y = vfma(y, x, vset1(5.0000001201E-1f));
-  y = vfma(y, z, x);
-  y = vadd(y, vset1(1.0f));
-  return vmul(y, vpow2i(fx));
-}
+/// Cephes-style exp; accurate to ~1 ulp on [-87, 88]; 0 far below.
+inline V vexp(V x) { return simd::cephesExp<S, simd::ExpForm::Clamped>(x); }
 
 inline int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -148,11 +54,11 @@ void mapUnary(const float *x, int64_t count, float *y, ThreadPool *pool, F f) {
     int64_t begin = t * kChunk, end = std::min(count, begin + kChunk);
     int64_t i = begin;
     for (; i + 8 <= end; i += 8)
-      vstore(y + i, f(vload(x + i)));
+      S::store(y + i, f(S::load(x + i)));
     if (i < end) {
       alignas(32) float buf[8] = {};
       std::memcpy(buf, x + i, sizeof(float) * size_t(end - i));
-      vstore(buf, f(vload(buf)));
+      S::store(buf, f(S::load(buf)));
       std::memcpy(y + i, buf, sizeof(float) * size_t(end - i));
     }
   });
@@ -178,13 +84,13 @@ void mapBinary(const float *a, const float *b, int64_t count, float *y,
     int64_t begin = t * kChunk, end = std::min(count, begin + kChunk);
     int64_t i = begin;
     for (; i + 8 <= end; i += 8)
-      vstore(y + i, f(vload(a + i), vload(b + i)));
+      S::store(y + i, f(S::load(a + i), S::load(b + i)));
     if (i < end) {
       alignas(32) float ba[8] = {}, bb[8] = {};
       size_t bytes = sizeof(float) * size_t(end - i);
       std::memcpy(ba, a + i, bytes);
       std::memcpy(bb, b + i, bytes);
-      vstore(ba, f(vload(ba), vload(bb)));
+      S::store(ba, f(S::load(ba), S::load(bb)));
       std::memcpy(y + i, ba, bytes);
     }
   });
@@ -219,7 +125,7 @@ void AlignedBuffer::resize(int64_t newCount) {
 
 float expf(float x) {
   alignas(32) float buf[8] = {x};
-  vstore(buf, vexp(vload(buf)));
+  S::store(buf, vexp(S::load(buf)));
   return buf[0];
 }
 
@@ -244,32 +150,32 @@ void microKernel(int64_t kc, const float *__restrict ap,
   V acc0[MR], acc1[MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    acc0[r] = accumulate ? vload(c + r * ldc) : vzero();
-    acc1[r] = accumulate ? vload(c + r * ldc + 8) : vzero();
+    acc0[r] = accumulate ? S::load(c + r * ldc) : S::zero();
+    acc1[r] = accumulate ? S::load(c + r * ldc + 8) : S::zero();
   }
   for (int64_t k = 0; k < kc; ++k) {
-    V b0 = vaload(bp), b1 = vaload(bp + 8);
+    V b0 = S::loadAligned(bp), b1 = S::loadAligned(bp + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
-      V a = vbcast(ap + r);
-      acc0[r] = vfma(a, b0, acc0[r]);
-      acc1[r] = vfma(a, b1, acc1[r]);
+      V a = S::broadcast(ap + r);
+      acc0[r] = S::fma(a, b0, acc0[r]);
+      acc1[r] = S::fma(a, b1, acc1[r]);
     }
     ap += kMR;
     bp += kPanelWidth;
   }
   if (bias) {
-    V c0 = vaload(bias), c1 = vaload(bias + 8);
+    V c0 = S::loadAligned(bias), c1 = S::loadAligned(bias + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
-      acc0[r] = vadd(acc0[r], c0);
-      acc1[r] = vadd(acc1[r], c1);
+      acc0[r] = S::add(acc0[r], c0);
+      acc1[r] = S::add(acc1[r], c1);
     }
   }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    vstore(c + r * ldc, acc0[r]);
-    vstore(c + r * ldc + 8, acc1[r]);
+    S::store(c + r * ldc, acc0[r]);
+    S::store(c + r * ldc + 8, acc1[r]);
   }
 }
 
@@ -419,7 +325,7 @@ void rmsNorm(const float *x, int64_t n, int64_t width, const float *gamma,
 }
 
 void relu(const float *x, int64_t count, float *y, ThreadPool *pool) {
-  mapUnary(x, count, y, pool, [](V v) { return vmax(v, vzero()); });
+  mapUnary(x, count, y, pool, [](V v) { return S::max(v, S::zero()); });
 }
 
 void gelu(const float *x, int64_t count, float *y, ThreadPool *pool) {
@@ -437,18 +343,18 @@ void geluTanh(const float *x, int64_t count, float *y, ThreadPool *pool) {
 
 void silu(const float *x, int64_t count, float *y, ThreadPool *pool) {
   mapUnary(x, count, y, pool, [](V v) {
-    return vdiv(v, vadd(vset1(1.0f), vexp(vsub(vzero(), v))));
+    return S::div(v, S::add(S::set1(1.0f), vexp(S::sub(S::zero(), v))));
   });
 }
 
 void add(const float *a, const float *b, int64_t count, float *y,
          ThreadPool *pool) {
-  mapBinary(a, b, count, y, pool, [](V p, V q) { return vadd(p, q); });
+  mapBinary(a, b, count, y, pool, [](V p, V q) { return S::add(p, q); });
 }
 
 void mul(const float *a, const float *b, int64_t count, float *y,
          ThreadPool *pool) {
-  mapBinary(a, b, count, y, pool, [](V p, V q) { return vmul(p, q); });
+  mapBinary(a, b, count, y, pool, [](V p, V q) { return S::mul(p, q); });
 }
 
 void gated(const float *x, int64_t m, int64_t h, UnaryKernel act, float *y,
@@ -487,16 +393,16 @@ namespace {
 void squaredDistance4(const float *x, const float *c0, const float *c1,
                       const float *c2, const float *c3, int64_t d,
                       float *outDist) {
-  V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
   int64_t i = 0;
   for (; i + 8 <= d; i += 8) {
-    V xv = vload(x + i);
-    V d0 = vsub(xv, vload(c0 + i)), d1 = vsub(xv, vload(c1 + i));
-    V d2 = vsub(xv, vload(c2 + i)), d3 = vsub(xv, vload(c3 + i));
-    a0 = vfma(d0, d0, a0);
-    a1 = vfma(d1, d1, a1);
-    a2 = vfma(d2, d2, a2);
-    a3 = vfma(d3, d3, a3);
+    V xv = S::load(x + i);
+    V d0 = S::sub(xv, S::load(c0 + i)), d1 = S::sub(xv, S::load(c1 + i));
+    V d2 = S::sub(xv, S::load(c2 + i)), d3 = S::sub(xv, S::load(c3 + i));
+    a0 = S::fma(d0, d0, a0);
+    a1 = S::fma(d1, d1, a1);
+    a2 = S::fma(d2, d2, a2);
+    a3 = S::fma(d3, d3, a3);
   }
   float s[4] = {vreduce(a0), vreduce(a1), vreduce(a2), vreduce(a3)};
   const float *cs[4] = {c0, c1, c2, c3};
@@ -512,11 +418,11 @@ void squaredDistance4(const float *x, const float *c0, const float *c1,
 } // namespace
 
 float squaredDistance(const float *a, const float *b, int64_t d) {
-  V acc = vzero();
+  V acc = S::zero();
   int64_t i = 0;
   for (; i + 8 <= d; i += 8) {
-    V diff = vsub(vload(a + i), vload(b + i));
-    acc = vfma(diff, diff, acc);
+    V diff = S::sub(S::load(a + i), S::load(b + i));
+    acc = S::fma(diff, diff, acc);
   }
   float s = vreduce(acc);
   for (; i < d; ++i) {

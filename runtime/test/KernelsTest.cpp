@@ -8,6 +8,7 @@
 
 #include "Kernels.h"
 #include "ExactAttention.h"
+#include "Simd.h"
 #include "TestUtil.h"
 
 #include <gtest/gtest.h>
@@ -188,6 +189,94 @@ TEST(ElementwiseKernels, ExpAccuracy) {
     EXPECT_NEAR(k::expf(float(x)), want, tol * want) << x;
   }
   EXPECT_EQ(k::expf(-1000.0f), 0.0f);
+}
+
+/// Simd.h's cephesExp, Clamped form, in plain scalar code: `fused` as with
+/// FMA hardware (Avx2), else a separate multiply and add (Portable8).
+float expClampedSpec(float x, bool fused) {
+  auto madd = [&](float a, float b, float c) {
+    return fused ? std::fma(a, b, c) : a * b + c;
+  };
+  float v = x < 88.3762626647949f ? x : 88.3762626647949f; // minps: NaN -> max
+  v = v > -88.3762626647949f ? v : -88.3762626647949f;
+  float k = std::floor(madd(v, 1.44269504088896341f, 0.5f));
+  float r = v - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = madd(p, r, 1.3981999507e-3f);
+  p = madd(p, r, 8.3334519073e-3f);
+  p = madd(p, r, 4.1665795894e-2f);
+  p = madd(p, r, 1.6666665459e-1f);
+  p = madd(p, r, 5.0000001201e-1f);
+  p = madd(p, r * r, r) + 1.0f;
+  uint32_t bits = uint32_t(int32_t(k) + 127) << 23; // k in [-127, 128]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+/// Its NonPositive form (the exact attention weights): no FMA, x below -87
+/// or NaN gives 0.
+float expNonPositiveSpec(float x) {
+  if (!(x >= -87.0f))
+    return 0.0f;
+  float e = std::min(x, 0.0f);
+  float k = std::floor(e * 1.44269504088896341f + 0.5f);
+  float r = e - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  uint32_t bits = uint32_t(int32_t(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+/// Every lane of every traits struct computes its form's spec bits, for
+/// floats spread over every exponent, both signs, infinities and NaN.
+TEST(SimdExp, EveryTraitsMatchesItsSpec) {
+  using namespace incnn::runtime::simd;
+  const float hi = 88.3762626647949f;
+  std::vector<float> xs = {0.0f, -0.0f, -87.0f,   -87.00001f, hi,
+                           -hi,  NAN,   -NAN,     1e-45f,     -1e-45f,
+                           0.5f, -0.5f, INFINITY, -INFINITY};
+  for (uint64_t b = 0; b < (uint64_t(1) << 32); b += 4099) {
+    float x;
+    uint32_t bits = uint32_t(b);
+    std::memcpy(&x, &bits, 4);
+    xs.push_back(x);
+  }
+  while (xs.size() % 8)
+    xs.push_back(-1.0f);
+  auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; };
+  for (size_t i = 0; i < xs.size(); i += 8) {
+    Portable8::VF p =
+        cephesExp<Portable8, ExpForm::Clamped>(Portable8::load(xs.data() + i));
+#ifdef INCNN_SIMD_AVX2
+    float lanes[8], np[8];
+    Avx2::store(lanes,
+                cephesExp<Avx2, ExpForm::Clamped>(Avx2::load(xs.data() + i)));
+    Avx2::store(
+        np, cephesExp<Avx2, ExpForm::NonPositive>(Avx2::load(xs.data() + i)));
+#endif
+    for (int l = 0; l < 8; ++l) {
+      float x = xs[i + size_t(l)];
+      ASSERT_TRUE(same(p.v[l], expClampedSpec(x, false))) << x;
+      ASSERT_TRUE(same(cephesExp<Scalar, ExpForm::NonPositive>(x),
+                       expNonPositiveSpec(x)))
+          << x;
+#ifdef INCNN_SIMD_AVX2
+      ASSERT_TRUE(same(lanes[l], expClampedSpec(x, true))) << x;
+      ASSERT_TRUE(same(k::expf(x), lanes[l])) << x;
+      ASSERT_TRUE(same(np[l], expNonPositiveSpec(x))) << x;
+#endif
+    }
+  }
 }
 
 //===----------------------------------------------------------------------===//
@@ -393,25 +482,7 @@ void specRowHead(const float *qRot, const float *kRot, const float *v,
   std::fill(numer, numer + hd, 0);
   for (int64_t j = 0; j < keyCount; ++j) {
     top += s[j] > shift - 1.0f;
-    float x = s[j] - shift; // expNonPositive, scalar
-    float w = 0.0f;
-    if (x >= -87.0f) {
-      float e = std::min(x, 0.0f);
-      float kk = std::floor(e * 1.44269504088896341f + 0.5f);
-      float r = e - kk * 0.693359375f;
-      r = r - kk * -2.12194440e-4f;
-      float p = 1.9875691500e-4f;
-      p = p * r + 1.3981999507e-3f;
-      p = p * r + 8.3334519073e-3f;
-      p = p * r + 4.1665795894e-2f;
-      p = p * r + 1.6666665459e-1f;
-      p = p * r + 5.0000001201e-1f;
-      p = p * r * r + r + 1.0f;
-      uint32_t bits = uint32_t(int32_t(kk) + 127) << 23;
-      float sc;
-      std::memcpy(&sc, &bits, 4);
-      w = p * sc;
-    }
+    float w = expNonPositiveSpec(s[j] - shift);
     double P = double(w * 16777216.0f);
     denom += int64_t(std::nearbyint(P));
     for (int64_t c = 0; c < hd; ++c)
