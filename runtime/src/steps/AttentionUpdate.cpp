@@ -1,12 +1,24 @@
 //===- AttentionUpdate.cpp - the attention_update step --------------------===//
 //
-// inputs = {query rows, key/value rows}. From scratch every row is computed
-// with exact::attention. After an edit, rows whose query changed (and new
-// rows) are recomputed in full; every other row that attends to a changed,
-// inserted or deleted key gets delta updates of its exact accumulators (old
-// terms subtracted, new ones added, kTermBlock rows at a time). A row whose
-// canonical shift moves is recomputed. Rows whose output moved too little to
-// flip the codes of the VQ they feed are certified and stay clean.
+// Change rule. inputs = {query rows, key/value rows}. From scratch every row
+// is computed with exact::attention. After an edit:
+//  - rows whose query changed, and new rows, are recomputed in full;
+//  - every other row that attends to a changed, inserted or deleted key gets
+//    delta updates of its exact accumulators (old terms subtracted, new ones
+//    added, kTermBlock rows at a time); with a window, a kept row near an
+//    insertion or deletion also gains and loses unchanged keys at its
+//    window's edges (edge terms of its own);
+//  - a row whose canonical shift moves is recomputed;
+//  - when the delta work would cost more than recomputing every row, the
+//    layer is recomputed instead (the same bits);
+//  - rows whose output moved too little to flip the codes of the VQ they
+//    feed are certified and stay clean.
+//
+// runAttentionUpdate runs the phases in this order: plan the terms and rows
+// (planDelta), choose between the delta work and a layer recompute
+// (deltaCostsMore, recomputeLayer), apply the delta terms (applyDeltaTerms),
+// recompute the full rows (recomputeFullRows), then finish the refreshed rows
+// and the stats (finishRows).
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
@@ -27,6 +39,10 @@ namespace {
 /// Most recomputed rows that share one pass over the keys.
 constexpr int64_t kRunRows = 64;
 
+/// A delta term costs about this many times one (row, key) pair of the
+/// blocked from-scratch kernels (measured: ~1.5 vs ~10 G pairs/s).
+constexpr double kDeltaTermCost = 4.0;
+
 /// One key's rotated key row and value row, at its position.
 struct Term {
   int64_t position; ///< in old coordinates for old terms, new for new
@@ -34,11 +50,65 @@ struct Term {
   std::vector<double> v; ///< widened once for every row it reaches
 };
 
-} // namespace
+/// The attention of one step and the values it reads.
+struct AttentionStep {
+  Engine &e;
+  const Step &s;
+  const Program &p;
+  size_t index;
+  const Instr &in;
+  exact::AttentionShape shape;
+  int64_t n, qw, kvw, hd;
+  const ValueStore &q, &k, &v;
+  exact::AttentionState &state;
+  const std::vector<int32_t> &slotOf; ///< state rows
 
-/// A delta term costs about this many times one (row, key) pair of the
-/// blocked from-scratch kernels (measured: ~1.5 vs ~10 G pairs/s).
-constexpr double kDeltaTermCost = 4.0;
+  AttentionStep(Engine &e, const Step &s)
+      : e(e), s(s), p(e.program), index(size_t(s.instr)), in(p.instrs[index]),
+        shape(attentionShape(p, in)), n(e.numTokens()), qw(shape.queryWidth()),
+        kvw(shape.kvWidth()), hd(shape.headDim),
+        q(e.values[size_t(in.operands[0])]),
+        k(e.values[size_t(in.operands[1])]),
+        v(e.values[size_t(in.operands[2])]), state(e.attention[index]),
+        slotOf(e.slots.slotOf) {}
+
+  /// Row `row` attends key `key` (positions in one coordinate system).
+  bool inWindow(int64_t key, int64_t row) const {
+    if (shape.causal && key > row)
+      return false;
+    int64_t W = shape.window;
+    return W == 0 || (row - key < W && key - row < W);
+  }
+  const float *oldRow(const ValueStore &store, int64_t r) const {
+    return e.oldRow(store, r);
+  }
+  Term makeTerm(int64_t position, const float *kRow, const float *vRow) const {
+    Term t;
+    t.position = position;
+    t.kRot.assign(kRow, kRow + kvw);
+    exact::rotateRow(t.kRot.data(), shape.numKvHeads, hd, shape.ropeTheta,
+                     position);
+    t.v.assign(vRow, vRow + kvw);
+    return t;
+  }
+};
+
+/// A row's own edge terms: (+1, key gained) or (-1, key lost).
+using EdgeTerms =
+    std::unordered_map<int64_t, std::vector<std::pair<int, Term>>>;
+
+/// What an edit asks of the attention's rows.
+struct DeltaPlan {
+  std::vector<Term> oldTerms, newTerms; ///< changed keys: before, after
+  EdgeTerms edgeTerms;                  ///< windows: per kept row
+  std::vector<char> reach;              ///< windows: rows a term may reach
+  /// Per row: 1 recomputed (new query or new row), 2 its shift moved.
+  std::vector<char> full;
+  /// Per row: 1 delta-updated, 3 updated and certified.
+  std::vector<char> updated;
+  /// Kept rows with an unchanged query that attend to some changed key.
+  std::vector<int64_t> candidates;
+};
 
 /// Recomputes every row of the attention of step `s` from scratch (the
 /// blocked kernels), storing the rows in `full` or `candidates` as dirty.
@@ -77,372 +147,461 @@ void recomputeLayer(Engine &e, const Step &s,
   e.rowSets[size_t(s.output)] = std::move(dirty);
 }
 
-void runAttentionUpdate(Engine &e, const Step &s) {
-  const Program &p = e.program;
-  size_t index = size_t(s.instr);
-  const Instr &in = p.instrs[index];
-  exact::AttentionShape shape = attentionShape(p, in);
-  int64_t n = e.numTokens(), qw = shape.queryWidth(), kvw = shape.kvWidth(),
-          hd = shape.headDim;
-  const ValueStore &q = e.values[size_t(in.operands[0])];
-  const ValueStore &k = e.values[size_t(in.operands[1])];
-  const ValueStore &v = e.values[size_t(in.operands[2])];
-  exact::AttentionState &state = e.attention[index];
-  int32_t layer = e.layerOf[index];
-  const EditPlan *plan = e.plan;
-  Rows &outDirty = e.rowSets[size_t(s.output)];
+/// From scratch: every row with the blocked kernels.
+void computeAllRows(const AttentionStep &a) {
+  Engine &e = a.e;
+  Rows every = allRows(a.n);
+  std::vector<float> scratch;
+  bool direct = false;
+  float *out = e.destination(a.in.results[0], every, scratch, direct);
+  if (!exact::attention(a.q.data.data(), a.k.data.data(), a.v.data.data(), a.n,
+                        a.shape, out, a.state, &e.pool))
+    throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
+                         a.shape.valueBound);
+  e.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
+  if (!direct)
+    e.storeRows(a.in.results[0], every, std::move(scratch));
+  e.rowSets[size_t(a.s.output)] = std::move(every);
+}
 
-  if (!plan) {
-    Rows every = allRows(n);
-    std::vector<float> scratch;
-    bool direct = false;
-    float *out = e.destination(in.results[0], every, scratch, direct);
-    if (!exact::attention(q.data.data(), k.data.data(), v.data.data(), n, shape,
-                          out, state, &e.pool))
-      throwAttentionBreach(p, index, v.data.data(), n * kvw, shape.valueBound);
-    e.stats.macs += 2 * exact::attendedPairs(shape, n) * uint64_t(qw);
-    if (!direct)
-      e.storeRows(in.results[0], every, std::move(scratch));
-    outDirty = std::move(every);
-    return;
-  }
-
-  const Rows &queryRows = e.rowSets[size_t(s.inputs[0])];
-  const Rows &keyRows = e.rowSets[size_t(s.inputs[1])];
-  std::vector<Term> oldTerms, newTerms;
-  auto oldRow = [&](const ValueStore &store, int64_t r) {
-    return e.oldRow(store, r);
-  };
-  const std::vector<int32_t> &slotOf = e.slots.slotOf; // state rows
-  auto makeTerm = [&](int64_t position, const float *kRow, const float *vRow) {
-    Term t;
-    t.position = position;
-    t.kRot.assign(kRow, kRow + kvw);
-    exact::rotateRow(t.kRot.data(), shape.numKvHeads, hd, shape.ropeTheta,
-                     position);
-    t.v.assign(vRow, vRow + kvw);
-    return t;
-  };
-  for (int64_t r : plan->removed)
-    oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
+/// The terms of the changed keys: removed keys and the old versions of
+/// changed ones (old terms), the changed keys now (new terms).
+void collectTerms(const AttentionStep &a, const EditPlan &plan,
+                  const Rows &keyRows, DeltaPlan &d) {
+  for (int64_t r : plan.removed)
+    d.oldTerms.push_back(a.makeTerm(r, a.oldRow(a.k, r), a.oldRow(a.v, r)));
   for (int64_t j : keyRows) {
-    int64_t r = plan->from[size_t(j)];
+    int64_t r = plan.from[size_t(j)];
     if (r >= 0)
-      oldTerms.push_back(makeTerm(r, oldRow(k, r), oldRow(v, r)));
-    if (!exact::withinBound(v.row(j), kvw, shape.valueBound))
-      throwBreach(p, index, Breach::AttentionValue);
-    newTerms.push_back(makeTerm(j, k.row(j), v.row(j)));
+      d.oldTerms.push_back(a.makeTerm(r, a.oldRow(a.k, r), a.oldRow(a.v, r)));
+    if (!exact::withinBound(a.v.row(j), a.kvw, a.shape.valueBound))
+      throwBreach(a.p, a.index, Breach::AttentionValue);
+    d.newTerms.push_back(a.makeTerm(j, a.k.row(j), a.v.row(j)));
   }
-  // Rows that keep their query and attend to a changed key get delta
-  // updates; a row whose canonical shift moves is recomputed.
-  std::vector<char> full(size_t(n), 0), updated(size_t(n), 0);
+}
+
+/// Windows: marks the rows whose window holds the key of a term (old terms'
+/// rows mapped to their new rows).
+void markReach(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d) {
+  int64_t n = a.n, W = a.shape.window, oldN = int64_t(plan.to.size());
+  bool causal = a.shape.causal;
+  for (const Term &t : d.newTerms) // new rows whose window holds the key
+    for (int64_t i =
+             std::max<int64_t>(causal ? t.position : t.position - W + 1, 0);
+         i <= std::min(t.position + W - 1, n - 1); ++i)
+      d.reach[size_t(i)] = 1;
+  for (const Term &t : d.oldTerms)
+    for (int64_t o =
+             std::max<int64_t>(0, causal ? t.position : t.position - W + 1);
+         o <= std::min(oldN - 1, t.position + W - 1); ++o)
+      if (plan.to[size_t(o)] >= 0)
+        d.reach[size_t(plan.to[size_t(o)])] = 1;
+}
+
+/// Windows: rows within the window of an insertion or deletion (a row
+/// whose predecessor is not its old predecessor, or the end).
+std::vector<char> rowsNearEdits(const AttentionStep &a, const EditPlan &plan) {
+  int64_t n = a.n, W = a.shape.window, oldN = int64_t(plan.to.size());
+  std::vector<char> nearEdit(size_t(n), 0);
+  for (int64_t i = 0; i <= n; ++i) {
+    bool edge = i < n ? plan.from[size_t(i)] < 0 ||
+                            plan.from[size_t(i)] !=
+                                (i ? plan.from[size_t(i - 1)] + 1 : 0)
+                      : n > 0 && plan.from[size_t(n - 1)] != oldN - 1;
+    if (edge)
+      for (int64_t r = std::max<int64_t>(0, a.shape.causal ? i : i - W + 1);
+           r <= std::min(n - 1, i + W - 1); ++r)
+        nearEdit[size_t(r)] = 1;
+  }
+  return nearEdit;
+}
+
+/// Windows: the edge terms of kept row i (old row o): unchanged keys its
+/// window gained (+1) and lost (-1).
+std::vector<std::pair<int, Term>>
+edgeTermsOf(const AttentionStep &a, const EditPlan &plan,
+            const std::vector<char> &changedKey, int64_t i, int64_t o) {
+  int64_t n = a.n, W = a.shape.window, oldN = int64_t(plan.to.size());
+  bool causal = a.shape.causal;
+  std::vector<std::pair<int, Term>> terms;
+  for (int64_t j = std::max<int64_t>(0, i - W + 1);
+       j <= (causal ? i : std::min(n - 1, i + W - 1)); ++j) {
+    int64_t jo = plan.from[size_t(j)];
+    if (jo >= 0 && !changedKey[size_t(j)] && !a.inWindow(jo, o))
+      terms.emplace_back(+1, a.makeTerm(j, a.k.row(j), a.v.row(j)));
+  }
+  for (int64_t jo = std::max<int64_t>(0, o - W + 1);
+       jo <= (causal ? o : std::min(oldN - 1, o + W - 1)); ++jo) {
+    int64_t j = plan.to[size_t(jo)];
+    if (j >= 0 && !changedKey[size_t(j)] && !a.inWindow(j, i))
+      terms.emplace_back(-1,
+                         a.makeTerm(jo, a.oldRow(a.k, jo), a.oldRow(a.v, jo)));
+  }
+  return terms;
+}
+
+/// Windows: the rows terms may reach, and the edge terms of kept rows near
+/// an insertion or deletion.
+void collectEdgeTerms(const AttentionStep &a, const EditPlan &plan,
+                      const Rows &keyRows, DeltaPlan &d) {
+  d.reach.assign(size_t(a.n), 0);
+  markReach(a, plan, d);
+  std::vector<char> changedKey(size_t(a.n), 0);
+  for (int64_t j : keyRows)
+    changedKey[size_t(j)] = 1;
+  std::vector<char> nearEdit = rowsNearEdits(a, plan);
+  for (int64_t i = 0; i < a.n; ++i) {
+    int64_t o = plan.from[size_t(i)];
+    if (!nearEdit[size_t(i)] || o < 0 || d.full[size_t(i)])
+      continue;
+    std::vector<std::pair<int, Term>> terms =
+        edgeTermsOf(a, plan, changedKey, i, o);
+    if (!terms.empty()) {
+      d.edgeTerms.emplace(i, std::move(terms));
+      d.reach[size_t(i)] = 1;
+    }
+  }
+}
+
+/// Candidate rows: kept rows with an unchanged query that attend to some
+/// changed key (or have edge terms). New rows become full rows.
+void selectCandidates(const AttentionStep &a, const EditPlan &plan,
+                      DeltaPlan &d) {
+  if (d.oldTerms.empty() && d.newTerms.empty() && d.edgeTerms.empty())
+    return;
+  for (int64_t i = 0; i < a.n; ++i) {
+    if (d.full[size_t(i)])
+      continue;
+    int64_t oldPos = plan.from[size_t(i)];
+    if (oldPos < 0) { // a new row always has a new query
+      d.full[size_t(i)] = 1;
+      continue;
+    }
+    if (a.shape.window > 0 && !d.reach[size_t(i)])
+      continue;
+    bool touched = d.edgeTerms.count(i) > 0;
+    for (const Term &t : d.oldTerms)
+      touched = touched || a.inWindow(t.position, oldPos);
+    for (const Term &t : d.newTerms)
+      touched = touched || a.inWindow(t.position, i);
+    if (touched)
+      d.candidates.push_back(i);
+  }
+}
+
+/// Plans the update of an edit: its terms, full rows and candidates.
+DeltaPlan planDelta(const AttentionStep &a, const EditPlan &plan) {
+  const Rows &queryRows = a.e.rowSets[size_t(a.s.inputs[0])];
+  const Rows &keyRows = a.e.rowSets[size_t(a.s.inputs[1])];
+  DeltaPlan d;
+  collectTerms(a, plan, keyRows, d);
+  d.full.assign(size_t(a.n), 0);
+  d.updated.assign(size_t(a.n), 0);
   for (int64_t i : queryRows)
-    full[size_t(i)] = 1;
-  std::vector<uint64_t> termCounts(size_t(n), 0);
-  // Row `row` attends key `key` (positions in one coordinate system).
-  int64_t W = shape.window, oldN = int64_t(plan->to.size());
-  auto inWindow = [&](int64_t key, int64_t row) {
-    if (shape.causal && key > row)
-      return false;
-    return W == 0 || (row - key < W && key - row < W);
-  };
-  auto attends = [&](const Term &t, int64_t rowPos) {
-    return inWindow(t.position, rowPos);
-  };
-  // With a window, a kept row near an insertion or deletion also gains and
-  // loses unchanged keys at its window's edges: terms of its own.
-  std::unordered_map<int64_t, std::vector<std::pair<int, Term>>> edgeTerms;
-  std::vector<char> reach(W > 0 ? size_t(n) : 0, 0); // rows a term may reach
-  if (W > 0) {
-    auto mark = [&](int64_t lo, int64_t hi) {
-      for (int64_t i = std::max<int64_t>(lo, 0); i <= std::min(hi, n - 1); ++i)
-        reach[size_t(i)] = 1;
-    };
-    auto rowsOfKey = [&](int64_t key) { // new rows whose window holds `key`
-      mark(shape.causal ? key : key - W + 1, key + W - 1);
-    };
-    for (const Term &t : newTerms)
-      rowsOfKey(t.position);
-    for (const Term &t : oldTerms) // old rows, mapped to their new rows
-      for (int64_t o = std::max<int64_t>(0, shape.causal ? t.position
-                                                         : t.position - W + 1);
-           o <= std::min(oldN - 1, t.position + W - 1); ++o)
-        if (plan->to[size_t(o)] >= 0)
-          reach[size_t(plan->to[size_t(o)])] = 1;
-    std::vector<char> changedKey(size_t(n), 0);
-    for (int64_t j : keyRows)
-      changedKey[size_t(j)] = 1;
-    std::vector<char> nearEdit(size_t(n), 0);
-    for (int64_t i = 0; i <= n; ++i) {
-      bool edge = i < n ? plan->from[size_t(i)] < 0 ||
-                              plan->from[size_t(i)] !=
-                                  (i ? plan->from[size_t(i - 1)] + 1 : 0)
-                        : n > 0 && plan->from[size_t(n - 1)] != oldN - 1;
-      if (edge)
-        for (int64_t r = std::max<int64_t>(0, shape.causal ? i : i - W + 1);
-             r <= std::min(n - 1, i + W - 1); ++r)
-          nearEdit[size_t(r)] = 1;
+    d.full[size_t(i)] = 1;
+  if (a.shape.window > 0)
+    collectEdgeTerms(a, plan, keyRows, d);
+  selectCandidates(a, plan, d);
+  return d;
+}
+
+/// True when the delta work would cost more than recomputing every row (an
+/// edit near the start of a long document, say).
+bool deltaCostsMore(const AttentionStep &a, const DeltaPlan &d) {
+  uint64_t terms = d.oldTerms.size() + d.newTerms.size(), edge = 0,
+           fullKeys = 0;
+  for (const auto &[row, rowTerms] : d.edgeTerms)
+    edge += rowTerms.size();
+  for (int64_t i = 0; i < a.n; ++i)
+    if (d.full[size_t(i)]) {
+      int64_t begin, end;
+      exact::keyRange(a.shape, i, a.n, begin, end);
+      fullKeys += uint64_t(end - begin);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t o = plan->from[size_t(i)];
-      if (!nearEdit[size_t(i)] || o < 0 || full[size_t(i)])
-        continue;
-      std::vector<std::pair<int, Term>> terms;
-      for (int64_t j = std::max<int64_t>(0, i - W + 1);
-           j <= (shape.causal ? i : std::min(n - 1, i + W - 1)); ++j) {
-        int64_t jo = plan->from[size_t(j)];
-        if (jo >= 0 && !changedKey[size_t(j)] && !inWindow(jo, o))
-          terms.emplace_back(+1, makeTerm(j, k.row(j), v.row(j)));
-      }
-      for (int64_t jo = std::max<int64_t>(0, o - W + 1);
-           jo <= (shape.causal ? o : std::min(oldN - 1, o + W - 1)); ++jo) {
-        int64_t j = plan->to[size_t(jo)];
-        if (j >= 0 && !changedKey[size_t(j)] && !inWindow(j, i))
-          terms.emplace_back(-1, makeTerm(jo, oldRow(k, jo), oldRow(v, jo)));
-      }
-      if (!terms.empty()) {
-        edgeTerms.emplace(i, std::move(terms));
-        reach[size_t(i)] = 1;
-      }
+  double delta = kDeltaTermCost * double(d.candidates.size() * terms + edge) +
+                 double(fullKeys);
+  return delta > double(exact::attendedPairs(a.shape, a.n));
+}
+
+constexpr int kBlock = exact::kTermBlock;
+
+/// Up to kBlock candidate rows updated together; lane l is row rows[l].
+struct Block {
+  int64_t rows[kBlock], oldPos[kBlock], stateRows[kBlock];
+  bool ok[kBlock], valid[kBlock];
+  std::vector<float> qT;       ///< rotated queries, transposed [qw][kBlock]
+  std::vector<float> oldOut;   ///< with a certificate: outputs before
+  std::unique_ptr<bool[]> use; ///< [term][kBlock]: the term reaches the lane
+  std::vector<exact::TermRef> refs;
+};
+
+/// Block `blockIndex` of the candidates: its rows, their rotated queries
+/// and, with a certificate, their outputs before the update.
+void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
+               int64_t blockIndex, const Certificate *cert, Block &b) {
+  b.qT.assign(size_t(a.qw * kBlock), 0.0f);
+  std::vector<float> qRot(static_cast<size_t>(a.qw));
+  for (int l = 0; l < kBlock; ++l) {
+    size_t c = size_t(blockIndex * kBlock + l);
+    b.ok[l] = c < d.candidates.size();
+    b.rows[l] = b.ok[l] ? d.candidates[c] : 0;
+    b.stateRows[l] = a.slotOf[size_t(b.rows[l])];
+    b.oldPos[l] = b.ok[l] ? plan.from[size_t(b.rows[l])] : 0;
+    b.valid[l] = b.ok[l];
+    if (!b.ok[l])
+      continue;
+    std::copy(a.q.row(b.rows[l]), a.q.row(b.rows[l]) + a.qw, qRot.begin());
+    exact::rotateRow(qRot.data(), a.shape.numHeads, a.hd, a.shape.ropeTheta,
+                     b.rows[l]);
+    for (int64_t c2 = 0; c2 < a.qw; ++c2)
+      b.qT[size_t(c2 * kBlock + l)] = qRot[size_t(c2)];
+  }
+  if (cert) { // keep the old outputs to measure the move
+    b.oldOut.assign(size_t(kBlock * a.qw), 0.0f);
+    for (int l = 0; l < kBlock; ++l)
+      if (b.valid[l])
+        exact::finishRow(a.shape, a.state, b.stateRows[l],
+                         b.oldOut.data() + l * a.qw);
+  }
+}
+
+/// Every term that reaches a row of the block, old ones first, then each
+/// row's own edge terms (its lane only); counts each row's terms.
+void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
+                      std::vector<uint64_t> &termCounts) {
+  size_t numTerms = d.oldTerms.size() + d.newTerms.size();
+  for (int l = 0; l < kBlock; ++l)
+    if (b.valid[l])
+      if (auto it = d.edgeTerms.find(b.rows[l]); it != d.edgeTerms.end())
+        numTerms += it->second.size();
+  b.use.reset(new bool[numTerms * kBlock]);
+  b.refs.clear();
+  b.refs.reserve(numTerms);
+  auto addTerm = [&](const Term &t, int sign, bool oldTerm) {
+    bool *mask = b.use.get() + b.refs.size() * kBlock;
+    bool any = false;
+    for (int l = 0; l < kBlock; ++l) {
+      mask[l] = b.valid[l] &&
+                a.inWindow(t.position, oldTerm ? b.oldPos[l] : b.rows[l]);
+      any = any || mask[l];
+      if (b.valid[l]) // padding lanes share row 0: write only real rows
+        termCounts[size_t(b.rows[l])] += mask[l];
+    }
+    if (any)
+      b.refs.push_back({t.kRot.data(), t.v.data(), sign});
+  };
+  for (const Term &t : d.oldTerms)
+    addTerm(t, -1, true);
+  for (const Term &t : d.newTerms)
+    addTerm(t, +1, false);
+  for (int l = 0; l < kBlock; ++l) {
+    auto it = b.valid[l] ? d.edgeTerms.find(b.rows[l]) : d.edgeTerms.end();
+    if (it == d.edgeTerms.end())
+      continue;
+    for (const auto &[sign, t] : it->second) {
+      bool *mask = b.use.get() + b.refs.size() * kBlock;
+      std::fill(mask, mask + kBlock, false);
+      mask[l] = true;
+      termCounts[size_t(b.rows[l])] += 1;
+      b.refs.push_back({t.kRot.data(), t.v.data(), sign});
     }
   }
-  // Candidate rows: kept rows with an unchanged query that attend to some
-  // changed key, handled kTermBlock at a time.
-  std::vector<int64_t> candidates;
-  if (!oldTerms.empty() || !newTerms.empty() || !edgeTerms.empty())
-    for (int64_t i = 0; i < n; ++i) {
-      if (full[size_t(i)])
-        continue;
-      int64_t oldPos = plan->from[size_t(i)];
-      if (oldPos < 0) { // a new row always has a new query
-        full[size_t(i)] = 1;
-        continue;
-      }
-      if (W > 0 && !reach[size_t(i)])
-        continue;
-      bool touched = edgeTerms.count(i) > 0;
-      for (const Term &t : oldTerms)
-        touched = touched || attends(t, oldPos);
-      for (const Term &t : newTerms)
-        touched = touched || attends(t, i);
-      if (touched)
-        candidates.push_back(i);
+}
+
+/// After the terms: a lane whose shift moved becomes a full row; the others
+/// are updated, and certified when their codes cannot change.
+void settleBlock(const AttentionStep &a, Certificate *cert, const Block &b,
+                 DeltaPlan &d) {
+  std::vector<float> newOut(cert ? size_t(a.qw) : 0);
+  for (int l = 0; l < kBlock; ++l) {
+    if (!b.valid[l])
+      continue;
+    int64_t r = b.rows[l];
+    if (!b.ok[l]) {
+      d.full[size_t(r)] = 2; // the canonical shift moved: recompute
+      continue;
     }
-  // When the delta work would cost more than recomputing every row (an edit
-  // near the start of a long document, say), recompute the layer: the same
-  // bits, with the rows the update would touch marked dirty.
-  {
-    uint64_t terms = oldTerms.size() + newTerms.size(), edge = 0, fullKeys = 0;
-    for (const auto &[row, rowTerms] : edgeTerms)
-      edge += rowTerms.size();
-    for (int64_t i = 0; i < n; ++i)
-      if (full[size_t(i)]) {
-        int64_t begin, end;
-        exact::keyRange(shape, i, n, begin, end);
-        fullKeys += uint64_t(end - begin);
-      }
-    double delta = kDeltaTermCost * double(candidates.size() * terms + edge) +
-                   double(fullKeys);
-    if (delta > double(exact::attendedPairs(shape, n))) {
-      recomputeLayer(e, s, shape, full, candidates);
-      return;
-    }
+    d.updated[size_t(r)] = 1;
+    if (!cert || !std::isfinite(cert->budget[size_t(r)]))
+      continue;
+    exact::finishRow(a.shape, a.state, b.stateRows[l], newOut.data());
+    if (a.e.certificates.certify(*cert, r, newOut.data(),
+                                 b.oldOut.data() + l * a.qw, a.qw))
+      d.updated[size_t(r)] = 3; // certified: the codes cannot change
   }
-  Certificate *cert = e.certificates.ofAttention(index);
-  constexpr int B = exact::kTermBlock;
-  int64_t numBlocks = (int64_t(candidates.size()) + B - 1) / B;
+}
+
+/// Delta-updates the candidates, kBlock rows at a time, in one pass over
+/// each block's accumulators.
+void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
+                     DeltaPlan &d) {
+  Engine &e = a.e;
+  Certificate *cert = e.certificates.ofAttention(a.index);
+  std::vector<uint64_t> termCounts(size_t(a.n), 0);
+  int64_t numBlocks = (int64_t(d.candidates.size()) + kBlock - 1) / kBlock;
   parallelFor(
-      e.poolFor(double(candidates.size()) *
-                double(oldTerms.size() + newTerms.size()) * double(qw)),
+      e.poolFor(double(d.candidates.size()) *
+                double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
       numBlocks, [&](int64_t blockIndex) {
-        int64_t rows[B], oldPos[B], stateRows[B];
-        bool ok[B], valid[B];
-        std::vector<float> qT(size_t(qw * B), 0.0f);
-        std::vector<float> qRot(static_cast<size_t>(qw));
-        for (int l = 0; l < B; ++l) {
-          size_t c = size_t(blockIndex * B + l);
-          ok[l] = c < candidates.size();
-          rows[l] = ok[l] ? candidates[c] : 0;
-          stateRows[l] = slotOf[size_t(rows[l])];
-          oldPos[l] = ok[l] ? plan->from[size_t(rows[l])] : 0;
-          valid[l] = ok[l];
-          if (!ok[l])
-            continue;
-          std::copy(q.row(rows[l]), q.row(rows[l]) + qw, qRot.begin());
-          exact::rotateRow(qRot.data(), shape.numHeads, hd, shape.ropeTheta,
-                           rows[l]);
-          for (int64_t c2 = 0; c2 < qw; ++c2)
-            qT[size_t(c2 * B + l)] = qRot[size_t(c2)];
-        }
-        // With a certificate, keep the old outputs to measure the move.
-        std::vector<float> oldOut;
-        if (cert) {
-          oldOut.assign(size_t(B * qw), 0.0f);
-          for (int l = 0; l < B; ++l)
-            if (valid[l])
-              exact::finishRow(shape, state, stateRows[l],
-                               oldOut.data() + l * qw);
-        }
-        // Every term that reaches a row of the block, old ones first, in one
-        // pass over the block's accumulators.
-        size_t numTerms = oldTerms.size() + newTerms.size();
-        for (int l = 0; l < B; ++l)
-          if (valid[l])
-            if (auto it = edgeTerms.find(rows[l]); it != edgeTerms.end())
-              numTerms += it->second.size();
-        std::unique_ptr<bool[]> use(new bool[numTerms * B]);
-        std::vector<exact::TermRef> refs;
-        refs.reserve(numTerms);
-        auto addTerm = [&](const Term &t, int sign, bool oldTerm) {
-          bool *mask = use.get() + refs.size() * B;
-          bool any = false;
-          for (int l = 0; l < B; ++l) {
-            mask[l] = valid[l] && attends(t, oldTerm ? oldPos[l] : rows[l]);
-            any = any || mask[l];
-            termCounts[size_t(rows[l])] += mask[l];
-          }
-          if (any)
-            refs.push_back({t.kRot.data(), t.v.data(), sign});
-        };
-        for (const Term &t : oldTerms)
-          addTerm(t, -1, true);
-        for (const Term &t : newTerms)
-          addTerm(t, +1, false);
-        for (int l = 0; l < B; ++l) { // a row's own edge terms: its lane only
-          auto it = valid[l] ? edgeTerms.find(rows[l]) : edgeTerms.end();
-          if (it == edgeTerms.end())
-            continue;
-          for (const auto &[sign, t] : it->second) {
-            bool *mask = use.get() + refs.size() * B;
-            std::fill(mask, mask + B, false);
-            mask[l] = true;
-            termCounts[size_t(rows[l])] += 1;
-            refs.push_back({t.kRot.data(), t.v.data(), sign});
-          }
-        }
-        if (!refs.empty())
-          exact::applyTermsToBlock(qT.data(), stateRows, use.get(), refs.data(),
-                                   int64_t(refs.size()), shape, state, ok);
-        std::vector<float> newOut(cert ? size_t(qw) : 0);
-        for (int l = 0; l < B; ++l) {
-          if (!valid[l])
-            continue;
-          int64_t r = rows[l];
-          if (!ok[l]) {
-            full[size_t(r)] = 2; // the canonical shift moved: recompute
-            continue;
-          }
-          updated[size_t(r)] = 1;
-          if (!cert || !std::isfinite(cert->budget[size_t(r)]))
-            continue;
-          exact::finishRow(shape, state, stateRows[l], newOut.data());
-          if (e.certificates.certify(*cert, r, newOut.data(),
-                                     oldOut.data() + l * qw, qw))
-            updated[size_t(r)] = 3; // certified: the codes cannot change
-        }
+        Block b;
+        loadBlock(a, plan, d, blockIndex, cert, b);
+        gatherBlockTerms(a, d, b, termCounts);
+        if (!b.refs.empty())
+          exact::applyTermsToBlock(b.qT.data(), b.stateRows, b.use.get(),
+                                   b.refs.data(), int64_t(b.refs.size()),
+                                   a.shape, a.state, b.ok);
+        settleBlock(a, cert, b, d);
       });
   for (uint64_t count : termCounts)
-    e.stats.macs += count * 2 * uint64_t(qw);
+    e.stats.macs += count * 2 * uint64_t(a.qw);
+}
 
-  Rows fullRows;
-  for (int64_t i = 0; i < n; ++i)
-    if (full[size_t(i)])
-      fullRows.push_back(i);
-  std::vector<float> fullOut(fullRows.size() * size_t(qw));
-  if (!fullRows.empty()) {
-    // Recomputed rows read the keys and values where they are stored, in
-    // runs of consecutive rows (causal) that share one pass over the keys.
-    std::vector<const float *> kPtrs(static_cast<size_t>(n)),
-        vPtrs(static_cast<size_t>(n));
-    std::vector<float> kScratch, kRot;
-    if (shape.ropeTheta != 0.0f) {
-      kRot.resize(size_t(n * kvw));
-      exact::rotateRows(e.logical(in.operands[1], kScratch).data(), n,
-                        shape.numKvHeads, hd, shape.ropeTheta, kRot.data(),
-                        e.poolFor(double(n * kvw)));
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      kPtrs[size_t(j)] = kRot.empty() ? k.row(j) : kRot.data() + j * kvw;
-      vPtrs[size_t(j)] = v.row(j);
-    }
-    std::vector<std::pair<size_t, size_t>> runs; // [begin, end) of fullRows
-    for (size_t t = 0; t < fullRows.size();) {
-      size_t u = t + 1;
-      while (u < fullRows.size() && u - t < size_t(kRunRows) &&
-             (!(shape.causal || W > 0) || fullRows[u] == fullRows[u - 1] + 1))
-        ++u;
-      runs.emplace_back(t, u);
-      t = u;
-    }
-    std::atomic<bool> scoresOk{true};
-    int64_t H = shape.numHeads;
-    parallelFor(
-        e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
-        int64_t(runs.size()), [&](int64_t r) {
-          auto [begin, end] = runs[size_t(r)];
-          std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
-                                    fullRows.begin() + int64_t(end));
-          std::vector<float> qRot(rows.size() * size_t(qw));
-          for (size_t t = 0; t < rows.size(); ++t) {
-            std::copy(q.row(rows[t]), q.row(rows[t]) + qw,
-                      qRot.begin() + int64_t(t) * qw);
-            exact::rotateRow(qRot.data() + t * qw, H, hd, shape.ropeTheta,
-                             rows[t]);
-          }
-          exact::AttentionState computed;
-          computed.resize(int64_t(rows.size()), H, hd);
-          if (!exact::computeRowsFromRows(qRot.data(), rows, n, kPtrs.data(),
-                                          vPtrs.data(), shape, computed,
-                                          fullOut.data() + begin * qw)) {
-            scoresOk.store(false, std::memory_order_relaxed);
-            return;
-          }
-          for (size_t t = 0; t < rows.size(); ++t)
-            state.copyRow(computed, int64_t(t), slotOf[size_t(rows[t])]);
-        });
-    if (!scoresOk.load()) {
-      for (int64_t j = 0; j < n; ++j)
-        if (!exact::withinBound(vPtrs[size_t(j)], kvw, shape.valueBound))
-          throwBreach(p, index, Breach::AttentionValue);
-      throwBreach(p, index, Breach::AttentionScore);
-    }
-    for (int64_t i : fullRows) {
-      int64_t begin, end;
-      exact::keyRange(shape, i, n, begin, end);
-      e.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
-    }
+/// Every key row (rotated) and value row where it is stored.
+void keyValueRows(const AttentionStep &a, std::vector<const float *> &kPtrs,
+                  std::vector<const float *> &vPtrs, std::vector<float> &kRot) {
+  int64_t n = a.n, kvw = a.kvw;
+  kPtrs.resize(static_cast<size_t>(n));
+  vPtrs.resize(static_cast<size_t>(n));
+  std::vector<float> kScratch;
+  if (a.shape.ropeTheta != 0.0f) {
+    kRot.resize(size_t(n * kvw));
+    exact::rotateRows(a.e.logical(a.in.operands[1], kScratch).data(), n,
+                      a.shape.numKvHeads, a.hd, a.shape.ropeTheta, kRot.data(),
+                      a.e.poolFor(double(n * kvw)));
   }
+  for (int64_t j = 0; j < n; ++j) {
+    kPtrs[size_t(j)] = kRot.empty() ? a.k.row(j) : kRot.data() + j * kvw;
+    vPtrs[size_t(j)] = a.v.row(j);
+  }
+}
 
-  // The refreshed output rows, in order.
+/// [begin, end) ranges of `fullRows` computed together: up to kRunRows rows,
+/// consecutive when the attention has key ranges (causal or windowed).
+std::vector<std::pair<size_t, size_t>> runsOf(const AttentionStep &a,
+                                              const Rows &fullRows) {
+  bool ranged = a.shape.causal || a.shape.window > 0;
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t t = 0; t < fullRows.size();) {
+    size_t u = t + 1;
+    while (u < fullRows.size() && u - t < size_t(kRunRows) &&
+           (!ranged || fullRows[u] == fullRows[u - 1] + 1))
+      ++u;
+    runs.emplace_back(t, u);
+    t = u;
+  }
+  return runs;
+}
+
+/// Recomputes rows `fullRows` from scratch, reading the keys and values
+/// where they are stored, in runs that share one pass over the keys; their
+/// outputs go to fullOut in order.
+void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
+                       std::vector<float> &fullOut) {
+  int64_t n = a.n, qw = a.qw, H = a.shape.numHeads;
+  std::vector<const float *> kPtrs, vPtrs;
+  std::vector<float> kRot;
+  keyValueRows(a, kPtrs, vPtrs, kRot);
+  std::vector<std::pair<size_t, size_t>> runs = runsOf(a, fullRows);
+  std::atomic<bool> scoresOk{true};
+  parallelFor(
+      a.e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
+      int64_t(runs.size()), [&](int64_t r) {
+        auto [begin, end] = runs[size_t(r)];
+        std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
+                                  fullRows.begin() + int64_t(end));
+        std::vector<float> qRot(rows.size() * size_t(qw));
+        for (size_t t = 0; t < rows.size(); ++t) {
+          std::copy(a.q.row(rows[t]), a.q.row(rows[t]) + qw,
+                    qRot.begin() + int64_t(t) * qw);
+          exact::rotateRow(qRot.data() + t * qw, H, a.hd, a.shape.ropeTheta,
+                           rows[t]);
+        }
+        exact::AttentionState computed;
+        computed.resize(int64_t(rows.size()), H, a.hd);
+        if (!exact::computeRowsFromRows(qRot.data(), rows, n, kPtrs.data(),
+                                        vPtrs.data(), a.shape, computed,
+                                        fullOut.data() + begin * qw)) {
+          scoresOk.store(false, std::memory_order_relaxed);
+          return;
+        }
+        for (size_t t = 0; t < rows.size(); ++t)
+          a.state.copyRow(computed, int64_t(t), a.slotOf[size_t(rows[t])]);
+      });
+  if (!scoresOk.load()) {
+    for (int64_t j = 0; j < n; ++j)
+      if (!exact::withinBound(vPtrs[size_t(j)], a.kvw, a.shape.valueBound))
+        throwBreach(a.p, a.index, Breach::AttentionValue);
+    throwBreach(a.p, a.index, Breach::AttentionScore);
+  }
+  for (int64_t i : fullRows) {
+    int64_t begin, end;
+    exact::keyRange(a.shape, i, n, begin, end);
+    a.e.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
+  }
+}
+
+/// Stores the refreshed output rows in order (recomputed ones from
+/// fullOut, updated ones finished from their state; certified rows stay
+/// clean), sets the step's dirty rows and the stats.
+void finishRows(const AttentionStep &a, const DeltaPlan &d,
+                const Rows &fullRows, const std::vector<float> &fullOut) {
+  Engine &e = a.e;
+  int64_t qw = a.qw;
   std::vector<float> outRows;
   Rows dirty;
   int64_t numUpdated = 0, numCertified = 0;
   size_t nextFull = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!full[size_t(i)] && updated[size_t(i)] == 3) {
+  for (int64_t i = 0; i < a.n; ++i) {
+    if (!d.full[size_t(i)] && d.updated[size_t(i)] == 3) {
       ++numUpdated;
       ++numCertified;
       continue; // not dirty downstream
     }
-    if (!full[size_t(i)] && !updated[size_t(i)])
+    if (!d.full[size_t(i)] && !d.updated[size_t(i)])
       continue;
     dirty.push_back(i);
     size_t at = outRows.size();
     outRows.resize(at + size_t(qw));
-    if (full[size_t(i)]) {
+    if (d.full[size_t(i)]) {
       std::memcpy(outRows.data() + at, fullOut.data() + nextFull++ * qw,
                   sizeof(float) * size_t(qw));
     } else {
-      exact::finishRow(shape, state, slotOf[size_t(i)], outRows.data() + at);
+      exact::finishRow(a.shape, a.state, a.slotOf[size_t(i)],
+                       outRows.data() + at);
       ++numUpdated;
     }
   }
+  int32_t layer = e.layerOf[a.index];
   e.stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
   e.stats.recomputedRows = unite(e.stats.recomputedRows, fullRows);
   e.stats.updatedRows[size_t(layer)] = numUpdated;
   e.stats.certifiedRows += numCertified;
-  e.storeRows(in.results[0], dirty, std::move(outRows));
-  outDirty = std::move(dirty);
+  e.storeRows(a.in.results[0], dirty, std::move(outRows));
+  e.rowSets[size_t(a.s.output)] = std::move(dirty);
+}
+
+} // namespace
+
+static void runAttentionUpdate(Engine &e, const Step &s) {
+  AttentionStep a(e, s);
+  if (!e.plan) {
+    computeAllRows(a);
+    return;
+  }
+  DeltaPlan d = planDelta(a, *e.plan);
+  if (deltaCostsMore(a, d)) { // the same bits, the touched rows dirty
+    recomputeLayer(e, s, a.shape, d.full, d.candidates);
+    return;
+  }
+  applyDeltaTerms(a, *e.plan, d);
+  Rows fullRows;
+  for (int64_t i = 0; i < a.n; ++i)
+    if (d.full[size_t(i)])
+      fullRows.push_back(i);
+  std::vector<float> fullOut(fullRows.size() * size_t(a.qw));
+  if (!fullRows.empty())
+    recomputeFullRows(a, fullRows, fullOut);
+  finishRows(a, d, fullRows, fullOut);
 }
 
 static bool attentionUpdateUpdates(const Program &, const Instr &in) {
