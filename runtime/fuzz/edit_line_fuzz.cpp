@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "incnn/runtime/EditLine.h"
+#include "incnn/runtime/Session.h"
 #include "incnn/runtime/Runtime.h"
 
 #include "ProgramBuilder.h"
