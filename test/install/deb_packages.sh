@@ -55,7 +55,7 @@ hasnot() { # DEB REGEX: no file matches
   fi
 }
 depends() { # DEB REGEX: Depends matches
-  dpkg-deb -f "$1" Depends | grep -qE "$2" ||
+  dpkg-deb -f "$1" Depends | grep -E "$2" > /dev/null ||
     fail "$(basename "$1"): Depends lacks $2"
 }
 version=$(dpkg-deb -f "$runtime" Version)
@@ -66,9 +66,9 @@ has "$runtime" usr/lib/libincnn_runtime.so.0 libincnn_runtime.so.0.1.0
 hasnot "$runtime" '\.a$|\.so$|/include/|/bin/|cmake|pkgconfig'
 depends "$runtime" 'libsentencepiece0'
 depends "$runtime" 'libstdc\+\+6'
-dpkg-deb -I "$runtime" shlibs | grep -q '^libincnn_runtime 0 libincnn-runtime0' ||
+dpkg-deb -I "$runtime" shlibs | grep '^libincnn_runtime 0 libincnn-runtime0' > /dev/null ||
   fail "libincnn-runtime0 has no shlibs entry"
-dpkg-deb -I "$runtime" postinst | grep -q ldconfig ||
+dpkg-deb -I "$runtime" postinst | grep ldconfig > /dev/null ||
   fail "libincnn-runtime0 does not run ldconfig"
 
 echo "== libincnn-dev: headers, static library, .so link, cmake config, .pc"
@@ -113,7 +113,7 @@ pc() { pkg-config --define-prefix "$@"; }
 # shellcheck disable=SC2046
 cc -O2 $(pc --cflags incnn) "$src/runtime/examples/embed.c" -o "$work/embed" \
   $(pc --libs incnn) -Wl,-rpath,"$root/usr/lib"
-ldd "$work/embed" | grep -q "libincnn_runtime.so.0 => $root/usr/lib/" ||
+ldd "$work/embed" | grep "libincnn_runtime.so.0 => $root/usr/lib/" > /dev/null ||
   fail "embed does not load the unpacked library"
 if [ -x "$root/usr/bin/incnn-compile" ]; then
   "$root/usr/bin/incnn-compile" "$src/models/pep-vq" -o "$work/pep.incnn" 2>/dev/null

@@ -92,11 +92,11 @@ c++ -O2 $cflags "$src/test/install/consumer/consumer.cpp" -o "$work/pc/consumer"
 
 echo "== the shared builds load the installed library; the static ones none"
 for exe in cmake/embed-shared cmake/consumer-shared pc/embed pc/consumer; do
-  ldd "$work/$exe" | grep -q "libincnn_runtime.so.0 => $libdir/" ||
+  ldd "$work/$exe" | grep "libincnn_runtime.so.0 => $libdir/" > /dev/null ||
     { ldd "$work/$exe"; fail "$exe does not load $libdir/libincnn_runtime.so.0"; }
 done
 for exe in cmake/embed-static cmake/consumer-static; do
-  ! readelf -d "$work/$exe" | grep -q libincnn_runtime ||
+  ! readelf -d "$work/$exe" | grep libincnn_runtime > /dev/null ||
     fail "$exe needs libincnn_runtime.so"
 done
 
