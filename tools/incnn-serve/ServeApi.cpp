@@ -550,23 +550,31 @@ void DocumentServer::enforceBudget(const std::string &keep, int64_t reserve) {
   }
   if (limits_.memoryBudget <= 0)
     return;
+  // Within the budget (the common case): one read of /proc, nothing else.
+  // Over it: first give freed memory back to the system, then evict.
+  bool trimmed = false;
   for (;;) {
     int64_t used = 0;
     if (limits_.measureMemory) {
-      lock.unlock();
-      malloc_trim(0); // what evicted documents freed goes back to the system
       used = residentBytes();
-      lock.lock();
     } else {
       for (const auto &[id, e] : documents_)
         used += e->bytes;
     }
     if (used + reserve <= limits_.memoryBudget)
       return;
+    if (limits_.measureMemory && !trimmed) {
+      lock.unlock();
+      malloc_trim(0);
+      lock.lock();
+      trimmed = true;
+      continue;
+    }
     std::string v = victim();
     if (v.empty())
       return;
     forget(v);
+    trimmed = false;
   }
 }
 
