@@ -1,7 +1,9 @@
 """Type stubs for the incnn extension module (python/incnn_module.cpp).
 
-Errors: ValueError for bad values (OutOfContractError, a subclass, for inputs outside the
-exactness contract; UnicodeError for a str that cannot be UTF-8), TypeError for wrong types and
+Errors map from the runtime's status codes: ValueError for bad values, with subclasses
+OutOfContractError (inputs outside the exactness contract), OutOfRangeError (also an IndexError:
+a position or length past a bound), ResourceExhaustedError (a size limit, or memory) and
+UnicodeError (a str that cannot be UTF-8); TypeError for wrong types and
 for objects never initialized (made with __new__), OSError for files, RuntimeError when threads
 cannot be started (or incnn.compile in a module built without the compiler)."""
 from typing import Iterable, Optional, Sequence, SupportsIndex, Tuple, Union, Dict, Any, List
@@ -20,6 +22,12 @@ Tokens = Iterable[SupportsIndex]
 
 class OutOfContractError(ValueError):
     """The input leaves the exactness contract; the session is unchanged."""
+
+class OutOfRangeError(IndexError, ValueError):
+    """A position or length past a bound; the session is unchanged."""
+
+class ResourceExhaustedError(ValueError):
+    """A size limit was exceeded or memory ran out."""
 
 class Tokenizer:
     @property

@@ -141,12 +141,37 @@ namespace {
 /// Raised when an input leaves the exactness contract (docs/exactness.md);
 /// a subclass of ValueError. The session is unchanged.
 PyObject *outOfContractError = nullptr;
+/// Raised for a position or length past a bound (an edit outside the
+/// document, a result longer than the context); IndexError and ValueError.
+PyObject *outOfRangeError = nullptr;
+/// Raised when a size limit is exceeded or memory runs out; a ValueError.
+PyObject *resourceExhaustedError = nullptr;
 
+/// Raises the Python exception of a runtime status, mapped from its code.
 [[noreturn]] void raise(const Status &st) {
-  if (st.outsideContract)
-    PyErr_SetString(outOfContractError, st.error.c_str());
-  else
-    PyErr_SetString(PyExc_ValueError, st.error.c_str());
+  PyObject *type = PyExc_RuntimeError; // Internal, Interrupted
+  switch (st.code) {
+  case StatusCode::InvalidArgument:
+    type = PyExc_ValueError;
+    break;
+  case StatusCode::OutOfRange:
+    type = outOfRangeError;
+    break;
+  case StatusCode::OutOfContract:
+    type = outOfContractError;
+    break;
+  case StatusCode::ResourceExhausted:
+    type = resourceExhaustedError;
+    break;
+  case StatusCode::IO:
+    type = PyExc_OSError;
+    break;
+  case StatusCode::Ok:
+  case StatusCode::Interrupted:
+  case StatusCode::Internal:
+    break;
+  }
+  PyErr_SetString(type, st.error.c_str());
   throw py::error_already_set();
 }
 
@@ -178,7 +203,8 @@ std::shared_ptr<PyProgram> loadProgramFile(const std::string &path) {
     st = loadProgram(path, p->program);
   }
   if (!st.ok()) {
-    if (access(path.c_str(), R_OK) != 0)
+    // OSError either way: the file cannot be read or is not a program.
+    if (st.is(StatusCode::IO) && access(path.c_str(), R_OK) != 0)
       PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
     else
       PyErr_SetString(PyExc_OSError, st.error.c_str());
@@ -362,9 +388,9 @@ std::vector<TokenEdit> toEdits(const Program &program, const py::list &list) {
   // A snapshot: converting an item may run Python code that changes the list.
   py::tuple items(list);
   if (items.size() > kMaxEditsPerBatch)
-    throw py::value_error(std::to_string(items.size()) +
-                          " edits in one batch exceed the limit of " +
-                          std::to_string(kMaxEditsPerBatch));
+    raise(Status::exhausted(std::to_string(items.size()) +
+                            " edits in one batch exceed the limit of " +
+                            std::to_string(kMaxEditsPerBatch)));
   const size_t maxTokens = size_t(program.maxPositions);
   std::vector<TokenEdit> edits;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -377,15 +403,17 @@ std::vector<TokenEdit> toEdits(const Program &program, const py::list &list) {
       EditLine parsed;
       if (Status st = parseEditLine(line, program.vocabSize, maxTokens, parsed);
           !st.ok())
-        raise(Status::failure(where + st.error));
+        raise(st.within(where));
       if (!parsed.textEdits.empty())
-        raise(Status::failure(where + "text edits go to Document.edit"));
+        raise(
+            Status::invalidArgument(where + "text edits go to Document.edit"));
       edits.insert(edits.end(), parsed.tokenEdits.begin(),
                    parsed.tokenEdits.end());
       continue;
     }
     if (!py::isinstance<py::tuple>(h) || py::len(h) != 3)
-      raise(Status::failure(where + "an edit is (op, at, tokens), "
+      raise(Status::invalidArgument(where +
+                                    "an edit is (op, at, tokens), "
                                     "(\"delete\", at, count) or a dict"));
     py::tuple t = py::reinterpret_borrow<py::tuple>(h);
     if (!py::isinstance<py::str>(t[0]))
@@ -403,7 +431,7 @@ std::vector<TokenEdit> toEdits(const Program &program, const py::list &list) {
     else if (op == "delete")
       edits.push_back(TokenEdit::erase(at, toInt64(t[2], "a delete count")));
     else
-      raise(Status::failure(where + "unknown edit op '" + op + "'"));
+      raise(Status::invalidArgument(where + "unknown edit op '" + op + "'"));
   }
   return edits;
 }
@@ -519,9 +547,9 @@ Status charRange(const std::string &text, int64_t start, int64_t end,
   int64_t length = 0;
   for (char c : text)
     length += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return Status::failure("character range [" + std::to_string(start) + ", " +
-                         std::to_string(end) + ") is outside the document of " +
-                         std::to_string(length) + " characters");
+  return Status::outOfRange(
+      "character range [" + std::to_string(start) + ", " + std::to_string(end) +
+      ") is outside the document of " + std::to_string(length) + " characters");
 }
 
 /// A text document over its own session.
@@ -543,7 +571,7 @@ public:
                                             Int64 threads, bool certificates) {
     int n = checkThreads(threads);
     if (!program->tokenizer)
-      raise(Status::failure("the program has no tokenizer"));
+      raise(Status::invalidArgument("the program has no tokenizer"));
     std::shared_ptr<PyProgram> shared = program->shared_from_this();
     std::unique_ptr<PyDocument> d;
     Status st;
@@ -654,6 +682,22 @@ PYBIND11_MODULE(incnn, m) {
       "document is unchanged.",
       PyExc_ValueError, nullptr);
   m.attr("OutOfContractError") = py::handle(outOfContractError);
+  PyObject *rangeBases = PyTuple_Pack(2, PyExc_IndexError, PyExc_ValueError);
+  outOfRangeError = PyErr_NewExceptionWithDoc(
+      "incnn.OutOfRangeError",
+      "A position or length past a bound: an edit outside the document, a "
+      "result longer than the context. An IndexError and a ValueError. The "
+      "session or document is unchanged.",
+      rangeBases, nullptr);
+  Py_XDECREF(rangeBases);
+  m.attr("OutOfRangeError") = py::handle(outOfRangeError);
+  resourceExhaustedError = PyErr_NewExceptionWithDoc(
+      "incnn.ResourceExhaustedError",
+      "A size limit was exceeded (a batch of more than 4096 edits, a text "
+      "over the byte limit) or memory ran out; a ValueError. After an update "
+      "that ran out of memory the session holds no document: reset it.",
+      PyExc_ValueError, nullptr);
+  m.attr("ResourceExhaustedError") = py::handle(resourceExhaustedError);
 
   py::class_<Tokenizer>(m, "Tokenizer",
                         "The program's sentencepiece tokenizer.")

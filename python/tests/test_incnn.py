@@ -210,6 +210,30 @@ def test_errors_are_python_exceptions(tmp_path):
     with pytest.raises(OSError):
         incnn.compile(str(tmp_path / "no-such-model"))
     assert issubclass(incnn.OutOfContractError, ValueError)
+    assert issubclass(incnn.OutOfRangeError, IndexError)
+    assert issubclass(incnn.OutOfRangeError, ValueError)
+    assert issubclass(incnn.ResourceExhaustedError, ValueError)
+
+
+def test_exceptions_map_from_status_codes(models):
+    program = models["opt"]
+    s = incnn.Session(program, [3, 4, 5, 6])
+    # OutOfRange: positions and lengths past a bound.
+    for call in (lambda: s.replace(4, [1]), lambda: s.insert(5, [1]),
+                 lambda: s.delete(2, 3),
+                 lambda: s.apply([("replace", 0, [1]), ("delete", 9, 1)]),
+                 lambda: s.insert(0, [1] * program.max_positions)):
+        with pytest.raises(incnn.OutOfRangeError):
+            call()
+    # InvalidArgument: plain ValueError, not one of the subclasses.
+    for call in (lambda: s.insert(0, [program.vocab_size]),
+                 lambda: s.delete(0, 4), lambda: s.reset([])):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert type(info.value) is ValueError, info.value
+    with pytest.raises(incnn.ResourceExhaustedError):
+        s.apply([("delete", 0, 1)] * 4097)
+    assert s.tokens == [3, 4, 5, 6] and s.verify()
 
 
 def test_threads_run_in_parallel_with_the_gil_released(bundled):

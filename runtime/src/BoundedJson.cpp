@@ -18,9 +18,9 @@ Status parseBoundedJson(std::string_view text, const JsonLimits &limits,
                         nlohmann::json &out) {
   using json = nlohmann::json;
   if (text.size() > limits.maxBytes)
-    return Status::failure("the JSON text has " + std::to_string(text.size()) +
-                           " bytes, over the limit of " +
-                           std::to_string(limits.maxBytes));
+    return Status::exhausted(
+        "the JSON text has " + std::to_string(text.size()) +
+        " bytes, over the limit of " + std::to_string(limits.maxBytes));
   size_t values = 0;
   json::parser_callback_t check = [&](int depth, json::parse_event_t event,
                                       json &) -> bool {
@@ -38,11 +38,11 @@ Status parseBoundedJson(std::string_view text, const JsonLimits &limits,
   try {
     out = json::parse(text.begin(), text.end(), check);
   } catch (const LimitBroken &e) {
-    return Status::failure(e.message);
+    return Status::exhausted(e.message);
   } catch (const json::exception &e) {
-    return Status::failure(std::string("malformed JSON: ") + e.what());
+    return Status::invalidArgument(std::string("malformed JSON: ") + e.what());
   } catch (const std::bad_alloc &) {
-    return Status::failure("out of memory parsing JSON");
+    return Status::exhausted("out of memory parsing JSON");
   }
   return Status::success();
 }

@@ -26,7 +26,6 @@ struct incnn_program_t {
 struct incnn_session_t {
   const incnn_program_t *program;
   std::unique_ptr<Session> session;
-  bool hasDocument = false;
   /// Mutable so that const queries can report their failures too.
   mutable std::string lastError;
 };
@@ -40,14 +39,33 @@ incnn_status_t setError(incnn_status_t code, std::string message) {
   return code;
 }
 
+/// The C code of a runtime status.
+incnn_status_t codeOf(const Status &st) {
+  switch (st.code) {
+  case StatusCode::Ok:
+    return INCNN_OK;
+  case StatusCode::InvalidArgument:
+    return INCNN_ERROR_INVALID_ARGUMENT;
+  case StatusCode::OutOfRange:
+    return INCNN_ERROR_OUT_OF_RANGE;
+  case StatusCode::OutOfContract:
+    return INCNN_ERROR_OUT_OF_CONTRACT;
+  case StatusCode::ResourceExhausted:
+    return INCNN_ERROR_RESOURCE_EXHAUSTED;
+  case StatusCode::IO:
+    return INCNN_ERROR_IO;
+  case StatusCode::Interrupted:
+  case StatusCode::Internal:
+    break;
+  }
+  return INCNN_ERROR_INTERNAL;
+}
+
 incnn_status_t finishLoad(Status st, Program &program, incnn_program_t **out) {
+  if (st.is(StatusCode::InvalidArgument))
+    return setError(INCNN_ERROR_INVALID_PROGRAM, st.error);
   if (!st.ok())
-    return setError(st.error.find("cannot open") != std::string::npos ||
-                            st.error.find("not a regular file") !=
-                                std::string::npos
-                        ? INCNN_ERROR_IO
-                        : INCNN_ERROR_INVALID_PROGRAM,
-                    st.error);
+    return setError(codeOf(st), st.error);
   auto handle = std::make_unique<incnn_program_t>();
   handle->program = std::move(program);
   if (!handle->program.tokenizer.empty()) {
@@ -258,25 +276,12 @@ incnn_status_t incnn_session_reset(incnn_session_t *session,
     if (num_tokens > size_t(program.maxPositions)) {
       message = std::to_string(num_tokens) + " tokens exceed the program's " +
                 "context of " + std::to_string(program.maxPositions);
-      return INCNN_ERROR_INVALID_ARGUMENT;
+      return INCNN_ERROR_OUT_OF_RANGE;
     }
-    std::vector<int32_t> toks(tokens, tokens + num_tokens);
-    Status valid = validateTokens(program, toks);
-    if (!valid.ok()) {
-      message = valid.error;
-      return INCNN_ERROR_INVALID_ARGUMENT;
-    }
-    Status st = session->session->reset(toks);
-    if (st.outsideContract) {
-      message = st.error; // the session keeps its previous document
-      return INCNN_ERROR_OUT_OF_CONTRACT;
-    }
-    session->hasDocument = st.ok();
-    if (!st.ok()) {
-      message = st.error;
-      return INCNN_ERROR_INTERNAL;
-    }
-    return INCNN_OK;
+    Status st = session->session->reset(
+        std::vector<int32_t>(tokens, tokens + num_tokens));
+    message = st.error; // a refused document keeps the previous one
+    return codeOf(st);
   });
 }
 
@@ -288,14 +293,14 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
       message = "edits is null";
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
-    if (!session->hasDocument) {
+    if (!session->session->hasDocument()) {
       message = "the session has no document: call incnn_session_reset";
       return INCNN_ERROR_INVALID_ARGUMENT;
     }
     if (num_edits > kMaxEditsPerBatch) {
       message = std::to_string(num_edits) + " edits in one batch exceed the " +
                 "limit of " + std::to_string(kMaxEditsPerBatch);
-      return INCNN_ERROR_INVALID_ARGUMENT;
+      return INCNN_ERROR_RESOURCE_EXHAUSTED;
     }
     const size_t maxTokens = size_t(session->program->program.maxPositions);
     std::vector<TokenEdit> batch;
@@ -312,7 +317,7 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
         message = where + std::to_string(e.num_tokens) +
                   " tokens exceed the program's context of " +
                   std::to_string(maxTokens);
-        return INCNN_ERROR_INVALID_ARGUMENT;
+        return INCNN_ERROR_OUT_OF_RANGE;
       }
       switch (e.kind) {
       case INCNN_EDIT_REPLACE:
@@ -331,25 +336,10 @@ incnn_status_t incnn_session_apply(incnn_session_t *session,
         return INCNN_ERROR_INVALID_ARGUMENT;
       }
     }
-    // Validate first: Session::apply also rejects bad batches atomically,
-    // but this tells a bad argument from a failed update.
-    std::vector<int32_t> copy = session->session->tokens();
-    if (Status st = applyEditsToTokens(session->program->program, copy, batch);
-        !st.ok()) {
-      message = st.error;
-      return INCNN_ERROR_INVALID_ARGUMENT;
-    }
+    // Session::apply validates the batch once and refuses it atomically.
     Status st = session->session->apply(batch);
-    if (st.outsideContract) {
-      message = st.error; // the session is unchanged
-      return INCNN_ERROR_OUT_OF_CONTRACT;
-    }
-    if (!st.ok()) {
-      session->hasDocument = false;
-      message = st.error;
-      return INCNN_ERROR_INTERNAL;
-    }
-    return INCNN_OK;
+    message = st.error;
+    return codeOf(st);
   });
 }
 
@@ -374,7 +364,7 @@ incnn_status_t incnn_session_delete(incnn_session_t *session, int64_t at,
 incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
                                     size_t capacity, size_t *out_count) {
   return guarded(session, [&](std::string &message) {
-    if (!session->hasDocument) {
+    if (!session->session->hasDocument()) {
       if (out_count)
         *out_count = 0;
       message = "the session has no document: call incnn_session_reset";
@@ -389,7 +379,7 @@ incnn_status_t incnn_session_tokens(const incnn_session_t *session,
                                     int32_t *out, size_t capacity,
                                     size_t *out_count) {
   return guarded(session, [&](std::string &message) {
-    if (!session->hasDocument) {
+    if (!session->session->hasDocument()) {
       if (out_count)
         *out_count = 0;
       message = "the session has no document: call incnn_session_reset";
@@ -506,7 +496,9 @@ incnn_status_t incnn_session_evaluate(incnn_session_t *session,
 }
 
 uint64_t incnn_session_macs(const incnn_session_t *session) {
-  return session && session->hasDocument ? session->session->stats().macs : 0;
+  return session && session->session->hasDocument()
+             ? session->session->stats().macs
+             : 0;
 }
 
 const char *incnn_session_last_error(const incnn_session_t *session) {

@@ -95,19 +95,19 @@ Document::windowOf(const std::vector<int32_t> &tokens) const {
 Status Document::encode(std::string_view text, std::vector<int32_t> &tokens,
                         std::vector<int64_t> &starts) const {
   if (text.size() > kMaxTextBytes)
-    return Status::failure("the document has " + std::to_string(text.size()) +
-                           " bytes, over the limit of " +
-                           std::to_string(kMaxTextBytes));
+    return Status::exhausted("the document has " + std::to_string(text.size()) +
+                             " bytes, over the limit of " +
+                             std::to_string(kMaxTextBytes));
   if (int64_t bad = findInvalidUtf8(text); bad >= 0)
-    return Status::failure("the text is not valid UTF-8 (byte " +
-                           std::to_string(bad) + ")");
+    return Status::invalidArgument("the text is not valid UTF-8 (byte " +
+                                   std::to_string(bad) + ")");
   std::vector<int32_t> body;
   if (Status st = tokenizer.encode(text, body, starts); !st.ok())
     return st;
   tokens = prefix;
   tokens.insert(tokens.end(), body.begin(), body.end());
   if (tokens.empty())
-    return Status::failure("the document has no tokens");
+    return Status::invalidArgument("the document has no tokens");
   return Status::success();
 }
 
@@ -140,11 +140,12 @@ Status Document::verifyTokens() const {
   if (Status st = encode(text_, tokens, starts); !st.ok())
     return st;
   if (tokens != tokens_)
-    return Status::failure(
+    return Status::invalidArgument(
         "the incremental tokens differ from a full tokenization of the text");
   if (starts != starts_)
-    return Status::failure("the incremental token offsets differ from a "
-                           "full tokenization of the text");
+    return Status::invalidArgument(
+        "the incremental token offsets differ from a "
+        "full tokenization of the text");
   return Status::success();
 }
 
@@ -267,27 +268,28 @@ Status Document::plan(const std::vector<TextEdit> &edits, Plan &out) const {
     std::string where =
         edits.size() > 1 ? "edit " + std::to_string(i) + ": " : "";
     if (e.start < 0 || e.end < e.start || e.end > int64_t(next.size()))
-      return Status::failure(where + "byte range [" + std::to_string(e.start) +
-                             ", " + std::to_string(e.end) +
-                             ") is outside the document of " +
-                             std::to_string(next.size()) + " bytes");
+      return Status::outOfRange(
+          where + "byte range [" + std::to_string(e.start) + ", " +
+          std::to_string(e.end) + ") is outside the document of " +
+          std::to_string(next.size()) + " bytes");
     if (!isUtf8Boundary(next, e.start) || !isUtf8Boundary(next, e.end))
-      return Status::failure(where + "byte range [" + std::to_string(e.start) +
-                             ", " + std::to_string(e.end) +
-                             ") splits a UTF-8 character of the document");
+      return Status::invalidArgument(
+          where + "byte range [" + std::to_string(e.start) + ", " +
+          std::to_string(e.end) + ") splits a UTF-8 character of the document");
     if (int64_t bad = findInvalidUtf8(e.text); bad >= 0)
-      return Status::failure(where +
-                             "the replacement text is not valid "
-                             "UTF-8 (byte " +
-                             std::to_string(bad) + ")");
+      return Status::invalidArgument(where +
+                                     "the replacement text is not valid "
+                                     "UTF-8 (byte " +
+                                     std::to_string(bad) + ")");
     if (next.size() - size_t(e.end - e.start) + e.text.size() > kMaxTextBytes)
-      return Status::failure(where + "the edited document would exceed " +
-                             std::to_string(kMaxTextBytes) + " bytes");
+      return Status::exhausted(where + "the edited document would exceed " +
+                               std::to_string(kMaxTextBytes) + " bytes");
     if (Status st = splice(e, p, tokenEdits); !st.ok())
-      return Status::failure(where + "the edited text: " + st.error);
+      return st.within(where + "the edited text: ");
   }
   if (p.tokens.empty())
-    return Status::failure("the edited text: the document has no tokens");
+    return Status::invalidArgument(
+        "the edited text: the document has no tokens");
   p.tokensChanged = !tokenEdits.empty();
   p.tokenEdits = clipToWindow(std::move(tokenEdits), p.tokens);
   p.tokenizeMicros = std::chrono::duration<double, std::micro>(

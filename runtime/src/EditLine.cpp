@@ -117,9 +117,9 @@ Status parseEditLine(std::string_view line, int32_t vocabSize, size_t maxTokens,
       fail("a batch cannot mix text and token edits");
     out = std::move(result);
   } catch (const LineError &e) {
-    return Status::failure(e.message);
+    return Status::invalidArgument(e.message);
   } catch (const std::bad_alloc &) {
-    return Status::failure("out of memory parsing the edit line");
+    return Status::exhausted("out of memory parsing the edit line");
   }
   return Status::success();
 }
@@ -139,8 +139,8 @@ bool readEditLine(std::istream &in, std::string &line, Status &error) {
     if (c == '\n')
       return true;
     if (line.size() == kMaxEditLineBytes) {
-      error = Status::failure("the line is longer than the limit of " +
-                              std::to_string(kMaxEditLineBytes) + " bytes");
+      error = Status::exhausted("the line is longer than the limit of " +
+                                std::to_string(kMaxEditLineBytes) + " bytes");
       return true;
     }
     line.push_back(char(c));

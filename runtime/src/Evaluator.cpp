@@ -10,17 +10,17 @@ namespace incnn::runtime {
 Status validateTokens(const Program &program,
                       const std::vector<int32_t> &tokens) {
   if (tokens.empty())
-    return Status::failure("the token sequence is empty");
+    return Status::invalidArgument("the token sequence is empty");
   if (int64_t(tokens.size()) > program.maxPositions)
-    return Status::failure("too many tokens: " + std::to_string(tokens.size()) +
-                           " > the context window of " +
-                           std::to_string(program.maxPositions));
+    return Status::outOfRange(
+        "too many tokens: " + std::to_string(tokens.size()) +
+        " > the context window of " + std::to_string(program.maxPositions));
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] < 0 || tokens[i] >= program.vocabSize)
-      return Status::failure("token " + std::to_string(tokens[i]) +
-                             " at position " + std::to_string(i) +
-                             " is outside the vocabulary [0, " +
-                             std::to_string(program.vocabSize) + ")");
+      return Status::invalidArgument("token " + std::to_string(tokens[i]) +
+                                     " at position " + std::to_string(i) +
+                                     " is outside the vocabulary [0, " +
+                                     std::to_string(program.vocabSize) + ")");
   return Status::success();
 }
 
@@ -88,19 +88,19 @@ Status Evaluator::evaluate(const std::vector<int32_t> &tokens) {
   } catch (const std::bad_alloc &) {
     e.clear();
     e.tokens.clear();
-    return Status::failure("out of memory evaluating the program");
+    return Status::exhausted("out of memory evaluating the program");
   } catch (const std::exception &err) {
-    return Status::failure(std::string("evaluation failed: ") + err.what());
+    return Status::internal(std::string("evaluation failed: ") + err.what());
   }
   return Status::success();
 }
 
 const std::vector<float> &Evaluator::output() const {
-  return impl->engine.values[size_t(impl->engine.program.outputValue)].data;
+  return impl->engine.stored(impl->engine.program.outputValue);
 }
 
 const std::vector<float> &Evaluator::value(int32_t id) const {
-  return impl->engine.values.at(size_t(id)).data;
+  return impl->engine.stored(id);
 }
 
 const std::vector<int32_t> &Evaluator::tokens() const {

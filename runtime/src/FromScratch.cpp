@@ -21,15 +21,15 @@ std::string shown(float x) {
 Status compareOutputs(const std::vector<float> &incremental,
                       const std::vector<float> &fromScratch) {
   if (incremental.size() != fromScratch.size())
-    return Status::failure(
+    return Status::internal(
         "the output has " + std::to_string(incremental.size()) +
         " elements incrementally but " + std::to_string(fromScratch.size()) +
         " from scratch");
   for (size_t i = 0; i < incremental.size(); ++i)
     if (std::memcmp(&incremental[i], &fromScratch[i], sizeof(float)) != 0)
-      return Status::failure("output[" + std::to_string(i) + "] is " +
-                             shown(incremental[i]) + " incrementally but " +
-                             shown(fromScratch[i]) + " from scratch");
+      return Status::internal("output[" + std::to_string(i) + "] is " +
+                              shown(incremental[i]) + " incrementally but " +
+                              shown(fromScratch[i]) + " from scratch");
   return Status::success();
 }
 

@@ -344,14 +344,15 @@ Status loadImpl(const uint8_t *base, uint64_t size,
   try {
     parseImage(base, size, result);
   } catch (const FormatError &e) {
-    return Status::failure("invalid program file: " + e.message);
+    return Status::invalidArgument("invalid program file: " + e.message);
   } catch (const std::exception &e) {
-    return Status::failure(std::string("invalid program file: ") + e.what());
+    return Status::invalidArgument(std::string("invalid program file: ") +
+                                   e.what());
   }
   result.backing = std::move(backing);
   Status st = verifyProgram(result);
   if (!st.ok())
-    return Status::failure("invalid program: " + st.error);
+    return Status::invalidArgument("invalid program: " + st.error);
   program = std::move(result);
   return Status::success();
 }
@@ -361,7 +362,8 @@ Status loadImpl(const uint8_t *base, uint64_t size,
 Status writeProgram(const Program &program, const std::string &path) {
   Status st = verifyProgram(program);
   if (!st.ok())
-    return Status::failure("refusing to write an invalid program: " + st.error);
+    return Status::invalidArgument("refusing to write an invalid program: " +
+                                   st.error);
   try {
     json meta;
     meta["format"] = "incnn-program";
@@ -411,7 +413,7 @@ Status writeProgram(const Program &program, const std::string &path) {
     std::fstream os(path, std::ios::binary | std::ios::trunc | std::ios::in |
                               std::ios::out);
     if (!os)
-      return Status::failure("cannot open '" + path +
+      return Status::ioError("cannot open '" + path +
                              "' for writing: " + std::strerror(errno));
     char header[kHeaderSize] = {};
     std::memcpy(header, kMagic, 8);
@@ -449,9 +451,9 @@ Status writeProgram(const Program &program, const std::string &path) {
     os.write(reinterpret_cast<const char *>(&checksum), 8);
     os.close();
     if (!os)
-      return Status::failure("error writing '" + path + "'");
+      return Status::ioError("error writing '" + path + "'");
   } catch (const std::exception &e) {
-    return Status::failure(std::string("error writing program: ") + e.what());
+    return Status::ioError(std::string("error writing program: ") + e.what());
   }
   return Status::success();
 }
@@ -459,41 +461,41 @@ Status writeProgram(const Program &program, const std::string &path) {
 Status loadProgram(const std::string &path, Program &program) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return Status::failure("cannot open '" + path +
+    return Status::ioError("cannot open '" + path +
                            "': " + std::strerror(errno));
   struct stat sb;
   if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     ::close(fd);
-    return Status::failure("'" + path + "' is not a regular file");
+    return Status::invalidArgument("'" + path + "' is not a regular file");
   }
   uint64_t size = uint64_t(sb.st_size);
   if (size < kHeaderSize) {
     ::close(fd);
-    return Status::failure("invalid program file: '" + path +
-                           "' is too small (" + std::to_string(size) +
-                           " bytes)");
+    return Status::invalidArgument("invalid program file: '" + path +
+                                   "' is too small (" + std::to_string(size) +
+                                   " bytes)");
   }
   void *addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (addr == MAP_FAILED)
-    return Status::failure("cannot map '" + path +
+    return Status::ioError("cannot map '" + path +
                            "': " + std::strerror(errno));
   std::shared_ptr<void> backing(addr, [size](void *p) { ::munmap(p, size); });
   Status st = loadImpl(static_cast<const uint8_t *>(addr), size,
                        std::move(backing), program);
   if (!st.ok())
-    return Status::failure(path + ": " + st.error);
+    return st.within(path + ": ");
   return st;
 }
 
 Status loadProgramFromBuffer(const void *data, size_t size, Program &program) {
   if (!data && size)
-    return Status::failure("null buffer");
+    return Status::invalidArgument("null buffer");
   // Copy into a 64-byte aligned buffer so weights are aligned like in a map.
   size_t allocSize = alignUp(std::max<size_t>(size, 1));
   void *copy = std::aligned_alloc(kAlign, allocSize);
   if (!copy)
-    return Status::failure("out of memory copying the program");
+    return Status::exhausted("out of memory copying the program");
   if (size)
     std::memcpy(copy, data, size);
   std::shared_ptr<void> backing(copy, [](void *p) { std::free(p); });

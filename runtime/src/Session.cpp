@@ -75,7 +75,7 @@ Status Session::reset(const std::vector<int32_t> &tokens) {
     return Status::interruption("the evaluation was interrupted");
   } catch (const std::bad_alloc &) {
     impl->valid = false;
-    return Status::failure("out of memory evaluating the document");
+    return Status::exhausted("out of memory evaluating the document");
   }
   e.stats.micros = std::chrono::duration<double, std::micro>(
                        std::chrono::steady_clock::now() - start)
@@ -86,7 +86,8 @@ Status Session::reset(const std::vector<int32_t> &tokens) {
 Status Session::apply(const std::vector<TokenEdit> &edits) {
   Engine &e = impl->engine;
   if (!impl->valid)
-    return Status::failure("the session has no document: call reset first");
+    return Status::invalidArgument(
+        "the session has no document: call reset first");
   EditPlan plan;
   if (Status st = planEdits(e.program, e.tokens, edits, plan); !st.ok())
     return st;
@@ -105,14 +106,16 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
     return Status::interruption("the update was interrupted");
   } catch (const std::bad_alloc &) {
     impl->valid = false;
-    return Status::failure("out of memory updating the document; the session "
-                           "must be reset");
+    return Status::exhausted("out of memory updating the document; the session "
+                             "must be reset");
   }
   e.stats.micros = std::chrono::duration<double, std::micro>(
                        std::chrono::steady_clock::now() - start)
                        .count();
   return Status::success();
 }
+
+bool Session::hasDocument() const { return impl->valid; }
 
 const std::vector<float> &Session::output() const {
   return impl->engine.output();

@@ -100,13 +100,14 @@ Tokenizer::~Tokenizer() = default;
 Status Tokenizer::create(std::string_view serializedModel,
                          std::unique_ptr<Tokenizer> &out) {
   if (serializedModel.empty())
-    return Status::failure("the program has no tokenizer");
+    return Status::invalidArgument("the program has no tokenizer");
   try {
     std::unique_ptr<Tokenizer> tok(new Tokenizer());
     auto st = tok->impl->sp.LoadFromSerializedProto(
         absl::string_view(serializedModel.data(), serializedModel.size()));
     if (!st.ok())
-      return Status::failure("bad sentencepiece model: " + st.ToString());
+      return Status::invalidArgument("bad sentencepiece model: " +
+                                     st.ToString());
     // BPE merges never cross a piece boundary, so text cut where every
     // segmentation has a boundary tokenizes in parts. (Unigram's Viterbi
     // scores are float sums over the whole text; it is not cut.)
@@ -116,7 +117,8 @@ Status Tokenizer::create(std::string_view serializedModel,
     tok->cutsAtSpaces_ = type == kModelTypeBpe && tok->probeCutsAtSpaces();
     out = std::move(tok);
   } catch (const std::exception &e) {
-    return Status::failure(std::string("bad sentencepiece model: ") + e.what());
+    return Status::invalidArgument(std::string("bad sentencepiece model: ") +
+                                   e.what());
   }
   return Status::success();
 }
@@ -128,10 +130,10 @@ Status Tokenizer::encode(std::string_view text,
     auto st =
         impl->sp.Encode(absl::string_view(text.data(), text.size()), &out);
     if (!st.ok())
-      return Status::failure("tokenizer: " + st.ToString());
+      return Status::invalidArgument("tokenizer: " + st.ToString());
     ids.assign(out.begin(), out.end());
   } catch (const std::exception &e) {
-    return Status::failure(std::string("tokenizer: ") + e.what());
+    return Status::invalidArgument(std::string("tokenizer: ") + e.what());
   }
   return Status::success();
 }
@@ -151,7 +153,7 @@ Status Tokenizer::encode(std::string_view text, std::vector<int32_t> &ids,
       starts[i] = int64_t(piece.begin());
     }
   } catch (const std::exception &e) {
-    return Status::failure(std::string("tokenizer: ") + e.what());
+    return Status::invalidArgument(std::string("tokenizer: ") + e.what());
   }
   return Status::success();
 }
@@ -189,15 +191,15 @@ Status Tokenizer::decode(const std::vector<int32_t> &ids,
   int32_t vocab = vocabSize();
   for (int32_t id : ids)
     if (id < 0 || id >= vocab)
-      return Status::failure("token " + std::to_string(id) +
-                             " is outside the tokenizer's vocabulary");
+      return Status::invalidArgument("token " + std::to_string(id) +
+                                     " is outside the tokenizer's vocabulary");
   try {
     std::vector<int> in(ids.begin(), ids.end());
     auto st = impl->sp.Decode(in, &text);
     if (!st.ok())
-      return Status::failure("tokenizer: " + st.ToString());
+      return Status::invalidArgument("tokenizer: " + st.ToString());
   } catch (const std::exception &e) {
-    return Status::failure(std::string("tokenizer: ") + e.what());
+    return Status::invalidArgument(std::string("tokenizer: ") + e.what());
   }
   return Status::success();
 }

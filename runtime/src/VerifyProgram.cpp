@@ -312,9 +312,9 @@ Status Verifier::run() {
       fail("label count " + std::to_string(p.labels.size()) +
            " differs from the output width " + std::to_string(out.width));
   } catch (const FormatError &e) {
-    return Status::failure(e.message);
+    return Status::invalidArgument(e.message);
   } catch (const std::exception &e) {
-    return Status::failure(e.what());
+    return Status::invalidArgument(e.what());
   }
   return Status::success();
 }

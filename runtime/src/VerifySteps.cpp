@@ -98,7 +98,7 @@ Status verifySteps(const Program &p) {
         fail("the cache plan does not keep value " + std::to_string(v) + " '" +
              p.values[v].name + "', which " + required[v]);
   } catch (const StepError &e) {
-    return Status::failure(e.message);
+    return Status::invalidArgument(e.message);
   }
   return Status::success();
 }

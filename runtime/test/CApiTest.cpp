@@ -157,14 +157,12 @@ TEST(CApi, SessionEdits) {
             INCNN_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(incnn_session_last_error(session)).find("vocabulary"),
             std::string::npos);
-  EXPECT_EQ(incnn_session_delete(session, 0, 100),
-            INCNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(incnn_session_delete(session, 0, 100), INCNN_ERROR_OUT_OF_RANGE);
   EXPECT_EQ(incnn_session_replace(session, 0, nullptr, 1),
             INCNN_ERROR_INVALID_ARGUMENT);
   incnn_edit_t half[] = {{INCNN_EDIT_DELETE, 0, nullptr, 0, 1},
                          {INCNN_EDIT_DELETE, 50, nullptr, 0, 1}};
-  EXPECT_EQ(incnn_session_apply(session, half, 2),
-            INCNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(incnn_session_apply(session, half, 2), INCNN_ERROR_OUT_OF_RANGE);
   // Out-of-range kinds are read as integers, never loaded as the enum.
   for (int32_t kind : {9, -1, 3, INT32_MAX}) {
     incnn_edit_t unknown = {kind, 0, nullptr, 0, 1};
@@ -177,13 +175,13 @@ TEST(CApi, SessionEdits) {
   // Sizes past the limits are refused before anything is copied (the
   // pointer would not even be readable that far).
   EXPECT_EQ(incnn_session_insert(session, 0, toks, size_t(1) << 40),
-            INCNN_ERROR_INVALID_ARGUMENT);
+            INCNN_ERROR_OUT_OF_RANGE);
   EXPECT_NE(std::string(incnn_session_last_error(session)).find("context"),
             std::string::npos);
   EXPECT_EQ(incnn_session_apply(session, half, size_t(1) << 40),
-            INCNN_ERROR_INVALID_ARGUMENT);
+            INCNN_ERROR_RESOURCE_EXHAUSTED);
   EXPECT_EQ(incnn_session_reset(session, toks, size_t(1) << 40),
-            INCNN_ERROR_INVALID_ARGUMENT);
+            INCNN_ERROR_OUT_OF_RANGE);
   check("after rejected edits");
   EXPECT_EQ(incnn_session_output(session, out, 3, &count),
             INCNN_ERROR_BUFFER_TOO_SMALL);

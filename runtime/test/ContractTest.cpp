@@ -141,13 +141,13 @@ TEST(Contract, ValuesPastTheBoundAreRefusedNotWrapped) {
   ASSERT_TRUE(verifyProgram(p).ok());
   Evaluator oracle(p, {1});
   Status st = oracle.evaluate({0, 1, 0});
-  EXPECT_TRUE(st.outsideContract) << st.error;
+  EXPECT_TRUE(st.outsideContract()) << st.error;
   EXPECT_NE(st.error.find("attention value"), std::string::npos) << st.error;
   EXPECT_NE(st.error.find("max_positions 16384"), std::string::npos)
       << st.error;
   Session session(p, {1});
   st = session.reset({0, 1, 0});
-  EXPECT_TRUE(st.outsideContract) << st.error;
+  EXPECT_TRUE(st.outsideContract()) << st.error;
 }
 
 /// Token 2's embedding is huge: its q.k score overflows float (token 3's
@@ -163,7 +163,7 @@ void expectRefusedAndUnchanged(Session &session, const Program &program,
   std::vector<float> output = session.output();
   Status st = session.apply(edit);
   ASSERT_FALSE(st.ok());
-  EXPECT_TRUE(st.outsideContract) << st.error;
+  EXPECT_TRUE(st.outsideContract()) << st.error;
   EXPECT_NE(st.error.find("outside the exactness contract"), std::string::npos)
       << st.error;
   EXPECT_EQ(session.tokens(), tokens);
@@ -173,7 +173,7 @@ void expectRefusedAndUnchanged(Session &session, const Program &program,
   std::vector<int32_t> edited = tokens;
   ASSERT_TRUE(applyEditsToTokens(program, edited, edit).ok());
   Evaluator oracle(program, {1});
-  EXPECT_TRUE(oracle.evaluate(edited).outsideContract);
+  EXPECT_TRUE(oracle.evaluate(edited).outsideContract());
 }
 
 TEST(Contract, OverflowingScoresAreRefusedAndTheSessionStaysExact) {
@@ -200,7 +200,7 @@ TEST(Contract, OverflowingScoresAreRefusedAndTheSessionStaysExact) {
     // A refused reset keeps the old document too.
     std::vector<int32_t> tokens = session.tokens();
     std::vector<float> output = session.output();
-    EXPECT_TRUE(session.reset({2, 2}).outsideContract);
+    EXPECT_TRUE(session.reset({2, 2}).outsideContract());
     EXPECT_EQ(session.tokens(), tokens);
     EXPECT_EQ(session.output(), output);
   }

@@ -84,7 +84,7 @@ void scaleAttentionInputs(Program &program, size_t operand, float scale) {
 /// Every output bit, or both refused.
 bool sameOutcome(const Status &session, const Status &oracle) {
   return session.ok() == oracle.ok() &&
-         session.outsideContract == oracle.outsideContract;
+         session.outsideContract() == oracle.outsideContract();
 }
 
 /// Runs `edits` random edit batches and checks every output bit.
@@ -111,7 +111,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
     EXPECT_TRUE(sameOutcome(st, want)) << st.error << " vs " << want.error;
     if (st.ok())
       break;
-    EXPECT_TRUE(st.outsideContract) << st.error;
+    EXPECT_TRUE(st.outsideContract()) << st.error;
     ++totalRefused;
     if (tries == 200)
       return 0;
@@ -140,7 +140,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
         << "session: " << st.error << " oracle: " << want.error;
     if (!st.ok()) {
       // Refused: the session is exactly as it was, and keeps working.
-      EXPECT_TRUE(st.outsideContract) << st.error;
+      EXPECT_TRUE(st.outsideContract()) << st.error;
       EXPECT_EQ(session.tokens(), oldTokens);
       EXPECT_TRUE(test::bitsEqual(session.output().data(), oldOutput.data(),
                                   oldOutput.size()));

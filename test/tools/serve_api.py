@@ -159,6 +159,15 @@ def main():
             status, r = server.request(method, path, body, raw)
             check(400 <= status < 500 and needle in r.get("error", ""),
                   "%s %s: expected a 4xx naming %r, got %d %s" % (method, path, needle, status, r))
+        # A runtime refusal carries its status code (docs/json.md#errors).
+        for body, code in (({"edits": [{"start": 0, "end": n + 5, "text": "x"}]},
+                            "out_of_range"),
+                           ({"edits": [{"start": 0, "end": 0, "text": "\u00e9"},
+                                       {"start": 1, "end": 1, "text": "x"}]},
+                            "invalid_argument")):
+            status, r = server.request("POST", edits, body)
+            check(status == 400 and r.get("code") == code,
+                  "expected 400 with code %r, got %d %s" % (code, status, r))
         after = server.request("GET", "/v1/documents/" + did)[1]
         check(after == before, "a rejected request changed the document")
         # A Range header is ignored: the whole answer comes back.

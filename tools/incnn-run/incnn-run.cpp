@@ -370,9 +370,10 @@ private:
 
   // Edits -------------------------------------------------------------------
 
-  /// Parses and validates one line (an edit object or an array of them, one
-  /// batch) into token edits without touching the session. A text edit also
-  /// sets pendingPlan, the validated text edits.
+  /// Parses one line (an edit object or an array of them, one batch) into
+  /// token edits without touching the session; the session validates them
+  /// when it applies them. A text edit also sets pendingPlan, the validated
+  /// text edits.
   std::vector<TokenEdit> parseLine(const std::string &line,
                                    const std::string &where) {
     EditLine parsed;
@@ -393,12 +394,6 @@ private:
       edits = plan.tokenEdits;
       pendingPlan = std::move(plan);
     }
-    // Validate the whole batch on a copy so that a rejected line never
-    // reaches the session.
-    std::vector<int32_t> copy = session.tokens();
-    Status st = applyEditsToTokens(program, copy, edits);
-    if (!st.ok())
-      die(2, where + st.error);
     if (textEdits.empty())
       haveText = false; // token edits detach the document text
     return edits;

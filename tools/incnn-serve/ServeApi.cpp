@@ -24,10 +24,12 @@ namespace {
 /// Most byte ranges one answer highlights.
 constexpr size_t kMaxHighlights = 4096;
 
-/// A request that fails: its HTTP status and message.
+/// A request that fails: its HTTP status and message, and the runtime's
+/// status code when the runtime refused it.
 struct HttpError {
   int status;
   std::string message;
+  const char *code = nullptr;
 };
 
 /// Request bodies share the edits file's limits: its line size and nesting,
@@ -95,7 +97,30 @@ double microsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
 
-int statusOf(const Status &st) { return st.outsideContract ? 422 : 400; }
+/// The HTTP answer to a runtime refusal, mapped from its code.
+HttpError refusal(const Status &st) {
+  int status = 500;
+  switch (st.code) {
+  case StatusCode::InvalidArgument:
+  case StatusCode::OutOfRange:
+    status = 400;
+    break;
+  case StatusCode::OutOfContract:
+    status = 422;
+    break;
+  case StatusCode::ResourceExhausted:
+    status = 413;
+    break;
+  case StatusCode::Interrupted:
+    status = 503;
+    break;
+  case StatusCode::Ok:
+  case StatusCode::IO:
+  case StatusCode::Internal:
+    break;
+  }
+  return {status, st.error, statusCodeName(st.code)};
+}
 
 std::string formatSeconds(double s) {
   char buf[32];
@@ -269,6 +294,8 @@ ApiReply DocumentServer::handle(const ApiRequest &request) {
     reply = {e.status, json{{"error", e.message}}, "", ""};
   } catch (const HttpError &e) {
     reply = {e.status, json{{"error", e.message}}, "", ""};
+    if (e.code)
+      reply.body["code"] = e.code;
   } catch (const std::bad_alloc &) {
     reply = {503, json{{"error", "out of memory"}}, "", ""};
   } catch (const std::exception &e) {
@@ -287,7 +314,7 @@ json DocumentServer::create(const ApiRequest &request, const json &body,
   // expensive part.
   std::vector<int32_t> ids;
   if (Status st = tokenizer_.encode(text, ids); !st.ok())
-    throw HttpError{400, st.error};
+    throw refusal(st);
   if (int64_t(ids.size()) > limits_.maxTokens)
     throw Refused{413,
                   "the text has " + std::to_string(ids.size()) +
@@ -317,7 +344,7 @@ json DocumentServer::create(const ApiRequest &request, const json &body,
   });
   Status st = entry->document.reset(text);
   entry->session.setInterruptCheck(nullptr);
-  if (st.interrupted)
+  if (st.interrupted())
     throw Refused{late ? 503 : 499,
                   late ? "the evaluation took longer than this server's "
                          "limit of " +
@@ -327,7 +354,7 @@ json DocumentServer::create(const ApiRequest &request, const json &body,
                          "abandoned",
                   late ? "request_timeout" : "client_gone"};
   if (!st.ok())
-    throw HttpError{statusOf(st), st.error};
+    throw refusal(st);
   double us = microsSince(t0);
   metrics_.update(us * 1e-6);
   entry->bytes = entry->session.cacheBytes();
@@ -382,7 +409,7 @@ json DocumentServer::edit(const std::string &id, const json &body) {
   auto t0 = Clock::now();
   Document::Plan plan;
   if (Status st = entry->document.plan(textEdits, plan); !st.ok())
-    throw HttpError{statusOf(st), st.error};
+    throw refusal(st);
   if (int64_t(plan.tokens.size()) > limits_.maxTokens)
     throw Refused{
         413,
@@ -393,7 +420,7 @@ json DocumentServer::edit(const std::string &id, const json &body) {
   std::vector<TokenEdit> tokenEdits = plan.tokenEdits;
   double tokenizeUs = plan.tokenizeMicros;
   if (Status st = entry->document.commit(std::move(plan)); !st.ok())
-    throw HttpError{statusOf(st), st.error};
+    throw refusal(st);
   double us = microsSince(t0);
   metrics_.tokenize(tokenizeUs * 1e-6);
   metrics_.update(entry->session.stats().micros * 1e-6);

@@ -39,10 +39,10 @@ Status checkTokenIds(const Program &program, const std::vector<int32_t> &ids,
                      size_t editIndex) {
   for (int32_t id : ids)
     if (id < 0 || id >= program.vocabSize)
-      return Status::failure("edit " + std::to_string(editIndex) +
-                             ": token id " + std::to_string(id) +
-                             " is outside the vocabulary [0, " +
-                             std::to_string(program.vocabSize) + ")");
+      return Status::invalidArgument("edit " + std::to_string(editIndex) +
+                                     ": token id " + std::to_string(id) +
+                                     " is outside the vocabulary [0, " +
+                                     std::to_string(program.vocabSize) + ")");
   return Status::success();
 }
 
@@ -62,12 +62,13 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
     case TokenEdit::Kind::Replace: {
       int64_t len = int64_t(edit.tokens.size());
       if (len == 0)
-        return Status::failure(where + "replace needs at least one token");
+        return Status::invalidArgument(where +
+                                       "replace needs at least one token");
       if (edit.at < 0 || edit.at > n - len)
-        return Status::failure(where + "replace of " + std::to_string(len) +
-                               " token(s) at " + std::to_string(edit.at) +
-                               " is outside the sequence of " +
-                               std::to_string(n) + " tokens");
+        return Status::outOfRange(where + "replace of " + std::to_string(len) +
+                                  " token(s) at " + std::to_string(edit.at) +
+                                  " is outside the sequence of " +
+                                  std::to_string(n) + " tokens");
       if (Status st = checkTokenIds(program, edit.tokens, e); !st.ok())
         return st;
       std::copy(edit.tokens.begin(), edit.tokens.end(), cur.begin() + edit.at);
@@ -75,11 +76,12 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
     }
     case TokenEdit::Kind::Insert: {
       if (edit.tokens.empty())
-        return Status::failure(where + "insert needs at least one token");
+        return Status::invalidArgument(where +
+                                       "insert needs at least one token");
       if (edit.at < 0 || edit.at > n)
-        return Status::failure(where + "insert position " +
-                               std::to_string(edit.at) + " is outside [0, " +
-                               std::to_string(n) + "]");
+        return Status::outOfRange(where + "insert position " +
+                                  std::to_string(edit.at) + " is outside [0, " +
+                                  std::to_string(n) + "]");
       if (Status st = checkTokenIds(program, edit.tokens, e); !st.ok())
         return st;
       cur.insert(cur.begin() + edit.at, edit.tokens.begin(), edit.tokens.end());
@@ -88,9 +90,9 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
     }
     case TokenEdit::Kind::Delete: {
       if (edit.count <= 0)
-        return Status::failure(where + "delete needs a positive count");
+        return Status::invalidArgument(where + "delete needs a positive count");
       if (edit.at < 0 || edit.at > n - edit.count)
-        return Status::failure(
+        return Status::outOfRange(
             where + "delete of " + std::to_string(edit.count) +
             " token(s) at " + std::to_string(edit.at) +
             " is outside the sequence of " + std::to_string(n) + " tokens");
@@ -102,12 +104,12 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
     }
   }
   if (cur.empty())
-    return Status::failure("the edits would leave an empty document");
+    return Status::invalidArgument("the edits would leave an empty document");
   if (int64_t(cur.size()) > program.maxPositions)
-    return Status::failure("the edits would make the document " +
-                           std::to_string(cur.size()) +
-                           " tokens long, over the context window of " +
-                           std::to_string(program.maxPositions));
+    return Status::outOfRange("the edits would make the document " +
+                              std::to_string(cur.size()) +
+                              " tokens long, over the context window of " +
+                              std::to_string(program.maxPositions));
   plan.tokens = std::move(cur);
   plan.from = std::move(origin);
   plan.to.assign(tokens.size(), -1);

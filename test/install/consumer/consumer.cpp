@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
   std::stringstream text;
   text << in.rdbuf();
   if (!in)
-    return fail(argv[2], Status::failure("cannot read"));
+    return fail(argv[2], Status::ioError("cannot read"));
 
   std::unique_ptr<Tokenizer> tokenizer;
   if (!(st = Tokenizer::create(program.tokenizer, tokenizer)).ok())

@@ -11,6 +11,8 @@
 #ifndef INCNN_RUNTIME_PROGRAM_H
 #define INCNN_RUNTIME_PROGRAM_H
 
+#include "incnn/runtime/Status.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,8 +24,9 @@
 namespace incnn::runtime {
 
 /// Current program file version; bump on any incompatible change.
-inline constexpr uint32_t kProgramVersion = 4;
-/// The oldest version this runtime reads (3: no attention windows).
+inline constexpr uint32_t kProgramVersion = 5;
+/// The oldest version this runtime reads (3: no attention windows; before
+/// 5: no certificate table, the loader finds the chains itself).
 inline constexpr uint32_t kMinProgramVersion = 3;
 /// Upper bound on a value's width: a hostile file cannot ask for absurd
 /// allocations at evaluation time.
@@ -127,6 +130,23 @@ struct Step {
   int32_t output = -1;         ///< row-set register written
 };
 
+/// A VQ margin certificate chain, chosen by the compiler: the
+/// vector_quantize instruction `vq` reads the attention instruction
+/// `attention`'s output through the linear instruction `linear` (or directly:
+/// -1), and no other instruction reads the values in between, so a row whose
+/// attention output moves too little to flip a code can skip the rest of the
+/// chain (runtime/src/steps/Certificates.h). `normBound` claims an upper
+/// bound of the linear weight's spectral norm ||W||_2 (0: no claim; the
+/// runtime then uses its own min(||W||_F, sqrt(||W||_1 ||W||_inf))). The
+/// loader verifies the chain's structure and the claim and refuses the
+/// program if either is wrong (docs/program-format.md).
+struct CertificateChain {
+  int32_t attention = -1;
+  int32_t linear = -1;
+  int32_t vq = -1;
+  double normBound = 0.0;
+};
+
 enum class TaskKind : uint32_t { CausalLM = 0, Classifier = 1 };
 
 struct Program {
@@ -152,29 +172,12 @@ struct Program {
   std::vector<Step> steps;
   int32_t numRowSets = 0;  ///< registers
   int32_t outputRows = -1; ///< the register of the output's dirty set
+  /// VQ margin certificates (version 5; older files: every chain the
+  /// structure allows, found by the loader, with no norm claims).
+  std::vector<CertificateChain> certificateChains;
 
   /// Keeps the mapping alive when loaded from a file.
   std::shared_ptr<void> backing;
-};
-
-/// Result of a fallible call: empty `error` means success.
-struct Status {
-  std::string error;
-  /// The input is well formed but its activations leave the exactness
-  /// contract (docs/exactness.md); a session that reports this is unchanged.
-  bool outsideContract = false;
-  /// The caller's interrupt check stopped the evaluation; the session is
-  /// unchanged.
-  bool interrupted = false;
-  bool ok() const { return error.empty(); }
-  static Status success() { return {}; }
-  static Status failure(std::string message) { return {std::move(message)}; }
-  static Status breach(std::string message) {
-    return {std::move(message), true};
-  }
-  static Status interruption(std::string message) {
-    return {std::move(message), false, true};
-  }
 };
 
 /// Prints the program as text: its instructions, then its change-propagation
@@ -186,8 +189,15 @@ std::string printProgram(const Program &program);
 /// kept per-token value (4 bytes a column) and the attention accumulators.
 int64_t cacheBytesPerToken(const Program &program);
 
-/// Checks that a program is well formed (ids in range, shapes consistent).
+/// Checks that a program is well formed (ids in range, shapes consistent),
+/// including its certificate chains and their norm claims. Programs built in
+/// memory must pass it before a Session or Evaluator runs them.
 Status verifyProgram(const Program &program);
+
+/// Every attention -> [linear ->] vector_quantize chain the structure of a
+/// verified program admits (the rule verifyProgram holds each certificate
+/// chain to), in program order, with no norm claims.
+std::vector<CertificateChain> findCertificateChains(const Program &program);
 
 /// Writes `program` to `path`, weights 64-byte aligned.
 Status writeProgram(const Program &program, const std::string &path);

@@ -50,7 +50,7 @@ public:
   Status prepare();
 
   /// Runs the program from scratch on `tokens`. Bad tokens keep the previous
-  /// state; an input outside the exactness contract (Status::outsideContract)
+  /// state; an input outside the exactness contract (StatusCode::OutOfContract)
   /// leaves no values (output() is empty).
   Status evaluate(const std::vector<int32_t> &tokens);
 

@@ -49,13 +49,17 @@ public:
   /// refused document (bad tokens, or outside the contract) keeps the old one.
   Status reset(const std::vector<int32_t> &tokens);
 
-  /// Applies a batch of edits incrementally. A rejected batch (bad position,
-  /// bad token id, empty or too long result, or activations outside the
-  /// exactness contract: Status::outsideContract) leaves the session
-  /// unchanged.
+  /// Applies a batch of edits incrementally, validating it once. A rejected
+  /// batch leaves the session unchanged: InvalidArgument (bad token id,
+  /// empty edit or result), OutOfRange (bad position, result longer than
+  /// the context), OutOfContract (activations outside the exactness
+  /// contract), Interrupted.
   Status apply(const std::vector<TokenEdit> &edits);
   Status apply(const TokenEdit &edit) { return apply(std::vector{edit}); }
 
+  /// False before the first successful reset() and after an update that ran
+  /// out of memory (Status code ResourceExhausted).
+  bool hasDocument() const;
   const std::vector<float> &output() const;
   const std::vector<int32_t> &tokens() const;
   const EditStats &stats() const;
@@ -68,9 +72,9 @@ public:
   const Program &program() const;
 
   /// A check the engine calls between steps; when it returns true the
-  /// evaluation stops and reset()/apply() return Status::interrupted with the
-  /// session as it was before (an interrupted apply() restores the old state
-  /// by a from-scratch run). Empty: never interrupted.
+  /// evaluation stops and reset()/apply() return StatusCode::Interrupted with
+  /// the session as it was before (an interrupted apply() restores the old
+  /// state by a from-scratch run). Empty: never interrupted.
   void setInterruptCheck(std::function<bool()> check);
 
 private:

@@ -32,11 +32,17 @@ typedef enum incnn_status_t {
   INCNN_ERROR_INVALID_PROGRAM = 3,  /* malformed or unsupported program */
   INCNN_ERROR_BUFFER_TOO_SMALL = 4, /* caller buffer shorter than needed */
   INCNN_ERROR_UNAVAILABLE = 5,      /* e.g. program has no tokenizer */
-  INCNN_ERROR_INTERNAL = 6,         /* out of memory or other failure */
+  INCNN_ERROR_INTERNAL = 6,         /* a bug: please report it */
   /* The input is well formed but its activations leave the exactness
    * contract (docs/exactness.md: non-finite, or past the attention bounds).
    * The session is exactly as it was before the call. */
   INCNN_ERROR_OUT_OF_CONTRACT = 7,
+  /* Well formed but past a bound: an edit position outside the sequence, a
+   * sequence longer than the program's context. The session is unchanged. */
+  INCNN_ERROR_OUT_OF_RANGE = 8,
+  /* A size limit was exceeded or memory ran out. After a failed update the
+   * session has no document (call incnn_session_reset). */
+  INCNN_ERROR_RESOURCE_EXHAUSTED = 9,
 } incnn_status_t;
 
 /* The task of a program's output. */
