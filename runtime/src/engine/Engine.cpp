@@ -1,5 +1,4 @@
-//===- Engine.cpp - the interpreter of a program's change-propagation steps
-//===//
+//===- Engine.cpp - the interpreter of a program's steps ------------------===//
 #include "Engine.h"
 
 #include "incnn/runtime/Runtime.h"
@@ -11,14 +10,6 @@
 #include <cstring>
 
 namespace incnn::runtime {
-
-Rows unite(const Rows &a, const Rows &b) {
-  Rows out;
-  out.reserve(a.size() + b.size());
-  std::set_union(a.begin(), a.end(), b.begin(), b.end(),
-                 std::back_inserter(out));
-  return out;
-}
 
 namespace {
 
@@ -35,13 +26,6 @@ void growRows(exact::AttentionState &s, int64_t rows) {
 }
 
 } // namespace
-
-Rows allRows(int64_t n) {
-  Rows rows(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    rows[size_t(i)] = i;
-  return rows;
-}
 
 void RowSlots::reset(int64_t n) {
   slotOf.resize(size_t(n));
@@ -82,8 +66,10 @@ void RowSlots::finishUpdate() {
 
 Engine::Engine(const Program &program, const EngineOptions &options)
     : program(program), pool(options.numThreads),
-      keepEverything(options.keepEverything) {
-  packed = packLinearWeights(program, &pool);
+      packed(packLinearWeights(program, &pool)),
+      keepEverything(options.keepEverything),
+      ctx(program, tokens, *packed, values, slots, attention, poolSums, layerOf,
+          vqIndexOf, certificates, stats, pool) {
   values.resize(program.values.size());
   for (size_t i = 0; i < values.size(); ++i) {
     values[i].width = program.values[i].width;
@@ -116,10 +102,20 @@ Engine::Engine(const Program &program, const EngineOptions &options)
   certificates.find(program, options.vqCertificates);
 }
 
-void Engine::run(const EditPlan *editPlan) {
-  plan = editPlan;
+void Engine::run(const EditPlan *plan) {
+  begin(plan);
+  for (const Step &step : program.steps) {
+    if (interruptCheck && interruptCheck())
+      throw Interrupted{};
+    runStep(step);
+  }
+  finish();
+}
+
+void Engine::begin(const EditPlan *plan) {
+  ctx.plan_ = plan;
   int64_t n = numTokens();
-  rowSets.assign(size_t(program.numRowSets), Rows());
+  ctx.rowSets.assign(size_t(program.numRowSets), Rows());
   stats.macs = 0;
   stats.dirtyRows.assign(size_t(numLayers), plan ? 0 : n);
   stats.updatedRows.assign(size_t(numLayers), 0);
@@ -132,122 +128,45 @@ void Engine::run(const EditPlan *editPlan) {
   if (keepEverything) // the token input as a value, like every other
     values[size_t(program.tokenValue)].data.assign(tokens.begin(),
                                                    tokens.end());
-  for (const Step &step : program.steps) {
-    if (interruptCheck && interruptCheck())
-      throw Interrupted{};
-    stepRules(step.kind).run(*this, step);
-    if (step.instr < 0)
-      continue; // a row-set step: no values
-    // Partial stores are only needed within an update.
-    for (int32_t v : program.instrs[size_t(step.instr)].operands) {
-      ValueStore &store = values[size_t(v)];
-      if (lastUse[size_t(v)] == int64_t(step.instr) && store.perToken &&
-          !store.keepAll) {
-        // Swapped out, not cleared: a cleared vector keeps its capacity, and
-        // a from-scratch run's capacity is every row.
-        std::vector<float>().swap(store.data);
-        store.rows.clear();
-        std::vector<int32_t>().swap(store.slotOf);
-      }
+}
+
+void Engine::runStep(const Step &step) {
+  stepRules(step.kind).run(ctx, step);
+  if (step.instr < 0)
+    return; // a row-set step: no values
+  // Partial stores are only needed within an update.
+  for (int32_t v : program.instrs[size_t(step.instr)].operands) {
+    ValueStore &store = values[size_t(v)];
+    if (lastUse[size_t(v)] == int64_t(step.instr) && store.perToken &&
+        !store.keepAll) {
+      // Swapped out, not cleared: a cleared vector keeps its capacity, and
+      // a from-scratch run's capacity is every row.
+      std::vector<float>().swap(store.data);
+      store.rows.clear();
+      std::vector<int32_t>().swap(store.slotOf);
     }
   }
+}
+
+void Engine::finish() {
+  int64_t n = numTokens();
   for (ValueStore &v : values)
     v.stash.clear();
   slots.finishUpdate();
-  if (!plan)
+  if (!ctx.plan_)
     reserveSlack(n);
-  const std::vector<float> &out = logical(program.outputValue, outputRows);
+  const std::vector<float> &out = ctx.logical(program.outputValue, outputRows);
   if (&out != &outputRows)
     outputRows.clear();
   checkFinite(program, program.instrs.size(), out.data(), int64_t(out.size()));
   stats.macsFull = countMacs(program, n);
   stats.numTokens = n;
-  plan = nullptr;
-}
-
-const float *Engine::oldRow(const ValueStore &store, int64_t old) const {
-  auto it = store.stash.find(old);
-  if (it != store.stash.end())
-    return it->second.data();
-  if (store.keepAll && store.perToken)
-    return store.data.data() +
-           int64_t(slots.previous[size_t(old)]) * store.width;
-  return store.row(plan->to[size_t(old)]);
+  ctx.plan_ = nullptr;
 }
 
 const std::vector<float> &Engine::output() const {
   const ValueStore &v = values[size_t(program.outputValue)];
   return v.perToken && v.keepAll && !slots.identity ? outputRows : v.data;
-}
-
-const std::vector<float> &Engine::logical(int32_t id,
-                                          std::vector<float> &scratch) const {
-  const ValueStore &v = values[size_t(id)];
-  if (!v.perToken || !v.keepAll || slots.identity)
-    return v.data;
-  scratch = gather(id, allRows(numTokens()));
-  return scratch;
-}
-
-std::vector<float> Engine::gather(int32_t id, const Rows &rows) const {
-  const ValueStore &v = values[size_t(id)];
-  std::vector<float> out(rows.size() * size_t(v.width));
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(out.data() + i * size_t(v.width), v.row(rows[i]),
-                sizeof(float) * size_t(v.width));
-  return out;
-}
-
-const float *Engine::rowsOf(int32_t id, const Rows &rows,
-                            std::vector<float> &scratch) const {
-  const ValueStore &v = values[size_t(id)];
-  bool every = int64_t(rows.size()) == numTokens(); // sorted and unique
-  if (every && (v.keepAll ? slots.identity : v.rows.size() == rows.size()))
-    return v.data.data();
-  scratch = gather(id, rows);
-  return scratch.data();
-}
-
-float *Engine::destination(int32_t id, const Rows &rows,
-                           std::vector<float> &scratch, bool &direct) {
-  ValueStore &v = values[size_t(id)];
-  size_t size = rows.size() * size_t(v.width);
-  direct = v.perToken && int64_t(rows.size()) == numTokens() && v.keepAll &&
-           slots.identity && !(v.needsStash && plan);
-  std::vector<float> &buffer = direct ? v.data : scratch;
-  if (buffer.size() != size)
-    buffer.resize(size); // reused across from-scratch runs of one length
-  return buffer.data();
-}
-
-void Engine::storeRows(int32_t id, const Rows &rows,
-                       std::vector<float> &&computed) {
-  ValueStore &v = values[size_t(id)];
-  size_t w = size_t(v.width);
-  bool every = int64_t(rows.size()) == numTokens();
-  if (!v.perToken ||
-      (every && v.keepAll && slots.identity && !(v.needsStash && plan))) {
-    v.data = std::move(computed); // every row: nothing old to keep
-    return;
-  }
-  if (!v.keepAll) {
-    v.data = std::move(computed);
-    v.rows = rows;
-    v.slotOf.assign(tokens.size(), -1);
-    for (size_t i = 0; i < rows.size(); ++i)
-      v.slotOf[size_t(rows[i])] = int32_t(i);
-    return;
-  }
-  v.data.resize(size_t(slots.capacity) * w);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    float *dst = v.row(rows[i]);
-    if (v.needsStash && plan) {
-      int64_t old = plan->from[size_t(rows[i])];
-      if (old >= 0 && !v.stash.count(old))
-        v.stash.emplace(old, std::vector<float>(dst, dst + w));
-    }
-    std::memcpy(dst, computed.data() + i * w, sizeof(float) * w);
-  }
 }
 
 void Engine::reserveSlack(int64_t n) {

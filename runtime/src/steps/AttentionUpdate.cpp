@@ -22,7 +22,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
-#include "../engine/Engine.h"
+#include "StepContext.h"
 #include "Steps.h"
 
 #include <algorithm>
@@ -52,7 +52,7 @@ struct Term {
 
 /// The attention of one step and the values it reads.
 struct AttentionStep {
-  Engine &e;
+  StepContext &ctx;
   const Step &s;
   const Program &p;
   size_t index;
@@ -63,14 +63,13 @@ struct AttentionStep {
   exact::AttentionState &state;
   const std::vector<int32_t> &slotOf; ///< state rows
 
-  AttentionStep(Engine &e, const Step &s)
-      : e(e), s(s), p(e.program), index(size_t(s.instr)), in(p.instrs[index]),
-        shape(attentionShape(p, in)), n(e.numTokens()), qw(shape.queryWidth()),
-        kvw(shape.kvWidth()), hd(shape.headDim),
-        q(e.values[size_t(in.operands[0])]),
-        k(e.values[size_t(in.operands[1])]),
-        v(e.values[size_t(in.operands[2])]), state(e.attention[index]),
-        slotOf(e.slots.slotOf) {}
+  AttentionStep(StepContext &ctx, const Step &s)
+      : ctx(ctx), s(s), p(ctx.program), index(size_t(s.instr)),
+        in(p.instrs[index]), shape(attentionShape(p, in)), n(ctx.numTokens()),
+        qw(shape.queryWidth()), kvw(shape.kvWidth()), hd(shape.headDim),
+        q(ctx.value(in.operands[0])), k(ctx.value(in.operands[1])),
+        v(ctx.value(in.operands[2])), state(ctx.attention(index)),
+        slotOf(ctx.slotOf()) {}
 
   /// Row `row` attends key `key` (positions in one coordinate system).
   bool inWindow(int64_t key, int64_t row) const {
@@ -80,7 +79,7 @@ struct AttentionStep {
     return W == 0 || (row - key < W && key - row < W);
   }
   const float *oldRow(const ValueStore &store, int64_t r) const {
-    return e.oldRow(store, r);
+    return ctx.oldRow(store, r);
   }
   Term makeTerm(int64_t position, const float *kRow, const float *vRow) const {
     Term t;
@@ -112,26 +111,26 @@ struct DeltaPlan {
 
 /// Recomputes every row of the attention of step `s` from scratch (the
 /// blocked kernels), storing the rows in `full` or `candidates` as dirty.
-void recomputeLayer(Engine &e, const Step &s,
+void recomputeLayer(StepContext &ctx, const Step &s,
                     const exact::AttentionShape &shape,
                     const std::vector<char> &full,
                     const std::vector<int64_t> &candidates) {
-  const Program &p = e.program;
+  const Program &p = ctx.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  int64_t n = e.numTokens(), qw = shape.queryWidth();
+  int64_t n = ctx.numTokens(), qw = shape.queryWidth();
   std::vector<float> qs, ks, vs, out(size_t(n * qw));
-  const std::vector<float> &q = e.logical(in.operands[0], qs),
-                           &k = e.logical(in.operands[1], ks),
-                           &v = e.logical(in.operands[2], vs);
+  const std::vector<float> &q = ctx.logical(in.operands[0], qs),
+                           &k = ctx.logical(in.operands[1], ks),
+                           &v = ctx.logical(in.operands[2], vs);
   exact::AttentionState fresh;
   if (!exact::attention(q.data(), k.data(), v.data(), n, shape, out.data(),
-                        fresh, &e.pool))
+                        fresh, &ctx.pool()))
     throwAttentionBreach(p, index, v.data(), n * shape.kvWidth(),
                          shape.valueBound);
-  exact::AttentionState &state = e.attention[index];
+  exact::AttentionState &state = ctx.attention(index);
   for (int64_t i = 0; i < n; ++i)
-    state.copyRow(fresh, i, e.slots.slotOf[size_t(i)]);
+    state.copyRow(fresh, i, ctx.slotOf()[size_t(i)]);
   Rows dirty = candidates;
   for (int64_t i = 0; i < n; ++i)
     if (full[size_t(i)])
@@ -140,28 +139,28 @@ void recomputeLayer(Engine &e, const Step &s,
   std::vector<float> rows(dirty.size() * size_t(qw));
   for (size_t t = 0; t < dirty.size(); ++t)
     std::copy_n(out.data() + dirty[t] * qw, qw, rows.data() + t * qw);
-  e.stats.macs += 2 * exact::attendedPairs(shape, n) * uint64_t(qw);
-  e.stats.dirtyRows[size_t(e.layerOf[index])] = int64_t(dirty.size());
-  e.stats.recomputedRows = unite(e.stats.recomputedRows, dirty);
-  e.storeRows(in.results[0], dirty, std::move(rows));
-  e.rowSets[size_t(s.output)] = std::move(dirty);
+  ctx.stats.macs += 2 * exact::attendedPairs(shape, n) * uint64_t(qw);
+  ctx.dirtyRowsOf(index) = int64_t(dirty.size());
+  ctx.stats.recomputedRows = unite(ctx.stats.recomputedRows, dirty);
+  ctx.storeRows(in.results[0], dirty, std::move(rows));
+  ctx.rowSet(s.output) = std::move(dirty);
 }
 
 /// From scratch: every row with the blocked kernels.
 void computeAllRows(const AttentionStep &a) {
-  Engine &e = a.e;
+  StepContext &ctx = a.ctx;
   Rows every = allRows(a.n);
   std::vector<float> scratch;
   bool direct = false;
-  float *out = e.destination(a.in.results[0], every, scratch, direct);
+  float *out = ctx.destination(a.in.results[0], every, scratch, direct);
   if (!exact::attention(a.q.data.data(), a.k.data.data(), a.v.data.data(), a.n,
-                        a.shape, out, a.state, &e.pool))
+                        a.shape, out, a.state, &ctx.pool()))
     throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
                          a.shape.valueBound);
-  e.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
+  ctx.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
   if (!direct)
-    e.storeRows(a.in.results[0], every, std::move(scratch));
-  e.rowSets[size_t(a.s.output)] = std::move(every);
+    ctx.storeRows(a.in.results[0], every, std::move(scratch));
+  ctx.rowSet(a.s.output) = std::move(every);
 }
 
 /// The terms of the changed keys: removed keys and the old versions of
@@ -291,8 +290,8 @@ void selectCandidates(const AttentionStep &a, const EditPlan &plan,
 
 /// Plans the update of an edit: its terms, full rows and candidates.
 DeltaPlan planDelta(const AttentionStep &a, const EditPlan &plan) {
-  const Rows &queryRows = a.e.rowSets[size_t(a.s.inputs[0])];
-  const Rows &keyRows = a.e.rowSets[size_t(a.s.inputs[1])];
+  const Rows &queryRows = a.ctx.rowSet(a.s.inputs[0]);
+  const Rows &keyRows = a.ctx.rowSet(a.s.inputs[1]);
   DeltaPlan d;
   collectTerms(a, plan, keyRows, d);
   d.full.assign(size_t(a.n), 0);
@@ -425,8 +424,8 @@ void settleBlock(const AttentionStep &a, Certificate *cert, const Block &b,
     if (!cert || !std::isfinite(cert->budget[size_t(r)]))
       continue;
     exact::finishRow(a.shape, a.state, b.stateRows[l], newOut.data());
-    if (a.e.certificates.certify(*cert, r, newOut.data(),
-                                 b.oldOut.data() + l * a.qw, a.qw))
+    if (a.ctx.certificates.certify(*cert, r, newOut.data(),
+                                   b.oldOut.data() + l * a.qw, a.qw))
       d.updated[size_t(r)] = 3; // certified: the codes cannot change
   }
 }
@@ -435,13 +434,13 @@ void settleBlock(const AttentionStep &a, Certificate *cert, const Block &b,
 /// each block's accumulators.
 void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
                      DeltaPlan &d) {
-  Engine &e = a.e;
-  Certificate *cert = e.certificates.ofAttention(a.index);
+  StepContext &ctx = a.ctx;
+  Certificate *cert = ctx.certificates.ofAttention(a.index);
   std::vector<uint64_t> termCounts(size_t(a.n), 0);
   int64_t numBlocks = (int64_t(d.candidates.size()) + kBlock - 1) / kBlock;
   parallelFor(
-      e.poolFor(double(d.candidates.size()) *
-                double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
+      ctx.poolFor(double(d.candidates.size()) *
+                  double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
       numBlocks, [&](int64_t blockIndex) {
         Block b;
         loadBlock(a, plan, d, blockIndex, cert, b);
@@ -453,7 +452,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
         settleBlock(a, cert, b, d);
       });
   for (uint64_t count : termCounts)
-    e.stats.macs += count * 2 * uint64_t(a.qw);
+    ctx.stats.macs += count * 2 * uint64_t(a.qw);
 }
 
 /// Every key row (rotated) and value row where it is stored.
@@ -465,9 +464,9 @@ void keyValueRows(const AttentionStep &a, std::vector<const float *> &kPtrs,
   std::vector<float> kScratch;
   if (a.shape.ropeTheta != 0.0f) {
     kRot.resize(size_t(n * kvw));
-    exact::rotateRows(a.e.logical(a.in.operands[1], kScratch).data(), n,
+    exact::rotateRows(a.ctx.logical(a.in.operands[1], kScratch).data(), n,
                       a.shape.numKvHeads, a.hd, a.shape.ropeTheta, kRot.data(),
-                      a.e.poolFor(double(n * kvw)));
+                      a.ctx.poolFor(double(n * kvw)));
   }
   for (int64_t j = 0; j < n; ++j) {
     kPtrs[size_t(j)] = kRot.empty() ? a.k.row(j) : kRot.data() + j * kvw;
@@ -504,7 +503,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
   std::vector<std::pair<size_t, size_t>> runs = runsOf(a, fullRows);
   std::atomic<bool> scoresOk{true};
   parallelFor(
-      a.e.poolFor(double(fullRows.size()) * double(n) * double(qw)),
+      a.ctx.poolFor(double(fullRows.size()) * double(n) * double(qw)),
       int64_t(runs.size()), [&](int64_t r) {
         auto [begin, end] = runs[size_t(r)];
         std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
@@ -536,7 +535,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
   for (int64_t i : fullRows) {
     int64_t begin, end;
     exact::keyRange(a.shape, i, n, begin, end);
-    a.e.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
+    a.ctx.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
   }
 }
 
@@ -545,7 +544,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
 /// clean), sets the step's dirty rows and the stats.
 void finishRows(const AttentionStep &a, const DeltaPlan &d,
                 const Rows &fullRows, const std::vector<float> &fullOut) {
-  Engine &e = a.e;
+  StepContext &ctx = a.ctx;
   int64_t qw = a.qw;
   std::vector<float> outRows;
   Rows dirty;
@@ -571,29 +570,28 @@ void finishRows(const AttentionStep &a, const DeltaPlan &d,
       ++numUpdated;
     }
   }
-  int32_t layer = e.layerOf[a.index];
-  e.stats.dirtyRows[size_t(layer)] = int64_t(fullRows.size());
-  e.stats.recomputedRows = unite(e.stats.recomputedRows, fullRows);
-  e.stats.updatedRows[size_t(layer)] = numUpdated;
-  e.stats.certifiedRows += numCertified;
-  e.storeRows(a.in.results[0], dirty, std::move(outRows));
-  e.rowSets[size_t(a.s.output)] = std::move(dirty);
+  ctx.dirtyRowsOf(a.index) = int64_t(fullRows.size());
+  ctx.stats.recomputedRows = unite(ctx.stats.recomputedRows, fullRows);
+  ctx.updatedRowsOf(a.index) = numUpdated;
+  ctx.stats.certifiedRows += numCertified;
+  ctx.storeRows(a.in.results[0], dirty, std::move(outRows));
+  ctx.rowSet(a.s.output) = std::move(dirty);
 }
 
 } // namespace
 
-static void runAttentionUpdate(Engine &e, const Step &s) {
-  AttentionStep a(e, s);
-  if (!e.plan) {
+static void runAttentionUpdate(StepContext &ctx, const Step &s) {
+  AttentionStep a(ctx, s);
+  if (!ctx.plan()) {
     computeAllRows(a);
     return;
   }
-  DeltaPlan d = planDelta(a, *e.plan);
+  DeltaPlan d = planDelta(a, *ctx.plan());
   if (deltaCostsMore(a, d)) { // the same bits, the touched rows dirty
-    recomputeLayer(e, s, a.shape, d.full, d.candidates);
+    recomputeLayer(ctx, s, a.shape, d.full, d.candidates);
     return;
   }
-  applyDeltaTerms(a, *e.plan, d);
+  applyDeltaTerms(a, *ctx.plan(), d);
   Rows fullRows;
   for (int64_t i = 0; i < a.n; ++i)
     if (d.full[size_t(i)])

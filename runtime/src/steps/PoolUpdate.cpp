@@ -9,7 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
-#include "../engine/Engine.h"
+#include "StepContext.h"
 #include "Steps.h"
 
 #include <cmath>
@@ -52,16 +52,16 @@ void addRow(std::vector<__int128> &sum, const float *row, int sign) {
 
 } // namespace
 
-static void runPoolUpdate(Engine &e, const Step &s) {
-  const Program &p = e.program;
+static void runPoolUpdate(StepContext &ctx, const Step &s) {
+  const Program &p = ctx.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  const EditPlan *plan = e.plan;
-  const Rows &rows = e.rowSets[size_t(s.inputs[0])];
-  Rows &out = e.rowSets[size_t(s.output)];
+  const EditPlan *plan = ctx.plan();
+  const Rows &rows = ctx.rowSet(s.inputs[0]);
+  Rows &out = ctx.rowSet(s.output);
   out.clear();
-  int64_t n = e.numTokens();
-  const ValueStore &x = e.values[size_t(in.operands[0])];
+  int64_t n = ctx.numTokens();
+  const ValueStore &x = ctx.value(in.operands[0]);
   for (int64_t r : rows)
     if (!exact::withinBound(x.row(r), x.width, kMaxPooled))
       throwBreach(p, index, Breach::PoolInput);
@@ -71,11 +71,11 @@ static void runPoolUpdate(Engine &e, const Step &s) {
         (rows.empty() || rows.back() != n - 1))
       return;
     std::vector<float> pooled(x.row(n - 1), x.row(n - 1) + x.width);
-    e.storeRows(in.results[0], {0}, std::move(pooled));
+    ctx.storeRows(in.results[0], {0}, std::move(pooled));
     out = {0};
     return;
   }
-  std::vector<__int128> &sum = e.poolSums[index];
+  std::vector<__int128> &sum = ctx.poolSum(index);
   if (!plan) {
     sum.assign(size_t(x.width), 0);
     for (int64_t r = 0; r < n; ++r)
@@ -83,7 +83,7 @@ static void runPoolUpdate(Engine &e, const Step &s) {
   } else {
     if (rows.empty() && !plan->lengthChanged)
       return;
-    auto oldRow = [&](int64_t old) { return e.oldRow(x, old); };
+    auto oldRow = [&](int64_t old) { return ctx.oldRow(x, old); };
     for (int64_t r : plan->removed)
       addRow(sum, oldRow(r), -1);
     for (int64_t r : rows) {
@@ -96,7 +96,7 @@ static void runPoolUpdate(Engine &e, const Step &s) {
   const double scale = std::ldexp(1.0, -64) / double(n);
   for (size_t c = 0; c < pooled.size(); ++c)
     pooled[c] = float(double(sum[c]) * scale);
-  e.storeRows(in.results[0], {0}, std::move(pooled));
+  ctx.storeRows(in.results[0], {0}, std::move(pooled));
   out = {0};
 }
 

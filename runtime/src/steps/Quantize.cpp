@@ -5,15 +5,15 @@
 
 namespace incnn::runtime {
 
-QuantizedRows quantizeRows(Engine &e, size_t index, const Rows &rows) {
-  const Program &p = e.program;
+QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows) {
+  const Program &p = ctx.program;
   const Instr &in = p.instrs[index];
   const Weight &cb = p.weights[size_t(in.weights[0])];
   int64_t K = cb.shape[1];
   QuantizedRows q;
   q.groups = cb.shape[0];
-  q.width = e.values[size_t(in.operands[0])].width;
-  q.input = e.rowsOf(in.operands[0], rows, q.scratch);
+  q.width = ctx.value(in.operands[0]).width;
+  q.input = ctx.rowsOf(in.operands[0], rows, q.scratch);
   size_t count = rows.size() * size_t(q.width);
   checkFinite(p, index, q.input, int64_t(count));
   q.quantized.resize(count);
@@ -21,8 +21,8 @@ QuantizedRows quantizeRows(Engine &e, size_t index, const Rows &rows) {
   kernels::vectorQuantize(
       q.input, int64_t(rows.size()), q.width, cb.ptr(), q.groups, K,
       q.quantized.data(), q.codes.data(),
-      e.poolFor(double(rows.size()) * double(K) * double(q.width)));
-  e.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(q.width);
+      ctx.poolFor(double(rows.size()) * double(K) * double(q.width)));
+  ctx.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(q.width);
   return q;
 }
 

@@ -9,7 +9,7 @@
 #ifndef INCNN_RUNTIME_STEPS_QUANTIZE_H
 #define INCNN_RUNTIME_STEPS_QUANTIZE_H
 
-#include "../engine/Engine.h"
+#include "StepContext.h"
 
 namespace incnn::runtime {
 
@@ -23,7 +23,7 @@ struct QuantizedRows {
 
 /// Quantizes rows `rows` of instruction `index`'s input (refusing
 /// non-finite inputs) and counts the MACs.
-QuantizedRows quantizeRows(Engine &e, size_t index, const Rows &rows);
+QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows);
 
 } // namespace incnn::runtime
 

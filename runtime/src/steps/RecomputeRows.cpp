@@ -7,31 +7,31 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
-#include "../engine/Engine.h"
 #include "Quantize.h"
+#include "StepContext.h"
 #include "Steps.h"
 
 #include <cmath>
 
 namespace incnn::runtime {
 
-static void runRecomputeRows(Engine &e, const Step &s) {
-  const Program &p = e.program;
+static void runRecomputeRows(StepContext &ctx, const Step &s) {
+  const Program &p = ctx.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  const Rows &rows = e.rowSets[size_t(s.inputs[0])];
-  e.rowSets[size_t(s.output)] = rows;
+  const Rows &rows = ctx.rowSet(s.inputs[0]);
+  ctx.rowSet(s.output) = rows;
   if (in.op == OpCode::VectorQuantize) {
-    QuantizedRows q = quantizeRows(e, index, rows);
-    if (e.plan) // every row it recomputes stays dirty
-      e.stats.codeFlips[size_t(e.vqIndexOf[index])] = int64_t(rows.size());
-    e.storeRows(in.results[1], rows, std::move(q.codes));
-    e.storeRows(in.results[0], rows, std::move(q.quantized));
+    QuantizedRows q = quantizeRows(ctx, index, rows);
+    if (ctx.plan()) // every row it recomputes stays dirty
+      ctx.codeFlipsOf(index) = int64_t(rows.size());
+    ctx.storeRows(in.results[1], rows, std::move(q.codes));
+    ctx.storeRows(in.results[0], rows, std::move(q.quantized));
     return;
   }
   const ValueInfo &result = p.values[size_t(in.results[0])];
   if (rows.empty()) {
-    e.storeRows(in.results[0], rows, {});
+    ctx.storeRows(in.results[0], rows, {});
     return;
   }
   int64_t m = int64_t(rows.size());
@@ -40,24 +40,24 @@ static void runRecomputeRows(Engine &e, const Step &s) {
   for (size_t k = 0; k < in.operands.size() && in.op != OpCode::Embed; ++k) {
     int32_t v = in.operands[k];
     inputPtrs.push_back(p.values[size_t(v)].perToken
-                            ? e.rowsOf(v, rows, scratch[k])
-                            : e.values[size_t(v)].data.data());
+                            ? ctx.rowsOf(v, rows, scratch[k])
+                            : ctx.value(v).data.data());
   }
   std::vector<int32_t> rowTokens;
   if (in.op == OpCode::Embed)
     for (int64_t r : rows)
-      rowTokens.push_back(e.tokens[size_t(r)]);
+      rowTokens.push_back(ctx.token(r));
   std::vector<float> computed;
   bool direct = false;
-  float *out = e.destination(in.results[0], rows, computed, direct);
-  runRows(p, in, &(*e.packed)[index], inputPtrs.data(), m, rowTokens.data(),
+  float *out = ctx.destination(in.results[0], rows, computed, direct);
+  runRows(p, in, &ctx.packed(index), inputPtrs.data(), m, rowTokens.data(),
           rows.data(), out,
-          e.poolFor(double(m) * double(result.width) *
-                    double(in.op == OpCode::Linear
-                               ? p.values[size_t(in.operands[0])].width
-                               : 1)));
-  e.stats.macs += rowMacs(p, in, m);
-  if (Certificate *c = e.certificates.ofLinear(index)) {
+          ctx.poolFor(double(m) * double(result.width) *
+                      double(in.op == OpCode::Linear
+                                 ? p.values[size_t(in.operands[0])].width
+                                 : 1)));
+  ctx.stats.macs += rowMacs(p, in, m);
+  if (Certificate *c = ctx.certificates.ofLinear(index)) {
     // The reference norms of the certified linear layer's inputs.
     int64_t w = p.values[size_t(in.operands[0])].width;
     for (int64_t i = 0; i < m; ++i) {
@@ -69,7 +69,7 @@ static void runRecomputeRows(Engine &e, const Step &s) {
     }
   }
   if (!direct)
-    e.storeRows(in.results[0], rows, std::move(computed));
+    ctx.storeRows(in.results[0], rows, std::move(computed));
 }
 
 static bool recomputeRowsUpdates(const Program &p, const Instr &in) {

@@ -3,9 +3,12 @@
 // Each step kind of StepTable.def has a file in this folder that states its
 // change rule and exports its StepRules: which instructions it may update
 // (the verifier), which values it reads between edits (the cache plan) and
-// how it runs. A handler reads its input row-set registers, updates the rows
-// of its instruction's results, writes its output register and adds to the
-// stats; `engine.plan` is null for a from-scratch run (every row dirty).
+// how it runs. A handler gets a StepContext (StepContext.h), not the engine:
+// it reads its input row-set registers, updates the rows of its
+// instruction's results, writes its output register and adds to the stats;
+// the context's plan() is null for a from-scratch run (every row dirty).
+// Each step file's header comment states its change rule, and
+// test/StepsTest.cpp checks each step alone against recomputation.
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_STEPS_STEPS_H
@@ -15,7 +18,7 @@
 
 namespace incnn::runtime {
 
-class Engine;
+class StepContext;
 
 /// StepTable.def's Output column.
 enum class StepOutput { Union, Fresh };
@@ -37,7 +40,7 @@ struct StepRules {
   /// Declares the values of its instruction it reads between edits.
   void (*cacheNeeds)(const Program &program, const Step &step,
                      CacheNeeds &needs);
-  void (*run)(Engine &engine, const Step &step);
+  void (*run)(StepContext &context, const Step &step);
 };
 
 /// edited_rows, shifted_rows, union (RowSets.cpp).

@@ -6,35 +6,36 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
-#include "../engine/Engine.h"
 #include "Quantize.h"
+#include "StepContext.h"
 #include "Steps.h"
 
 #include <cstring>
 
 namespace incnn::runtime {
 
-static void runVQCutoff(Engine &e, const Step &s) {
-  const Program &p = e.program;
+static void runVQCutoff(StepContext &ctx, const Step &s) {
+  const Program &p = ctx.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
   int32_t out = in.results[0], codes = in.results[1];
-  const Rows &rows = e.rowSets[size_t(s.inputs[0])];
-  QuantizedRows q = quantizeRows(e, index, rows);
+  const EditPlan *plan = ctx.plan();
+  const Rows &rows = ctx.rowSet(s.inputs[0]);
+  QuantizedRows q = quantizeRows(ctx, index, rows);
   int64_t G = q.groups, width = q.width;
   std::vector<float> &newCodes = q.codes, &quantized = q.quantized;
 
   // Rows whose codes flipped (or that are new) stay dirty.
   Rows flipped;
   std::vector<float> flippedRows;
-  const ValueStore &oldCodes = e.values[size_t(codes)];
-  if (!e.plan) { // from scratch every row is new
+  const ValueStore &oldCodes = ctx.value(codes);
+  if (!plan) { // from scratch every row is new
     flipped = rows;
     flippedRows = std::move(quantized);
   }
-  for (size_t i = 0; i < rows.size() && e.plan; ++i) {
+  for (size_t i = 0; i < rows.size() && plan; ++i) {
     int64_t r = rows[i];
-    bool changed = e.plan->from[size_t(r)] < 0 ||
+    bool changed = plan->from[size_t(r)] < 0 ||
                    std::memcmp(oldCodes.row(r), newCodes.data() + i * size_t(G),
                                sizeof(float) * size_t(G)) != 0;
     if (!changed)
@@ -43,18 +44,18 @@ static void runVQCutoff(Engine &e, const Step &s) {
     flippedRows.insert(flippedRows.end(), quantized.begin() + i * width,
                        quantized.begin() + (i + 1) * width);
   }
-  if (e.plan)
-    e.stats.codeFlips[size_t(e.vqIndexOf[index])] = int64_t(flipped.size());
-  if (Certificate *c = e.certificates.ofVQ(index))
+  if (plan)
+    ctx.codeFlipsOf(index) = int64_t(flipped.size());
+  if (Certificate *c = ctx.certificates.ofVQ(index))
     for (size_t i = 0; i < rows.size(); ++i) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
       c->budget[size_t(r)] =
-          e.certificates.rowBudget(p, *c, q.input + i * size_t(width), aNorm);
+          ctx.certificates.rowBudget(p, *c, q.input + i * size_t(width), aNorm);
     }
-  e.storeRows(codes, rows, std::move(newCodes));
-  e.storeRows(out, flipped, std::move(flippedRows));
-  e.rowSets[size_t(s.output)] = std::move(flipped);
+  ctx.storeRows(codes, rows, std::move(newCodes));
+  ctx.storeRows(out, flipped, std::move(flippedRows));
+  ctx.rowSet(s.output) = std::move(flipped);
 }
 
 static bool vqCutoffUpdates(const Program &p, const Instr &in) {

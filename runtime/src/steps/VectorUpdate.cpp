@@ -5,28 +5,28 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../RowOps.h"
-#include "../engine/Engine.h"
+#include "StepContext.h"
 #include "Steps.h"
 
 namespace incnn::runtime {
 
-static void runVectorUpdate(Engine &e, const Step &s) {
-  const Program &p = e.program;
+static void runVectorUpdate(StepContext &ctx, const Step &s) {
+  const Program &p = ctx.program;
   size_t index = size_t(s.instr);
   const Instr &in = p.instrs[index];
-  Rows &out = e.rowSets[size_t(s.output)];
+  Rows &out = ctx.rowSet(s.output);
   out.clear();
-  if (e.rowSets[size_t(s.inputs[0])].empty() && e.plan)
+  if (ctx.rowSet(s.inputs[0]).empty() && ctx.plan())
     return;
   std::vector<const float *> inputs;
   for (int32_t v : in.operands)
-    inputs.push_back(e.values[size_t(v)].data.data());
+    inputs.push_back(ctx.value(v).data.data());
   const ValueInfo &result = p.values[size_t(in.results[0])];
   std::vector<float> computed(size_t(result.width));
-  runRows(p, in, &(*e.packed)[index], inputs.data(), 1, nullptr, nullptr,
+  runRows(p, in, &ctx.packed(index), inputs.data(), 1, nullptr, nullptr,
           computed.data(), nullptr);
-  e.stats.macs += rowMacs(p, in, 1);
-  e.storeRows(in.results[0], {0}, std::move(computed));
+  ctx.stats.macs += rowMacs(p, in, 1);
+  ctx.storeRows(in.results[0], {0}, std::move(computed));
   out = {0};
 }
 

@@ -1,0 +1,67 @@
+//===- ValueStore.h - where the rows of a value live ------------*- C++ -*-===//
+//
+// The engine's storage of values: RowSlots maps rows to the slots of kept
+// rows, ValueStore holds one value's rows (all of them, or the rows computed
+// in the current update). Step handlers reach stores through their
+// StepContext (steps/StepContext.h).
+//
+//===----------------------------------------------------------------------===//
+#ifndef INCNN_RUNTIME_ENGINE_VALUESTORE_H
+#define INCNN_RUNTIME_ENGINE_VALUESTORE_H
+
+#include "EditPlan.h"
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+namespace incnn::runtime {
+
+/// Where each row's cached data lives. Kept values and attention states are
+/// stored by slot, so an insert or delete renumbers slots, not rows: the
+/// update moves O(n) slot numbers and O(changed rows) data.
+struct RowSlots {
+  std::vector<int32_t> slotOf;   ///< row -> slot
+  std::vector<int32_t> previous; ///< during an update: old row -> slot
+  std::vector<int32_t> free;     ///< slots no row uses
+  std::vector<int32_t> released; ///< slots of rows this update removed
+  int64_t capacity = 0;          ///< slots allocated
+  bool identity = true;          ///< slotOf[r] == r for every row
+
+  /// Rows [0, n) in slots [0, n) (from scratch).
+  void reset(int64_t n);
+  /// Kept rows keep their slots, new rows take free ones; the slots of
+  /// removed rows stay readable (via `previous`) until finishUpdate.
+  void remap(const EditPlan &plan);
+  void finishUpdate();
+};
+
+/// Storage of one value: all rows (kept values, vectors) or only the rows
+/// computed in the current update.
+struct ValueStore {
+  int64_t width = 0;
+  bool perToken = true;
+  bool keepAll = true;
+  std::vector<float> data;         ///< kept stores: by RowSlots slot
+  const RowSlots *slots = nullptr; ///< kept per-token stores
+  Rows rows;                       ///< partial stores: which rows `data` holds
+  std::vector<int32_t> slotOf;     ///< partial stores: row -> slot, or -1
+  /// Old rows overwritten or deleted in this update, by old row index
+  /// (kept for attention keys/values, which subtract old terms).
+  std::unordered_map<int64_t, std::vector<float>> stash;
+  bool needsStash = false;
+
+  const float *row(int64_t r) const {
+    if (!perToken)
+      return data.data() + r * width;
+    int32_t slot = keepAll ? slots->slotOf[size_t(r)] : slotOf[size_t(r)];
+    return slot < 0 ? nullptr : data.data() + int64_t(slot) * width;
+  }
+  float *row(int64_t r) {
+    return const_cast<float *>(static_cast<const ValueStore *>(this)->row(r));
+  }
+};
+
+} // namespace incnn::runtime
+
+#endif // INCNN_RUNTIME_ENGINE_VALUESTORE_H
