@@ -38,6 +38,8 @@ namespace {
 constexpr char kMagic[8] = {'I', 'N', 'C', 'N', 'N', 'P', 'R', 'G'};
 constexpr uint64_t kHeaderSize = kProgramHeaderSize;
 constexpr uint64_t kAlign = 64;
+/// The first version with a certificate table.
+constexpr uint32_t kCertificateTableVersion = 5;
 /// Maximum JSON nesting accepted by the loader.
 constexpr int kMaxJsonDepth = 16;
 
@@ -215,9 +217,34 @@ Instr instrFromJson(const json &j) {
   return in;
 }
 
+json chainToJson(const CertificateChain &c) {
+  json j;
+  j["attention"] = c.attention;
+  if (c.linear >= 0)
+    j["linear"] = c.linear;
+  j["vq"] = c.vq;
+  if (c.normBound != 0.0)
+    j["norm_bound"] = c.normBound;
+  return j;
+}
+
+CertificateChain chainFromJson(const json &j) {
+  CertificateChain c;
+  c.attention = int32_t(getInt(j, "attention", 0, 1 << 30));
+  c.linear = int32_t(getIntOr(j, "linear", -1, 1 << 30, -1));
+  c.vq = int32_t(getInt(j, "vq", 0, 1 << 30));
+  if (j.contains("norm_bound")) {
+    const json &b = j["norm_bound"];
+    if (!b.is_number())
+      fail("norm_bound must be a number");
+    c.normBound = b.get<double>();
+  }
+  return c;
+}
+
 /// Parses a file image (already in memory, 64-byte aligned base) into
-/// `program`. Weight pointers point into `base`.
-void parseImage(const uint8_t *base, uint64_t size, Program &program) {
+/// `program`. Weight pointers point into `base`. Returns the file's version.
+uint32_t parseImage(const uint8_t *base, uint64_t size, Program &program) {
   if (size < kHeaderSize)
     fail("file too small for a program header (" + std::to_string(size) +
          " bytes)");
@@ -325,6 +352,9 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
     program.steps.push_back(stepFromJson(s));
   program.numRowSets = int32_t(getInt(meta, "row_sets", 0, 1 << 20));
   program.outputRows = int32_t(getInt(meta, "output_rows", 0, 1 << 20));
+  if (version >= kCertificateTableVersion && meta.contains("certificates"))
+    for (const json &c : getArray(meta, "certificates"))
+      program.certificateChains.push_back(chainFromJson(c));
 
   if (meta.contains("tokenizer")) {
     const json &t = meta["tokenizer"];
@@ -336,13 +366,15 @@ void parseImage(const uint8_t *base, uint64_t size, Program &program) {
     program.tokenizer.assign(
         reinterpret_cast<const char *>(base + dataStart + offset), bytes);
   }
+  return version;
 }
 
 Status loadImpl(const uint8_t *base, uint64_t size,
                 std::shared_ptr<void> backing, Program &program) {
   Program result;
+  uint32_t version = 0;
   try {
-    parseImage(base, size, result);
+    version = parseImage(base, size, result);
   } catch (const FormatError &e) {
     return Status::invalidArgument("invalid program file: " + e.message);
   } catch (const std::exception &e) {
@@ -353,6 +385,10 @@ Status loadImpl(const uint8_t *base, uint64_t size,
   Status st = verifyProgram(result);
   if (!st.ok())
     return Status::invalidArgument("invalid program: " + st.error);
+  // Files before version 5 have no certificate table: they keep the chains
+  // the runtime found itself, with its own norm bounds (no claims).
+  if (version < kCertificateTableVersion)
+    result.certificateChains = findCertificateChains(result);
   program = std::move(result);
   return Status::success();
 }
@@ -405,6 +441,10 @@ Status writeProgram(const Program &program, const std::string &path) {
     meta["steps"] = std::move(steps);
     meta["row_sets"] = program.numRowSets;
     meta["output_rows"] = program.outputRows;
+    json chains = json::array();
+    for (const CertificateChain &c : program.certificateChains)
+      chains.push_back(chainToJson(c));
+    meta["certificates"] = std::move(chains);
     if (!program.tokenizer.empty())
       meta["tokenizer"] = {{"offset", offset},
                            {"size", program.tokenizer.size()}};

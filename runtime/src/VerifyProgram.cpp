@@ -2,13 +2,14 @@
 //
 // Every id in range, every value defined once before its uses, every shape
 // consistent with its opcode's rules (OpTable.def's families, or the op's
-// own), then the steps (VerifySteps.cpp). A program that fails is refused,
-// never repaired.
+// own), then the steps (VerifySteps.cpp), then the certificate table
+// (CertificateChains.cpp). A program that fails is refused, never repaired.
 //
 //===----------------------------------------------------------------------===//
 
 #include "incnn/runtime/Program.h"
 
+#include "CertificateChains.h"
 #include "ExactAttention.h"
 #include "VerifySteps.h"
 
@@ -324,7 +325,9 @@ Status Verifier::run() {
 Status verifyProgram(const Program &program) {
   if (Status st = Verifier(program).run(); !st.ok())
     return st;
-  return verifySteps(program);
+  if (Status st = verifySteps(program); !st.ok())
+    return st;
+  return verifyCertificateChains(program);
 }
 
 } // namespace incnn::runtime

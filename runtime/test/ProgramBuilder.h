@@ -12,6 +12,9 @@
 
 #include "VerifySteps.h"
 
+#include <Eigen/Core>
+#include <Eigen/SVD>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -76,9 +79,40 @@ private:
   Program &p;
 };
 
+/// A claimed upper bound of ||W||_2, as incnn-compile computes it: the
+/// largest singular value (Eigen's SVD, in double) plus 1e-6 relative.
+inline double spectralNormClaim(const Weight &w) {
+  Eigen::MatrixXd m(w.shape[0], w.shape[1]);
+  for (int64_t r = 0; r < w.shape[0]; ++r)
+    for (int64_t k = 0; k < w.shape[1]; ++k)
+      m(r, k) = double(w.ptr()[r * w.shape[1] + k]);
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(m); // singular values only
+  return svd.singularValues()(0) * (1.0 + 1e-6);
+}
+
+/// The certificate table the compiler writes: every chain
+/// findCertificateChains admits whose quantizer has a vq_cutoff step, each
+/// linear weight's norm claimed by spectralNormClaim.
+inline void addCertificateChains(Program &p) {
+  std::vector<bool> cutoff(p.instrs.size(), false);
+  for (const Step &s : p.steps)
+    if (s.kind == StepKind::VQCutoff)
+      cutoff[size_t(s.instr)] = true;
+  p.certificateChains.clear();
+  for (CertificateChain c : findCertificateChains(p)) {
+    if (!cutoff[size_t(c.vq)])
+      continue;
+    if (c.linear >= 0)
+      c.normBound = spectralNormClaim(
+          p.weights[size_t(p.instrs[size_t(c.linear)].weights[0])]);
+    p.certificateChains.push_back(c);
+  }
+}
+
 /// Appends the change-propagation steps of an in-memory program, the way the
 /// compiler's vqt-incrementalize pass derives them from the vqt graph (test
-/// programs have no vqt graph; test/tools checks the compiler's own steps).
+/// programs have no vqt graph; test/tools checks the compiler's own steps),
+/// and the certificate table (addCertificateChains).
 inline void addChangeSteps(Program &p) {
   p.steps.clear();
   int32_t next = 0;
@@ -137,6 +171,7 @@ inline void addChangeSteps(Program &p) {
   }
   p.numRowSets = next;
   p.outputRows = dirty[size_t(p.outputValue)];
+  addCertificateChains(p);
 }
 
 /// Sets the cache plan: every row of every per-token value (`minimal`

@@ -99,7 +99,7 @@ Engine::Engine(const Program &program, const EngineOptions &options)
       vqIndexOf[i] = int32_t(numVQ++);
   }
   lastUse[size_t(program.outputValue)] = int64_t(program.instrs.size());
-  certificates.find(program, options.vqCertificates);
+  certificates.build(program, options.vqCertificates);
 }
 
 void Engine::run(const EditPlan *plan) {

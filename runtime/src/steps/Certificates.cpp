@@ -1,6 +1,7 @@
 //===- Certificates.cpp - VQ margin certificates --------------------------===//
 #include "Certificates.h"
 
+#include "../CertificateChains.h"
 #include "../Kernels.h"
 
 #include <algorithm>
@@ -8,73 +9,29 @@
 
 namespace incnn::runtime {
 
-void Certificates::find(const Program &program, bool enabled) {
+void Certificates::build(const Program &program, bool enabled) {
   enabled_ = enabled;
   list.clear();
   size_t n = program.instrs.size();
   byAttention.assign(n, -1);
   byLinear.assign(n, -1);
   byVQ.assign(n, -1);
-  std::vector<int64_t> producer(program.values.size(), -1),
-      uses(program.values.size(), 0);
-  for (size_t i = 0; i < n; ++i) {
-    for (int32_t v : program.instrs[i].operands)
-      ++uses[size_t(v)];
-    for (int32_t r : program.instrs[i].results)
-      producer[size_t(r)] = int64_t(i);
-  }
-  ++uses[size_t(program.outputValue)];
-  for (size_t q = 0; q < n; ++q) {
-    const Instr &vq = program.instrs[q];
-    if (vq.op != OpCode::VectorQuantize)
-      continue;
+  for (const CertificateChain &chain : program.certificateChains) {
     Certificate c;
-    c.vq = q;
-    int32_t x = vq.operands[0];
-    int64_t p = producer[size_t(x)];
-    if (p < 0 || uses[size_t(x)] != 1)
-      continue;
-    if (program.instrs[size_t(p)].op == OpCode::Linear) {
-      const Instr &lin = program.instrs[size_t(p)];
-      int32_t a = lin.operands[0];
-      if (uses[size_t(a)] != 1 || !program.values[size_t(a)].perToken)
-        continue;
-      c.linear = size_t(p);
-      p = producer[size_t(a)];
-      const Weight &w = program.weights[size_t(lin.weights[0])];
-      int64_t out = w.shape[0], in = w.shape[1];
-      const float *wp = w.ptr();
-      double fro = 0, maxRow = 0;
-      std::vector<double> colSum(size_t(in), 0.0);
-      for (int64_t r = 0; r < out; ++r) {
-        double rowSum = 0;
-        for (int64_t k = 0; k < in; ++k) {
-          double v = wp[r * in + k];
-          fro += v * v;
-          rowSum += std::fabs(v);
-          colSum[size_t(k)] += std::fabs(v);
-        }
-        maxRow = std::max(maxRow, rowSum);
-      }
-      double maxCol = *std::max_element(colSum.begin(), colSum.end());
-      c.frobenius = std::sqrt(fro);
-      // ||W||_2 <= min(||W||_F, sqrt(||W||_1 ||W||_inf)).
-      c.normBound = std::min(c.frobenius, std::sqrt(maxRow * maxCol)) * 1.0001;
-      c.inWidth = in;
-      if (lin.weights.size() > 1) {
-        const Weight &b = program.weights[size_t(lin.weights[1])];
-        double bn = 0;
-        for (int64_t k = 0; k < b.numElements(); ++k)
-          bn += double(b.ptr()[k]) * double(b.ptr()[k]);
-        c.biasNorm = std::sqrt(bn);
-      }
+    c.attention = size_t(chain.attention);
+    c.vq = size_t(chain.vq);
+    if (chain.linear >= 0) {
+      c.linear = size_t(chain.linear);
+      const Instr &lin = program.instrs[c.linear];
+      LinearNorms norms = linearNorms(program, lin);
+      c.frobenius = norms.frobenius;
+      c.biasNorm = norms.biasNorm;
+      c.normBound = chainNormBound(program, chain, norms);
+      c.inWidth = program.weights[size_t(lin.weights[0])].shape[1];
     }
-    if (p < 0 || program.instrs[size_t(p)].op != OpCode::Attention)
-      continue;
-    c.attention = size_t(p);
     int32_t index = int32_t(list.size());
-    byAttention[size_t(p)] = index;
-    byVQ[q] = index;
+    byAttention[c.attention] = index;
+    byVQ[c.vq] = index;
     if (c.linear != SIZE_MAX)
       byLinear[c.linear] = index;
     list.push_back(std::move(c));

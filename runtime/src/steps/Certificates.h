@@ -6,7 +6,8 @@
 // since the codes were computed, bounds every change of the VQ input, with
 // float rounding accounted for. Used by the attention_update step (certify
 // rows), the recompute_rows step of the linear layer (reference norms) and
-// the vq_cutoff step (fresh budgets).
+// the vq_cutoff step (fresh budgets). The chains and the norm bounds come
+// from the program's certificate table (CertificateChains.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_STEPS_CERTIFICATES_H
@@ -31,8 +32,9 @@ struct Certificate {
 
 class Certificates {
 public:
-  /// Finds the attention -> [linear ->] VQ chains of `program`.
-  void find(const Program &program, bool enabled);
+  /// One certificate per chain of `program`'s certificate table (a verified
+  /// program: its norm claims are proven).
+  void build(const Program &program, bool enabled);
   Certificate *ofAttention(size_t instr);
   Certificate *ofLinear(size_t instr);
   Certificate *ofVQ(size_t instr);

@@ -182,7 +182,8 @@ struct Program {
 
 /// Prints the program as text: its instructions, then its change-propagation
 /// steps one per line (`%r5 = attention_update @11 attention 'attn' query
-/// %r3 keys %r4`), then the cache plan. Stable enough for FileCheck tests.
+/// %r3 keys %r4`), then the cache plan, then the certificate chains with
+/// their norm bounds. Stable enough for FileCheck tests.
 std::string printProgram(const Program &program);
 
 /// Bytes a session keeps per token under the program's cache plan: every
