@@ -8,7 +8,7 @@
 // owns that state and builds its context once (engine/Engine.h): the
 // context only refers to it, so a handler cannot start a run, remap or
 // clear the stores, or take a snapshot. Tests run one step alone through
-// an engine's context (test/StepsTest.cpp).
+// an engine's context (runtime/test/steps/).
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_STEPS_STEPCONTEXT_H

@@ -7,8 +7,9 @@
 // it reads its input row-set registers, updates the rows of its
 // instruction's results, writes its output register and adds to the stats;
 // the context's plan() is null for a from-scratch run (every row dirty).
-// Each step file's header comment states its change rule, and
-// test/StepsTest.cpp checks each step alone against recomputation.
+// Each step file's header comment states its change rule, and a test
+// beside it in runtime/test/steps/ checks the step alone against
+// recomputation.
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_STEPS_STEPS_H
