@@ -2,6 +2,7 @@
 #include "incnn/Compiler/BuildProgram.h"
 
 #include "../../checkpoint/Checkpoint.h"
+#include "CertificateTable.h"
 #include "incnn/Dialect/Delta/DeltaOps.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
 #include "incnn/runtime/Program.h"
@@ -340,6 +341,12 @@ std::string ProgramBuilder::build(ModuleOp module) {
   rt::Status status = rt::verifyProgram(program);
   if (!status.ok())
     return "the lowered program does not verify: " + status.error;
+  // The certificate chains, with norm bounds the runtime proves again at
+  // load (here too: a claim that fails is a compiler bug).
+  incnn::addCertificateChains(program);
+  status = rt::verifyProgram(program);
+  if (!status.ok())
+    return "the program's certificate table does not verify: " + status.error;
   return "";
 }
 
