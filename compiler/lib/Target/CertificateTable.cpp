@@ -8,8 +8,13 @@
 //===----------------------------------------------------------------------===//
 #include "CertificateTable.h"
 
+// GCC 12 reports a false "may be used uninitialized" inside Eigen 3.4's
+// triangular products once BDCSVD is inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
 #include <Eigen/SVD>
+#pragma GCC diagnostic pop
 
 #include <vector>
 
