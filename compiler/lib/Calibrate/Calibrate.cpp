@@ -11,6 +11,8 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <Eigen/Dense>
+
 #include <algorithm>
 #include <limits>
 #include <random>
@@ -20,78 +22,63 @@ using namespace incnn;
 
 namespace {
 
-float squaredDistance(const float *a, const float *b, int64_t d) {
-  float s = 0;
-  for (int64_t i = 0; i < d; ++i) {
-    float t = a[i] - b[i];
-    s += t * t;
-  }
-  return s;
+using RowMatrix =
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Each row's nearest codeword: argmin_k ||c_k||^2 - 2 x.c_k, one GEMM for
+/// all rows (ties go to the lower index, as in the runtime's VQ).
+void assignNearest(const Eigen::Ref<const RowMatrix> &x,
+                   const RowMatrix &codebook, std::vector<int64_t> &assign) {
+  Eigen::VectorXf norms = codebook.rowwise().squaredNorm();
+  RowMatrix scores = x * codebook.transpose() * -2.0f;
+  scores.rowwise() += norms.transpose();
+  for (Eigen::Index i = 0; i < x.rows(); ++i)
+    scores.row(i).minCoeff(&assign[size_t(i)]);
 }
 
-int64_t nearest(const float *x, const float *codebook, int64_t K, int64_t d) {
-  int64_t best = 0;
-  float bestD = std::numeric_limits<float>::infinity();
-  for (int64_t k = 0; k < K; ++k) {
-    float dist = squaredDistance(x, codebook + k * d, d);
-    if (dist < bestD) {
-      bestD = dist;
-      best = k;
-    }
-  }
-  return best;
-}
-
-/// k-means++ seeding, then Lloyd iterations with dead-code restarts, on
-/// `rows` vectors of dimension d. Writes K codewords.
-void kmeans(const std::vector<float> &x, int64_t rows, int64_t d, int64_t K,
-            int iterations, std::mt19937 &rng, float *codebook) {
+/// k-means++ seeding, then Lloyd iterations with dead-code restarts, on the
+/// rows of `x`. Writes K codewords (row-major) to `out`.
+void kmeans(const std::vector<float> &data, int64_t rows, int64_t d, int64_t K,
+            int iterations, std::mt19937 &rng, float *out) {
+  Eigen::Map<const RowMatrix> x(data.data(), rows, d);
+  RowMatrix codebook(K, d);
   std::uniform_int_distribution<int64_t> pick(0, rows - 1);
-  std::vector<float> closest(static_cast<size_t>(rows),
-                             std::numeric_limits<float>::max());
-  std::copy_n(&x[size_t(pick(rng) * d)], d, codebook);
+  Eigen::VectorXf closest =
+      Eigen::VectorXf::Constant(rows, std::numeric_limits<float>::max());
+  codebook.row(0) = x.row(pick(rng));
   for (int64_t k = 1; k < K; ++k) {
-    double total = 0;
-    for (int64_t i = 0; i < rows; ++i) {
-      closest[size_t(i)] = std::min(
-          closest[size_t(i)],
-          squaredDistance(&x[size_t(i * d)], codebook + (k - 1) * d, d));
-      total += closest[size_t(i)];
-    }
+    closest = closest.cwiseMin(
+        (x.rowwise() - codebook.row(k - 1)).rowwise().squaredNorm());
+    double total = closest.cast<double>().sum();
     std::uniform_real_distribution<double> u(0, total);
     double target = u(rng), acc = 0;
     int64_t chosen = rows - 1;
     for (int64_t i = 0; i < rows; ++i) {
-      acc += closest[size_t(i)];
+      acc += closest[i];
       if (acc >= target) {
         chosen = i;
         break;
       }
     }
-    std::copy_n(&x[size_t(chosen * d)], d, codebook + k * d);
+    codebook.row(k) = x.row(chosen);
   }
   std::vector<int64_t> assign(static_cast<size_t>(rows));
   for (int it = 0; it < iterations; ++it) {
-    for (int64_t i = 0; i < rows; ++i)
-      assign[size_t(i)] = nearest(&x[size_t(i * d)], codebook, K, d);
-    std::vector<double> sum(size_t(K * d), 0.0);
+    assignNearest(x, codebook, assign);
+    Eigen::MatrixXd sum = Eigen::MatrixXd::Zero(K, d);
     std::vector<int64_t> count(size_t(K), 0);
     for (int64_t i = 0; i < rows; ++i) {
-      int64_t k = assign[size_t(i)];
-      ++count[size_t(k)];
-      for (int64_t c = 0; c < d; ++c)
-        sum[size_t(k * d + c)] += x[size_t(i * d + c)];
+      ++count[size_t(assign[size_t(i)])];
+      sum.row(assign[size_t(i)]) += x.row(i).cast<double>();
     }
     for (int64_t k = 0; k < K; ++k) {
-      if (count[size_t(k)] == 0) { // restart a dead code on a random row
-        std::copy_n(&x[size_t(pick(rng) * d)], d, codebook + k * d);
-        continue;
-      }
-      for (int64_t c = 0; c < d; ++c)
-        codebook[k * d + c] =
-            float(sum[size_t(k * d + c)] / double(count[size_t(k)]));
+      if (count[size_t(k)] == 0) // restart a dead code on a random row
+        codebook.row(k) = x.row(pick(rng));
+      else
+        codebook.row(k) = (sum.row(k) / double(count[size_t(k)])).cast<float>();
     }
   }
+  Eigen::Map<RowMatrix>(out, K, d) = codebook;
 }
 
 } // namespace
