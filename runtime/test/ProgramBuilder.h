@@ -12,9 +12,6 @@
 
 #include "VerifySteps.h"
 
-#include <Eigen/Core>
-#include <Eigen/SVD>
-
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -80,15 +77,9 @@ private:
 };
 
 /// A claimed upper bound of ||W||_2, as incnn-compile computes it: the
-/// largest singular value (Eigen's SVD, in double) plus 1e-6 relative.
-inline double spectralNormClaim(const Weight &w) {
-  Eigen::MatrixXd m(w.shape[0], w.shape[1]);
-  for (int64_t r = 0; r < w.shape[0]; ++r)
-    for (int64_t k = 0; k < w.shape[1]; ++k)
-      m(r, k) = double(w.ptr()[r * w.shape[1] + k]);
-  Eigen::BDCSVD<Eigen::MatrixXd> svd(m); // singular values only
-  return svd.singularValues()(0) * (1.0 + 1e-6);
-}
+/// largest singular value (Eigen's SVD, in double) plus 1e-6 relative
+/// (ProgramBuilder.cpp: Eigen compiled once, not in every test).
+double spectralNormClaim(const Weight &w);
 
 /// The certificate table the compiler writes: every chain
 /// findCertificateChains admits whose quantizer has a vq_cutoff step, each
