@@ -260,6 +260,7 @@ void transposeKeys(const float *const *rows, int64_t n, int64_t offset,
 struct KeyRanges {
   int64_t countBase = 0, countStep = 0, beginBase = 0, beginStep = 0,
           keyLimit = INT64_MAX;
+  const int64_t *rowBegin = nullptr, *rowEnd = nullptr; ///< per row, if set
 };
 
 KeyRanges rangesOf(const AttentionShape &s, int64_t first, int64_t n,
@@ -300,6 +301,8 @@ bool runRows(const float *q0, int64_t r0, int64_t rows, const KeyRanges &keys,
   job.beginBase = keys.beginBase;
   job.beginStep = keys.beginStep;
   job.keyLimit = keys.keyLimit;
+  job.rowBegin = keys.rowBegin;
+  job.rowEnd = keys.rowEnd;
   job.kt = kt;
   job.ktStride = ktStride;
   job.values = values;
@@ -383,18 +386,29 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
   int64_t hd = shape.headDim, kvw = shape.kvWidth(), qw = shape.queryWidth();
   int64_t first = rows.front(), count = int64_t(rows.size());
   bool ranged = shape.causal || shape.window > 0;
-  if (ranged && rows.back() - first + 1 != count)
-    return false; // not consecutive: the caller splits them
   // The keys any of the rows attends to: [begin, end).
-  int64_t W = shape.window;
-  int64_t begin = W > 0 ? std::max<int64_t>(0, first - W + 1) : 0;
-  int64_t end = shape.causal ? rows.back() + 1
-                : W > 0      ? std::min(numKeys, rows.back() + W)
-                             : numKeys;
+  int64_t begin, end, lastBegin, lastEnd;
+  keyRange(shape, first, numKeys, begin, end);
+  keyRange(shape, rows.back(), numKeys, lastBegin, lastEnd);
+  end = std::max(end, lastEnd);
   for (int64_t j = begin; j < end; ++j)
     if (!withinBound(vRows[j], kvw, shape.valueBound))
       return false;
   KeyRanges keys = rangesOf(shape, first, numKeys, begin);
+  static thread_local std::vector<int64_t> rowBegin, rowEnd;
+  if (ranged && rows.back() - first + 1 != count) {
+    // Scattered rows: each its own key range, relative to the panel.
+    rowBegin.resize(size_t(count));
+    rowEnd.resize(size_t(count));
+    for (int64_t t = 0; t < count; ++t) {
+      keyRange(shape, rows[size_t(t)], numKeys, rowBegin[size_t(t)],
+               rowEnd[size_t(t)]);
+      rowBegin[size_t(t)] -= begin;
+      rowEnd[size_t(t)] -= begin;
+    }
+    keys.rowBegin = rowBegin.data();
+    keys.rowEnd = rowEnd.data();
+  }
   static thread_local std::vector<float> kt;
   int64_t pad = detail::paddedKeys(end - begin);
   if (kt.size() < size_t(hd * pad))

@@ -130,9 +130,10 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
                         const AttentionShape &shape, AttentionState &state,
                         int64_t row, float *out);
 
-/// Rows `rows` (ascending; causal: consecutive) from scratch, like
-/// computeRowFromRows on each, reading every key once per call: keys are
-/// transposed once and the kernels block rows. `qRot` holds their rotated
+/// Rows `rows` (ascending, not necessarily consecutive) from scratch, like
+/// computeRowFromRows on each, reading every key once per call: the keys any
+/// row attends to are transposed once and the kernels block rows (each row
+/// over its own key range). `qRot` holds their rotated
 /// queries [rows.size()][qWidth]; row t's state goes to `state` row t (sized
 /// by the caller) and its output to out + t * qWidth. Same bits and breaches
 /// as computeRowFromRows.

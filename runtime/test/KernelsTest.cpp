@@ -706,6 +706,64 @@ TEST(ExactAttention, RowsFromPointersMatchComputeRow) {
 // Vector quantization and pooling
 //===----------------------------------------------------------------------===//
 
+// Rows that are not consecutive, each over its own key range (causal,
+// windowed and bidirectional): the bits of a from-scratch run of the same
+// rows.
+TEST(ExactAttention, ScatteredRowsMatchAFullRun) {
+  std::mt19937 rng(31);
+  for (int trial = 0; trial < 24; ++trial) {
+    int64_t Hkv = 1 + rng() % 2, H = Hkv * (1 + rng() % 2), hd = 1 + rng() % 40,
+            n = 2 + rng() % 500;
+    AttnCase c{H, Hkv, hd, rng() % 3 != 0, rng() % 2 ? 10000.0f : 0.0f};
+    exact::AttentionShape shape = shapeOf(c, 0.25f + float(rng() % 4));
+    if (trial % 3 == 1)
+      shape.window = 1 + int64_t(rng() % 40);
+    const int64_t qw = H * hd, kvw = Hkv * hd;
+    auto q = randomFloats(size_t(n * qw), rng);
+    auto kk = randomFloats(size_t(n * kvw), rng);
+    auto v = randomFloats(size_t(n * kvw), rng);
+    std::vector<float> qRot(q.size()), kRot(kk.size()), want(size_t(n * qw));
+    exact::rotateRows(q.data(), n, H, hd, c.theta, qRot.data());
+    exact::rotateRows(kk.data(), n, Hkv, hd, c.theta, kRot.data());
+    exact::AttentionState full;
+    ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                 want.data(), full));
+    std::vector<const float *> kRows(static_cast<size_t>(n)),
+        vRows(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      kRows[size_t(j)] = kRot.data() + j * kvw;
+      vRows[size_t(j)] = v.data() + j * kvw;
+    }
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < n; ++i)
+      if (rng() % 5 == 0 || i == n - 1)
+        rows.push_back(i);
+    std::vector<float> qs, got(rows.size() * size_t(qw));
+    for (int64_t i : rows)
+      qs.insert(qs.end(), qRot.begin() + i * qw, qRot.begin() + (i + 1) * qw);
+    for (const std::string &isa : kernelIsas()) {
+      IsaScope scope(isa);
+      exact::AttentionState state;
+      state.resize(int64_t(rows.size()), H, hd);
+      ASSERT_TRUE(exact::computeRowsFromRows(qs.data(), rows, n, kRows.data(),
+                                             vRows.data(), shape, state,
+                                             got.data()));
+      for (size_t t = 0; t < rows.size(); ++t) {
+        ASSERT_TRUE(bitsEqual(got.data() + t * size_t(qw),
+                              want.data() + rows[t] * qw, size_t(qw)))
+            << isa << " trial " << trial << " row " << rows[t];
+        exact::AttentionState one;
+        one.resize(1, H, hd);
+        one.copyRow(state, int64_t(t), 0);
+        exact::AttentionState ref;
+        ref.resize(1, H, hd);
+        ref.copyRow(full, rows[t], 0);
+        ASSERT_TRUE(stateEqual(one, ref)) << isa << " row " << rows[t];
+      }
+    }
+  }
+}
+
 TEST(VqKernel, NearestCodeAndRowInvariant) {
   std::mt19937 rng(7);
   for (int64_t G : {1, 2, 4}) {

@@ -29,11 +29,13 @@ constexpr int64_t paddedKeys(int64_t n) {
 
 /// Rows [0, numRows) of one query head, from scratch. Row r attends keys
 /// [max(0, beginBase + r * beginStep), min(keyLimit, countBase + r *
-/// countStep)).
+/// countStep)), or [rowBegin[r], rowEnd[r]) where those are set (rows that
+/// are not consecutive).
 struct HeadJob {
   const float *q = nullptr; ///< row r's head slice at q + r * qStride
   int64_t qStride = 0, numRows = 0, countBase = 0, countStep = 0;
   int64_t beginBase = 0, beginStep = 0, keyLimit = INT64_MAX;
+  const int64_t *rowBegin = nullptr, *rowEnd = nullptr;
   const float *kt = nullptr; ///< [hd][ktStride] rotated keys, zero padded
   int64_t ktStride = 0;
   const double *values = nullptr;      ///< [keys][hd], or null: vRows

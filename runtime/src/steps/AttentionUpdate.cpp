@@ -474,16 +474,16 @@ void keyValueRows(const AttentionStep &a, std::vector<const float *> &kPtrs,
   }
 }
 
-/// [begin, end) ranges of `fullRows` computed together: up to kRunRows rows,
-/// consecutive when the attention has key ranges (causal or windowed).
+/// [begin, end) ranges of `fullRows` computed together (one pass over their
+/// keys): up to kRunRows rows, with a window less than a window apart.
 std::vector<std::pair<size_t, size_t>> runsOf(const AttentionStep &a,
                                               const Rows &fullRows) {
-  bool ranged = a.shape.causal || a.shape.window > 0;
+  int64_t W = a.shape.window;
   std::vector<std::pair<size_t, size_t>> runs;
   for (size_t t = 0; t < fullRows.size();) {
     size_t u = t + 1;
     while (u < fullRows.size() && u - t < size_t(kRunRows) &&
-           (!ranged || fullRows[u] == fullRows[u - 1] + 1))
+           (W == 0 || fullRows[u] - fullRows[t] < W))
       ++u;
     runs.emplace_back(t, u);
     t = u;
