@@ -110,7 +110,8 @@ def test_output_equals_incnn_run(bundled, tmp_path):
     assert set(first["stats"]) <= set(stats)
     assert list(stats)[:9] == list(first["stats"])[:9]
     for key in ("macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
-                "code_flips", "certified_rows", "recomputed_rows",
+                "code_flips", "certified_rows", "deferred_rows",
+                "recomputed_rows",
                 "cache_bytes_per_token"):
         assert stats[key] == first["stats"][key], key
 

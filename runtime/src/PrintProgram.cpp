@@ -17,23 +17,25 @@ std::string number(double x) {
 }
 
 /// `  @5 attention -> @6 linear -> @7 vector_quantize: ||W||_2 <= 1.5
-/// claimed, 4.2 elementwise (2.8x tighter)`.
+/// claimed, 4.2 elementwise (2.8x tighter); deferred updates`.
 std::string printChain(const Program &p, const CertificateChain &c) {
   std::string out = "  @" + std::to_string(c.attention) + " attention -> ";
   if (c.linear >= 0)
     out += "@" + std::to_string(c.linear) + " linear -> ";
   out += "@" + std::to_string(c.vq) + " vector_quantize";
-  if (c.linear < 0)
-    return out + "\n";
-  LinearNorms norms = linearNorms(p, p.instrs[size_t(c.linear)]);
-  if (usesClaimedBound(p, c, norms))
-    return out + ": ||W||_2 <= " + number(c.normBound) + " claimed, " +
-           number(norms.elementwise) + " elementwise (" +
-           number(norms.elementwise / c.normBound) + "x tighter)\n";
-  out += ": ||W||_2 <= " + number(norms.elementwise) + " elementwise";
-  if (c.normBound > 0.0)
-    out += " (claimed " + number(c.normBound) + ", not used)";
-  return out + "\n";
+  if (c.linear >= 0) {
+    LinearNorms norms = linearNorms(p, p.instrs[size_t(c.linear)]);
+    if (usesClaimedBound(p, c, norms)) {
+      out += ": ||W||_2 <= " + number(c.normBound) + " claimed, " +
+             number(norms.elementwise) + " elementwise (" +
+             number(norms.elementwise / c.normBound) + "x tighter)";
+    } else {
+      out += ": ||W||_2 <= " + number(norms.elementwise) + " elementwise";
+      if (c.normBound > 0.0)
+        out += " (claimed " + number(c.normBound) + ", not used)";
+    }
+  }
+  return out + (c.defer ? "; deferred updates\n" : "\n");
 }
 
 } // namespace

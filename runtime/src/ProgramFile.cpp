@@ -225,6 +225,8 @@ json chainToJson(const CertificateChain &c) {
   j["vq"] = c.vq;
   if (c.normBound != 0.0)
     j["norm_bound"] = c.normBound;
+  if (c.defer)
+    j["defer"] = true;
   return j;
 }
 
@@ -238,6 +240,11 @@ CertificateChain chainFromJson(const json &j) {
     if (!b.is_number())
       fail("norm_bound must be a number");
     c.normBound = b.get<double>();
+  }
+  if (j.contains("defer")) {
+    if (!j["defer"].is_boolean())
+      fail("defer must be a boolean");
+    c.defer = j["defer"].get<bool>();
   }
   return c;
 }

@@ -163,6 +163,7 @@ ordered_json statsToJson(const EditStats &s) {
   r["updated_rows"] = s.updatedRows;
   r["code_flips"] = s.codeFlips;
   r["certified_rows"] = s.certifiedRows;
+  r["deferred_rows"] = s.deferredRows;
   r["recomputed_rows"] = int64_t(s.recomputedRows.size());
   r["us"] = std::round(s.micros * 10) / 10;
   return r;

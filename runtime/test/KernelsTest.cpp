@@ -279,6 +279,22 @@ TEST(SimdExp, EveryTraitsMatchesItsSpec) {
   }
 }
 
+// Deferred attention updates bound a key's weight by exp(x) (1 + 2^-20)
+// (+ 2^-126 where the result is subnormal); every traits computes these bits.
+TEST(SimdExp, NonPositiveFormIsWithinTheDeferralBound) {
+  using namespace incnn::runtime::simd;
+  uint32_t hi;
+  float limit = -104.0f; // below, the result is 0
+  std::memcpy(&hi, &limit, 4);
+  for (uint64_t b = 0x80000000u; b <= hi; b += 61) {
+    float x;
+    uint32_t bits = uint32_t(b);
+    std::memcpy(&x, &bits, 4);
+    double y = cephesExp<Scalar, ExpForm::NonPositive>(x);
+    ASSERT_LE(y, std::exp(double(x)) * (1 + 0x1p-20) + 0x1p-126) << x;
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Attention
 //===----------------------------------------------------------------------===//

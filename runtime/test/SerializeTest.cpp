@@ -174,7 +174,8 @@ TEST(Serialize, StatsHaveEveryKey) {
   EXPECT_EQ(dumpJson(j), "{\"macs\":10,\"macs_full\":1000,\"tokens\":7,"
                          "\"dirty_rows\":[1,2],\"updated_rows\":[3,4],"
                          "\"code_flips\":[5],\"certified_rows\":6,"
-                         "\"recomputed_rows\":3,\"us\":12.3}");
+                         "\"deferred_rows\":0,\"recomputed_rows\":3,"
+                         "\"us\":12.3}");
   // Empty statistics (before any evaluation) have the same keys.
   nlohmann::ordered_json empty = statsToJson(EditStats{});
   EXPECT_EQ(empty.size(), std::size(kStatsKeys));

@@ -64,7 +64,7 @@ struct FuzzCase {
   bool certificates = true; ///< VQ margin certificates in the session
 };
 
-int64_t totalCertified = 0, totalRefused = 0;
+int64_t totalCertified = 0, totalDeferred = 0, totalRefused = 0;
 
 /// Scales the linear layers that produce attention operand `operand`.
 void scaleAttentionInputs(Program &program, size_t operand, float scale) {
@@ -165,6 +165,7 @@ int64_t fuzzOne(const FuzzCase &c, int edits, uint32_t seed) {
       return checked;
     EXPECT_LE(session.stats().macs, session.stats().macsFull * 3);
     totalCertified += session.stats().certifiedRows;
+    totalDeferred += session.stats().deferredRows;
     ++checked;
   }
   return checked;
@@ -219,13 +220,17 @@ std::vector<FuzzCase> allCases() {
   return cases;
 }
 
+/// Edits per fuzz case: `base`, or INCNN_FUZZ_EDITS for long local runs.
+int fuzzEdits(int base) {
+  if (const char *env = std::getenv("INCNN_FUZZ_EDITS"))
+    return std::max(1, std::atoi(env));
+  return base;
+}
+
 } // namespace
 
 TEST(Session, MatchesFromScratchBitForBit) {
-  // INCNN_FUZZ_EDITS raises the number of edits per case for long local runs.
-  int edits = 40;
-  if (const char *env = std::getenv("INCNN_FUZZ_EDITS"))
-    edits = std::max(1, std::atoi(env));
+  int edits = fuzzEdits(40);
   int64_t checked = 0;
   std::vector<FuzzCase> cases = allCases();
   for (size_t i = 0; i < cases.size(); ++i)
@@ -266,14 +271,41 @@ TEST(Session, MarginCertificatesKeepOutputsExact) {
   EXPECT_GT(totalCertified - before, 100);
 }
 
+TEST(Session, DeferredUpdatesKeepOutputsExact) {
+  // Longer documents and wide margins: most rows after an edit are deferred
+  // (their accumulators go stale), and later edits catch them up or
+  // recompute them; outputs must stay exact throughout.
+  int64_t before = totalDeferred, checked = 0;
+  uint32_t seed = 700;
+  for (std::string position : {"none", "learned", "rope"})
+    for (int64_t window : {0, 40}) {
+      FuzzCase c;
+      c.config.family = "opt";
+      c.config.position = position;
+      c.config.window = window;
+      c.config.dim = 16;
+      c.config.ffn = 24;
+      c.config.vocab = 40;
+      c.config.maxPositions = 240;
+      c.config.seed = seed;
+      c.config.task = TaskKind::Classifier;
+      c.config.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
+      c.minLength = 120;
+      c.minimalPlan = true;
+      c.codebookScale = 2.5f;
+      checked += fuzzOne(c, fuzzEdits(80), seed++);
+    }
+  std::printf("checked %lld edits, %lld rows deferred\n", (long long)checked,
+              (long long)(totalDeferred - before));
+  EXPECT_GT(totalDeferred - before, 1000);
+}
+
 TEST(Session, HostileWeightsAreRefusedExactlyWhenFromScratchRefuses) {
   // Scores near and past 2^20, overflowing to infinity, and values near
   // their bound: every input is either exact or refused by both engines, and
   // a refused edit leaves the session unchanged (sameOutcome and the checks
   // in fuzzOne).
-  int edits = 40;
-  if (const char *env = std::getenv("INCNN_FUZZ_EDITS"))
-    edits = std::max(1, std::atoi(env));
+  int edits = fuzzEdits(40);
   int64_t before = totalRefused, checked = 0;
   uint32_t seed = 900;
   struct Scales {

@@ -67,6 +67,13 @@ cl::opt<bool> noVQCutoff(
              "touches stays dirty (an ablation; same outputs)"),
     cl::init(false));
 
+cl::opt<bool>
+    defer("defer",
+          cl::desc("Attention updates defer the rows whose codes a certificate "
+                   "proves unchanged instead of updating them (same outputs; "
+                   "experimental: on the bundled model it does not pay yet)"),
+          cl::init(false));
+
 int fail(const std::string &message) {
   llvm::errs() << "incnn-compile: error: " << message << "\n";
   return 1;
@@ -102,6 +109,7 @@ int main(int argc, char **argv) {
   options.cachePlan = cachePlan;
   options.irFile = irFile;
   options.vqCutoff = !noVQCutoff;
+  options.deferAttention = defer;
   options.maxPositions = maxPositions;
   options.progress = progress;
   options.diagnostic = [](const std::string &line) {

@@ -189,6 +189,7 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
   } else {
     IncrementalPipelineOptions pipeline;
     pipeline.vqCutoff = o.vqCutoff;
+    pipeline.deferAttention = o.deferAttention;
     buildIncrementalPipeline(pm, pipeline);
   }
   if (mlir::failed(pm.run(*module)))

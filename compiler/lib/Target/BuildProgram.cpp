@@ -135,6 +135,8 @@ private:
   llvm::DenseMap<Operation *, int32_t> instrIds;
   std::map<std::string, int32_t> weightIds;
   std::string error;
+  /// Attention instructions whose update step defers certified rows.
+  std::vector<int32_t> deferred;
 };
 
 void ProgramBuilder::lowerStep(Operation *op) {
@@ -168,6 +170,8 @@ void ProgramBuilder::lowerStep(Operation *op) {
       .Case([&](delta::AttentionUpdateOp a) {
         step(StepKind::AttentionUpdate, instrOf(a.getValue()),
              {a.getQuery(), a.getKeys()}, a.getRows());
+        if (a.getDefer())
+          deferred.push_back(instrOf(a.getValue()));
       })
       .Case([&](delta::VQCutoffOp q) {
         step(StepKind::VQCutoff, instrOf(q.getValue()), {q.getDirty()},
@@ -343,7 +347,7 @@ std::string ProgramBuilder::build(ModuleOp module) {
     return "the lowered program does not verify: " + status.error;
   // The certificate chains, with norm bounds the runtime proves again at
   // load (here too: a claim that fails is a compiler bug).
-  incnn::addCertificateChains(program);
+  incnn::addCertificateChains(program, deferred);
   status = rt::verifyProgram(program);
   if (!status.ok())
     return "the program's certificate table does not verify: " + status.error;

@@ -16,6 +16,7 @@
 #include <Eigen/SVD>
 #pragma GCC diagnostic pop
 
+#include <algorithm>
 #include <vector>
 
 namespace rt = incnn::runtime;
@@ -31,7 +32,8 @@ double incnn::spectralNormClaim(const rt::Weight &w) {
   return svd.singularValues()(0) * (1.0 + kNormClaimSlack);
 }
 
-void incnn::addCertificateChains(rt::Program &program) {
+void incnn::addCertificateChains(rt::Program &program,
+                                 const std::vector<int32_t> &deferred) {
   std::vector<bool> cutoff(program.instrs.size(), false);
   for (const rt::Step &s : program.steps)
     if (s.kind == rt::StepKind::VQCutoff)
@@ -45,6 +47,8 @@ void incnn::addCertificateChains(rt::Program &program) {
       chain.normBound =
           spectralNormClaim(program.weights[size_t(lin.weights[0])]);
     }
+    chain.defer = std::find(deferred.begin(), deferred.end(),
+                            chain.attention) != deferred.end();
     program.certificateChains.push_back(chain);
   }
 }

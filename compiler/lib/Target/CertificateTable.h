@@ -4,6 +4,8 @@
 
 #include "incnn/runtime/Program.h"
 
+#include <vector>
+
 namespace incnn {
 
 /// Relative slack of a claimed norm bound over the SVD's largest singular
@@ -19,8 +21,10 @@ double spectralNormClaim(const runtime::Weight &w);
 /// attention -> [linear ->] VQ chain the runtime admits whose quantizer has a
 /// vq_cutoff step (a quantizer recomputed without cutoff never consults
 /// certificate budgets), each linear weight's norm claimed by
-/// spectralNormClaim.
-void addCertificateChains(runtime::Program &program);
+/// spectralNormClaim. A chain defers certified rows when its attention is in
+/// `deferred` (the attention_update steps marked `defer`).
+void addCertificateChains(runtime::Program &program,
+                          const std::vector<int32_t> &deferred);
 
 } // namespace incnn
 

@@ -20,9 +20,10 @@ namespace {
 
 class FunctionIncrementalizer {
 public:
-  FunctionIncrementalizer(func::FuncOp func, bool vqCutoff, uint64_t &numSteps)
+  FunctionIncrementalizer(func::FuncOp func, bool vqCutoff, bool defer,
+                          uint64_t &numSteps)
       : func(func), builder(func.getContext()), vqCutoff(vqCutoff),
-        numSteps(numSteps) {}
+        defer(defer), numSteps(numSteps) {}
 
   LogicalResult run() {
     Block &entry = func.getBody().front();
@@ -111,8 +112,8 @@ private:
       if (op.dependsOnPosition())
         keyRows = builder.create<delta::UnionOp>(
             loc, rowsType, ValueRange{keyRows, shifted(loc)});
-      rows = builder.create<delta::AttentionUpdateOp>(loc, rowsType, result,
-                                                      alignedRows, keyRows);
+      rows = builder.create<delta::AttentionUpdateOp>(
+          loc, rowsType, result, alignedRows, keyRows, defer && vqCutoff);
       break;
     }
     case ChangeRule::Quantizing:
@@ -138,7 +139,7 @@ private:
 
   func::FuncOp func;
   OpBuilder builder;
-  bool vqCutoff;
+  bool vqCutoff, defer;
   uint64_t &numSteps;
   Type rowsType;
   Value shiftedRows;
@@ -182,7 +183,8 @@ struct IncrementalizePass
       if (hasDelta)
         continue; // already incrementalized
       warnAboutBypassedQuantizers(func);
-      if (failed(FunctionIncrementalizer(func, vqCutoff, steps).run()))
+      if (failed(FunctionIncrementalizer(func, vqCutoff, deferAttention, steps)
+                     .run()))
         return signalPassFailure();
     }
     numSteps += steps;

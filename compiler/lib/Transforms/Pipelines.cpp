@@ -13,6 +13,7 @@ void incnn::buildIncrementalPipeline(
   }
   IncrementalizeOptions incrementalize;
   incrementalize.vqCutoff = options.vqCutoff;
+  incrementalize.deferAttention = options.deferAttention;
   pm.addPass(createIncrementalize(incrementalize));
   pm.addPass(createPlanCache());
   if (options.cleanup) {

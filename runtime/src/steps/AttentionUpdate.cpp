@@ -21,8 +21,7 @@
 // and the stats (finishRows).
 //
 //===----------------------------------------------------------------------===//
-#include "../RowOps.h"
-#include "StepContext.h"
+#include "AttentionStep.h"
 #include "Steps.h"
 
 #include <algorithm>
@@ -30,7 +29,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <unordered_map>
 
 namespace incnn::runtime {
 
@@ -42,72 +40,6 @@ constexpr int64_t kRunRows = 64;
 /// A delta term costs about this many times one (row, key) pair of the
 /// blocked from-scratch kernels (measured: ~1.5 vs ~10 G pairs/s).
 constexpr double kDeltaTermCost = 4.0;
-
-/// One key's rotated key row and value row, at its position.
-struct Term {
-  int64_t position; ///< in old coordinates for old terms, new for new
-  std::vector<float> kRot;
-  std::vector<double> v; ///< widened once for every row it reaches
-};
-
-/// The attention of one step and the values it reads.
-struct AttentionStep {
-  StepContext &ctx;
-  const Step &s;
-  const Program &p;
-  size_t index;
-  const Instr &in;
-  exact::AttentionShape shape;
-  int64_t n, qw, kvw, hd;
-  const ValueStore &q, &k, &v;
-  exact::AttentionState &state;
-  const std::vector<int32_t> &slotOf; ///< state rows
-
-  AttentionStep(StepContext &ctx, const Step &s)
-      : ctx(ctx), s(s), p(ctx.program), index(size_t(s.instr)),
-        in(p.instrs[index]), shape(attentionShape(p, in)), n(ctx.numTokens()),
-        qw(shape.queryWidth()), kvw(shape.kvWidth()), hd(shape.headDim),
-        q(ctx.value(in.operands[0])), k(ctx.value(in.operands[1])),
-        v(ctx.value(in.operands[2])), state(ctx.attention(index)),
-        slotOf(ctx.slotOf()) {}
-
-  /// Row `row` attends key `key` (positions in one coordinate system).
-  bool inWindow(int64_t key, int64_t row) const {
-    if (shape.causal && key > row)
-      return false;
-    int64_t W = shape.window;
-    return W == 0 || (row - key < W && key - row < W);
-  }
-  const float *oldRow(const ValueStore &store, int64_t r) const {
-    return ctx.oldRow(store, r);
-  }
-  Term makeTerm(int64_t position, const float *kRow, const float *vRow) const {
-    Term t;
-    t.position = position;
-    t.kRot.assign(kRow, kRow + kvw);
-    exact::rotateRow(t.kRot.data(), shape.numKvHeads, hd, shape.ropeTheta,
-                     position);
-    t.v.assign(vRow, vRow + kvw);
-    return t;
-  }
-};
-
-/// A row's own edge terms: (+1, key gained) or (-1, key lost).
-using EdgeTerms =
-    std::unordered_map<int64_t, std::vector<std::pair<int, Term>>>;
-
-/// What an edit asks of the attention's rows.
-struct DeltaPlan {
-  std::vector<Term> oldTerms, newTerms; ///< changed keys: before, after
-  EdgeTerms edgeTerms;                  ///< windows: per kept row
-  std::vector<char> reach;              ///< windows: rows a term may reach
-  /// Per row: 1 recomputed (new query or new row), 2 its shift moved.
-  std::vector<char> full;
-  /// Per row: 1 delta-updated, 3 updated and certified.
-  std::vector<char> updated;
-  /// Kept rows with an unchanged query that attend to some changed key.
-  std::vector<int64_t> candidates;
-};
 
 /// Recomputes every row of the attention of step `s` from scratch (the
 /// blocked kernels), storing the rows in `full` or `candidates` as dirty.
@@ -131,6 +63,8 @@ void recomputeLayer(StepContext &ctx, const Step &s,
   exact::AttentionState &state = ctx.attention(index);
   for (int64_t i = 0; i < n; ++i)
     state.copyRow(fresh, i, ctx.slotOf()[size_t(i)]);
+  if (Certificate *c = ctx.certificates.ofAttention(index))
+    c->settleAll(); // every row exact again
   Rows dirty = candidates;
   for (int64_t i = 0; i < n; ++i)
     if (full[size_t(i)])
@@ -158,6 +92,8 @@ void computeAllRows(const AttentionStep &a) {
     throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
                          a.shape.valueBound);
   ctx.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
+  if (Certificate *c = ctx.certificates.ofAttention(a.index))
+    coverAllValues(a, *c);
   if (!direct)
     ctx.storeRows(a.in.results[0], every, std::move(scratch));
   ctx.rowSet(a.s.output) = std::move(every);
@@ -311,6 +247,9 @@ bool deltaCostsMore(const AttentionStep &a, const DeltaPlan &d) {
            fullKeys = 0;
   for (const auto &[row, rowTerms] : d.edgeTerms)
     edge += rowTerms.size();
+  if (const Certificate *c = a.ctx.certificates.ofAttention(a.index))
+    for (int64_t i : d.candidates) // stale rows catch up first
+      edge += c->pending[size_t(i)].size();
   for (int64_t i = 0; i < a.n; ++i)
     if (d.full[size_t(i)]) {
       int64_t begin, end;
@@ -332,6 +271,7 @@ struct Block {
   std::vector<float> oldOut;   ///< with a certificate: outputs before
   std::unique_ptr<bool[]> use; ///< [term][kBlock]: the term reaches the lane
   std::vector<exact::TermRef> refs;
+  uint64_t caughtUp = 0; ///< deferred (row, term) pairs applied first
 };
 
 /// Block `blockIndex` of the candidates: its rows, their rotated queries
@@ -355,6 +295,9 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
     for (int64_t c2 = 0; c2 < a.qw; ++c2)
       b.qT[size_t(c2 * kBlock + l)] = qRot[size_t(c2)];
   }
+  if (cert) // stale rows apply the terms they deferred
+    b.caughtUp =
+        catchUpBlock(a, *cert, b.qT.data(), b.rows, b.stateRows, b.valid, b.ok);
   if (cert) { // keep the old outputs to measure the move
     b.oldOut.assign(size_t(kBlock * a.qw), 0.0f);
     for (int l = 0; l < kBlock; ++l)
@@ -437,6 +380,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
   StepContext &ctx = a.ctx;
   Certificate *cert = ctx.certificates.ofAttention(a.index);
   std::vector<uint64_t> termCounts(size_t(a.n), 0);
+  std::atomic<uint64_t> caughtUp{0};
   int64_t numBlocks = (int64_t(d.candidates.size()) + kBlock - 1) / kBlock;
   parallelFor(
       ctx.poolFor(double(d.candidates.size()) *
@@ -450,9 +394,14 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
                                    b.refs.data(), int64_t(b.refs.size()),
                                    a.shape, a.state, b.ok);
         settleBlock(a, cert, b, d);
+        caughtUp.fetch_add(b.caughtUp, std::memory_order_relaxed);
       });
   for (uint64_t count : termCounts)
     ctx.stats.macs += count * 2 * uint64_t(a.qw);
+  ctx.stats.macs += caughtUp.load() * 2 * uint64_t(a.qw);
+  if (cert) // stale candidates caught up (or will be recomputed)
+    for (int64_t i : d.candidates)
+      cert->settle(i);
 }
 
 /// Every key row (rotated) and value row where it is stored.
@@ -587,6 +536,9 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
     return;
   }
   DeltaPlan d = planDelta(a, *ctx.plan());
+  Certificate *cert = ctx.certificates.ofAttention(a.index);
+  if (cert && cert->defer && ctx.certificates.enabled())
+    deferCandidates(a, *ctx.plan(), d, *cert);
   if (deltaCostsMore(a, d)) { // the same bits, the touched rows dirty
     recomputeLayer(ctx, s, a.shape, d.full, d.candidates);
     return;
@@ -599,6 +551,9 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
   std::vector<float> fullOut(fullRows.size() * size_t(a.qw));
   if (!fullRows.empty())
     recomputeFullRows(a, fullRows, fullOut);
+  if (cert)
+    for (int64_t i : fullRows)
+      cert->settle(i); // recomputed: exact again
   finishRows(a, d, fullRows, fullOut);
 }
 

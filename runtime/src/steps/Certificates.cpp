@@ -20,6 +20,8 @@ void Certificates::build(const Program &program, bool enabled) {
     Certificate c;
     c.attention = size_t(chain.attention);
     c.vq = size_t(chain.vq);
+    c.defer = chain.defer;
+    c.numHeads = program.instrs[c.attention].attrs.numHeads;
     if (chain.linear >= 0) {
       c.linear = size_t(chain.linear);
       const Instr &lin = program.instrs[c.linear];
@@ -53,6 +55,10 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
     if (fromScratch || c.budget.size() != size_t(n)) {
       c.budget.assign(size_t(n), -INFINITY);
       c.refNorm.assign(size_t(n), 0.0);
+      c.pending.assign(size_t(n), {});
+      c.terms.clear();
+      c.lowDenom.assign(size_t(n * c.numHeads), 0.0);
+      c.lowTop.assign(size_t(n * c.numHeads), 0);
     }
 }
 
@@ -68,7 +74,67 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     };
     remapRows(c.budget);
     remapRows(c.refNorm);
+    std::vector<std::vector<int64_t>> pending(n);
+    size_t H = size_t(c.numHeads);
+    std::vector<double> lowDenom(n * H, 0.0);
+    std::vector<int32_t> lowTop(n * H, 0);
+    std::vector<char> kept(c.pending.size(), 0);
+    for (size_t i = 0; i < n; ++i) {
+      size_t o = size_t(from[i]);
+      if (from[i] < 0 || o >= c.pending.size())
+        continue; // new rows are computed in full
+      kept[o] = 1;
+      if (c.pending[o].empty())
+        continue;
+      pending[i] = std::move(c.pending[o]);
+      std::copy_n(c.lowDenom.begin() + int64_t(o * H), H,
+                  lowDenom.begin() + int64_t(i * H));
+      std::copy_n(c.lowTop.begin() + int64_t(o * H), H,
+                  lowTop.begin() + int64_t(i * H));
+    }
+    for (size_t o = 0; o < c.pending.size(); ++o)
+      if (!kept[o]) // a deleted row
+        for (int64_t id : c.pending[o])
+          c.terms.release(id);
+    c.pending = std::move(pending);
+    c.lowDenom = std::move(lowDenom);
+    c.lowTop = std::move(lowTop);
   }
+}
+
+int64_t PendingTerms::add(const std::vector<float> &kRot,
+                          const std::vector<double> &v, int sign) {
+  entries.push_back(Entry{kRot, v, sign, 0});
+  return base + int64_t(entries.size()) - 1;
+}
+
+void PendingTerms::release(int64_t id) {
+  Entry &e = entries[size_t(id - base)];
+  if (--e.refs > 0)
+    return;
+  e.kRot = {};
+  e.v = {};
+  while (!entries.empty() && entries.front().refs <= 0) {
+    entries.pop_front();
+    ++base;
+  }
+}
+
+void PendingTerms::clear() {
+  base += int64_t(entries.size());
+  entries.clear();
+}
+
+void Certificate::settle(int64_t row) {
+  for (int64_t id : pending[size_t(row)])
+    terms.release(id);
+  pending[size_t(row)].clear();
+}
+
+void Certificate::settleAll() {
+  for (std::vector<int64_t> &ids : pending)
+    ids.clear();
+  terms.clear();
 }
 
 double Certificates::rowBudget(const Program &program, const Certificate &c,

@@ -9,6 +9,12 @@
 // the vq_cutoff step (fresh budgets). The chains and the norm bounds come
 // from the program's certificate table (CertificateChains.h).
 //
+// Where the compiler asks for it (CertificateChain::defer), a row whose
+// codes a bound proves unchanged is not updated at all: its accumulators go
+// stale, and the certificate keeps what the next bound needs (lower bounds
+// of the row's softmax denominators and top counts) until the row is
+// recomputed (AttentionDefer.cpp, docs/exactness.md).
+//
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_RUNTIME_STEPS_CERTIFICATES_H
 #define INCNN_RUNTIME_STEPS_CERTIFICATES_H
@@ -16,9 +22,38 @@
 #include "incnn/runtime/Program.h"
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 namespace incnn::runtime {
+
+/// Terms (a key added or removed) that deferred rows have not applied yet,
+/// shared by the rows they reached. Ids grow with each term, so a row's ids
+/// are in the order its terms came.
+class PendingTerms {
+public:
+  struct Entry {
+    std::vector<float> kRot; ///< rotated key row
+    std::vector<double> v;   ///< value row, widened
+    int sign = 1;
+    int64_t refs = 0; ///< rows that have not applied it
+  };
+  /// A new term, retained by no row yet.
+  int64_t add(const std::vector<float> &kRot, const std::vector<double> &v,
+              int sign);
+  const Entry &operator[](int64_t id) const {
+    return entries[size_t(id - base)];
+  }
+  void retain(int64_t id) { ++entries[size_t(id - base)].refs; }
+  /// One row less holds `id`; a term no row holds frees its rows.
+  void release(int64_t id);
+  void clear();
+  size_t liveEntries() const { return entries.size(); }
+
+private:
+  std::deque<Entry> entries;
+  int64_t base = 0; ///< id of entries.front()
+};
 
 struct Certificate {
   size_t attention = 0, linear = SIZE_MAX, vq = 0;
@@ -28,6 +63,26 @@ struct Certificate {
   int64_t inWidth = 0;
   std::vector<double> budget;  ///< per row: drift the codes still tolerate
   std::vector<double> refNorm; ///< per row: ||attention output|| at reference
+
+  bool defer = false;   ///< the attention defers certified rows
+  int64_t numHeads = 0; ///< of the attention
+  /// Per row: the terms it has not applied (its accumulators lag behind its
+  /// keys: the row is stale), in order.
+  std::vector<std::vector<int64_t>> pending;
+  PendingTerms terms;
+  /// [row * numHeads + h], stale rows only: a lower bound of the row's
+  /// softmax denominator L and of its count `top` (ExactAttention.h).
+  std::vector<double> lowDenom;
+  std::vector<int32_t> lowTop;
+  /// Per kv head: the largest ||v_h|| of every value the attention has
+  /// read since it was computed from scratch.
+  std::vector<double> valueNorm;
+
+  bool stale(int64_t row) const { return !pending[size_t(row)].empty(); }
+  /// Row `row` is exact again (caught up or recomputed).
+  void settle(int64_t row);
+  /// Every row is exact again.
+  void settleAll();
 };
 
 class Certificates {

@@ -36,6 +36,10 @@ struct StepRuns {
   int64_t cutoffRows = 0;    ///< vq_cutoff input rows whose codes stayed
   int64_t flippedRows = 0;   ///< vq_cutoff rows whose codes flipped
   int64_t certifiedRows = 0; ///< attention rows left under a certificate
+  int64_t deferredRows = 0;  ///< of those, rows whose update was deferred
+  /// Largest (true move of a deferred row) / (its charge): a bound weakened
+  /// by a factor f > 1 / chargeUse would fail the check.
+  double chargeUse = 0;
 };
 
 /// Runs every step of kind `kind` of `config`'s program alone, after a

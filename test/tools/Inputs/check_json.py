@@ -31,7 +31,8 @@ def main():
     keys = {"step", "tokens", "output", "stats"} | ({"label"} if a.classifier else set())
     # docs/json.md: the keys of every stats object, in this order.
     stat_keys = ["macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
-                 "code_flips", "certified_rows", "recomputed_rows", "us"]
+                 "code_flips", "certified_rows", "deferred_rows",
+                 "recomputed_rows", "us"]
     for k, line in enumerate(lines):
         j = json.loads(line)
         if set(j) != keys:

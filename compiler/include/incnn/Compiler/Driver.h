@@ -41,6 +41,9 @@ struct CompileOptions {
   /// false: quantizers recompute their rows and stop nothing (an ablation
   /// that shows what VQ cutoff saves).
   bool vqCutoff = true;
+  /// Attention updates defer the rows whose codes a certificate proves
+  /// unchanged (same outputs; off by default, docs/benchmarks.md).
+  bool deferAttention = false;
   /// > 0: the program's context window, replacing max_position_embeddings
   /// (models without learned positions run at any length; the runtime's
   /// limit is 2^20 tokens). 0: the checkpoint's, except that models without

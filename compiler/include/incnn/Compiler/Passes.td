@@ -71,7 +71,11 @@ def Incrementalize : Pass<"vqt-incrementalize", "mlir::ModuleOp"> {
   let options = [
     Option<"vqCutoff", "vq-cutoff", "bool", /*default=*/"true",
            "Quantizers stop unchanged codes (delta.vq_cutoff); false: they "
-           "recompute their rows and every row stays dirty (an ablation)">
+           "recompute their rows and every row stays dirty (an ablation)">,
+    Option<"deferAttention", "defer-attention", "bool", /*default=*/"false",
+           "Attention updates defer rows whose VQ codes a certificate proves "
+           "unchanged (delta.attention_update defer; off by default: on the "
+           "bundled model it does not pay yet, docs/benchmarks.md)">
   ];
   let statistics = [
     Statistic<"numSteps", "num-steps", "Number of delta steps created">

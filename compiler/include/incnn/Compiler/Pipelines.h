@@ -12,6 +12,8 @@ struct IncrementalPipelineOptions {
   bool cleanup = true;
   /// Quantizers cut unchanged codes (false: the no-cutoff ablation).
   bool vqCutoff = true;
+  /// Attention updates defer certified rows (delta.attention_update defer).
+  bool deferAttention = false;
 };
 
 /// vqt graph -> vqt graph + delta change-propagation program with a cache

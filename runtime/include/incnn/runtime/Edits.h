@@ -41,6 +41,9 @@ struct EditStats {
   /// Rows whose attention moved so little that a margin certificate proved
   /// their VQ codes unchanged, skipping the layers between (all layers).
   int64_t certifiedRows = 0;
+  /// Rows whose attention update was deferred: a bound proved their VQ codes
+  /// unchanged without updating them (all layers).
+  int64_t deferredRows = 0;
   /// Rows some attention layer recomputed in full (sorted; empty from
   /// scratch, where every row is).
   std::vector<int64_t> recomputedRows;

@@ -139,12 +139,15 @@ struct Step {
 /// bound of the linear weight's spectral norm ||W||_2 (0: no claim; the
 /// runtime then uses its own min(||W||_F, sqrt(||W||_1 ||W||_inf))). The
 /// loader verifies the chain's structure and the claim and refuses the
-/// program if either is wrong (docs/program-format.md).
+/// program if either is wrong (docs/program-format.md). `defer`: the
+/// compiler asks the attention_update step to defer the exact update of rows
+/// whose codes a bound proves unchanged (docs/exactness.md).
 struct CertificateChain {
   int32_t attention = -1;
   int32_t linear = -1;
   int32_t vq = -1;
   double normBound = 0.0;
+  bool defer = false;
 };
 
 enum class TaskKind : uint32_t { CausalLM = 0, Classifier = 1 };

@@ -41,10 +41,16 @@ nlohmann::json floatsToJson(const std::vector<float> &values);
 std::string formatFloat(float x);
 
 /// The keys of statsToJson, in its order.
-inline constexpr const char *kStatsKeys[] = {
-    "macs",           "macs_full",       "tokens",
-    "dirty_rows",     "updated_rows",    "code_flips",
-    "certified_rows", "recomputed_rows", "us"};
+inline constexpr const char *kStatsKeys[] = {"macs",
+                                             "macs_full",
+                                             "tokens",
+                                             "dirty_rows",
+                                             "updated_rows",
+                                             "code_flips",
+                                             "certified_rows",
+                                             "deferred_rows",
+                                             "recomputed_rows",
+                                             "us"};
 
 /// Every field of EditStats, under the keys of kStatsKeys (docs/json.md):
 /// counts are integers; dirty_rows and updated_rows per attention layer and

@@ -137,15 +137,24 @@ def Delta_AttentionUpdateOp : Delta_Op<"attention_update", [Pure]> {
     and head. A row whose canonical softmax shift changes is recomputed. The
     result is the set of rows whose output was refreshed.
 
+    With `defer`, where the program's certificate chain covers the attention
+    (attention -> [linear ->] VQ with a vq_cutoff step), a row whose codes a
+    bound proves unchanged is not updated at all: its budget is charged, its
+    exact update deferred until its state is needed (docs/exactness.md,
+    "Deferred updates"). `incnn-compile --defer` (or vqt-incrementalize's
+    `defer-attention`) turns it on.
+
     ```mlir
-    %r = delta.attention_update %att query %dq keys %dkv : tensor<?x64xf32>
+    %r = delta.attention_update %att query %dq keys %dkv defer
+        : tensor<?x64xf32>
     ```
   }];
   let arguments = (ins Delta_TokenTensor:$value, Delta_RowsType:$query,
-                       Delta_RowsType:$keys);
+                       Delta_RowsType:$keys, UnitAttr:$defer);
   let results = (outs Delta_RowsType:$rows);
   let assemblyFormat = [{
-    $value `query` $query `keys` $keys attr-dict `:` type($value)
+    $value `query` $query `keys` $keys (`defer` $defer^)? attr-dict `:`
+    type($value)
   }];
   let hasVerifier = 1;
 }
