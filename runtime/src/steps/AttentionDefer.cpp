@@ -8,11 +8,12 @@
 // `top` (never its numerators): for each term (a key added or removed) and
 // head, one dot product with the query bounds the key's weight, hence how
 // far the term moves the head's output. The move, through ||W||_2, is
-// charged to the row's budget, and the row goes stale: its accumulators
-// keep lagging until the row is recomputed in full (its query changes, a
-// bound fails, or the layer is recomputed). A stale row never takes delta
-// terms. The argument, with every rounding, is in docs/exactness.md
-// ("Deferred updates").
+// charged to the row's budget, and the row goes stale: the terms it skipped
+// wait in the certificate's pool. When a bound fails, the row catches up
+// (catchUpBlock: its pending terms, oldest first) before it takes the
+// edit's terms; when it is recomputed in full, they are dropped. The
+// argument, with every rounding, is in docs/exactness.md ("Deferred
+// updates").
 //
 //===----------------------------------------------------------------------===//
 #include "AttentionStep.h"
