@@ -1,0 +1,261 @@
+//===- ExactAttentionTerms.cpp - delta terms of exact attention -----------===//
+//
+// The incremental half of ExactAttention.h: adding and removing one key's
+// term for a block of rows (applyTermsToBlock), and finishing a row's output
+// from its integer sums (finishRow, which every path uses). The from-scratch
+// kernels are in ExactAttention.cpp and attention/.
+//
+//===----------------------------------------------------------------------===//
+#include "ExactAttention.h"
+#include "Simd.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace incnn::runtime::exact {
+
+namespace {
+
+constexpr float kTermScale = 16777216.0f; // 2^24
+constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
+
+/// Rounds |x| < 2^51 to the nearest integer (ties to even), exactly, with
+/// plain double arithmetic so scalar and vectorized code agree.
+inline int64_t roundToInt(double x) {
+  double shifted = x + 6755399441055744.0; // 1.5 * 2^52
+  int64_t bits;
+  std::memcpy(&bits, &shifted, sizeof(bits));
+  return bits - int64_t(0x4338000000000000LL);
+}
+
+/// exp(x) for x <= 0 (Simd.h's cephesExp, NonPositive form): the same IEEE
+/// operations for every element as the attention kernels' lanes.
+void expNonPositive(const float *x, int64_t n, float *y) {
+  using simd::ExpForm;
+  int64_t i = 0;
+#ifdef INCNN_SIMD_AVX2
+  using S = simd::Avx2;
+  for (; i + S::W <= n; i += S::W)
+    S::store(y + i, simd::cephesExp<S, ExpForm::NonPositive>(S::load(x + i)));
+#endif
+  for (; i < n; ++i)
+    y[i] = simd::cephesExp<simd::Scalar, ExpForm::NonPositive>(x[i]);
+}
+
+} // namespace
+
+namespace {
+
+constexpr double kMagic = 6755399441055744.0; // 1.5 * 2^52
+
+/// numer[c] += sum over terms t of sign_t * round(p_t * v_t[c]), c < hd:
+/// each product is exact in double, and its rounding is read off the bits of
+/// fma(p, v, 1.5 * 2^52), as in the from-scratch sums.
+void addTerms(const double *p, const int *signs, const double *const *v,
+              int64_t count, int64_t hd, int64_t *numer) {
+  int64_t bias = 0;
+  for (int64_t t = 0; t < count; ++t)
+    bias += signs[t];
+  int64_t c = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256d magic = _mm256_set1_pd(kMagic);
+  for (; c + 16 <= hd; c += 16) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t t = 0; t < count; ++t) {
+      __m256d pt = _mm256_set1_pd(p[t]);
+      const double *vt = v[t] + c;
+      __m256i b0 =
+          _mm256_castpd_si256(_mm256_fmadd_pd(pt, _mm256_loadu_pd(vt), magic));
+      __m256i b1 = _mm256_castpd_si256(
+          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 4), magic));
+      __m256i b2 = _mm256_castpd_si256(
+          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 8), magic));
+      __m256i b3 = _mm256_castpd_si256(
+          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 12), magic));
+      if (signs[t] > 0) {
+        a0 = _mm256_add_epi64(a0, b0);
+        a1 = _mm256_add_epi64(a1, b1);
+        a2 = _mm256_add_epi64(a2, b2);
+        a3 = _mm256_add_epi64(a3, b3);
+      } else {
+        a0 = _mm256_sub_epi64(a0, b0);
+        a1 = _mm256_sub_epi64(a1, b1);
+        a2 = _mm256_sub_epi64(a2, b2);
+        a3 = _mm256_sub_epi64(a3, b3);
+      }
+    }
+    const __m256i unbias =
+        _mm256_set1_epi64x(int64_t(uint64_t(bias) * kMagicBits));
+    __m256i parts[4] = {a0, a1, a2, a3};
+    for (int i = 0; i < 4; ++i) {
+      __m256i *dst = reinterpret_cast<__m256i *>(numer + c + 4 * i);
+      _mm256_storeu_si256(dst,
+                          _mm256_add_epi64(_mm256_loadu_si256(dst),
+                                           _mm256_sub_epi64(parts[i], unbias)));
+    }
+  }
+#endif
+  for (; c < hd; ++c) {
+    uint64_t acc = 0;
+    for (int64_t t = 0; t < count; ++t) {
+      double x = std::fma(p[t], v[t][c], kMagic);
+      uint64_t bits;
+      std::memcpy(&bits, &x, sizeof(bits));
+      acc = signs[t] > 0 ? acc + bits : acc - bits;
+    }
+    numer[c] += int64_t(acc - uint64_t(bias) * kMagicBits);
+  }
+}
+
+} // namespace
+
+void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
+                       const TermRef *terms, int64_t numTerms,
+                       const AttentionShape &shape, AttentionState &state,
+                       bool *ok) {
+  constexpr int L = kTermBlock;
+  int64_t H = shape.numHeads, hd = shape.headDim;
+  size_t cells = size_t(numTerms * H * L); // [term][head][lane]
+  static thread_local std::vector<float> scores, x, weights;
+  static thread_local std::vector<double> p;
+  static thread_local std::vector<int> signs;
+  static thread_local std::vector<const double *> v;
+  scores.resize(cells);
+  x.assign(cells, 0.0f);
+  weights.resize(cells);
+  // Scores: every (term, head) is an independent FMA chain over c, in
+  // increasing c as dot(); four run interleaved.
+  int64_t chains = numTerms * H, i0 = 0;
+  auto chainInputs = [&](int64_t i, const float *&q, const float *&k) {
+    int64_t t = i / H, h = i % H;
+    q = qT + h * hd * L;
+    k = terms[t].kRot + shape.kvHeadOf(h) * hd;
+  };
+#if defined(__AVX2__) && defined(__FMA__)
+  static_assert(L == 8, "one AVX2 vector of rows");
+  for (; i0 + 4 <= chains; i0 += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float *q[4], *k[4];
+    for (int i = 0; i < 4; ++i)
+      chainInputs(i0 + i, q[i], k[i]);
+    for (int64_t c = 0; c < hd; ++c)
+      for (int i = 0; i < 4; ++i)
+        acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + c * L),
+                                 _mm256_set1_ps(k[i][c]), acc[i]);
+    for (int i = 0; i < 4; ++i)
+      _mm256_storeu_ps(&scores[size_t((i0 + i) * L)], acc[i]);
+  }
+#endif
+  for (; i0 < chains; ++i0) {
+    const float *q, *k;
+    chainInputs(i0, q, k);
+    for (int l = 0; l < L; ++l) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < hd; ++c)
+        acc = std::fma(q[c * L + l], k[c], acc);
+      scores[size_t(i0 * L + l)] = acc;
+    }
+  }
+  // In term order: a lane whose shift would move, or that breaks the
+  // contract, stops (its row is recomputed; its state may be half updated).
+  for (int64_t t = 0; t < numTerms; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      for (int l = 0; l < L; ++l) {
+        if (!use[t * L + l] || !ok[l])
+          continue;
+        size_t cell = size_t((t * H + h) * L + l);
+        float score = scores[cell] * shape.scale;
+        size_t slot = size_t(rows[l] * H + h);
+        float shift = state.shift[slot];
+        if (!(std::fabs(score) <= kMaxScore) || score > shift) {
+          ok[l] = false; // the shift would rise, or a breach: recompute
+          continue;
+        }
+        if (score > shift - 1.0f) {
+          state.top[slot] += terms[t].sign;
+          if (state.top[slot] <= 0) {
+            ok[l] = false; // the maximum may have dropped a bucket
+            continue;
+          }
+        }
+        x[cell] = score - shift;
+      }
+  expNonPositive(x.data(), int64_t(cells), weights.data());
+  p.resize(size_t(numTerms));
+  signs.resize(size_t(numTerms));
+  v.resize(size_t(numTerms));
+  for (int l = 0; l < L; ++l) {
+    if (!ok[l])
+      continue;
+    for (int64_t h = 0; h < H; ++h) {
+      size_t slot = size_t(rows[l] * H + h);
+      int64_t count = 0, denom = 0;
+      for (int64_t t = 0; t < numTerms; ++t) {
+        if (!use[t * L + l])
+          continue;
+        double pt = double(weights[size_t((t * H + h) * L + l)] * kTermScale);
+        denom += terms[t].sign * roundToInt(pt);
+        p[size_t(count)] = pt;
+        signs[size_t(count)] = terms[t].sign;
+        v[size_t(count)] = terms[t].v + shape.kvHeadOf(h) * hd;
+        ++count;
+      }
+      if (count == 0)
+        continue;
+      state.denom[slot] += denom;
+      addTerms(p.data(), signs.data(), v.data(), count, hd,
+               &state.numer[slot * size_t(hd)]);
+    }
+  }
+}
+
+void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
+                      const float *kRotRow, const float *vRow,
+                      const AttentionShape &shape, AttentionState &state,
+                      int sign, bool *ok) {
+  std::vector<double> v(vRow, vRow + shape.kvWidth());
+  TermRef term{kRotRow, v.data(), sign};
+  applyTermsToBlock(qT, rows, use, &term, 1, shape, state, ok);
+}
+
+void finishRow(const AttentionShape &shape, const AttentionState &state,
+               int64_t row, float *out) {
+  int64_t H = shape.numHeads, hd = shape.headDim;
+  for (int64_t h = 0; h < H; ++h) {
+    size_t slot = size_t(row * H + h);
+    double denom = double(state.denom[slot]);
+    // One reciprocal per head; every path finishes rows with this function.
+    double inv = denom > 0 ? 1.0 / denom : 0.0;
+    const int64_t *numer = &state.numer[slot * size_t(hd)];
+    int64_t c = 0;
+#if defined(__AVX2__)
+    // |x| < 2^51 converts exactly through the bits of x + 1.5 * 2^52, the
+    // same double as the scalar conversion.
+    const __m256i lo = _mm256_set1_epi64x(-(int64_t(1) << 51)),
+                  hi = _mm256_set1_epi64x(int64_t(1) << 51),
+                  magicBits = _mm256_set1_epi64x(int64_t(kMagicBits));
+    const __m256d magic = _mm256_set1_pd(kMagic), scale = _mm256_set1_pd(inv);
+    for (; c + 4 <= hd; c += 4) {
+      __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(numer + c));
+      __m256i outside =
+          _mm256_or_si256(_mm256_cmpgt_epi64(lo, x), _mm256_cmpgt_epi64(x, hi));
+      if (!_mm256_testz_si256(outside, outside))
+        break; // the scalar loop takes the rest
+      __m256d d = _mm256_sub_pd(
+          _mm256_castsi256_pd(_mm256_add_epi64(x, magicBits)), magic);
+      _mm_storeu_ps(out + h * hd + c, _mm256_cvtpd_ps(_mm256_mul_pd(d, scale)));
+    }
+#endif
+    for (; c < hd; ++c)
+      out[h * hd + c] = float(double(numer[c]) * inv);
+  }
+}
+
+} // namespace incnn::runtime::exact
