@@ -227,6 +227,25 @@ int fuzzEdits(int base) {
   return base;
 }
 
+/// A small classifier with VQ after both attentions (the certificate
+/// chains), codebooks spread by `codebookScale`.
+FuzzCase certifiedCase(const std::string &position, float codebookScale,
+                       int32_t maxPositions, uint32_t seed) {
+  FuzzCase c;
+  c.config.family = "opt";
+  c.config.position = position;
+  c.config.dim = 16;
+  c.config.ffn = 24;
+  c.config.vocab = 40;
+  c.config.maxPositions = maxPositions;
+  c.config.seed = seed;
+  c.config.task = TaskKind::Classifier;
+  c.config.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
+  c.minimalPlan = true;
+  c.codebookScale = codebookScale;
+  return c;
+}
+
 } // namespace
 
 TEST(Session, MatchesFromScratchBitForBit) {
@@ -251,19 +270,8 @@ TEST(Session, MarginCertificatesKeepOutputsExact) {
   for (float scale : {1.5f, 2.5f})
     for (std::string position : {"none", "learned", "rope"})
       for (bool causal : {true, false}) {
-        FuzzCase c;
-        c.config.family = "opt";
-        c.config.position = position;
+        FuzzCase c = certifiedCase(position, scale, 48, seed);
         c.config.causal = causal;
-        c.config.dim = 16;
-        c.config.ffn = 24;
-        c.config.vocab = 40;
-        c.config.maxPositions = 48;
-        c.config.seed = seed;
-        c.config.task = TaskKind::Classifier;
-        c.config.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
-        c.minimalPlan = true;
-        c.codebookScale = scale;
         checked += fuzzOne(c, 60, seed++);
       }
   std::printf("checked %lld edits, %lld rows certified\n", (long long)checked,
@@ -279,20 +287,9 @@ TEST(Session, DeferredUpdatesKeepOutputsExact) {
   uint32_t seed = 700;
   for (std::string position : {"none", "learned", "rope"})
     for (int64_t window : {0, 40}) {
-      FuzzCase c;
-      c.config.family = "opt";
-      c.config.position = position;
+      FuzzCase c = certifiedCase(position, 2.5f, 240, seed);
       c.config.window = window;
-      c.config.dim = 16;
-      c.config.ffn = 24;
-      c.config.vocab = 40;
-      c.config.maxPositions = 240;
-      c.config.seed = seed;
-      c.config.task = TaskKind::Classifier;
-      c.config.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
       c.minLength = 120;
-      c.minimalPlan = true;
-      c.codebookScale = 2.5f;
       checked += fuzzOne(c, fuzzEdits(80), seed++);
     }
   std::printf("checked %lld edits, %lld rows deferred\n", (long long)checked,

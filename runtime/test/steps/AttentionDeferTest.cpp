@@ -16,7 +16,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 using namespace incnn::runtime;
@@ -150,7 +152,9 @@ TEST(Steps, DeferredRowsCatchUpExactlyOverManyEdits) {
       c.task = TaskKind::Classifier;
       c.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
       c.seed = seed;
-      Counts n = runEdits(c, 2.5f, 60, seed++);
+      const char *env = std::getenv("INCNN_FUZZ_EDITS"); // long local runs
+      Counts n = runEdits(c, 2.5f, env ? std::max(1, std::atoi(env)) : 60,
+                          seed++);
       total.stale += n.stale;
       total.caughtUp += n.caughtUp;
       total.edits += n.edits;
