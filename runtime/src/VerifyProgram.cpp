@@ -52,6 +52,14 @@ private:
                    const char *what);
   void expectSame(const ValueInfo &a, const ValueInfo &b, const char *what);
   void verifyInstr(const Instr &in);
+  // The special ops' shape rules (the elementwise families are the table's).
+  void verifyEmbed(const Instr &in);
+  void verifyPositions(const Instr &in, const std::vector<ValueInfo> &ops);
+  void verifyNorm(const Instr &in, const std::vector<ValueInfo> &ops);
+  void verifyLinear(const Instr &in, const std::vector<ValueInfo> &ops);
+  void verifyAttention(const Instr &in, const std::vector<ValueInfo> &ops);
+  void verifyQuantize(const Instr &in, const std::vector<ValueInfo> &ops);
+  void verifyPool(const Instr &in, const std::vector<ValueInfo> &ops);
 };
 
 const ValueInfo &Verifier::use(int32_t id) {
@@ -118,7 +126,6 @@ void Verifier::verifyInstr(const Instr &in) {
     ops.push_back(use(id));
   for (int32_t id : in.weights)
     weight(id);
-  auto W = [&](size_t i) -> const Weight & { return p.weights[in.weights[i]]; };
 
   switch (opFamily(in.op)) {
   case OpFamily::Unary:
@@ -143,110 +150,131 @@ void Verifier::verifyInstr(const Instr &in) {
     break;
   }
   switch (in.op) {
-  case OpCode::Embed: {
-    expectCounts(in, 1, 1, 1, 1);
-    const ValueInfo &r = def(in.results[0]);
-    if (in.operands[0] != p.tokenValue)
-      error("embed operand must be the token input");
-    if (!r.perToken)
-      error("embed result must be per token");
-    if (W(0).shape.size() != 2 || W(0).shape[0] < p.vocabSize ||
-        W(0).shape[1] != r.width)
-      error("embedding table '" + W(0).name + "' has shape " +
-            shapeStr(W(0).shape) + ", expected [>=" +
-            std::to_string(p.vocabSize) + "," + std::to_string(r.width) + "]");
-    return;
-  }
-  case OpCode::AddLearnedPositions: {
-    expectCounts(in, 1, 1, 1, 1);
-    const ValueInfo &r = def(in.results[0]);
-    expectSame(ops[0], r, "positions");
-    if (!r.perToken)
-      error("positions need a per-token operand");
-    if (in.attrs.positionOffset < 0)
-      error("negative position offset");
-    if (W(0).shape.size() != 2 || W(0).shape[1] != r.width ||
-        W(0).shape[0] < int64_t(p.maxPositions) + in.attrs.positionOffset)
-      error("position table '" + W(0).name + "' has shape " +
-            shapeStr(W(0).shape) + ", needs [>=" +
-            std::to_string(int64_t(p.maxPositions) + in.attrs.positionOffset) +
-            "," + std::to_string(r.width) + "]");
-    return;
-  }
+  case OpCode::Embed:
+    return verifyEmbed(in);
+  case OpCode::AddLearnedPositions:
+    return verifyPositions(in, ops);
   case OpCode::LayerNorm:
-  case OpCode::RmsNorm: {
-    bool ln = in.op == OpCode::LayerNorm;
-    expectCounts(in, 1, 1, ln ? 2 : 1, ln ? 2 : 1);
-    const ValueInfo &r = def(in.results[0]);
-    expectSame(ops[0], r, "norm");
-    for (size_t i = 0; i < in.weights.size(); ++i)
-      expectShape(W(i), {r.width}, "norm parameter");
-    if (!(in.attrs.epsilon >= 0.0f) || !std::isfinite(in.attrs.epsilon))
-      error("norm epsilon must be finite and >= 0");
-    return;
-  }
-  case OpCode::Linear: {
-    expectCounts(in, 1, 1, 1, 2);
-    const ValueInfo &r = def(in.results[0]);
-    if (ops[0].perToken != r.perToken)
-      error("linear result kind differs from its operand");
-    expectShape(W(0), {r.width, ops[0].width}, "linear weight");
-    if (in.weights.size() == 2)
-      expectShape(W(1), {r.width}, "linear bias");
-    return;
-  }
-  case OpCode::Attention: {
-    expectCounts(in, 3, 1, 0, 0);
-    const ValueInfo &r = def(in.results[0]);
-    const InstrAttrs &a = in.attrs;
-    for (const ValueInfo &v : ops)
-      if (!v.perToken)
-        error("attention operands must be per token");
-    if (a.numHeads <= 0 || a.numKvHeads <= 0 || a.numHeads % a.numKvHeads)
-      error("numHeads must be a positive multiple of numKvHeads");
-    if (ops[0].width % a.numHeads)
-      error("q width " + std::to_string(ops[0].width) +
-            " is not a multiple of numHeads");
-    int64_t hd = ops[0].width / a.numHeads;
-    if (ops[1].width != a.numKvHeads * hd || ops[2].width != a.numKvHeads * hd)
-      error("k/v width must be numKvHeads * headDim = " +
-            std::to_string(a.numKvHeads * hd));
-    if (!r.perToken || r.width != ops[0].width)
-      error("attention result must be per token with the q width");
-    if (!(a.ropeTheta >= 0.0f) || !std::isfinite(a.ropeTheta))
-      error("ropeTheta must be finite and >= 0");
-    if (a.ropeTheta > 0.0f && hd % 2)
-      error("rotary embedding needs an even head dimension");
-    if (!std::isfinite(a.scale))
-      error("attention scale must be finite");
-    return;
-  }
-  case OpCode::VectorQuantize: {
-    expectCounts(in, 1, 2, 1, 1);
-    const ValueInfo &q = def(in.results[0]);
-    const ValueInfo &codes = def(in.results[1]);
-    expectSame(ops[0], q, "quantized result");
-    const Weight &cb = W(0);
-    if (cb.shape.size() != 3 || cb.shape[0] * cb.shape[2] != q.width)
-      error("codebook '" + cb.name + "' has shape " + shapeStr(cb.shape) +
-            ", expected [G,K,width/G] with width " + std::to_string(q.width));
-    if (codes.perToken != q.perToken || codes.width != cb.shape[0])
-      error("codes result must have width G = " + std::to_string(cb.shape[0]));
-    return;
-  }
-  case OpCode::Pool: {
-    expectCounts(in, 1, 1, 0, 0);
-    const ValueInfo &r = def(in.results[0]);
-    if (!ops[0].perToken || r.perToken || r.width != ops[0].width)
-      error("pool maps a per-token value to a vector of the same width");
-    if (in.attrs.pool != PoolKind::Last && in.attrs.pool != PoolKind::Mean)
-      error("unknown pool kind");
-    return;
-  }
+  case OpCode::RmsNorm:
+    return verifyNorm(in, ops);
+  case OpCode::Linear:
+    return verifyLinear(in, ops);
+  case OpCode::Attention:
+    return verifyAttention(in, ops);
+  case OpCode::VectorQuantize:
+    return verifyQuantize(in, ops);
+  case OpCode::Pool:
+    return verifyPool(in, ops);
   default: // the elementwise families, above
     break;
   }
   error("unknown opcode " + std::to_string(uint32_t(in.op)));
+}
+
+void Verifier::verifyEmbed(const Instr &in) {
+  expectCounts(in, 1, 1, 1, 1);
+  const ValueInfo &r = def(in.results[0]);
+  const Weight &table = p.weights[size_t(in.weights[0])];
+  if (in.operands[0] != p.tokenValue)
+    error("embed operand must be the token input");
+  if (!r.perToken)
+    error("embed result must be per token");
+  if (table.shape.size() != 2 || table.shape[0] < p.vocabSize ||
+      table.shape[1] != r.width)
+    error("embedding table '" + table.name + "' has shape " +
+          shapeStr(table.shape) + ", expected [>=" +
+          std::to_string(p.vocabSize) + "," + std::to_string(r.width) + "]");
+}
+
+void Verifier::verifyPositions(const Instr &in,
+                               const std::vector<ValueInfo> &ops) {
+  expectCounts(in, 1, 1, 1, 1);
+  const ValueInfo &r = def(in.results[0]);
+  const Weight &table = p.weights[size_t(in.weights[0])];
+  expectSame(ops[0], r, "positions");
+  if (!r.perToken)
+    error("positions need a per-token operand");
+  if (in.attrs.positionOffset < 0)
+    error("negative position offset");
+  int64_t rows = int64_t(p.maxPositions) + in.attrs.positionOffset;
+  if (table.shape.size() != 2 || table.shape[1] != r.width ||
+      table.shape[0] < rows)
+    error("position table '" + table.name + "' has shape " +
+          shapeStr(table.shape) + ", needs [>=" + std::to_string(rows) + "," +
+          std::to_string(r.width) + "]");
+}
+
+void Verifier::verifyNorm(const Instr &in, const std::vector<ValueInfo> &ops) {
+  bool ln = in.op == OpCode::LayerNorm;
+  expectCounts(in, 1, 1, ln ? 2 : 1, ln ? 2 : 1);
+  const ValueInfo &r = def(in.results[0]);
+  expectSame(ops[0], r, "norm");
+  for (int32_t w : in.weights)
+    expectShape(p.weights[size_t(w)], {r.width}, "norm parameter");
+  if (!(in.attrs.epsilon >= 0.0f) || !std::isfinite(in.attrs.epsilon))
+    error("norm epsilon must be finite and >= 0");
+}
+
+void Verifier::verifyLinear(const Instr &in,
+                            const std::vector<ValueInfo> &ops) {
+  expectCounts(in, 1, 1, 1, 2);
+  const ValueInfo &r = def(in.results[0]);
+  if (ops[0].perToken != r.perToken)
+    error("linear result kind differs from its operand");
+  expectShape(p.weights[size_t(in.weights[0])], {r.width, ops[0].width},
+              "linear weight");
+  if (in.weights.size() == 2)
+    expectShape(p.weights[size_t(in.weights[1])], {r.width}, "linear bias");
+}
+
+void Verifier::verifyAttention(const Instr &in,
+                               const std::vector<ValueInfo> &ops) {
+  expectCounts(in, 3, 1, 0, 0);
+  const ValueInfo &r = def(in.results[0]);
+  const InstrAttrs &a = in.attrs;
+  for (const ValueInfo &v : ops)
+    if (!v.perToken)
+      error("attention operands must be per token");
+  if (a.numHeads <= 0 || a.numKvHeads <= 0 || a.numHeads % a.numKvHeads)
+    error("numHeads must be a positive multiple of numKvHeads");
+  if (ops[0].width % a.numHeads)
+    error("q width " + std::to_string(ops[0].width) +
+          " is not a multiple of numHeads");
+  int64_t hd = ops[0].width / a.numHeads;
+  if (ops[1].width != a.numKvHeads * hd || ops[2].width != a.numKvHeads * hd)
+    error("k/v width must be numKvHeads * headDim = " +
+          std::to_string(a.numKvHeads * hd));
+  if (!r.perToken || r.width != ops[0].width)
+    error("attention result must be per token with the q width");
+  if (!(a.ropeTheta >= 0.0f) || !std::isfinite(a.ropeTheta))
+    error("ropeTheta must be finite and >= 0");
+  if (a.ropeTheta > 0.0f && hd % 2)
+    error("rotary embedding needs an even head dimension");
+  if (!std::isfinite(a.scale))
+    error("attention scale must be finite");
+}
+
+void Verifier::verifyQuantize(const Instr &in,
+                              const std::vector<ValueInfo> &ops) {
+  expectCounts(in, 1, 2, 1, 1);
+  const ValueInfo &q = def(in.results[0]);
+  const ValueInfo &codes = def(in.results[1]);
+  expectSame(ops[0], q, "quantized result");
+  const Weight &cb = p.weights[size_t(in.weights[0])];
+  if (cb.shape.size() != 3 || cb.shape[0] * cb.shape[2] != q.width)
+    error("codebook '" + cb.name + "' has shape " + shapeStr(cb.shape) +
+          ", expected [G,K,width/G] with width " + std::to_string(q.width));
+  if (codes.perToken != q.perToken || codes.width != cb.shape[0])
+    error("codes result must have width G = " + std::to_string(cb.shape[0]));
+}
+
+void Verifier::verifyPool(const Instr &in, const std::vector<ValueInfo> &ops) {
+  expectCounts(in, 1, 1, 0, 0);
+  const ValueInfo &r = def(in.results[0]);
+  if (!ops[0].perToken || r.perToken || r.width != ops[0].width)
+    error("pool maps a per-token value to a vector of the same width");
+  if (in.attrs.pool != PoolKind::Last && in.attrs.pool != PoolKind::Mean)
+    error("unknown pool kind");
 }
 
 Status Verifier::run() {
