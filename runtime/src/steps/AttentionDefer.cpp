@@ -97,7 +97,11 @@ struct RowBound {
   std::vector<double> qNorm;       ///< [H], upper bounds
   std::vector<double> shift, lowL; ///< [H]
   std::vector<int32_t> lowTop;     ///< [H]
-  double drift = 0;                ///< of the VQ input, summed over terms
+  /// [H], rows that are not stale: ||output_h|| now, an upper bound (stale
+  /// rows: infinite, the value norms bound them).
+  std::vector<double> outNorm;
+  std::vector<float> out; ///< scratch
+  double drift = 0;       ///< of the VQ input, summed over terms
 
   RowBound(const AttentionStep &a, const Certificate &cert, double keyCount)
       : a(a), cert(cert), keyCount(keyCount) {
@@ -111,6 +115,8 @@ struct RowBound {
     shift.resize(H);
     lowL.resize(H);
     lowTop.resize(H);
+    outNorm.resize(H);
+    out.resize(size_t(a.qw));
   }
 
   void reset(int64_t row) {
@@ -128,16 +134,29 @@ struct RowBound {
                               : double(a.state.denom[slot + size_t(h)]);
       lowTop[size_t(h)] = stale ? cert.lowTop[size_t(row * H + h)]
                                 : a.state.top[slot + size_t(h)];
+      outNorm[size_t(h)] = INFINITY;
+    }
+    if (!stale) { // the output its exact state gives, within 1.01 u
+      exact::finishRow(a.shape, a.state, a.slotOf[size_t(row)], out.data());
+      for (int64_t h = 0; h < H; ++h) {
+        const float *o = &out[size_t(h * hd)];
+        outNorm[size_t(h)] =
+            std::sqrt(double(dotFloat(o, o, hd)) * normSlack) * (1 + 4 * kUnit);
+      }
     }
     drift = 0;
   }
 
-  /// A bound of ||output_h|| for a state whose denominator is at least L:
-  /// the output is a convex combination of values, off by at most
-  /// (0.5 sqrt(hd) + 0.5 ||v||) / L per key from the rounded terms.
-  double outputBound(int64_t g, double L) const {
-    double vmax = cert.valueNorm[size_t(g)];
-    return vmax + keyCount * 0.5 * (std::sqrt(double(a.hd)) + vmax) / L;
+  /// A bound of ||output_h|| for a state of this edit whose denominator is
+  /// at least L: the output is a convex combination of values, off by at
+  /// most (0.5 sqrt(hd) + 0.5 ||v||) / L per key from the rounded terms; or,
+  /// for a row that is not stale, its output now moved by at most the drift
+  /// charged so far.
+  double outputBound(int64_t h, double L) const {
+    double vmax = cert.valueNorm[size_t(a.shape.kvHeadOf(h))];
+    return std::min(vmax +
+                        keyCount * 0.5 * (std::sqrt(double(a.hd)) + vmax) / L,
+                    outNorm[size_t(h)] + drift / cert.normBound);
   }
 
   /// Adds (sign +1) or removes (-1) one term: false when the shift could
@@ -173,11 +192,12 @@ struct RowBound {
       double after = add ? L : L - p;
       if (!(after >= 1.0))
         return false;
-      double ob = outputBound(g, after);
+      double ob = outputBound(h, after); // before the term (and after)
       // ||a - p o|| <= p ||v - o|| + ||round(P v) - P v|| + |P - p| ||v||.
       double num =
           p * (v + ob) + std::min(0.5 * rootHd, P * v) + std::min(0.5, P) * v;
-      double move = num / after + 2.02 * kUnit * ob; // + the float outputs
+      // + the float outputs before and after the term.
+      double move = num / after + 1.01 * kUnit * (2 * ob + num / after);
       moveSq += move * move;
       lowL[size_t(h)] = after;
     }
@@ -191,7 +211,7 @@ struct RowBound {
       return 0.0;
     double sq = 0;
     for (int64_t h = 0; h < a.shape.numHeads; ++h) {
-      double ob = outputBound(a.shape.kvHeadOf(h), lowL[size_t(h)]);
+      double ob = outputBound(h, lowL[size_t(h)]);
       sq += ob * ob;
     }
     return double(cert.inWidth + 2) * kUnit * 1.01 *
