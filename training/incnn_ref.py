@@ -43,9 +43,43 @@ Heads, after the final norm (opt ``model.decoder.final_layer_norm``, llama ``mod
 every row: causal LM -> ``lm_head(z[n-1])`` (``lm_head.weight`` or the tied ``embed_tokens``);
 classifier -> ``score(pool(z))`` where ``pool`` is ``z[n-1]`` (last) or ``sum_p z[p] / n`` (mean).
 
+Encoders (``model_type`` "bert" / "modernbert"): HF checkpoints of ``BertFor{Sequence,Token}
+Classification`` / ``ModernBertFor{Sequence,Token}Classification`` with HF tensor names and the
+defaults of HF's BertConfig / ModernBertConfig, computed as HF's eager path with attention_mask
+all ones, token_type_ids all 0, position_ids ``0 .. n-1`` and no dropout. Attention is
+bidirectional, per head ``P = softmax((q k^T) * hd**-0.5)`` (float32), ``o = P v``, heads
+concatenated; LN is LayerNorm as above; ``act`` names: gelu (exact erf), gelu_new /
+gelu_pytorch_tanh (tanh), relu. VQ sites as for the decoders (``attn_out``, ``block_out`` below).
+  * bert (post-LN; names under ``bert.``):
+    ``x = LN_emb((word[t[p]] + token_type[0]) + position[p])`` (``n <= max_position_embeddings``);
+    layer (``encoder.layer.N.``): ``q, k, v = x W^T + b`` (``attention.self.{query,key,value}``),
+    ``a = o W^T + b`` (``attention.output.dense``; VQ ``attn_out`` replaces ``a``),
+    ``h = LN1(a + x)`` (``attention.output.LayerNorm``),
+    ``y = LN2(act(h Wi^T + bi) Wo^T + bo + h)`` (``intermediate.dense``, ``output.dense``,
+    ``output.LayerNorm``; VQ ``block_out`` replaces ``y``); eps ``layer_norm_eps`` (1e-12), act
+    ``hidden_act`` (gelu); no final norm, ``z`` = the last layer's ``y``. Heads: sequence
+    ``classifier(tanh(pooler.dense(z[0])))``; token ``classifier(z[p])`` for every row.
+  * modernbert (pre-LN; names under ``model.``): ``x = LN(tok_embeddings[t[p]])``
+    (``embeddings.norm``); layer ``l`` (``layers.l.``): ``a = attn.Wo(attn(LN_attn(x)))`` (layer 0
+    has no ``attn_norm``: identity; VQ ``attn_out`` replaces ``a``), ``h = x + a``,
+    ``u, g = mlp.Wi(LN_mlp(h)).chunk(2)``, ``y = h + mlp.Wo(act(u) * g)`` (VQ ``block_out``
+    replaces ``y``); ``z = final_norm(x)``. ``attn.Wqkv`` rows are ``[q; k; v]``; rope (as above,
+    HF's rotate_half) over the whole head: global layers (``l % global_attn_every_n_layers == 0``,
+    default 3) use ``global_rope_theta`` (160000), the others ``local_rope_theta`` (10000; null:
+    the global one) and attend only to keys with ``|i - j| <= local_attention // 2`` (default
+    128); ``rope_parameters`` ``{"full_attention": {"rope_theta": ..}, "sliding_attention": ..}``
+    (default rope_type only) replaces both thetas. Norms: eps ``norm_eps`` (1e-5), bias only
+    with ``norm_bias`` (false); biases of Wqkv / attn.Wo with ``attention_bias``, of Wi / mlp.Wo
+    with ``mlp_bias`` (false); act ``hidden_activation`` (gelu). Heads:
+    ``head(v) = head.norm(act_c(head.dense(v)))`` (dense bias with ``classifier_bias`` (false),
+    act_c ``classifier_activation`` (gelu)); sequence ``classifier(head(pool(z)))`` with
+    ``classifier_pooling`` "cls" (``z[0]``, the default) or "mean" (``sum_p z[p] / n``); token
+    ``classifier(head(z[p]))`` for every row. ``classifier`` always has a bias.
+
 CLI:  /usr/bin/python3 training/incnn_ref.py MODEL_DIR --tokens "1 2 3" [--generate N]
 prints ``{"output": [...], "generated": [...]}`` (output: the logits for the given tokens,
-floats in shortest float32 round-trip form; generated: N greedy ids, argmax ties -> lowest id).
+floats in shortest float32 round-trip form, for token classification a list of n rows;
+generated: N greedy ids, argmax ties -> lowest id).
 """
 
 import argparse
@@ -66,9 +100,11 @@ class Model:
     """A loaded checkpoint: ``config`` (raw json), ``r`` (resolved hyper-parameters, see
     incnn_ckpt.resolved) and ``w`` (name -> float32 torch tensor)."""
 
+    resolve = staticmethod(ck.resolved)
+
     def __init__(self, config, tensors):
         self.config = config
-        self.r = ck.resolved(config)
+        self.r = self.resolve(config)
         self.w = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
                   for k, v in tensors.items()}
         self._check()
@@ -106,7 +142,141 @@ def vq_name(site):
 
 def load_model(model_dir):
     config, tensors = ck.load_checkpoint(model_dir)
-    return Model(config, tensors)
+    return model_of(config, tensors)
+
+
+def model_of(config, tensors):
+    """A Model, or an EncoderModel for model_type bert / modernbert."""
+    return (EncoderModel if config.get("model_type") in ENCODERS else Model)(config, tensors)
+
+
+def resolved(config):
+    """incnn_ckpt.resolved, or encoder_resolved for model_type bert / modernbert."""
+    return (encoder_resolved if config.get("model_type") in ENCODERS else ck.resolved)(config)
+
+
+# --------------------------------------------------------------------------------------------
+# encoders (bert, modernbert)
+# --------------------------------------------------------------------------------------------
+
+ENCODERS = ("bert", "modernbert")
+ENCODER_ARCHS = {
+    "BertForSequenceClassification": ("bert", False),
+    "BertForTokenClassification": ("bert", True),
+    "ModernBertForSequenceClassification": ("modernbert", False),
+    "ModernBertForTokenClassification": ("modernbert", True),
+}
+ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+def encoder_resolved(config):
+    """Hyper-parameters of a bert / modernbert checkpoint, HF's defaults filled in: family,
+    classifier (always: no --generate), token (token classification), labels, position
+    (learned / rope), vocab, hidden, layers, heads, head_dim, ffn, max_pos, eps, act, vq;
+    modernbert also half (local half-width), global_every, global_theta, local_theta,
+    norm_bias, attn_bias, mlp_bias, cls_bias, cls_act, pool."""
+    fam = config.get("model_type")
+    arch = config.get("architectures", [None])[0]
+    if ENCODER_ARCHS.get(arch, (None,))[0] != fam:
+        raise ValueError("%s: architectures[0] must be one of %s, got %r"
+                         % (fam, [k for k, v in ENCODER_ARCHS.items() if v[0] == fam], arch))
+    r = {
+        "family": fam,
+        "classifier": True,
+        "token": ENCODER_ARCHS[arch][1],
+        "labels": ck.num_labels(config),
+        "vq": list(config.get("incnn_vq") or []),
+    }
+    if fam == "bert":
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("bert: position_embedding_type must be absolute")
+        if config.get("is_decoder") or config.get("add_cross_attention"):
+            raise ValueError("bert: is_decoder and add_cross_attention must be false")
+        r.update(position="learned",
+                 vocab=int(config.get("vocab_size", 30522)),
+                 hidden=int(config.get("hidden_size", 768)),
+                 layers=int(config.get("num_hidden_layers", 12)),
+                 heads=int(config.get("num_attention_heads", 12)),
+                 ffn=int(config.get("intermediate_size", 3072)),
+                 max_pos=int(config.get("max_position_embeddings", 512)),
+                 eps=float(config.get("layer_norm_eps", 1e-12)),
+                 act=config.get("hidden_act", "gelu"))
+    else:
+        if "sliding_window" in config:
+            raise ValueError("modernbert: give local_attention, not sliding_window")
+        every = int(config.get("global_attn_every_n_layers", 3))
+        layers = int(config.get("num_hidden_layers", 22))
+        types = config.get("layer_types")
+        if types is not None and types != ["sliding_attention" if i % every else "full_attention"
+                                           for i in range(layers)]:
+            raise ValueError("modernbert: layer_types must follow global_attn_every_n_layers")
+        glob = float(config.get("global_rope_theta", 160000.0))
+        loc = config.get("local_rope_theta", 10000.0)
+        loc = glob if loc is None else float(loc)
+        rope = config.get("rope_parameters")
+        if rope is not None:
+            full, slide = rope.get("full_attention") or {}, rope.get("sliding_attention") or {}
+            if any(p.get("rope_type", "default") != "default" for p in (full, slide)):
+                raise ValueError("modernbert: only the default rope_type is supported")
+            glob = float(full.get("rope_theta", glob))
+            loc = float(slide.get("rope_theta", loc))
+        r.update(position="rope",
+                 vocab=int(config.get("vocab_size", 50368)),
+                 hidden=int(config.get("hidden_size", 768)),
+                 layers=layers,
+                 heads=int(config.get("num_attention_heads", 12)),
+                 ffn=int(config.get("intermediate_size", 1152)),
+                 max_pos=int(config.get("max_position_embeddings", 8192)),
+                 eps=float(config.get("norm_eps", 1e-5)),
+                 act=config.get("hidden_activation", "gelu"),
+                 half=int(config.get("local_attention", 128)) // 2,
+                 global_every=every, global_theta=glob, local_theta=loc,
+                 norm_bias=bool(config.get("norm_bias", False)),
+                 attn_bias=bool(config.get("attention_bias", False)),
+                 mlp_bias=bool(config.get("mlp_bias", False)),
+                 cls_bias=bool(config.get("classifier_bias", False)),
+                 cls_act=config.get("classifier_activation", "gelu"),
+                 pool=config.get("classifier_pooling", "cls"))
+        if r["pool"] not in ("cls", "mean"):
+            raise ValueError("modernbert: classifier_pooling must be cls or mean")
+        if every < 1:
+            raise ValueError("modernbert: global_attn_every_n_layers must be >= 1")
+    for act in (r["act"], r.get("cls_act", "gelu")):
+        if act not in ACTS:
+            raise ValueError("%s: activation must be one of %s, got %r" % (fam, ACTS, act))
+    if r["hidden"] % r["heads"]:
+        raise ValueError("hidden_size % num_attention_heads must be 0")
+    r["head_dim"] = r["hidden"] // r["heads"]
+    if fam == "modernbert" and r["head_dim"] % 2:
+        raise ValueError("rope needs an even head_dim")
+    for s in r["vq"]:
+        if s["site"] not in ("attn_out", "block_out"):
+            raise ValueError("VQ site must be attn_out or block_out")
+        if not 0 <= int(s["layer"]) < r["layers"] or r["hidden"] % int(s["groups"]):
+            raise ValueError("bad VQ site %r" % (s,))
+    return r
+
+
+class EncoderModel(Model):
+    """A bert / modernbert checkpoint (HF tensor names); ``r`` from encoder_resolved."""
+
+    resolve = staticmethod(encoder_resolved)
+
+    def prefix(self):
+        return "bert." if self.r["family"] == "bert" else "model."
+
+    def emb_name(self):
+        return self.prefix() + ("embeddings.word_embeddings.weight" if self.r["family"] == "bert"
+                                else "embeddings.tok_embeddings.weight")
+
+    def lin(self, name, x, bias=True):
+        """Linear layer ``name`` (``.weight``, and ``.bias`` when the config gives it one)."""
+        return linear(x, self.get(name + ".weight"), self.get(name + ".bias") if bias else None)
+
+    def ln(self, name, x):
+        bias = self.r["family"] == "bert" or self.r["norm_bias"]
+        return F.layer_norm(x, (self.r["hidden"],), self.get(name + ".weight"),
+                            self.get(name + ".bias") if bias else None, self.r["eps"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,8 +417,113 @@ def _norm(model, prefix, x):
     return rms_norm(x, model.get(prefix + ".weight"), r["eps"])
 
 
+def activation(name, x):
+    """HF's ACT2FN[name] for the encoders' activations (ACTS)."""
+    if name == "relu":
+        return F.relu(x)
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def encoder_attention(q, k, v, half=None):
+    """Bidirectional attention of heads q, k, v [H, n, hd]: ``softmax((q k^T) * hd**-0.5) v``
+    with keys ``|i - j| > half`` masked when half is given. Returns [n, H * hd]. Queries go in
+    chunks, each reading only the keys its rows attend to."""
+    H, n, hd = q.shape
+    chunk = 2048
+    parts = []
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        k0, k1 = (0, n) if half is None else (max(0, a - half), min(n, b + half))
+        s = (q[:, a:b] @ k[:, k0:k1].transpose(1, 2)) * hd ** -0.5
+        if half is not None:
+            dist = (torch.arange(a, b)[:, None] - torch.arange(k0, k1)[None, :]).abs()
+            s = s.masked_fill(dist > half, float("-inf"))
+        parts.append(torch.softmax(s, dim=-1) @ v[:, k0:k1])
+    return torch.cat(parts, dim=1).transpose(0, 1).reshape(n, H * hd)
+
+
+def _site(key, t, vq, capture):
+    """A VQ site: records the activation (and codes) in capture, quantizes when configured."""
+    if capture is not None:
+        capture[key] = t
+    if key in vq:
+        t, codes = vq_quantize(t, vq[key])
+        if capture is not None:
+            capture[("codes",) + key] = codes
+    return t
+
+
+def _bert_layer(model, li, x, vq, capture):
+    r = model.r
+    p = model.prefix() + "encoder.layer.%d." % li
+    n, H, hd = x.shape[0], r["heads"], r["head_dim"]
+    q, k, v = (model.lin(p + "attention.self." + nm, x).view(n, H, hd).transpose(0, 1)
+               for nm in ("query", "key", "value"))
+    a = model.lin(p + "attention.output.dense", encoder_attention(q, k, v))
+    a = _site((li, "attn_out"), a, vq, capture)
+    h = model.ln(p + "attention.output.LayerNorm", a + x)
+    m = activation(r["act"], model.lin(p + "intermediate.dense", h))
+    y = model.ln(p + "output.LayerNorm", model.lin(p + "output.dense", m) + h)
+    return _site((li, "block_out"), y, vq, capture)
+
+
+def _modernbert_layer(model, li, x, vq, capture):
+    r = model.r
+    p = model.prefix() + "layers.%d." % li
+    n, H, hd = x.shape[0], r["heads"], r["head_dim"]
+    z = x if li == 0 else model.ln(p + "attn_norm", x)
+    qkv = model.lin(p + "attn.Wqkv", z, r["attn_bias"]).view(n, 3, H, hd)
+    q, k, v = (qkv[:, i].transpose(0, 1) for i in range(3))  # [H, n, hd]
+    glob = li % r["global_every"] == 0
+    cos, sin = rope_tables(n, hd, r["global_theta"] if glob else r["local_theta"])
+    o = encoder_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v,
+                          None if glob else r["half"])
+    a = _site((li, "attn_out"), model.lin(p + "attn.Wo", o, r["attn_bias"]), vq, capture)
+    h = x + a
+    u, g = model.lin(p + "mlp.Wi", model.ln(p + "mlp_norm", h), r["mlp_bias"]).chunk(2, dim=-1)
+    y = h + model.lin(p + "mlp.Wo", activation(r["act"], u) * g, r["mlp_bias"])
+    return _site((li, "block_out"), y, vq, capture)
+
+
+def _run_encoder(model, ids, vq, capture):
+    r = model.r
+    p = model.prefix()
+    n = int(ids.shape[0])
+    if r["family"] == "bert":
+        e = p + "embeddings."
+        x = model.get(e + "word_embeddings.weight")[ids]
+        x = x + model.get(e + "token_type_embeddings.weight")[0]  # token_type_ids all 0
+        x = model.ln(e + "LayerNorm", x + model.get(e + "position_embeddings.weight")[:n])
+    else:
+        x = model.ln(p + "embeddings.norm", model.get(p + "embeddings.tok_embeddings.weight")[ids])
+    layer = _bert_layer if r["family"] == "bert" else _modernbert_layer
+    for li in range(r["layers"]):
+        x = layer(model, li, x, vq, capture)
+    if r["family"] == "modernbert":
+        x = model.ln(p + "final_norm", x)
+    if capture is not None:
+        capture["hidden"] = x
+    return x
+
+
+def _encoder_head(model, z):
+    r = model.r
+    if r["family"] == "bert":
+        if not r["token"]:
+            z = torch.tanh(model.lin("bert.pooler.dense", z[0]))
+    else:
+        if not r["token"]:
+            z = z[0] if r["pool"] == "cls" else z.sum(0) / z.shape[0]
+        z = activation(r["cls_act"], model.lin("head.dense", z, r["cls_bias"]))
+        z = model.ln("head.norm", z)
+    return model.lin("classifier", z)
+
+
 def run(model, token_ids, vq_sites=None, capture=None):
-    """Run the decoder. Returns the final-normed hidden states ``[n, d]`` (torch float32).
+    """Run the decoder or encoder. Returns the final hidden states ``[n, d]`` (torch float32):
+    final-normed for the decoders and modernbert, bert's last layer output.
 
     vq_sites: None -> every configured VQ site is applied; otherwise an iterable of
     ``(layer, site)`` pairs restricting which configured sites are applied.
@@ -269,6 +544,9 @@ def run(model, token_ids, vq_sites=None, capture=None):
         key = (int(s["layer"]), s["site"])
         if vq_sites is None or key in set(vq_sites):
             vq[key] = model.get(vq_name(s))
+    if isinstance(model, EncoderModel):
+        with torch.no_grad():
+            return _run_encoder(model, ids, vq, capture)
     pre = model.prefix()
     with torch.no_grad():
         x = model.get(pre + "embed_tokens.weight")[ids]
@@ -303,9 +581,12 @@ def run(model, token_ids, vq_sites=None, capture=None):
 
 
 def head(model, z):
-    """Apply the model's head to final-normed hidden states z [n, d] -> logits (torch)."""
+    """Apply the model's head to the hidden states z [n, d] from run -> logits (torch): [labels],
+    [V], or [n, labels] for token classification."""
     r = model.r
     with torch.no_grad():
+        if isinstance(model, EncoderModel):
+            return _encoder_head(model, z)
         if r["classifier"]:
             pooled = z[-1] if r["pool"] == "last" else z.sum(0) / z.shape[0]
             return linear(pooled, model.get("score.weight"))
@@ -316,7 +597,8 @@ def head(model, z):
 
 
 def forward(model, token_ids, vq_sites=None):
-    """Logits (float32 numpy): the last position's LM logits [V], or classifier logits [labels]."""
+    """Logits (float32 numpy): the last position's LM logits [V], classifier logits [labels], or
+    for token classification one row per position [n, labels]."""
     return head(model, run(model, token_ids, vq_sites)).numpy().astype(np.float32)
 
 
@@ -366,8 +648,11 @@ def main(argv=None):
     gen = []
     if a.generate:
         gen = generate(model, ids, a.generate, vq_sites=sites)
-    sys.stdout.write('{"output":[%s],"generated":%s}\n'
-                     % (",".join(_fmt(v) for v in logits), json.dumps(gen)))
+    if logits.ndim == 2:
+        out = ",".join("[%s]" % ",".join(_fmt(v) for v in row) for row in logits)
+    else:
+        out = ",".join(_fmt(v) for v in logits)
+    sys.stdout.write('{"output":[%s],"generated":%s}\n' % (out, json.dumps(gen)))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
 #!/usr/bin/python3
 """Write a random incnn checkpoint (config.json + model.safetensors), for tests and benchmarks.
 
-    /usr/bin/python3 training/make_random_model.py OUT_DIR --family opt|llama
+    /usr/bin/python3 training/make_random_model.py OUT_DIR --family opt|llama|bert|modernbert
         [--layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --vocab 97 --max-pos 64
-         --position learned|rope|none --attention causal|bidirectional --task lm|classifier
-         --labels 3 --pool last|mean --vq "0:attn_out:4:16,1:block_out:2:8" --seed 0]
+         --position learned|rope|none --attention causal|bidirectional
+         --task lm|classifier|token_classifier --labels 3 --pool last|mean|cls
+         --window 8 --global-every 3 --bias --vq "0:attn_out:4:16,1:block_out:2:8" --seed 0]
+
+bert and modernbert write Hugging Face checkpoints of ``{Bert,ModernBert}For{Sequence,Token}
+Classification`` (HF config keys and tensor names, see incnn_ref) with --task classifier or
+token_classifier, hidden 32 and ffn 64 by default; modernbert takes --pool cls|mean
+(classifier_pooling), --window (local_attention, the full window: keys ``|i - j| <= window // 2``;
+default 128), --global-every (global_attn_every_n_layers, default 3) and --bias (attention, MLP,
+norm and classifier biases).
 
 Weights are drawn so that activations are non-degenerate: linear layers N(0, 1/fan_in)
 (attention scores of order 1, so attention is neither uniform nor one-hot), embeddings
@@ -54,6 +62,10 @@ def parse_vq(spec):
 
 def make_config(a):
     fam = a.family
+    if fam in ref.ENCODERS:
+        return encoder_config(a)
+    if a.task == "token_classifier":
+        raise ValueError("--task token_classifier needs --family bert or modernbert")
     position = a.position or ("learned" if fam == "opt" else "rope")
     classifier = a.task == "classifier"
     arch = {"opt": "OPT", "llama": "Llama"}[fam] + (
@@ -99,10 +111,138 @@ def make_config(a):
     return c
 
 
-def make_weights(c, rng, tied):
-    r = ck.resolved(c)
+def encoder_config(a):
+    """HF config of a bert / modernbert classifier (the keys HF's save_pretrained writes)."""
+    if a.task == "lm":
+        raise ValueError("%s: --task must be classifier or token_classifier" % a.family)
+    if a.kv_heads not in (None, a.heads) or a.position:
+        raise ValueError("%s: no --kv-heads or --position" % a.family)
+    token = a.task == "token_classifier"
+    if a.family == "bert":
+        if a.window or a.global_every or a.bias or a.pool:
+            raise ValueError("bert: no --window, --global-every, --bias or --pool")
+        c = {
+            "architectures": ["BertFor" + ("Token" if token else "Sequence") + "Classification"],
+            "model_type": "bert",
+            "vocab_size": a.vocab,
+            "hidden_size": a.hidden,
+            "num_hidden_layers": a.layers,
+            "num_attention_heads": a.heads,
+            "intermediate_size": a.ffn,
+            "hidden_act": a.act,
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": a.max_pos,
+            "type_vocab_size": 2,
+            "initializer_range": 0.02,
+            "layer_norm_eps": 1e-12,
+            "pad_token_id": 0,
+            "position_embedding_type": "absolute",
+            "use_cache": True,
+            "classifier_dropout": None,
+            "torch_dtype": "float32",
+        }
+    else:
+        c = {
+            "architectures": ["ModernBertFor" + ("Token" if token else "Sequence")
+                              + "Classification"],
+            "model_type": "modernbert",
+            "vocab_size": a.vocab,
+            "hidden_size": a.hidden,
+            "num_hidden_layers": a.layers,
+            "num_attention_heads": a.heads,
+            "intermediate_size": a.ffn,
+            "hidden_activation": a.act,
+            "max_position_embeddings": a.max_pos,
+            "initializer_range": 0.02,
+            "initializer_cutoff_factor": 2.0,
+            "norm_eps": 1e-5,
+            "norm_bias": a.bias,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "cls_token_id": 1,
+            "sep_token_id": 2,
+            "global_rope_theta": 160000.0,
+            "local_rope_theta": 10000.0,
+            "global_attn_every_n_layers": a.global_every or 3,
+            "local_attention": a.window or 128,
+            "attention_bias": a.bias,
+            "attention_dropout": 0.0,
+            "embedding_dropout": 0.0,
+            "mlp_bias": a.bias,
+            "mlp_dropout": 0.0,
+            "decoder_bias": True,
+            "classifier_pooling": a.pool,
+            "classifier_dropout": 0.0,
+            "classifier_bias": a.bias,
+            "classifier_activation": "gelu",
+            "deterministic_flash_attn": False,
+            "sparse_prediction": False,
+            "sparse_pred_ignore_index": -100,
+            "tie_word_embeddings": True,
+            "torch_dtype": "float32",
+        }
+    c["id2label"] = {str(i): "LABEL_%d" % i for i in range(a.labels)}
+    c["label2id"] = {"LABEL_%d" % i: i for i in range(a.labels)}
+    c["num_labels"] = a.labels
+    vq = parse_vq(a.vq)
+    if vq:
+        c["incnn_vq"] = vq
+    return c
+
+
+def encoder_weights(t, r, rng, lin, normw, bias):
+    """Adds the HF-named tensors of a bert / modernbert body and head, up to the classifier, to
+    t (lin, normw, bias: make_weights' draws)."""
     d, f, V, L = r["hidden"], r["ffn"], r["vocab"], r["layers"]
-    kv = r["kv_heads"] * r["head_dim"]
+    if r["family"] == "bert":
+        e = "bert.embeddings."
+        t[e + "word_embeddings.weight"] = rng.normal(0.0, 0.3, (V, d))
+        t[e + "position_embeddings.weight"] = rng.normal(0.0, 0.3, (r["max_pos"], d))
+        t[e + "token_type_embeddings.weight"] = rng.normal(0.0, 0.3, (2, d))
+        t[e + "LayerNorm.weight"], t[e + "LayerNorm.bias"] = normw(), bias(d)
+        for i in range(L):
+            q = "bert.encoder.layer.%d." % i
+            for nm, (o, n_in) in (("attention.self.query", (d, d)), ("attention.self.key", (d, d)),
+                                  ("attention.self.value", (d, d)),
+                                  ("attention.output.dense", (d, d)),
+                                  ("intermediate.dense", (f, d)), ("output.dense", (d, f))):
+                t[q + nm + ".weight"], t[q + nm + ".bias"] = lin(o, n_in), bias(o)
+            for nm in ("attention.output.LayerNorm", "output.LayerNorm"):
+                t[q + nm + ".weight"], t[q + nm + ".bias"] = normw(), bias(d)
+        if not r["token"]:
+            t["bert.pooler.dense.weight"], t["bert.pooler.dense.bias"] = lin(d, d), bias(d)
+    else:
+        def norm(name):
+            t[name + ".weight"] = normw()
+            if r["norm_bias"]:
+                t[name + ".bias"] = bias(d)
+
+        def linb(name, o, n_in, has_bias):
+            t[name + ".weight"] = lin(o, n_in)
+            if has_bias:
+                t[name + ".bias"] = bias(o)
+
+        t["model.embeddings.tok_embeddings.weight"] = rng.normal(0.0, 0.3, (V, d))
+        norm("model.embeddings.norm")
+        for i in range(L):
+            q = "model.layers.%d." % i
+            if i:  # layer 0 has no attn_norm (HF: nn.Identity)
+                norm(q + "attn_norm")
+            linb(q + "attn.Wqkv", 3 * d, d, r["attn_bias"])
+            linb(q + "attn.Wo", d, d, r["attn_bias"])
+            norm(q + "mlp_norm")
+            linb(q + "mlp.Wi", 2 * f, d, r["mlp_bias"])  # [input | gate]
+            linb(q + "mlp.Wo", d, f, r["mlp_bias"])
+        norm("model.final_norm")
+        linb("head.dense", d, d, r["cls_bias"])
+        norm("head.norm")
+
+
+def make_weights(c, rng, tied):
+    r = ref.resolved(c)
+    d, f, V, L = r["hidden"], r["ffn"], r["vocab"], r["layers"]
     t = {}
 
     def lin(out_f, in_f):
@@ -114,7 +254,9 @@ def make_weights(c, rng, tied):
     def bias(n):
         return rng.normal(0.0, 0.02, n)
 
-    if r["family"] == "opt":
+    if r["family"] in ref.ENCODERS:
+        encoder_weights(t, r, rng, lin, normw, bias)
+    elif r["family"] == "opt":
         p = "model.decoder."
         t[p + "embed_tokens.weight"] = rng.normal(0.0, 0.3, (V, d))
         if r["position"] == "learned":
@@ -138,6 +280,7 @@ def make_weights(c, rng, tied):
         t[p + "final_layer_norm.bias"] = bias(d)
     else:
         p = "model."
+        kv = r["kv_heads"] * r["head_dim"]
         t[p + "embed_tokens.weight"] = rng.normal(0.0, 0.3, (V, d))
         for i in range(L):
             q = p + "layers.%d." % i
@@ -151,7 +294,10 @@ def make_weights(c, rng, tied):
             t[q + "input_layernorm.weight"] = normw()
             t[q + "post_attention_layernorm.weight"] = normw()
         t[p + "norm.weight"] = normw()
-    if r["classifier"]:
+    if r["family"] in ref.ENCODERS:
+        t["classifier.weight"] = rng.normal(0.0, 1.0 / np.sqrt(d), (r["labels"], d))
+        t["classifier.bias"] = bias(r["labels"])
+    elif r["classifier"]:
         t["score.weight"] = rng.normal(0.0, 1.0 / np.sqrt(d), (r["labels"], d))
     elif not tied:
         t["lm_head.weight"] = rng.normal(0.0, 0.3, (V, d))
@@ -195,7 +341,7 @@ def kmeans(X, K, rng, iters=10):
 
 
 def fit_codebooks(config, tensors, rng, n_seqs=32, seq_len=None, iters=10):
-    r = ck.resolved(config)
+    r = ref.resolved(config)
     if not r["vq"]:
         return tensors
     seq_len = min(r["max_pos"], seq_len or 32)
@@ -203,7 +349,7 @@ def fit_codebooks(config, tensors, rng, n_seqs=32, seq_len=None, iters=10):
     fitted = []
     for s in r["vq"]:  # already in forward order (parse_vq sorts)
         key = (int(s["layer"]), s["site"])
-        model = ref.Model(config, tensors)
+        model = ref.model_of(config, tensors)
         acts = []
         for seq in seqs:
             cap = {}
@@ -234,27 +380,34 @@ def make(out_dir, argv_like=None, **kw):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="write a random incnn checkpoint")
     ap.add_argument("out_dir")
-    ap.add_argument("--family", choices=["opt", "llama"], required=True)
+    ap.add_argument("--family", choices=["opt", "llama", "bert", "modernbert"], required=True)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=None, help="default: 64, bert/modernbert 32")
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--kv-heads", type=int, default=None, help="llama only (default: --heads)")
-    ap.add_argument("--ffn", type=int, default=128)
+    ap.add_argument("--ffn", type=int, default=None, help="default: 128, bert/modernbert 64")
     ap.add_argument("--vocab", type=int, default=97)
     ap.add_argument("--max-pos", type=int, default=64)
     ap.add_argument("--position", choices=["learned", "rope", "none"], default=None,
                     help="default: learned for opt, rope for llama")
     ap.add_argument("--attention", choices=["causal", "bidirectional"], default="causal")
     ap.add_argument("--window", type=int, default=0,
-                    help="sliding-window attention over this many keys (0: global)")
+                    help="sliding-window attention over this many keys (0: global); modernbert: "
+                    "local_attention (0: 128)")
     ap.add_argument("--global-every", type=int, default=0,
-                    help="with --window: every N-th layer (from 0) attends globally")
-    ap.add_argument("--task", choices=["lm", "classifier"], default="lm")
+                    help="with --window: every N-th layer (from 0) attends globally "
+                    "(modernbert: 0 is 3)")
+    ap.add_argument("--task", choices=["lm", "classifier", "token_classifier"], default=None,
+                    help="default: lm, bert/modernbert classifier")
     ap.add_argument("--labels", type=int, default=3)
-    ap.add_argument("--pool", choices=["last", "mean"], default="last")
+    ap.add_argument("--pool", choices=["last", "mean", "cls"], default=None,
+                    help="opt/llama: last (default) or mean; modernbert: cls (default) or mean")
     ap.add_argument("--act", choices=["relu", "gelu", "gelu_new", "geglu", "swiglu"],
-                    default="relu",
-                    help="opt only")
+                    default=None,
+                    help="opt (default relu), bert/modernbert (gelu, gelu_new or relu; default "
+                    "gelu)")
+    ap.add_argument("--bias", action="store_true",
+                    help="modernbert: attention, MLP, norm and classifier biases")
     ap.add_argument("--tied", dest="tied", action="store_true", default=None,
                     help="tie lm_head to embed_tokens (default: opt tied, llama untied)")
     ap.add_argument("--untied", dest="tied", action="store_false")
@@ -264,12 +417,19 @@ def main(argv=None):
     ap.add_argument("--kmeans-iters", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    enc = a.family in ref.ENCODERS
+    a.hidden = a.hidden or (32 if enc else 64)
+    a.ffn = a.ffn or (64 if enc else 128)
+    a.task = a.task or ("classifier" if enc else "lm")
+    a.act = a.act or ("gelu" if enc else "relu")
+    if a.pool is None and a.family != "bert":
+        a.pool = "cls" if enc else "last"
     if a.tied is None:
         a.tied = a.family == "opt"
     torch.manual_seed(a.seed)
     rng = np.random.RandomState(a.seed)
     config = make_config(a)
-    ck.resolved(config)  # validate
+    ref.resolved(config)  # validate
     tensors = make_weights(config, rng, a.tied)
     tensors = fit_codebooks(config, tensors, rng, a.fit_seqs, a.fit_len, a.kmeans_iters)
     ck.save_checkpoint(a.out_dir, config, tensors, metadata={"source": "make_random_model"})

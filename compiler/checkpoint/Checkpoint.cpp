@@ -104,6 +104,97 @@ public:
   std::string error;
 };
 
+/// Hugging Face activation names (ACT2FN) incnn computes exactly.
+bool readActivation(ConfigReader &r, const char *key, std::string &out) {
+  out = r.getString(key, "gelu");
+  if (out == "gelu_pytorch_tanh")
+    out = "gelu_new"; // the same function
+  if (out == "gelu" || out == "gelu_new" || out == "relu" || out == "silu")
+    return true;
+  r.fail(std::string("config.json: ") + key +
+         " must be gelu, gelu_new, gelu_pytorch_tanh, relu or silu, got '" +
+         out + "'");
+  return false;
+}
+
+/// BERT and ModernBERT (bidirectional encoders, Hugging Face names).
+/// ModernBERT's rotary bases: global_rope_theta (160000) on global layers,
+/// local_rope_theta (10000) on local ones, or newer configs' rope_parameters.
+void readModernBertRope(ConfigReader &r, ModelConfig &c) {
+  c.ropeTheta = r.getFloat("global_rope_theta", 160000.0f);
+  c.localRopeTheta = r.getFloat("local_rope_theta", 10000.0f);
+  auto params = r.root.find("rope_parameters");
+  if (params == r.root.end() || params->is_null())
+    return;
+  if (!params->is_object()) {
+    r.fail("config.json: rope_parameters must be an object");
+    return;
+  }
+  auto theta = [&](const char *layerType, float &out) {
+    auto it = params->find(layerType);
+    if (it == params->end() || it->is_null())
+      return;
+    ConfigReader sub(*it);
+    if (!it->is_object() || sub.getString("rope_type", "default") != "default")
+      r.fail(std::string("config.json: rope_parameters.") + layerType +
+             " must be an object with the default rope_type");
+    else
+      out = sub.getFloat("rope_theta", out);
+    if (!sub.error.empty())
+      r.fail(sub.error);
+  };
+  theta("full_attention", c.ropeTheta);
+  theta("sliding_attention", c.localRopeTheta);
+}
+
+void readEncoder(ConfigReader &r, ModelConfig &c) {
+  c.ffn = r.getInt("intermediate_size", 0, true);
+  c.kvHeads = c.heads;
+  c.causal = false;
+  if (c.family == "bert") {
+    c.position = "learned";
+    if (r.getString("position_embedding_type", "absolute") != "absolute")
+      r.fail("config.json: only absolute position embeddings "
+             "(position_embedding_type) are supported for bert");
+    c.typeVocab = r.getInt("type_vocab_size", 2, false);
+    c.normEps = r.getFloat("layer_norm_eps", 1e-12f);
+    readActivation(r, "hidden_act", c.activation);
+    c.pool = "first"; // the pooler reads [CLS]
+    return;
+  }
+  c.position = "rope";
+  c.normEps = r.getFloat("norm_eps", 1e-5f);
+  c.normBias = r.getBool("norm_bias", false);
+  c.enableBias = r.getBool("attention_bias", false);
+  c.mlpBias = r.getBool("mlp_bias", false);
+  c.headBias = r.getBool("classifier_bias", false);
+  readActivation(r, "hidden_activation", c.activation);
+  readActivation(r, "classifier_activation", c.headActivation);
+  readModernBertRope(r, c);
+  if (r.root.contains("sliding_window"))
+    r.fail("config.json: modernbert's window is local_attention (keys within "
+           "local_attention / 2 of the row), not sliding_window");
+  // Keys with |i - j| <= local_attention / 2: incnn's window is one more.
+  c.slidingWindow = r.getInt("local_attention", 128, false, 2) / 2 + 1;
+  c.globalEvery = r.getInt("global_attn_every_n_layers", 3, false);
+  if (auto types = r.root.find("layer_types");
+      types != r.root.end() && !types->is_null()) {
+    bool periodic = types->is_array() && int(types->size()) == c.layers;
+    for (int i = 0; periodic && i < c.layers; ++i)
+      periodic = (*types)[size_t(i)] ==
+                 (i % c.globalEvery ? "sliding_attention" : "full_attention");
+    if (!periodic)
+      r.fail("config.json: layer_types must make every "
+             "global_attn_every_n_layers-th layer (0, N, 2N, ...) "
+             "full_attention and the others sliding_attention");
+  }
+  std::string pooling = r.getString("classifier_pooling", "cls");
+  if (pooling != "cls" && pooling != "mean")
+    r.fail("config.json: classifier_pooling must be cls or mean, got '" +
+           pooling + "'");
+  c.pool = pooling == "cls" ? "first" : "mean";
+}
+
 std::string parseConfigJson(const json &root, ModelConfig &c) {
   if (!root.is_object())
     return "config.json: top level must be an object";
@@ -113,27 +204,43 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
     return r.error;
   if (c.family.empty())
     return "config.json: missing required key 'model_type'";
-  if (c.family != "opt" && c.family != "llama")
+  static const std::map<std::string, std::string> prefixes = {
+      {"opt", "OPTFor"},
+      {"llama", "LlamaFor"},
+      {"bert", "BertFor"},
+      {"modernbert", "ModernBertFor"}};
+  auto family = prefixes.find(c.family);
+  if (family == prefixes.end())
     return "config.json: unsupported model_type '" + c.family +
-           "' (supported: opt, llama)";
+           "' (supported: opt, llama, bert, modernbert)";
   bool isOpt = c.family == "opt";
+  bool encoder = c.family == "bert" || c.family == "modernbert";
 
   auto arch = root.find("architectures");
   if (arch != root.end()) {
     if (!arch->is_array() || arch->size() != 1 || !(*arch)[0].is_string())
       return "config.json: 'architectures' must be a list of one string";
     c.architecture = (*arch)[0].get<std::string>();
+  } else if (encoder) {
+    return "config.json: an encoder needs 'architectures' (" + family->second +
+           "SequenceClassification or " + family->second +
+           "TokenClassification)";
   } else {
-    c.architecture = isOpt ? "OPTForCausalLM" : "LlamaForCausalLM";
+    c.architecture = family->second + "CausalLM";
   }
-  std::string prefix = isOpt ? "OPTFor" : "LlamaFor";
-  if (c.architecture == prefix + "CausalLM")
+  const std::string &prefix = family->second;
+  if (c.architecture == prefix + "CausalLM" && !encoder)
     c.classifier = false;
   else if (c.architecture == prefix + "SequenceClassification")
     c.classifier = true;
+  else if (c.architecture == prefix + "TokenClassification" && encoder)
+    c.classifier = c.tokenClassifier = true;
   else
     return "config.json: unsupported architecture '" + c.architecture +
-           "' for model_type '" + c.family + "'";
+           "' for model_type '" + c.family +
+           "' (supported: " + (encoder ? "" : prefix + "CausalLM, ") + prefix +
+           "SequenceClassification" +
+           (encoder ? ", " + prefix + "TokenClassification" : "") + ")";
 
   c.vocabSize = r.getInt("vocab_size", 0, true);
   c.hidden = r.getInt("hidden_size", 0, true);
@@ -143,7 +250,9 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
   c.bosTokenId = r.getInt("bos_token_id", -1, false, -1);
   c.eosTokenId = r.getInt("eos_token_id", -1, false, -1);
   c.padTokenId = r.getInt("pad_token_id", -1, false, -1);
-  if (isOpt) {
+  if (encoder) {
+    readEncoder(r, c);
+  } else if (isOpt) {
     c.ffn = r.getInt("ffn_dim", 0, true);
     c.kvHeads = c.heads;
     if (!r.getBool("do_layer_norm_before", true))
@@ -175,31 +284,34 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
       r.fail("config.json: hidden_act must be silu, got '" + c.activation +
              "'");
   }
-  c.ropeTheta = r.getFloat("rope_theta", 10000.0f);
-  c.position = r.getString("incnn_position", isOpt ? "learned" : "rope");
-  std::string attention = r.getString("incnn_attention", "causal");
-  c.slidingWindow = r.getBool("use_sliding_window", true)
-                        ? r.getInt("sliding_window", 0, false)
-                        : 0;
-  c.globalEvery = r.getInt("global_attn_every_n_layers", 0, false);
-  c.pool = r.getString("incnn_pool", "last");
+  if (!encoder) {
+    c.ropeTheta = r.getFloat("rope_theta", 10000.0f);
+    c.localRopeTheta = c.ropeTheta;
+    c.position = r.getString("incnn_position", isOpt ? "learned" : "rope");
+    std::string attention = r.getString("incnn_attention", "causal");
+    if (attention != "causal" && attention != "bidirectional")
+      r.fail("config.json: incnn_attention must be causal or bidirectional");
+    c.causal = attention == "causal";
+    c.slidingWindow = r.getBool("use_sliding_window", true)
+                          ? r.getInt("sliding_window", 0, false)
+                          : 0;
+    c.globalEvery = r.getInt("global_attn_every_n_layers", 0, false);
+    c.pool = r.getString("incnn_pool", "last");
+    if (c.pool != "last" && c.pool != "mean")
+      r.fail("config.json: incnn_pool must be last or mean");
+  }
   if (!r.error.empty())
     return r.error;
 
   if (c.position != "learned" && c.position != "rope" && c.position != "none")
     return "config.json: incnn_position must be learned, rope or none, got '" +
            c.position + "'";
-  if (c.position == "learned" && !isOpt)
-    return "config.json: learned positions are only defined for opt";
-  if (attention != "causal" && attention != "bidirectional")
-    return "config.json: incnn_attention must be causal or bidirectional";
-  c.causal = attention == "causal";
-  if (c.pool != "last" && c.pool != "mean")
-    return "config.json: incnn_pool must be last or mean";
+  if (c.position == "learned" && !isOpt && c.family != "bert")
+    return "config.json: learned positions are only defined for opt and bert";
   if (!(c.normEps > 0.0f) || c.normEps > 1.0f)
     return "config.json: norm epsilon must be in (0, 1]";
-  if (!(c.ropeTheta > 0.0f))
-    return "config.json: rope_theta must be positive";
+  if (!(c.ropeTheta > 0.0f) || !(c.localRopeTheta > 0.0f))
+    return "config.json: rope theta must be positive";
   if (c.hidden % c.heads != 0)
     return "config.json: hidden_size " + std::to_string(c.hidden) +
            " is not divisible by num_attention_heads " +

@@ -30,22 +30,30 @@ struct VQSite {
 
 /// A validated `config.json`.
 struct ModelConfig {
-  std::string family;       ///< "opt" or "llama"
-  std::string architecture; ///< e.g. "OPTForCausalLM"
-  bool classifier = false;
+  std::string family;           ///< "opt", "llama", "bert" or "modernbert"
+  std::string architecture;     ///< e.g. "OPTForCausalLM"
+  bool classifier = false;      ///< labels: a sequence or token classifier
+  bool tokenClassifier = false; ///< one row of label logits per token
   int vocabSize = 0, hidden = 0, layers = 0, heads = 0, kvHeads = 0;
   int ffn = 0, maxPositions = 0;
-  std::string activation; ///< "relu", "gelu" (opt) or "silu" (llama)
-  bool enableBias = true;
+  std::string activation; ///< "relu", "gelu" (erf), "gelu_new", "silu", ...
+  bool enableBias = true; ///< linear biases (ModernBERT: of the attention)
+  /// ModernBERT: biases of the MLP, of the prediction head's dense layer and
+  /// of its norms (the classifier always has one).
+  bool mlpBias = true, headBias = true, normBias = true;
+  std::string headActivation = "gelu"; ///< ModernBERT's prediction head
+  int typeVocab = 0;                   ///< BERT: token types (type 0 used)
   float normEps = 1e-5f;
-  float ropeTheta = 10000.0f;
+  float ropeTheta = 10000.0f;      ///< of global layers
+  float localRopeTheta = 10000.0f; ///< of sliding-window layers
   bool tieEmbeddings = true;
   std::string position; ///< "learned", "rope" or "none"
   bool causal = true;
   /// > 0: sliding-window attention (`sliding_window`), except in the global
   /// layers: every `global_attn_every_n_layers`-th, from layer 0.
   int slidingWindow = 0, globalEvery = 0;
-  std::string pool = "last"; ///< classifiers: "last" or "mean"
+  /// Sequence classifiers: "last", "first" ([CLS]) or "mean".
+  std::string pool = "last";
   std::vector<std::string> labels;
   int bosTokenId = -1, eosTokenId = -1, padTokenId = -1;
   std::vector<VQSite> vq;

@@ -305,7 +305,7 @@ void layerNorm(const float *x, int64_t n, int64_t width, const float *gamma,
     double rstd = 1.0 / std::sqrt(sq / double(width) + double(epsilon));
     for (int64_t j = 0; j < width; ++j) {
       float normed = float((double(xr[j]) - mean) * rstd);
-      yr[j] = normed * gamma[j] + beta[j];
+      yr[j] = beta ? normed * gamma[j] + beta[j] : normed * gamma[j];
     }
   });
 }
@@ -341,6 +341,10 @@ void geluTanh(const float *x, int64_t count, float *y, ThreadPool *pool) {
   });
 }
 
+void tanh(const float *x, int64_t count, float *y, ThreadPool *pool) {
+  mapScalar(x, count, y, pool, [](float v) { return std::tanh(v); });
+}
+
 void silu(const float *x, int64_t count, float *y, ThreadPool *pool) {
   mapUnary(x, count, y, pool, [](V v) {
     return S::div(v, S::add(S::set1(1.0f), vexp(S::sub(S::zero(), v))));
@@ -367,10 +371,16 @@ void gated(const float *x, int64_t m, int64_t h, UnaryKernel act, float *y,
 }
 
 void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
-           float *y) {
-  for (int64_t i = 0; i < n; ++i)
-    std::memcpy(y + i * width, table + int64_t(tokens[i]) * width,
-                sizeof(float) * size_t(width));
+           const float *typeRow, float *y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float *t = table + int64_t(tokens[i]) * width;
+    float *yr = y + i * width;
+    if (typeRow)
+      for (int64_t j = 0; j < width; ++j)
+        yr[j] = t[j] + typeRow[j];
+    else
+      std::memcpy(yr, t, sizeof(float) * size_t(width));
+  }
 }
 
 void addPositions(const float *x, int64_t n, int64_t width, const float *table,

@@ -62,7 +62,8 @@ void packLinear(const float *w, int64_t out, int64_t in, const float *bias,
 void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
             float *y, int64_t ldy, ThreadPool *pool = nullptr);
 
-/// LayerNorm of each row of x [n, width] (double accumulation, fixed order).
+/// LayerNorm of each row of x [n, width] (double accumulation, fixed order);
+/// beta may be null (no bias).
 void layerNorm(const float *x, int64_t n, int64_t width, const float *gamma,
                const float *beta, float epsilon, float *y,
                ThreadPool *pool = nullptr);
@@ -78,6 +79,7 @@ void gelu(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
 void geluTanh(const float *x, int64_t count, float *y,
               ThreadPool *pool = nullptr);
 void silu(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
+void tanh(const float *x, int64_t count, float *y, ThreadPool *pool = nullptr);
 void add(const float *a, const float *b, int64_t count, float *y,
          ThreadPool *pool = nullptr);
 void mul(const float *a, const float *b, int64_t count, float *y,
@@ -93,9 +95,9 @@ void gated(const float *x, int64_t m, int64_t h, UnaryKernel act, float *y,
 /// Deterministic vectorized exp (Cephes polynomial), same bits for any lane.
 float expf(float x);
 
-/// y[i] = table[tokens[i]] for i < n.
+/// y[i] = table[tokens[i]] (+ typeRow, when not null) for i < n.
 void embed(const int32_t *tokens, int64_t n, const float *table, int64_t width,
-           float *y);
+           const float *typeRow, float *y);
 
 /// y[i] = x[i] + table[firstPosition + i + offset].
 void addPositions(const float *x, int64_t n, int64_t width, const float *table,

@@ -47,9 +47,8 @@ std::string printProgram(const Program &p) {
     return "%" + std::to_string(id) + (name.empty() ? "" : "'" + name + "'");
   };
   auto rows = [](int32_t r) { return "%r" + std::to_string(r); };
-  out += std::string("program ") +
-         (p.task == TaskKind::Classifier ? "classifier" : "causal_lm") +
-         ", max_positions " + std::to_string(p.maxPositions) + ", " +
+  out += std::string("program ") + taskName(p.task) + ", max_positions " +
+         std::to_string(p.maxPositions) + ", " +
          std::to_string(p.instrs.size()) + " instructions, " +
          std::to_string(p.steps.size()) + " steps, " +
          std::to_string(p.numRowSets) + " row sets\n";
@@ -62,6 +61,10 @@ std::string printProgram(const Program &p) {
     out += std::string(" = ") + opCodeName(in.op);
     for (size_t o = 0; o < in.operands.size(); ++o)
       out += (o ? ", " : " ") + value(in.operands[o]);
+    if (in.op == OpCode::Pool)
+      out += in.attrs.pool == PoolKind::Mean    ? " mean"
+             : in.attrs.pool == PoolKind::First ? " first"
+                                                : " last";
     if (in.op == OpCode::Attention)
       out += std::string(in.attrs.causal ? " causal" : " bidirectional") +
              (in.attrs.window > 0 ? " window " + std::to_string(in.attrs.window)

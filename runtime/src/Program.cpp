@@ -42,6 +42,28 @@ std::optional<OpCode> opCodeOfMnemonic(std::string_view mnemonic) {
   return std::nullopt;
 }
 
+const char *taskName(TaskKind task) {
+  switch (task) {
+  case TaskKind::CausalLM:
+    return "causal_lm";
+  case TaskKind::Classifier:
+    return "classifier";
+  case TaskKind::TokenClassifier:
+    return "token_classifier";
+  }
+  return "unknown";
+}
+
+bool taskOfName(std::string_view name, TaskKind &task) {
+  for (TaskKind t :
+       {TaskKind::CausalLM, TaskKind::Classifier, TaskKind::TokenClassifier})
+    if (name == taskName(t)) {
+      task = t;
+      return true;
+    }
+  return false;
+}
+
 int64_t Weight::numElements() const {
   int64_t n = 1;
   for (int64_t d : shape) {

@@ -142,10 +142,6 @@ std::vector<int32_t> getIdList(const json &obj, const char *key) {
   return ids;
 }
 
-const char *taskName(TaskKind task) {
-  return task == TaskKind::Classifier ? "classifier" : "causal_lm";
-}
-
 json instrToJson(const Instr &in) {
   json j;
   j["op"] = uint32_t(in.op);
@@ -212,7 +208,7 @@ Instr instrFromJson(const json &j) {
     in.attrs.ropeTheta = getFloatOr(a, "rope_theta", 0.0f);
     in.attrs.scale = getFloatOr(a, "scale", 1.0f);
     in.attrs.window = getIntOr(a, "window", 0, int64_t(1) << 20, 0);
-    in.attrs.pool = PoolKind(getIntOr(a, "pool", 0, 1, 0));
+    in.attrs.pool = PoolKind(getIntOr(a, "pool", 0, 2, 0));
   }
   return in;
 }
@@ -302,11 +298,7 @@ uint32_t parseImage(const uint8_t *base, uint64_t size, Program &program) {
 
   program.family = getStringOr(meta, "family");
   std::string task = getString(meta, "task");
-  if (task == "causal_lm")
-    program.task = TaskKind::CausalLM;
-  else if (task == "classifier")
-    program.task = TaskKind::Classifier;
-  else
+  if (!taskOfName(task, program.task))
     fail("unknown task '" + task + "'");
   program.vocabSize = int32_t(getInt(meta, "vocab_size", 1, 1 << 30));
   program.maxPositions = int32_t(getInt(meta, "max_positions", 1, 1 << 30));

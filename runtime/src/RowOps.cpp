@@ -100,7 +100,8 @@ void runRows(const Program &program, const Instr &in,
   auto wt = [&](size_t i) { return program.weights[in.weights[i]].ptr(); };
   switch (in.op) {
   case OpCode::Embed:
-    kernels::embed(tokens, m, wt(0), width, out);
+    kernels::embed(tokens, m, wt(0), width,
+                   in.weights.size() > 1 ? wt(1) : nullptr, out);
     return;
   case OpCode::AddLearnedPositions:
     for (int64_t r = 0; r < m; ++r)
@@ -109,8 +110,9 @@ void runRows(const Program &program, const Instr &in,
                             out + r * width);
     return;
   case OpCode::LayerNorm:
-    kernels::layerNorm(inputs[0], m, width, wt(0), wt(1), in.attrs.epsilon, out,
-                       pool);
+    kernels::layerNorm(inputs[0], m, width, wt(0),
+                       in.weights.size() > 1 ? wt(1) : nullptr,
+                       in.attrs.epsilon, out, pool);
     return;
   case OpCode::RmsNorm:
     kernels::rmsNorm(inputs[0], m, width, wt(0), in.attrs.epsilon, out, pool);

@@ -26,6 +26,24 @@ json floatsToJson(const std::vector<float> &values) {
   return a;
 }
 
+json outputToJson(const Session &session) {
+  const Program &program = session.program();
+  const std::vector<float> &out = session.output();
+  const ValueInfo &value = program.values[size_t(program.outputValue)];
+  if (!value.perToken)
+    return floatsToJson(out);
+  size_t width = size_t(value.width);
+  json rows = json::array();
+  rows.get_ref<json::array_t &>().reserve(out.size() / width);
+  for (size_t i = 0; i + width <= out.size(); i += width) {
+    json row = json::array();
+    for (size_t j = 0; j < width; ++j)
+      row.push_back(jsonFloat(out[i + j]));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 namespace {
 
 /// Appends `text`, with ".0" where it would read as an integer.

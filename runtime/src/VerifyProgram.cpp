@@ -172,7 +172,7 @@ void Verifier::verifyInstr(const Instr &in) {
 }
 
 void Verifier::verifyEmbed(const Instr &in) {
-  expectCounts(in, 1, 1, 1, 1);
+  expectCounts(in, 1, 1, 1, 2);
   const ValueInfo &r = def(in.results[0]);
   const Weight &table = p.weights[size_t(in.weights[0])];
   if (in.operands[0] != p.tokenValue)
@@ -184,6 +184,14 @@ void Verifier::verifyEmbed(const Instr &in) {
     error("embedding table '" + table.name + "' has shape " +
           shapeStr(table.shape) + ", expected [>=" +
           std::to_string(p.vocabSize) + "," + std::to_string(r.width) + "]");
+  if (in.weights.size() == 2) {
+    const Weight &types = p.weights[size_t(in.weights[1])];
+    if (types.shape.size() != 2 || types.shape[0] < 1 ||
+        types.shape[1] != r.width)
+      error("token type table '" + types.name + "' has shape " +
+            shapeStr(types.shape) + ", expected [>=1," +
+            std::to_string(r.width) + "]");
+  }
 }
 
 void Verifier::verifyPositions(const Instr &in,
@@ -206,7 +214,7 @@ void Verifier::verifyPositions(const Instr &in,
 
 void Verifier::verifyNorm(const Instr &in, const std::vector<ValueInfo> &ops) {
   bool ln = in.op == OpCode::LayerNorm;
-  expectCounts(in, 1, 1, ln ? 2 : 1, ln ? 2 : 1);
+  expectCounts(in, 1, 1, 1, ln ? 2 : 1);
   const ValueInfo &r = def(in.results[0]);
   expectSame(ops[0], r, "norm");
   for (int32_t w : in.weights)
@@ -273,7 +281,8 @@ void Verifier::verifyPool(const Instr &in, const std::vector<ValueInfo> &ops) {
   const ValueInfo &r = def(in.results[0]);
   if (!ops[0].perToken || r.perToken || r.width != ops[0].width)
     error("pool maps a per-token value to a vector of the same width");
-  if (in.attrs.pool != PoolKind::Last && in.attrs.pool != PoolKind::Mean)
+  if (in.attrs.pool != PoolKind::Last && in.attrs.pool != PoolKind::Mean &&
+      in.attrs.pool != PoolKind::First)
     error("unknown pool kind");
 }
 
@@ -331,12 +340,16 @@ Status Verifier::run() {
         !defined[p.outputValue])
       fail("output value is not defined by any instruction");
     const ValueInfo &out = p.values[p.outputValue];
-    if (out.perToken)
-      fail("the output value must be a vector (pool first)");
+    if (p.task != TaskKind::CausalLM && p.task != TaskKind::Classifier &&
+        p.task != TaskKind::TokenClassifier)
+      fail("unknown task kind");
+    if (out.perToken != (p.task == TaskKind::TokenClassifier))
+      fail(out.perToken ? "only a token classifier's output is per token"
+                        : "a token classifier's output must be per token");
+    if (out.perToken && !out.keepAllRows)
+      fail("a per-token output must keep all its rows (the cache plan)");
     if (p.task == TaskKind::CausalLM && out.width != p.vocabSize)
       fail("a causal LM's output width must equal vocabSize");
-    if (p.task != TaskKind::CausalLM && p.task != TaskKind::Classifier)
-      fail("unknown task kind");
     if (!p.labels.empty() && int64_t(p.labels.size()) != out.width)
       fail("label count " + std::to_string(p.labels.size()) +
            " differs from the output width " + std::to_string(out.width));

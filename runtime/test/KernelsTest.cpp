@@ -828,8 +828,11 @@ TEST(PositionKernels, EmbedAndLearnedPositions) {
   std::vector<float> table = {0, 1, 10, 11, 20, 21};
   std::vector<int32_t> toks = {2, 0};
   std::vector<float> y(4), z(4);
-  k::embed(toks.data(), 2, table.data(), 2, y.data());
+  k::embed(toks.data(), 2, table.data(), 2, nullptr, y.data());
   EXPECT_EQ(y, (std::vector<float>{20, 21, 0, 1}));
+  std::vector<float> typed(4), typeRow = {0.5f, -1};
+  k::embed(toks.data(), 2, table.data(), 2, typeRow.data(), typed.data());
+  EXPECT_EQ(typed, (std::vector<float>{20.5f, 20, 0.5f, 0}));
   k::addPositions(y.data(), 2, 2, table.data(), 0, 1, z.data());
   EXPECT_EQ(z, (std::vector<float>{30, 32, 20, 22}));
 }

@@ -347,7 +347,8 @@ TEST(VerifyProgram, RejectsBadPrograms) {
   expectInvalid(
       [](Program &p) {
         Instr &ln = first(p, OpCode::LayerNorm);
-        ln.weights.pop_back();
+        ln.weights.push_back(ln.weights[0]);
+        ln.weights.push_back(ln.weights[0]);
       },
       "wrong number of weights");
   expectInvalid(
@@ -405,7 +406,10 @@ TEST(VerifyProgram, RejectsBadPrograms) {
   expectInvalid(
       [](Program &p) { first(p, OpCode::Pool).attrs.pool = PoolKind(5); },
       "pool kind");
-  expectInvalid([](Program &p) { p.outputValue = 3; }, "must be a vector");
+  expectInvalid([](Program &p) { p.outputValue = 3; },
+                "only a token classifier's output is per token");
+  expectInvalid([](Program &p) { p.task = TaskKind::TokenClassifier; },
+                "a token classifier's output must be per token");
   expectInvalid([](Program &p) { p.outputValue = 9999; }, "output value");
   expectInvalid([](Program &p) { p.labels.push_back("extra"); }, "label count");
   expectInvalid([](Program &p) { p.task = TaskKind::CausalLM; }, "vocabSize");

@@ -13,7 +13,8 @@ func.func @sources(%t: tensor<?xi32>) -> tensor<?x8xf32> {
   %vq, %codes = vqt.vq %a, %cb : tensor<?x8xf32>, tensor<2x4x4xf32> -> tensor<?x2xi32>
   // CHECK: vqt.add {{.*}} {vqt.change_sources = ["edited", "vqt.vq#4"]}
   %h = vqt.add %x, %vq : tensor<?x8xf32>
-  // CHECK: vqt.relu {{.*}} {vqt.change_sources = ["edited", "vqt.vq#4"]}
+  // A per-token result is read at every row after every edit: kept.
+  // CHECK: vqt.relu {{.*}} {vqt.change_sources = ["edited", "vqt.vq#4"], vqt.keep_all_rows}
   %r = vqt.relu %h : tensor<?x8xf32>
   return %r : tensor<?x8xf32>
 }

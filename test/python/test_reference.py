@@ -414,5 +414,267 @@ class RandomModelTest(TmpDirCase):
         rel = float(((a - q) ** 2).sum() / ((a - a.mean(0)) ** 2).sum())
         self.assertLess(rel, 0.7)  # the codebook explains a good part of the variance
 
+
+# ----------------------------------------------------------------------------------------------
+def hf_eager_logits(config, tensors, ids):
+    """An independent port of HF's eager Bert/ModernBert{Sequence,Token}Classification forward
+    (batch of one, full attention matrices, HF's additive finfo.min window mask, rotate_half,
+    F.gelu), with incnn_vq applied; logits [labels] or [n, labels]."""
+    import torch.nn.functional as F
+    w = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    c = config
+    fam, arch = c["model_type"], c["architectures"][0]
+    token = arch.endswith("TokenClassification")
+    d, H = c["hidden_size"], c["num_attention_heads"]
+    hd = d // H
+    vq = {(s["layer"], s["site"]): w["incnn.vq.%d.%s.codebook" % (s["layer"], s["site"])]
+          for s in c.get("incnn_vq", [])}
+
+    def quant(key, x):  # x [1, n, d]
+        if key not in vq:
+            return x
+        C = vq[key]
+        G = C.shape[0]
+        xg = x[0].reshape(x.shape[1], G, -1)
+        idx = ((xg[:, :, None, :] - C[None]) ** 2).sum(-1).argmin(-1)  # [n, G]
+        return torch.stack([C[g, idx[:, g]] for g in range(G)], 1).reshape(1, -1, d)
+
+    def lin(name, x, bias=True):
+        return F.linear(x, w[name + ".weight"], w[name + ".bias"] if bias else None)
+
+    def act(name, x):
+        return {"gelu": F.gelu, "relu": F.relu,
+                "gelu_new": lambda t: F.gelu(t, approximate="tanh")}[name](x)
+
+    def attend(q, k, v, mask):  # [1, H, n, hd]
+        p = F.softmax(torch.matmul(q, k.transpose(2, 3)) * hd ** -0.5 + mask, dim=-1,
+                      dtype=torch.float32)
+        return torch.matmul(p, v).transpose(1, 2).reshape(1, -1, d)
+
+    x_ids = torch.tensor([ids])
+    n = len(ids)
+    zero = torch.zeros(1, 1, n, n)
+    if fam == "bert":
+        eps = c.get("layer_norm_eps", 1e-12)
+
+        def ln(name, x):
+            return F.layer_norm(x, (d,), w[name + ".weight"], w[name + ".bias"], eps)
+        e = "bert.embeddings."
+        h = w[e + "word_embeddings.weight"][x_ids] + w[e + "token_type_embeddings.weight"][
+            torch.zeros_like(x_ids)]
+        h = ln(e + "LayerNorm", h + w[e + "position_embeddings.weight"][torch.arange(n)[None]])
+        for i in range(c["num_hidden_layers"]):
+            p = "bert.encoder.layer.%d." % i
+            q, k, v = (lin(p + "attention.self." + m, h).view(1, n, -1, hd).transpose(1, 2)
+                       for m in ("query", "key", "value"))
+            a = quant((i, "attn_out"), lin(p + "attention.output.dense", attend(q, k, v, zero)))
+            a = ln(p + "attention.output.LayerNorm", a + h)
+            m = act(c.get("hidden_act", "gelu"), lin(p + "intermediate.dense", a))
+            h = quant((i, "block_out"), ln(p + "output.LayerNorm", lin(p + "output.dense", m) + a))
+        if token:
+            return lin("classifier", h)[0].numpy()
+        return lin("classifier", torch.tanh(lin("bert.pooler.dense", h[:, 0])))[0].numpy()
+    nb = c.get("norm_bias", False)
+    ab, mb, cb = (c.get(k, False) for k in ("attention_bias", "mlp_bias", "classifier_bias"))
+
+    def ln(name, x):
+        return F.layer_norm(x, (d,), w[name + ".weight"], w[name + ".bias"] if nb else None,
+                            c.get("norm_eps", 1e-5))
+
+    def rope(theta):
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+        freqs = (inv[None, :, None] @ torch.arange(n)[None, None, :].float()).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos()[:, None], emb.sin()[:, None]
+
+    def rotate_half(t):
+        return torch.cat((-t[..., hd // 2:], t[..., :hd // 2]), dim=-1)
+
+    dist = (torch.arange(n)[None] - torch.arange(n)[:, None]).abs()
+    window = zero.masked_fill(dist > c.get("local_attention", 128) // 2,
+                              torch.finfo(torch.float32).min)
+    every = c.get("global_attn_every_n_layers", 3)
+    h = ln("model.embeddings.norm", w["model.embeddings.tok_embeddings.weight"][x_ids])
+    for i in range(c["num_hidden_layers"]):
+        p = "model.layers.%d." % i
+        z = h if i == 0 else ln(p + "attn_norm", h)
+        qkv = lin(p + "attn.Wqkv", z, ab).view(1, -1, 3, H, hd)
+        q, k, v = qkv.transpose(3, 1).unbind(dim=2)
+        glob = i % every == 0
+        cos, sin = rope(c.get("global_rope_theta", 160000.0) if glob
+                        else c.get("local_rope_theta", 10000.0))
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        o = attend(q, k, v, zero if glob else window)
+        a = quant((i, "attn_out"), lin(p + "attn.Wo", o, ab))
+        h = h + a
+        u, g = lin(p + "mlp.Wi", ln(p + "mlp_norm", h), mb).chunk(2, dim=-1)
+        h = quant((i, "block_out"), h + lin(p + "mlp.Wo", act(c.get("hidden_activation", "gelu"),
+                                                              u) * g, mb))
+    h = ln("model.final_norm", h)
+    if not token:
+        mask = torch.ones(1, n, dtype=torch.bool)
+        h = h[:, 0] if c.get("classifier_pooling", "cls") == "cls" else (
+            (h * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True))
+    head = ln("head.norm", act(c.get("classifier_activation", "gelu"), lin("head.dense", h, cb)))
+    return lin("classifier", head)[0].numpy()
+
+
+def rel_err(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+
+class EncoderTest(TmpDirCase):
+    """bert / modernbert: make_random_model checkpoints against hf_eager_logits."""
+
+    def make(self, name, **kw):
+        out = os.path.join(self.tmp, name)
+        kw.setdefault("fit_seqs", 6)
+        kw.setdefault("fit_len", 24)
+        kw.setdefault("kmeans_iters", 4)
+        mrm.make(out, **kw)
+        config, tensors = ck.load_checkpoint(out)
+        return out, ref.load_model(out), config, tensors
+
+    def check(self, m, config, tensors, lengths=(1, 7, 30)):
+        rng = np.random.RandomState(len(tensors))
+        for n in lengths:
+            toks = [int(t) for t in rng.randint(0, m.r["vocab"], size=n)]
+            got = ref.forward(m, toks)
+            want = hf_eager_logits(config, tensors, toks)
+            self.assertEqual(got.dtype, np.float32)
+            self.assertEqual(got.shape, want.shape)
+            self.assertEqual(got.shape, (n, m.r["labels"]) if m.r["token"] else (m.r["labels"],))
+            self.assertLess(rel_err(got, want), 1e-5, (n, got, want))
+            self.assertGreater(float(got.std()), 1e-2)
+        return toks, got
+
+    def test_bert_sequence(self):
+        _, m, c, t = self.make("b", family="bert", seed=1)
+        self.assertEqual(c["architectures"], ["BertForSequenceClassification"])
+        self.assertIn("bert.pooler.dense.weight", t)
+        self.assertEqual(t["bert.embeddings.position_embeddings.weight"].shape, (64, 32))
+        toks, logits = self.check(m, c, t, (1, 7, 64))
+        with self.assertRaises(ValueError):
+            ref.forward(m, [1] * 65)  # learned positions: at most max_position_embeddings
+        toks[5] = (toks[5] + 1) % 97
+        self.assertFalse(np.array_equal(ref.forward(m, toks), logits))
+
+    def test_bert_token_vq(self):
+        d, m, c, t = self.make("bt", family="bert", task="token_classifier", act="gelu_new",
+                               vq="0:attn_out:2:8,1:block_out:4:8", seed=2)
+        self.assertEqual(c["architectures"], ["BertForTokenClassification"])
+        self.assertFalse(any(k.startswith("bert.pooler") for k in t))
+        self.check(m, c, t)
+        cap = {}
+        ref.run(m, list(range(20)), capture=cap)
+        for key, G in (((0, "attn_out"), 2), ((1, "block_out"), 4)):
+            self.assertEqual(tuple(cap[("codes",) + key].shape), (20, G))
+            self.assertGreater(len(set(cap[("codes",) + key][:, 0].tolist())), 2)
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "training", "incnn_ref.py"), d,
+                              "--tokens", "1 2 3 4"], capture_output=True, text=True, check=True)
+        rows = json.loads(out.stdout)["output"]
+        self.assertEqual(np.array(rows).shape, (4, 3))
+        np.testing.assert_array_equal(np.float32(rows), ref.forward(m, [1, 2, 3, 4]))
+
+    def test_modernbert_sequence_cls_and_mean(self):
+        _, m, c, t = self.make("mc", family="modernbert", seed=3)
+        self.assertEqual(c["classifier_pooling"], "cls")
+        self.assertEqual(m.r["pool"], "cls")
+        toks, cls = self.check(m, c, t)
+        _, m2, c2, t2 = self.make("mm", family="modernbert", pool="mean", seed=3)
+        self.assertEqual(m2.r["pool"], "mean")
+        _, mean = self.check(m2, c2, t2)
+        self.assertFalse(np.allclose(cls, mean))  # same weights, different pooling
+
+    def test_modernbert_token_window_vq(self):
+        _, m, c, t = self.make("mt", family="modernbert", task="token_classifier", layers=3,
+                               window=8, global_every=3, vq="1:attn_out:2:8,2:block_out:4:8",
+                               seed=4)
+        self.assertEqual((c["local_attention"], c["global_attn_every_n_layers"]), (8, 3))
+        self.assertEqual(m.r["half"], 4)
+        self.assertNotIn("model.layers.0.attn_norm.weight", t)  # HF: nn.Identity
+        self.assertIn("model.layers.1.attn_norm.weight", t)
+        self.assertFalse(any(k.endswith(".bias") for k in t if k != "classifier.bias"))
+        self.check(m, c, t, (1, 7, 23, 40))
+        # a stray layer-0 attn_norm is ignored, as HF ignores it
+        t2 = dict(t, **{"model.layers.0.attn_norm.weight": np.zeros(32, np.float32)})
+        m2 = ref.model_of(c, t2)
+        np.testing.assert_array_equal(ref.forward(m2, list(range(30))),
+                                      ref.forward(m, list(range(30))))
+
+    def test_modernbert_biases(self):
+        _, m, c, t = self.make("mb", family="modernbert", task="token_classifier", bias=True,
+                               act="relu", seed=5)
+        for k in ("model.embeddings.norm.bias", "model.layers.1.attn_norm.bias",
+                  "model.layers.0.attn.Wqkv.bias", "model.layers.0.attn.Wo.bias",
+                  "model.layers.0.mlp.Wi.bias", "model.layers.0.mlp.Wo.bias",
+                  "model.final_norm.bias", "head.dense.bias", "head.norm.bias"):
+            self.assertIn(k, t)
+        self.check(m, c, t)
+
+    def test_local_layers_ignore_far_tokens(self):
+        """Layer 0 (always global) made a no-op, layer 1 local with half-width 4: token-cls
+        row i depends on tokens |i - j| <= 4 only; with layer 1 global it depends on all."""
+        for every, local in ((3, True), (1, False)):
+            _, m, _, _ = self.make("w%d" % every, family="modernbert", task="token_classifier",
+                                   window=8, global_every=every, seed=6)
+            m.w["model.layers.0.attn.Wo.weight"].zero_()
+            toks = [int(x) for x in np.random.RandomState(0).randint(0, 97, size=30)]
+            base = ref.forward(m, toks)
+            j = 15
+            toks[j] = (toks[j] + 1) % 97
+            moved = np.abs(ref.forward(m, toks) - base).max(1) > 0
+            near = np.abs(np.arange(30) - j) <= 4
+            self.assertTrue(moved[near].all())
+            self.assertEqual(bool(moved[~near].any()), not local)
+
+    def test_encoder_attention_window(self):
+        rng = np.random.RandomState(0)
+        q, k, v = (torch.from_numpy(rng.randn(2, 11, 4).astype(np.float32)) for _ in range(3))
+        full = ref.encoder_attention(q, k, v)
+        np.testing.assert_allclose(ref.encoder_attention(q, k, v, 10).numpy(), full.numpy(),
+                                   rtol=1e-6, atol=1e-6)
+        s = (q @ k.transpose(1, 2)) * 0.5
+        dist = (torch.arange(11)[:, None] - torch.arange(11)[None]).abs()
+        want = torch.softmax(s.masked_fill(dist > 2, float("-inf")), -1) @ v
+        np.testing.assert_allclose(ref.encoder_attention(q, k, v, 2).numpy(),
+                                   want.transpose(0, 1).reshape(11, 8).numpy(), rtol=1e-6,
+                                   atol=1e-6)
+
+    def test_config_defaults_and_checks(self):
+        r = ref.encoder_resolved({"model_type": "modernbert",
+                                  "architectures": ["ModernBertForSequenceClassification"]})
+        self.assertEqual((r["eps"], r["half"], r["global_every"], r["global_theta"],
+                          r["local_theta"], r["pool"], r["act"], r["cls_act"], r["labels"]),
+                         (1e-5, 64, 3, 160000.0, 10000.0, "cls", "gelu", "gelu", 2))
+        self.assertFalse(r["norm_bias"] or r["attn_bias"] or r["mlp_bias"] or r["cls_bias"])
+        r = ref.encoder_resolved({"model_type": "bert",
+                                  "architectures": ["BertForTokenClassification"]})
+        self.assertEqual((r["eps"], r["act"], r["max_pos"], r["token"]), (1e-12, "gelu", 512, True))
+        base = {"model_type": "modernbert", "architectures": ["ModernBertForTokenClassification"],
+                "num_hidden_layers": 4, "global_attn_every_n_layers": 2}
+        r = ref.encoder_resolved(dict(base, rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 5e5},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e3}},
+            layer_types=["full_attention", "sliding_attention"] * 2, local_rope_theta=None))
+        self.assertEqual((r["global_theta"], r["local_theta"]), (5e5, 1e3))
+        r = ref.encoder_resolved(dict(base, local_rope_theta=None))
+        self.assertEqual(r["local_theta"], 160000.0)
+        for bad in (dict(base, layer_types=["full_attention"] * 4),
+                    dict(base, sliding_window=64),
+                    dict(base, classifier_pooling="last"),
+                    dict(base, hidden_activation="silu"),
+                    dict(base, rope_parameters={"full_attention": {"rope_type": "linear"}}),
+                    dict(base, architectures=["BertForTokenClassification"]),
+                    dict(base, architectures=["ModernBertForMaskedLM"]),
+                    {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
+                     "position_embedding_type": "relative_key"}):
+            with self.assertRaises(ValueError, msg=str(bad)):
+                ref.encoder_resolved(bad)
+        with self.assertRaises(ValueError):
+            mrm.make(os.path.join(self.tmp, "x"), family="opt", task="token_classifier")
+        with self.assertRaises(ValueError):
+            mrm.make(os.path.join(self.tmp, "y"), family="bert", window=8)
+
 if __name__ == "__main__":
     unittest.main()

@@ -56,6 +56,17 @@ CONFIGS = [
                                  text=True)),
     ("llama-none-cls-text", dict(family="llama", position="none", task="classifier",
                                  vq="1:block_out:4:8", text=True)),
+    # Hugging Face encoders: bidirectional, post-LN BERT with learned positions (an insert
+    # moves every later row) and ModernBERT with rotary local / global layers; both heads.
+    # A token classifier's "changed_rows" are checked against consecutive outputs.
+    ("bert-tok", dict(family="bert", task="token_classifier",
+                      vq="0:attn_out:2:8,1:block_out:4:8")),
+    ("bert-cls", dict(family="bert", task="classifier", vq="1:attn_out:4:8")),
+    ("modernbert-window-tok", dict(family="modernbert", task="token_classifier", layers=3,
+                                   window=8, global_every=3,
+                                   vq="0:attn_out:4:16,2:block_out:4:8")),
+    ("modernbert-cls-mean", dict(family="modernbert", task="classifier", pool="mean",
+                                 vq="1:block_out:2:8")),
 ]
 
 WORDS = ["the", "cat", "in", "a", "hat", "sat", "on", "mat", "there", "\u00fcber", "caf\u00e9",
@@ -134,6 +145,46 @@ def edit_script(rng, n, vocab, max_pos, count):
     return lines
 
 
+def replay(lines, tokens):
+    """Per edit line: for each new row, the old row it came from, or -1 where its token
+    is new or different (as the runtime's edit plan has it: a replacement keeps the
+    row's origin)."""
+    origins = []
+    for line in lines:
+        batch = json.loads(line)
+        rows = list(range(len(tokens)))
+        new = list(tokens)
+        for e in batch if isinstance(batch, list) else [batch]:
+            at = e["at"]
+            if e["op"] == "delete":
+                del rows[at:at + e["count"]]
+                del new[at:at + e["count"]]
+            elif e["op"] == "insert":
+                rows[at:at] = [-1] * len(e["tokens"])
+                new[at:at] = e["tokens"]
+            else:
+                new[at:at + len(e["tokens"])] = e["tokens"]
+        origins.append([r if r >= 0 and tokens[r] == t else -1 for r, t in zip(rows, new)])
+        tokens = new
+    return origins
+
+
+def check_changed_rows(steps, origins):
+    """A token classifier's changed_rows: every other row kept its token and its output
+    bit for bit, and a listed row was edited or its output changed. Returns an error."""
+    for k, (prev, cur, origin) in enumerate(zip(steps, steps[1:], origins), 1):
+        changed = set(cur["changed_rows"])
+        if sorted(changed) != cur["changed_rows"]:
+            return "step %d: changed_rows not sorted and unique" % k
+        for r, old in enumerate(origin):
+            same = old >= 0 and prev["output"][old] == cur["output"][r]
+            if r not in changed and not same:
+                return "step %d: row %d changed but is not in changed_rows" % (k, r)
+            if r in changed and same:
+                return "step %d: row %d is in changed_rows but did not change" % (k, r)
+    return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--long", action="store_true", help="many seeds and long scripts")
@@ -194,6 +245,12 @@ def main(argv=None):
                     runs += 1
                     steps = len(r.stdout.splitlines())
                     # Text documents may exceed the window: truncation warnings are fine.
+                    parsed = [json.loads(x) for x in r.stdout.splitlines()]
+                    if (r.returncode == 0 and not text and parsed
+                            and "changed_rows" in parsed[0]):
+                        error = check_changed_rows(parsed, replay(lines, tokens))
+                        if error:
+                            r = subprocess.CompletedProcess(cmd, 1, r.stdout, error)
                     if r.returncode != 0 or steps != edits + 1:
                         failures += 1
                         print("FAIL %s seed %d script %d (exit %d, %d steps): %s\n  reproduce: %s"

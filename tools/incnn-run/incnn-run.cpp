@@ -329,19 +329,86 @@ private:
     ++step;
   }
 
+  std::string labelName(size_t label) const {
+    return label < program.labels.size() ? program.labels[label]
+                                         : std::to_string(label);
+  }
+
+  /// A token classifier's label of each row (argmax of its logits).
+  std::vector<size_t> tokenLabels() const {
+    const std::vector<float> &out = session.output();
+    size_t width = program.labels.size();
+    std::vector<size_t> labels;
+    for (size_t i = 0; i + width <= out.size(); i += width)
+      labels.push_back(
+          size_t(std::max_element(out.begin() + i, out.begin() + i + width) -
+                 (out.begin() + i)));
+    return labels;
+  }
+
+  /// Per token: its label, and with a document its byte range.
+  void addTokenOutputs(nlohmann::ordered_json &line) const {
+    nlohmann::ordered_json labels = nlohmann::ordered_json::array();
+    for (size_t label : tokenLabels())
+      labels.push_back(labelName(label));
+    line["labels"] = std::move(labels);
+    line["output"] = outputToJson(session);
+    if (document && haveText) {
+      nlohmann::ordered_json bytes = nlohmann::ordered_json::array();
+      for (int64_t i = 0; i < int64_t(session.tokens().size()); ++i) {
+        int64_t begin = 0, end = 0;
+        document->tokenBytes(i, begin, end);
+        bytes.push_back({begin, end});
+      }
+      line["token_bytes"] = std::move(bytes);
+    }
+    line["changed_rows"] = session.stats().changedOutputRows;
+  }
+
+  /// Text form of a token classifier's step: the tokens whose label is not
+  /// the first (e.g. "O"), with their text when there is a document.
+  void printTokenLabels() const {
+    std::vector<size_t> labels = tokenLabels();
+    size_t flagged = 0;
+    for (size_t label : labels)
+      flagged += label != 0;
+    std::cout << flagged << " of " << labels.size() << " tokens labelled";
+    size_t shown = 0;
+    for (size_t i = 0; i < labels.size() && shown < 20; ++i) {
+      if (!labels[i])
+        continue;
+      std::cout << (shown++ ? ", " : ": ") << i;
+      if (document && haveText) {
+        int64_t begin = 0, end = 0;
+        document->tokenBytes(int64_t(i), begin, end);
+        std::cout << " '"
+                  << document->text().substr(size_t(begin), size_t(end - begin))
+                  << "'";
+      }
+      std::cout << " " << labelName(labels[i]);
+    }
+    if (shown < flagged)
+      std::cout << ", ...";
+    std::cout << "; " << session.stats().changedOutputRows.size()
+              << " rows changed";
+  }
+
   void print() {
     const std::vector<float> &out = session.output();
     const EditStats &st = session.stats();
     size_t best = argmax(out);
     bool classifier = program.task == TaskKind::Classifier;
+    bool tagger = program.task == TaskKind::TokenClassifier;
     if (opts.jsonOut) {
       nlohmann::ordered_json line;
       line["step"] = step;
       line["tokens"] = session.tokens().size();
       if (classifier)
-        line["label"] = best < program.labels.size() ? program.labels[best]
-                                                     : std::to_string(best);
-      line["output"] = floatsToJson(out);
+        line["label"] = labelName(best);
+      if (tagger)
+        addTokenOutputs(line);
+      else
+        line["output"] = floatsToJson(out);
       nlohmann::ordered_json stats = statsToJson(st);
       if (step == 0)
         stats["cache_bytes_per_token"] =
@@ -352,7 +419,9 @@ private:
       return;
     }
     std::cout << "step " << step << ": ";
-    if (classifier) {
+    if (tagger) {
+      printTokenLabels();
+    } else if (classifier) {
       std::cout << "class " << best;
       if (best < program.labels.size())
         std::cout << " (" << program.labels[best] << ")";

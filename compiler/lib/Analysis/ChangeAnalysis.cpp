@@ -4,6 +4,7 @@
 #include "incnn/Dialect/VQT/VQTDialect.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
 #include "mlir/IR/Block.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
 #include <functional>
@@ -59,6 +60,9 @@ bool ChangeAnalysis::needsAllRows(Value value) const {
     return false;
   const SourceSet &own = getSources(value);
   for (OpOperand &use : value.getUses()) {
+    // A per-token result is read at every row after every edit.
+    if (use.getOwner()->hasTrait<OpTrait::ReturnLike>())
+      return true;
     auto user = dyn_cast<vqt::ChangeRuleOpInterface>(use.getOwner());
     if (!user)
       continue;

@@ -59,19 +59,28 @@ private:
       return 0;
     }
     std::string name = param.getName().str();
-    auto it = weightIds.find(name);
+    std::optional<int64_t> firstRow = param.getRows();
+    auto shape = cast<RankedTensorType>(param.getType()).getShape();
+    // A slice is a weight of its own, named after the rows it holds.
+    std::string key = firstRow ? name + "[" + std::to_string(*firstRow) + ":" +
+                                     std::to_string(*firstRow + shape[0]) + "]"
+                               : name;
+    auto it = weightIds.find(key);
     if (it != weightIds.end())
       return it->second;
     rt::Weight weight;
-    weight.name = name;
-    auto shape = cast<RankedTensorType>(param.getType()).getShape();
+    weight.name = key;
     weight.shape.assign(shape.begin(), shape.end());
     const auto *info = ckpt.weights.find(name);
-    if (!info || info->shape != weight.shape) {
-      fail("weight '" + name + "' is missing or misshapen in the checkpoint");
+    std::vector<int64_t> whole = weight.shape;
+    if (firstRow && info && !info->shape.empty())
+      whole[0] = info->shape[0];
+    if (!info || info->shape != whole ||
+        (firstRow && *firstRow + shape[0] > whole[0])) {
+      fail("weight '" + key + "' is missing or misshapen in the checkpoint");
       return 0;
     }
-    if (info->dtype == "F32" &&
+    if (!firstRow && info->dtype == "F32" &&
         reinterpret_cast<uintptr_t>(info->data) % alignof(float) == 0) {
       weight.data = reinterpret_cast<const float *>(info->data);
     } else if (std::string e = ckpt.weights.readFloat32(name, weight.owned);
@@ -79,6 +88,11 @@ private:
       fail(e);
       return 0;
     } else {
+      if (firstRow) {
+        int64_t rowSize = weight.numElements() / shape[0];
+        auto begin = weight.owned.begin() + *firstRow * rowSize;
+        weight.owned.assign(begin, begin + weight.numElements());
+      }
       weight.data = weight.owned.data();
     }
     int32_t id = static_cast<int32_t>(program.weights.size());
@@ -218,7 +232,10 @@ void ProgramBuilder::lower(Operation *op) {
   llvm::TypeSwitch<Operation *>(op)
       .Case([&](vqt::ParamOp) {}) // bound lazily by the ops that use them
       .Case([&](vqt::EmbedOp e) {
-        emit(OpCode::Embed, {e.getTokens()}, {e.getTable()}, {e.getResult()});
+        std::vector<Value> tables = {e.getTable()};
+        if (e.getTypeTable())
+          tables.push_back(e.getTypeTable());
+        emit(OpCode::Embed, {e.getTokens()}, tables, {e.getResult()});
       })
       .Case([&](vqt::AddPositionsOp p) {
         rt::InstrAttrs attrs;
@@ -229,8 +246,11 @@ void ProgramBuilder::lower(Operation *op) {
       .Case([&](vqt::LayerNormOp n) {
         rt::InstrAttrs attrs;
         attrs.epsilon = n.getEpsilon().convertToFloat();
-        emit(OpCode::LayerNorm, {n.getInput()}, {n.getGamma(), n.getBeta()},
-             {n.getResult()}, attrs);
+        std::vector<Value> weights = {n.getGamma()};
+        if (n.getBeta())
+          weights.push_back(n.getBeta());
+        emit(OpCode::LayerNorm, {n.getInput()}, weights, {n.getResult()},
+             attrs);
       })
       .Case([&](vqt::RmsNormOp n) {
         rt::InstrAttrs attrs;
@@ -262,8 +282,9 @@ void ProgramBuilder::lower(Operation *op) {
       })
       .Case([&](vqt::PoolOp p) {
         rt::InstrAttrs attrs;
-        attrs.pool = p.getKind() == vqt::PoolKind::mean ? rt::PoolKind::Mean
-                                                        : rt::PoolKind::Last;
+        attrs.pool = p.getKind() == vqt::PoolKind::mean    ? rt::PoolKind::Mean
+                     : p.getKind() == vqt::PoolKind::first ? rt::PoolKind::First
+                                                           : rt::PoolKind::Last;
         emit(OpCode::Pool, {p.getInput()}, {}, {p.getResult()}, attrs);
       })
       .Case([&](func::ReturnOp r) {
@@ -298,9 +319,8 @@ std::string ProgramBuilder::build(ModuleOp module) {
     return "the module needs a single-block func.func @forward(tensor<?xi32>)";
 
   program.family = strAttr(module, "vqt.family");
-  program.task = strAttr(module, "vqt.task") == "classifier"
-                     ? rt::TaskKind::Classifier
-                     : rt::TaskKind::CausalLM;
+  if (!rt::taskOfName(strAttr(module, "vqt.task"), program.task))
+    return "unknown vqt.task '" + strAttr(module, "vqt.task") + "'";
   program.vocabSize =
       static_cast<int32_t>(intAttr(module, "vqt.vocab_size", 0));
   program.maxPositions =

@@ -31,6 +31,8 @@ static LogicalResult verifyVectorWeight(Operation *op, Value weight,
 LogicalResult ParamOp::verify() {
   if (getName().empty())
     return emitOpError("weight name must not be empty");
+  if (std::optional<int64_t> rows = getRows(); rows && *rows < 0)
+    return emitOpError("rows must start at a non-negative index");
   return success();
 }
 
@@ -42,6 +44,12 @@ LogicalResult EmbedOp::verify() {
   if (table[1] != getWidth(getType()))
     return emitOpError("result width ")
            << getWidth(getType()) << " does not match table width " << table[1];
+  if (Value types = getTypeTable()) {
+    ArrayRef<int64_t> shape = shapeOf(types);
+    if (shape.size() != 2 || shape[0] < 1 || shape[1] != table[1])
+      return emitOpError("type_table must be [types, ")
+             << table[1] << "], got " << types.getType();
+  }
   return success();
 }
 
@@ -67,8 +75,12 @@ bool AddPositionsOp::dependsOnPosition() { return true; }
 LogicalResult LayerNormOp::verify() {
   if (!(getEpsilon().convertToFloat() > 0.0f))
     return emitOpError("epsilon must be positive");
-  return verifyVectorWeight(*this, getGamma(), "gamma",
-                            getWidth(getInput().getType()));
+  int64_t width = getWidth(getInput().getType());
+  if (failed(verifyVectorWeight(*this, getGamma(), "gamma", width)))
+    return failure();
+  if (Value beta = getBeta())
+    return verifyVectorWeight(*this, beta, "beta", width);
+  return success();
 }
 
 LogicalResult RmsNormOp::verify() {

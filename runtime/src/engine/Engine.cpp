@@ -98,6 +98,9 @@ Engine::Engine(const Program &program, const EngineOptions &options)
     if (in.op == OpCode::VectorQuantize)
       vqIndexOf[i] = int32_t(numVQ++);
   }
+  // A per-token output's old rows tell which rows changed.
+  values[size_t(program.outputValue)].needsStash =
+      program.values[size_t(program.outputValue)].perToken;
   lastUse[size_t(program.outputValue)] = int64_t(program.instrs.size());
   certificates.build(program, options.vqCertificates);
 }
@@ -151,23 +154,54 @@ void Engine::runStep(const Step &step) {
 
 void Engine::finish() {
   int64_t n = numTokens();
+  findChangedOutputRows();
   for (ValueStore &v : values)
     v.stash.clear();
   slots.finishUpdate();
   if (!ctx.plan_)
     reserveSlack(n);
-  const std::vector<float> &out = ctx.logical(program.outputValue, outputRows);
-  if (&out != &outputRows)
+  const ValueStore &v = values[size_t(program.outputValue)];
+  outputInRowOrder = !v.perToken || (v.keepAll && slots.identity &&
+                                     v.data.size() == size_t(n * v.width));
+  if (outputInRowOrder)
     outputRows.clear();
+  else
+    outputRows = ctx.gather(program.outputValue, allRows(n));
+  const std::vector<float> &out = output();
   checkFinite(program, program.instrs.size(), out.data(), int64_t(out.size()));
   stats.macsFull = countMacs(program, n);
   stats.numTokens = n;
   ctx.plan_ = nullptr;
 }
 
+void Engine::findChangedOutputRows() {
+  Rows &changed = stats.changedOutputRows;
+  changed.clear();
+  const ValueStore &out = values[size_t(program.outputValue)];
+  if (!out.perToken)
+    return;
+  if (!ctx.plan_) {
+    changed = allRows(numTokens());
+    return;
+  }
+  // Rows outside the output's dirty set kept their values (an edited row
+  // whose codes held included); a row changed if its token is new or
+  // different, or its old values differ.
+  const Rows &edited = ctx.plan_->edited;
+  for (int64_t r : unite(ctx.rowSets[size_t(program.outputRows)], edited)) {
+    int64_t old = ctx.plan_->from[size_t(r)];
+    auto it = old < 0 ? out.stash.end() : out.stash.find(old);
+    if (std::binary_search(edited.begin(), edited.end(), r) ||
+        (it != out.stash.end() &&
+         std::memcmp(it->second.data(), out.row(r),
+                     sizeof(float) * size_t(out.width)) != 0))
+      changed.push_back(r);
+  }
+}
+
 const std::vector<float> &Engine::output() const {
-  const ValueStore &v = values[size_t(program.outputValue)];
-  return v.perToken && v.keepAll && !slots.identity ? outputRows : v.data;
+  return outputInRowOrder ? values[size_t(program.outputValue)].data
+                          : outputRows;
 }
 
 void Engine::reserveSlack(int64_t n) {

@@ -90,6 +90,8 @@ public:
 private:
   void runStep(const Step &step);
   void finish();
+  /// stats.changedOutputRows, from the output's dirty rows and old rows.
+  void findChangedOutputRows();
   /// Reserves room for n / 8 more rows in every kept store (after a
   /// from-scratch run), so that inserts do not copy every row.
   void reserveSlack(int64_t n);
@@ -103,7 +105,8 @@ private:
   std::vector<int64_t> lastUse;                 ///< per value: last instruction
   Certificates certificates;
   std::vector<std::vector<__int128>> poolSums; ///< per mean-pool instruction
-  std::vector<float> outputRows; ///< the output in row order, when slots move
+  std::vector<float> outputRows; ///< the output in row order, if not stored so
+  bool outputInRowOrder = true;  ///< the output's store holds it in row order
   bool keepEverything = false;
   StepContext ctx; ///< refers to the members above: declared last
 };

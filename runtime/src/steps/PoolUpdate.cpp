@@ -1,6 +1,7 @@
 //===- PoolUpdate.cpp - the pool_update step ------------------------------===//
 //
-// Last-token pooling copies row n-1 when it, or the length, changed. Mean
+// Last- and first-token pooling copy row n-1 (row 0) when it changed or
+// another row took its place. Mean
 // pooling keeps an exact, order-independent sum per column: each element is
 // rounded to a multiple of 2^-64 and added as a 128-bit integer, so removing
 // a changed row's old term and adding its new one gives the same sum as a
@@ -12,6 +13,7 @@
 #include "StepContext.h"
 #include "Steps.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -65,12 +67,15 @@ static void runPoolUpdate(StepContext &ctx, const Step &s) {
   for (int64_t r : rows)
     if (!exact::withinBound(x.row(r), x.width, kMaxPooled))
       throwBreach(p, index, Breach::PoolInput);
-  if (in.attrs.pool == PoolKind::Last) {
-    // Unchanged unless the last row's bits changed or another row is last.
-    if (plan && plan->from[size_t(n - 1)] == int64_t(plan->to.size()) - 1 &&
-        (rows.empty() || rows.back() != n - 1))
+  if (in.attrs.pool != PoolKind::Mean) {
+    // Unchanged unless the row's bits changed or another row took its place.
+    bool last = in.attrs.pool == PoolKind::Last;
+    int64_t r = last ? n - 1 : 0;
+    int64_t oldR = last ? int64_t(plan ? plan->to.size() : 0) - 1 : 0;
+    if (plan && plan->from[size_t(r)] == oldR &&
+        !std::binary_search(rows.begin(), rows.end(), r))
       return;
-    std::vector<float> pooled(x.row(n - 1), x.row(n - 1) + x.width);
+    std::vector<float> pooled(x.row(r), x.row(r) + x.width);
     ctx.storeRows(in.results[0], {0}, std::move(pooled));
     out = {0};
     return;

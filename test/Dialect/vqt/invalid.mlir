@@ -55,7 +55,7 @@ func.func @positions_offset(%x: tensor<?x8xf32>) {
 func.func @layer_norm_gamma(%x: tensor<?x8xf32>) {
   %g = vqt.param "g" : tensor<4xf32>
   // expected-error @+1 {{gamma must be tensor<8xf32>}}
-  %y = vqt.layer_norm %x, %g, %g {epsilon = 1.0e-05 : f32} : tensor<?x8xf32>, tensor<4xf32>
+  %y = vqt.layer_norm %x, %g, %g {epsilon = 1.0e-05 : f32} : tensor<?x8xf32>, tensor<4xf32>, tensor<4xf32>
   return
 }
 
@@ -199,7 +199,7 @@ func.func @pool_width(%x: tensor<?x64xf32>) {
 // -----
 
 func.func @pool_kind(%x: tensor<?x64xf32>) {
-  // expected-error @+1 {{expected string or keyword containing one of the following enum values for attribute 'kind' [last, mean]}}
+  // expected-error @+1 {{expected string or keyword containing one of the following enum values for attribute 'kind' [last, mean, first]}}
   %p = vqt.pool max %x : tensor<?x64xf32> -> tensor<64xf32>
   return
 }

@@ -16,8 +16,8 @@ func.func @opt_block(%tokens: tensor<?xi32>) -> tensor<3xf32> {
 
   %ln1_g = vqt.param "model.decoder.layers.0.self_attn_layer_norm.weight" : tensor<64xf32>
   %ln1_b = vqt.param "model.decoder.layers.0.self_attn_layer_norm.bias" : tensor<64xf32>
-  // CHECK: vqt.layer_norm %{{.*}} {epsilon = 9.99999974E-6 : f32} : tensor<?x64xf32>, tensor<64xf32>
-  %a = vqt.layer_norm %x, %ln1_g, %ln1_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>
+  // CHECK: vqt.layer_norm %{{.*}} {epsilon = 9.99999974E-6 : f32} : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
+  %a = vqt.layer_norm %x, %ln1_g, %ln1_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
   %wq = vqt.param "model.decoder.layers.0.self_attn.q_proj.weight" : tensor<64x64xf32>
   %bq = vqt.param "model.decoder.layers.0.self_attn.q_proj.bias" : tensor<64xf32>
   %wk = vqt.param "model.decoder.layers.0.self_attn.k_proj.weight" : tensor<64x64xf32>
@@ -41,7 +41,7 @@ func.func @opt_block(%tokens: tensor<?xi32>) -> tensor<3xf32> {
 
   %ln2_g = vqt.param "model.decoder.layers.0.final_layer_norm.weight" : tensor<64xf32>
   %ln2_b = vqt.param "model.decoder.layers.0.final_layer_norm.bias" : tensor<64xf32>
-  %m = vqt.layer_norm %h, %ln2_g, %ln2_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>
+  %m = vqt.layer_norm %h, %ln2_g, %ln2_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
   %w1 = vqt.param "model.decoder.layers.0.fc1.weight" : tensor<256x64xf32>
   %b1 = vqt.param "model.decoder.layers.0.fc1.bias" : tensor<256xf32>
   %w2 = vqt.param "model.decoder.layers.0.fc2.weight" : tensor<64x256xf32>
@@ -54,7 +54,7 @@ func.func @opt_block(%tokens: tensor<?xi32>) -> tensor<3xf32> {
 
   %lnf_g = vqt.param "model.decoder.final_layer_norm.weight" : tensor<64xf32>
   %lnf_b = vqt.param "model.decoder.final_layer_norm.bias" : tensor<64xf32>
-  %z = vqt.layer_norm %y, %lnf_g, %lnf_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>
+  %z = vqt.layer_norm %y, %lnf_g, %lnf_b {epsilon = 1.0e-05 : f32} : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
   // CHECK: %[[P:.*]] = vqt.pool last %{{.*}} : tensor<?x64xf32> -> tensor<64xf32>
   %p = vqt.pool last %z : tensor<?x64xf32> -> tensor<64xf32>
   %score = vqt.param "score.weight" : tensor<3x64xf32>

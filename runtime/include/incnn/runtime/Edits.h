@@ -47,6 +47,11 @@ struct EditStats {
   /// Rows some attention layer recomputed in full (sorted; empty from
   /// scratch, where every row is).
   std::vector<int64_t> recomputedRows;
+  /// Rows of a per-token output (a token classifier's logits) whose token is
+  /// new or different or whose values changed, bit for bit (sorted, new row
+  /// numbers; every row from scratch; empty for a vector output). Other rows
+  /// kept their token and output (and moved with inserts and deletes).
+  std::vector<int64_t> changedOutputRows;
   double micros = 0; ///< wall time of the update
   int64_t numTokens = 0;
 };

@@ -34,11 +34,11 @@ inline constexpr int64_t kMaxValueWidth = int64_t(1) << 24;
 
 /// Opcodes, one line each in OpTable.def (stable numbers: they are written
 /// to files). Those with rules of their own:
-///   embed: results[0][i] = weights[0][tokens[i]]; operands[0] is the token
-///     input.
+///   embed: results[0][i] = weights[0][tokens[i]] (+ weights[1][0], BERT's
+///     token type 0, when given); operands[0] is the token input.
 ///   add_learned_positions: results[0][i] = operands[0][i] +
 ///     weights[0][i + attrs.positionOffset].
-///   layer_norm / rms_norm: over the row; weights = {gamma, beta} / {gamma};
+///   layer_norm / rms_norm: over the row; weights = {gamma[, beta]} / {gamma};
 ///     attrs.epsilon.
 ///   linear: y = x W^T (+ b): weights = {W [out,in]} or {W, b [out]}; rows
 ///     or a vector.
@@ -49,7 +49,8 @@ inline constexpr int64_t kMaxValueWidth = int64_t(1) << 24;
 ///     k with absolute positions 0..n-1 before the dot products.
 ///   vector_quantize: weights = {codebook [G, K, width/G]}; results =
 ///     {quantized [n,width], codes [n,G] (stored as float ids)}.
-///   pool: rows to a vector: attrs.pool = Last (row n-1) or Mean.
+///   pool: rows to a vector: attrs.pool = Last (row n-1), First (row 0) or
+///     Mean.
 enum class OpCode : uint32_t {
 #define INCNN_OP(Name, Code, Str, Mnemonic) Name = Code,
 #include "incnn/runtime/OpTable.def"
@@ -66,7 +67,7 @@ const char *opCodeName(OpCode op);
 /// The opcode a `vqt` op of this mnemonic ("vq", "relu") lowers to, if any.
 std::optional<OpCode> opCodeOfMnemonic(std::string_view mnemonic);
 
-enum class PoolKind : uint32_t { Last = 0, Mean = 1 };
+enum class PoolKind : uint32_t { Last = 0, Mean = 1, First = 2 };
 
 struct InstrAttrs {
   float epsilon = 0.0f;
@@ -150,7 +151,17 @@ struct CertificateChain {
   bool defer = false;
 };
 
-enum class TaskKind : uint32_t { CausalLM = 0, Classifier = 1 };
+/// What the output is: a causal LM's next-token logits or a document's label
+/// logits (a vector), or one row of label logits per token.
+enum class TaskKind : uint32_t {
+  CausalLM = 0,
+  Classifier = 1,
+  TokenClassifier = 2
+};
+/// "causal_lm", "classifier", "token_classifier" (as written to files).
+const char *taskName(TaskKind task);
+/// The task named `name`; false if there is none.
+bool taskOfName(std::string_view name, TaskKind &task);
 
 struct Program {
   // Model metadata.
@@ -168,7 +179,7 @@ struct Program {
   std::vector<Weight> weights;
   std::vector<Instr> instrs;
   int32_t tokenValue = 0;  ///< the token-id input (width 1, perToken)
-  int32_t outputValue = 0; ///< logits vector
+  int32_t outputValue = 0; ///< logits: a vector, per token for TokenClassifier
 
   // Change propagation: the compiler's delta program, run by every session
   // (from scratch with every row dirty).

@@ -32,6 +32,10 @@ nlohmann::json jsonFloat(float x);
 /// An array of float32s (jsonFloat each).
 nlohmann::json floatsToJson(const std::vector<float> &values);
 
+/// The session's output: an array of floats, or for a per-token output (a
+/// token classifier) an array of rows, one per token.
+nlohmann::json outputToJson(const Session &session);
+
 /// The shortest decimal that parses back to the same float32 bits, read as
 /// a float32 or (like JSON readers) as a double then rounded to float32: at
 /// most 9 significant digits, std::to_chars' shortest form but for a few

@@ -71,7 +71,8 @@ def VQT_MaskKind : I32EnumAttr<"MaskKind", "attention masking", [
 
 def VQT_PoolKind : I32EnumAttr<"PoolKind", "how token rows are pooled", [
   I32EnumAttrCase<"last", 0>,
-  I32EnumAttrCase<"mean", 1>
+  I32EnumAttrCase<"mean", 1>,
+  I32EnumAttrCase<"first", 2>
 ]> {
   let cppNamespace = "::incnn::vqt";
 }

@@ -25,15 +25,19 @@ def VQT_ParamOp : VQT_RuleOp<"param", VQT_ConstantRule> {
   let summary = "A named weight tensor of the checkpoint";
   let description = [{
     Refers to a weight by its checkpoint name; the data is bound when the
-    program is built, never inlined into the IR.
+    program is built, never inlined into the IR. With `rows`, the weight is
+    the slice of the tensor's first dimension that starts there and is as
+    long as the result type says (ModernBERT's fused `Wqkv` becomes three
+    projections).
 
     ```mlir
     %w = vqt.param "model.layers.0.self_attn.q_proj.weight" : tensor<64x64xf32>
+    %k = vqt.param "model.layers.0.attn.Wqkv.weight" rows 64 : tensor<64x64xf32>
     ```
   }];
-  let arguments = (ins StrAttr:$name);
+  let arguments = (ins StrAttr:$name, OptionalAttr<I64Attr>:$rows);
   let results = (outs VQT_Weight:$result);
-  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let assemblyFormat = "$name (`rows` $rows^)? attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 
@@ -44,16 +48,22 @@ def VQT_ParamOp : VQT_RuleOp<"param", VQT_ConstantRule> {
 def VQT_EmbedOp : VQT_RuleOp<"embed", VQT_TokenLocal> {
   let summary = "Token embedding lookup";
   let description = [{
-    Row i of the result is row `tokens[i]` of `table` (`[vocab, D]`).
+    Row i of the result is row `tokens[i]` of `table` (`[vocab, D]`), plus
+    row 0 of `type_table` when given (BERT's token type embedding, every
+    token of type 0): `table[tokens[i]] + type_table[0]`.
 
     ```mlir
     %h = vqt.embed %tokens, %table : tensor<512x64xf32> -> tensor<?x64xf32>
+    %b = vqt.embed %tokens, %table, %types
+           : tensor<512x64xf32>, tensor<2x64xf32> -> tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins VQT_TokenIds:$tokens, VQT_Weight:$table);
+  let arguments = (ins VQT_TokenIds:$tokens, VQT_Weight:$table,
+                       Optional<VQT_Weight>:$type_table);
   let results = (outs VQT_Rows:$result);
   let assemblyFormat = [{
-    $tokens `,` $table attr-dict `:` type($table) `->` type($result)
+    $tokens `,` $table (`,` $type_table^)? attr-dict `:` type($table)
+    (`,` type($type_table)^)? `->` type($result)
   }];
   let hasVerifier = 1;
 }
@@ -86,21 +96,25 @@ def VQT_AddPositionsOp : VQT_RuleOp<"add_positions", VQT_TokenLocal,
 //===----------------------------------------------------------------------===//
 
 def VQT_LayerNormOp : VQT_RuleOp<"layer_norm", VQT_TokenLocal,
-    [AllTypesMatch<["input", "result"]>, AllTypesMatch<["gamma", "beta"]>]> {
+    [AllTypesMatch<["input", "result"]>]> {
   let summary = "Layer normalization over each row";
   let description = [{
-    `(x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta`, per row.
+    `(x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta`, per row; without
+    `beta` (ModernBERT's norms have no bias) the last term is dropped.
 
     ```mlir
     %y = vqt.layer_norm %x, %g, %b {epsilon = 1.0e-05 : f32}
+           : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
+    %z = vqt.layer_norm %x, %g {epsilon = 1.0e-05 : f32}
            : tensor<?x64xf32>, tensor<64xf32>
     ```
   }];
   let arguments = (ins VQT_RowsOrVector:$input, VQT_Weight:$gamma,
-                       VQT_Weight:$beta, F32Attr:$epsilon);
+                       Optional<VQT_Weight>:$beta, F32Attr:$epsilon);
   let results = (outs VQT_RowsOrVector:$result);
   let assemblyFormat = [{
-    $input `,` $gamma `,` $beta attr-dict `:` type($input) `,` type($gamma)
+    $input `,` $gamma (`,` $beta^)? attr-dict `:` type($input) `,` type($gamma)
+    (`,` type($beta)^)?
   }];
   let hasVerifier = 1;
 }
@@ -167,6 +181,7 @@ def VQT_GeluOp : VQT_UnaryOp<"gelu", "x * (1 + erf(x / sqrt(2))) / 2">;
 def VQT_GeluTanhOp : VQT_UnaryOp<"gelu_tanh",
     "x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2 (Hugging Face gelu_new)">;
 def VQT_SiluOp : VQT_UnaryOp<"silu", "x / (1 + exp(-x))">;
+def VQT_TanhOp : VQT_UnaryOp<"tanh", "tanh(x) (BERT's pooler)">;
 
 class VQT_BinaryOp<string mnemonic, string formula, list<Trait> traits = []>
     : VQT_RuleOp<mnemonic, VQT_TokenLocal,
@@ -287,8 +302,8 @@ def VQT_PoolOp : VQT_RuleOp<"pool", VQT_Reducing> {
   let summary = "Pools token rows into one vector";
   let description = [{
     `last` takes the last row (causal LM heads, OPT's sequence classifier),
-    `mean` averages all rows. Feeding the result to `vqt.linear` gives the
-    classifier or LM head.
+    `first` the first (BERT's `[CLS]` row), `mean` averages all rows. Feeding
+    the result to `vqt.linear` gives the classifier or LM head.
 
     ```mlir
     %v = vqt.pool last %x : tensor<?x64xf32> -> tensor<64xf32>
