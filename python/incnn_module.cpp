@@ -283,8 +283,14 @@ std::shared_ptr<PyProgram> compile(const std::string &modelDir,
 }
 #endif
 
-py::array_t<float> toArray(const std::vector<float> &v) {
+/// The output as a NumPy array: 1-D, or for a token classifier one row of
+/// logits per token.
+py::array_t<float> toArray(const PyProgram &p, const std::vector<float> &v) {
   py::array_t<float> a(py::ssize_t(v.size()));
+  if (p.program.task == TaskKind::TokenClassifier) {
+    auto width = py::ssize_t(p.program.labels.size());
+    a = py::array_t<float>({py::ssize_t(v.size()) / width, width});
+  }
   std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
   return a;
 }
@@ -340,15 +346,30 @@ struct StatsCopy {
   }
 };
 
-std::string predictionOf(const PyProgram &p, const std::vector<float> &out) {
-  size_t best = 0;
-  for (size_t i = 1; i < out.size(); ++i)
-    if (out[i] > out[best])
-      best = i;
+/// The label, next token or (token classifiers) list of token labels.
+py::object predictionOf(const PyProgram &p, const std::vector<float> &out) {
+  const std::vector<std::string> &labels = p.program.labels;
+  auto argmax = [&](size_t begin, size_t end) {
+    size_t best = begin;
+    for (size_t i = begin + 1; i < end; ++i)
+      if (out[i] > out[best])
+        best = i;
+    return best - begin;
+  };
+  auto labelName = [&](size_t best) {
+    return best < labels.size() ? labels[best] : std::to_string(best);
+  };
+  if (p.program.task == TaskKind::TokenClassifier) {
+    py::list perToken;
+    for (size_t i = 0; i + labels.size() <= out.size(); i += labels.size())
+      perToken.append(labelName(argmax(i, i + labels.size())));
+    return std::move(perToken);
+  }
+  size_t best = argmax(0, out.size());
   if (p.program.task == TaskKind::Classifier)
-    return best < p.program.labels.size() ? p.program.labels[best]
-                                          : std::to_string(best);
-  return p.tokenizer ? p.tokenizer->piece(int32_t(best)) : std::to_string(best);
+    return py::str(labelName(best));
+  return py::str(p.tokenizer ? p.tokenizer->piece(int32_t(best))
+                             : std::to_string(best));
 }
 
 /// Token ids from an iterable of integers (not a str, bytes or bytearray),
@@ -505,7 +526,7 @@ public:
   }
 
   py::array_t<float> output() {
-    return toArray(locked([&] { return session_.output(); }));
+    return toArray(*program_, locked([&] { return session_.output(); }));
   }
   std::vector<int32_t> tokens() {
     return locked([&] { return session_.tokens(); });
@@ -513,7 +534,10 @@ public:
   py::dict stats() {
     return locked([&] { return StatsCopy(session_); }).toDict();
   }
-  std::string prediction() {
+  std::vector<int64_t> changedRows() {
+    return locked([&] { return session_.stats().changedOutputRows; });
+  }
+  py::object prediction() {
     return predictionOf(*program_, locked([&] { return session_.output(); }));
   }
   const std::shared_ptr<PyProgram> &program() const { return program_; }
@@ -635,10 +659,22 @@ public:
     return locked([&] { return document_->allTokens(); });
   }
   py::array_t<float> output() {
-    return toArray(locked([&] { return session_.output(); }));
+    return toArray(*program_, locked([&] { return session_.output(); }));
   }
-  std::string prediction() {
+  py::object prediction() {
     return predictionOf(*program_, locked([&] { return session_.output(); }));
+  }
+  std::vector<int64_t> changedRows() {
+    return locked([&] { return session_.stats().changedOutputRows; });
+  }
+  /// The byte range [start, end) of each token the model sees.
+  std::vector<std::pair<int64_t, int64_t>> tokenBytes() {
+    return locked([&] {
+      std::vector<std::pair<int64_t, int64_t>> ranges(session_.tokens().size());
+      for (size_t i = 0; i < ranges.size(); ++i)
+        document_->tokenBytes(int64_t(i), ranges[i].first, ranges[i].second);
+      return ranges;
+    });
   }
   py::dict stats() {
     StatsCopy copy = locked([&] {
@@ -661,10 +697,6 @@ private:
   Document::EditResult last_;
   int threads_;
 };
-
-std::string taskName(TaskKind task) {
-  return task == TaskKind::Classifier ? "classifier" : "causal_lm";
-}
 
 } // namespace
 
@@ -772,9 +804,10 @@ PYBIND11_MODULE(incnn, m) {
           "path", [](Ref<PyProgram> p) { return p->path; },
           "The file it was loaded from ('' for an in-memory compile).")
       .def("__repr__", [](Ref<PyProgram> p) {
-        return "<incnn.Program " + taskName(p->program.task) + ", " +
-               std::to_string(p->program.instrs.size()) + " instructions, " +
-               std::to_string(p->program.maxPositions) + " positions>";
+        return std::string("<incnn.Program ") + taskName(p->program.task) +
+               ", " + std::to_string(p->program.instrs.size()) +
+               " instructions, " + std::to_string(p->program.maxPositions) +
+               " positions>";
       });
 
   const char *compileDoc =
@@ -850,15 +883,23 @@ PYBIND11_MODULE(incnn, m) {
       .def_property_readonly(
           "output", [](Ref<PySession> s) { return s->output(); },
           "The output as a new float32 NumPy array (a copy: the session's "
-          "buffer moves on the next edit).")
+          "buffer moves on the next edit); a token classifier's is 2-D, one "
+          "row of logits per token.")
+      .def_property_readonly(
+          "changed_rows", [](Ref<PySession> s) { return s->changedRows(); },
+          "Rows of the output that changed in the last update (new tokens "
+          "and rows whose logits changed in any bit; every row after reset), "
+          "ascending. Token classifiers only; empty otherwise.")
       .def_property_readonly("tokens",
                              [](Ref<PySession> s) { return s->tokens(); })
       .def_property_readonly(
           "stats", [](Ref<PySession> s) { return s->stats(); },
           "The last update's statistics, with the keys of incnn-run --json "
           "(plus cache_bytes).")
-      .def_property_readonly("prediction",
-                             [](Ref<PySession> s) { return s->prediction(); })
+      .def_property_readonly(
+          "prediction", [](Ref<PySession> s) { return s->prediction(); },
+          "The label (classifier), the next token (causal LM) or a list of "
+          "each token's label (token classifier).")
       .def_property_readonly("program",
                              [](Ref<PySession> s) { return s->program(); })
       .def(
@@ -902,6 +943,12 @@ PYBIND11_MODULE(incnn, m) {
                              [](Ref<PyDocument> d) { return d->tokens(); })
       .def_property_readonly("output",
                              [](Ref<PyDocument> d) { return d->output(); })
+      .def_property_readonly(
+          "changed_rows", [](Ref<PyDocument> d) { return d->changedRows(); },
+          "As Session.changed_rows: rows whose output the last edit changed.")
+      .def_property_readonly(
+          "token_bytes", [](Ref<PyDocument> d) { return d->tokenBytes(); },
+          "The UTF-8 byte range (start, end) of each token the model sees.")
       .def_property_readonly("prediction",
                              [](Ref<PyDocument> d) { return d->prediction(); })
       .def_property_readonly(

@@ -289,3 +289,62 @@ def test_docs_example_runs_as_written():
         exec(compile(code, "docs/python.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def expected_changed_rows(old_out, old_tokens, new_out, new_tokens, at, inserted, removed):
+    """Rows of the new output that are new tokens or differ in any bit from their old row."""
+    changed = []
+    for i in range(len(new_tokens)):
+        old = i if i < at else i - inserted + removed
+        if at <= i < at + inserted:
+            # A new token, unless a replacement kept it.
+            if removed == 0 or new_tokens[i] != old_tokens[old]:
+                changed.append(i)
+                continue
+        if not np.array_equal(bits(new_out[i]), bits(old_out[old])):
+            changed.append(i)
+    return changed
+
+
+def test_token_classifier_outputs_rows_and_changed_rows(tmp_path):
+    ckpt = make_model(tmp_path / "tagger", "--family", "modernbert", "--task",
+                      "token_classifier", "--labels", "3", "--layers", "3", "--window", "6",
+                      "--global-every", "3", "--vq", "0:attn_out:4:16,2:block_out:4:8",
+                      "--max-pos", "64", "--seed", "9")
+    program = incnn.compile(ckpt, str(tmp_path / "tagger.incnn"))
+    assert program.task == "token_classifier" and program.output_size == 3
+    rng = random.Random(11)
+    tokens = [rng.randrange(program.vocab_size) for _ in range(30)]
+    s = incnn.Session(program, tokens)
+    assert s.output.shape == (30, 3)
+    assert s.changed_rows == list(range(30))
+    assert len(s.prediction) == 30 and set(s.prediction) <= set(program.labels)
+    for step in range(40):
+        old_out, old_tokens = s.output, list(s.tokens)
+        m = len(old_tokens)
+        kind = rng.choice(["replace", "insert", "delete"])
+        at = rng.randrange(m)
+        if kind == "insert" and m < 60:
+            s.insert(at, [rng.randrange(program.vocab_size)])
+            inserted, removed = 1, 0
+        elif kind == "delete" and m > 4:
+            s.delete(at, 1)
+            inserted, removed = 0, 1
+        else:
+            s.replace(at, [rng.randrange(program.vocab_size)])
+            inserted, removed = 1, 1
+        assert s.output.shape == (len(s.tokens), 3), step
+        assert s.changed_rows == expected_changed_rows(
+            old_out, old_tokens, s.output, s.tokens, at, inserted, removed), step
+        assert same_bits(s.output, incnn.Session(program, s.tokens).output), step
+    # Documents: byte ranges of the tokens cover the text in order.
+    text = "the quick brown fox jumps over"
+    doc = incnn.Document(program, text)
+    spans = doc.token_bytes
+    assert len(spans) == len(doc.tokens) == doc.output.shape[0]
+    assert spans[0][0] == 0 and spans[-1][1] == len(text.encode())
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert doc.changed_rows == list(range(len(spans)))
+    doc.edit(4, 9, "quack")
+    assert doc.verify() and doc.changed_rows
+    assert all(0 <= r < len(doc.tokens) for r in doc.changed_rows)

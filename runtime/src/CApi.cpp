@@ -166,8 +166,14 @@ incnn_status_t incnn_program_load_from_memory(const void *data, size_t size,
 void incnn_program_destroy(incnn_program_t *program) { delete program; }
 
 incnn_task_t incnn_program_task(const incnn_program_t *program) {
-  return program->program.task == TaskKind::Classifier ? INCNN_TASK_CLASSIFIER
-                                                       : INCNN_TASK_CAUSAL_LM;
+  switch (program->program.task) {
+  case TaskKind::Classifier:
+    return INCNN_TASK_CLASSIFIER;
+  case TaskKind::TokenClassifier:
+    return INCNN_TASK_TOKEN_CLASSIFIER;
+  default:
+    return INCNN_TASK_CAUSAL_LM;
+  }
 }
 
 int32_t incnn_program_vocab_size(const incnn_program_t *program) {
@@ -375,6 +381,21 @@ incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
   });
 }
 
+incnn_status_t incnn_session_changed_rows(const incnn_session_t *session,
+                                          int64_t *out, size_t capacity,
+                                          size_t *out_count) {
+  return guarded(session, [&](std::string &message) {
+    if (!session->session->hasDocument()) {
+      if (out_count)
+        *out_count = 0;
+      message = "the session has no document: call incnn_session_reset";
+      return INCNN_ERROR_UNAVAILABLE;
+    }
+    return copyOut(session->session->stats().changedOutputRows, out, capacity,
+                   out_count, "row", message);
+  });
+}
+
 incnn_status_t incnn_session_tokens(const incnn_session_t *session,
                                     int32_t *out, size_t capacity,
                                     size_t *out_count) {
@@ -483,6 +504,8 @@ incnn_status_t incnn_session_evaluate(incnn_session_t *session,
     return INCNN_ERROR_INVALID_ARGUMENT;
   }
   size_t outSize = incnn_program_output_size(session->program);
+  if (incnn_program_task(session->program) == INCNN_TASK_TOKEN_CLASSIFIER)
+    outSize *= num_tokens;
   if (capacity < outSize) {
     session->lastError = "output buffer holds " + std::to_string(capacity) +
                          " floats, need " + std::to_string(outSize);

@@ -49,6 +49,9 @@ typedef enum incnn_status_t {
 typedef enum incnn_task_t {
   INCNN_TASK_CAUSAL_LM = 0,  /* output: next-token logits [vocab] */
   INCNN_TASK_CLASSIFIER = 1, /* output: class logits [num labels] */
+  /* output: one row of label logits per token [tokens x num labels],
+   * row-major; incnn_session_changed_rows says which rows an edit changed */
+  INCNN_TASK_TOKEN_CLASSIFIER = 2,
 } incnn_task_t;
 
 /* A loaded, verified program. Immutable; thread-safe. */
@@ -92,7 +95,8 @@ void incnn_program_destroy(incnn_program_t *program);
 incnn_task_t incnn_program_task(const incnn_program_t *program);
 int32_t incnn_program_vocab_size(const incnn_program_t *program);
 int32_t incnn_program_max_tokens(const incnn_program_t *program);
-/* Number of floats in the output (logits). */
+/* Number of floats in the output (logits); a token classifier's is per
+ * token (its output holds this many times the token count). */
 size_t incnn_program_output_size(const incnn_program_t *program);
 /* Classifier label names: count, and the name of label `index` (NULL when
  * out of range). Strings live as long as the program. */
@@ -165,11 +169,20 @@ incnn_status_t incnn_session_delete(incnn_session_t *session, int64_t at,
                                     int64_t count);
 
 /* Copies the current output (logits) into `out` (`capacity` floats);
- * *out_count receives incnn_program_output_size, also when the buffer is too
- * small (INCNN_ERROR_BUFFER_TOO_SMALL). `out` may be NULL when `capacity` is
- * 0. INCNN_ERROR_UNAVAILABLE before the first reset. */
+ * *out_count receives its size (incnn_program_output_size, times the token
+ * count for a token classifier), also when the buffer is too small
+ * (INCNN_ERROR_BUFFER_TOO_SMALL). `out` may be NULL when `capacity` is 0.
+ * INCNN_ERROR_UNAVAILABLE before the first reset. */
 incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
                                     size_t capacity, size_t *out_count);
+
+/* A token classifier's output rows that the last reset or apply changed
+ * (ascending; every row after a reset; rows whose token is new or whose
+ * logits changed in any bit), copied like incnn_session_output. Other tasks
+ * report no rows. */
+incnn_status_t incnn_session_changed_rows(const incnn_session_t *session,
+                                          int64_t *out, size_t capacity,
+                                          size_t *out_count);
 
 /* Copies the current document's tokens, like incnn_session_output. */
 incnn_status_t incnn_session_tokens(const incnn_session_t *session,
@@ -215,7 +228,8 @@ incnn_status_t incnn_session_stats_json(const incnn_session_t *session,
                                         size_t *out_size);
 
 /* Shorthand: incnn_session_reset, then incnn_session_output into
- * `out_logits` (`capacity` at least incnn_program_output_size). */
+ * `out_logits` (`capacity` at least incnn_program_output_size, times
+ * `num_tokens` for a token classifier). */
 incnn_status_t incnn_session_evaluate(incnn_session_t *session,
                                       const int32_t *tokens, size_t num_tokens,
                                       float *out_logits, size_t capacity);
