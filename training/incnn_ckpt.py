@@ -144,7 +144,8 @@ def load_checkpoint(model_dir):
 
 
 def is_classifier(config):
-    return config["architectures"][0].endswith("ForSequenceClassification")
+    return config["architectures"][0].endswith(("ForSequenceClassification",
+                                                 "ForTokenClassification"))
 
 
 def num_labels(config):
@@ -169,13 +170,15 @@ def resolved(config):
     arch = config.get("architectures", [None])[0]
     allowed = {
         "opt": ("OPTForCausalLM", "OPTForSequenceClassification"),
-        "llama": ("LlamaForCausalLM", "LlamaForSequenceClassification"),
+        "llama": ("LlamaForCausalLM", "LlamaForSequenceClassification",
+                  "LlamaForTokenClassification"),
     }[fam]
     if arch not in allowed:
         raise ValueError("architectures[0] must be one of %s, got %r" % (allowed, arch))
     r = {
         "family": fam,
-        "classifier": arch.endswith("ForSequenceClassification"),
+        "classifier": arch.endswith(("ForSequenceClassification", "ForTokenClassification")),
+        "token": arch.endswith("ForTokenClassification"),
         "vocab": int(config["vocab_size"]),
         "hidden": int(config["hidden_size"]),
         "layers": int(config["num_hidden_layers"]),

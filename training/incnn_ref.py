@@ -587,6 +587,8 @@ def head(model, z):
     with torch.no_grad():
         if isinstance(model, EncoderModel):
             return _encoder_head(model, z)
+        if r.get("token"):  # LlamaForTokenClassification: score with a bias, every row
+            return linear(z, model.get("score.weight"), model.get("score.bias"))
         if r["classifier"]:
             pooled = z[-1] if r["pool"] == "last" else z.sum(0) / z.shape[0]
             return linear(pooled, model.get("score.weight"))

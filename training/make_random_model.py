@@ -64,11 +64,13 @@ def make_config(a):
     fam = a.family
     if fam in ref.ENCODERS:
         return encoder_config(a)
-    if a.task == "token_classifier":
-        raise ValueError("--task token_classifier needs --family bert or modernbert")
+    token = a.task == "token_classifier"
+    if token and fam != "llama":
+        raise ValueError("--task token_classifier needs --family llama, bert or modernbert")
     position = a.position or ("learned" if fam == "opt" else "rope")
-    classifier = a.task == "classifier"
+    classifier = a.task in ("classifier", "token_classifier")
     arch = {"opt": "OPT", "llama": "Llama"}[fam] + (
+        "ForTokenClassification" if token else
         "ForSequenceClassification" if classifier else "ForCausalLM")
     c = {
         "architectures": [arch],
@@ -104,7 +106,8 @@ def make_config(a):
         c["id2label"] = {str(i): "LABEL_%d" % i for i in range(a.labels)}
         c["label2id"] = {"LABEL_%d" % i: i for i in range(a.labels)}
         c["num_labels"] = a.labels
-        c["incnn_pool"] = a.pool
+        if not token:
+            c["incnn_pool"] = a.pool
     vq = parse_vq(a.vq)
     if vq:
         c["incnn_vq"] = vq
@@ -299,6 +302,8 @@ def make_weights(c, rng, tied):
         t["classifier.bias"] = bias(r["labels"])
     elif r["classifier"]:
         t["score.weight"] = rng.normal(0.0, 1.0 / np.sqrt(d), (r["labels"], d))
+        if r.get("token"):
+            t["score.bias"] = bias(r["labels"])
     elif not tied:
         t["lm_head.weight"] = rng.normal(0.0, 0.3, (V, d))
     for s in r["vq"]:

@@ -211,7 +211,7 @@ class IncnnModel(nn.Module):
             dec.norm = RMSNorm(d, r["eps"])
         self.dec = [dec]  # plain list: not registered twice
         if r["classifier"]:
-            self.score = nn.Linear(d, r["labels"], bias=False)
+            self.score = nn.Linear(d, r["labels"], bias=r["token"])
         elif not self._tied():
             self.lm_head = nn.Linear(d, r["vocab"], bias=False)
         self.vq = nn.ModuleDict()
@@ -309,6 +309,8 @@ class IncnnModel(nn.Module):
 
     def forward(self, ids, lengths=None, capture=None):
         z = self.hidden(ids, lengths, capture)
+        if self.r["token"]:
+            return self.score(z)  # [B, n, labels]
         if self.r["classifier"]:
             return self.score(self.pool(z, lengths))
         return z @ self.lm_weight().t()

@@ -233,14 +233,15 @@ std::string parseConfigJson(const json &root, ModelConfig &c) {
     c.classifier = false;
   else if (c.architecture == prefix + "SequenceClassification")
     c.classifier = true;
-  else if (c.architecture == prefix + "TokenClassification" && encoder)
+  else if (c.architecture == prefix + "TokenClassification" &&
+           (encoder || c.family == "llama"))
     c.classifier = c.tokenClassifier = true;
   else
     return "config.json: unsupported architecture '" + c.architecture +
            "' for model_type '" + c.family +
            "' (supported: " + (encoder ? "" : prefix + "CausalLM, ") + prefix +
            "SequenceClassification" +
-           (encoder ? ", " + prefix + "TokenClassification" : "") + ")";
+           (isOpt ? "" : ", " + prefix + "TokenClassification") + ")";
 
   c.vocabSize = r.getInt("vocab_size", 0, true);
   c.hidden = r.getInt("hidden_size", 0, true);

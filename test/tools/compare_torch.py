@@ -60,6 +60,11 @@ CONFIGS = [
                                  vq="1:attn_out:2:8")),
     ("llama-rope-window-bidir-lm", dict(family="llama", kv_heads=2, attention="bidirectional",
                                         window=4)),
+    # LlamaForTokenClassification made bidirectional with local windows (the bundled tagger's
+    # shape).
+    ("llama-tok-window-bidir-vq", dict(family="llama", task="token_classifier",
+                                       attention="bidirectional", window=6,
+                                       vq="0:attn_out:2:8")),
     # Hugging Face encoders (HF config and tensor names), with a tolerance of their own.
     ("bert-cls", dict(family="bert", task="classifier"), 1e-5),
     ("bert-tok-vq", dict(family="bert", task="token_classifier",

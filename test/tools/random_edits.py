@@ -59,6 +59,9 @@ CONFIGS = [
     # Hugging Face encoders: bidirectional, post-LN BERT with learned positions (an insert
     # moves every later row) and ModernBERT with rotary local / global layers; both heads.
     # A token classifier's "changed_rows" are checked against consecutive outputs.
+    ("llama-window-bidir-tok", dict(family="llama", task="token_classifier",
+                                    attention="bidirectional", window=6,
+                                    vq="0:attn_out:2:8,1:attn_out:2:8")),
     ("bert-tok", dict(family="bert", task="token_classifier",
                       vq="0:attn_out:2:8,1:block_out:4:8")),
     ("bert-cls", dict(family="bert", task="classifier", vq="1:attn_out:4:8")),

@@ -341,8 +341,8 @@ Value GraphBuilder::head(Value x) {
     x = layerNorm(x, "head.norm", config.normBias);
     return linear(x, "classifier", d, labels, true);
   }
-  if (config.classifier)
-    return linear(x, "score", d, labels, false);
+  if (config.classifier) // LlamaForTokenClassification's score has a bias
+    return linear(x, "score", d, labels, config.tokenClassifier);
   bool opt = config.family == "opt";
   Value table = param((opt ? "model.decoder." : "model.") +
                           std::string("embed_tokens.weight"),
