@@ -2,7 +2,10 @@
 // playwright-core): load the sample long document, type into it (ASCII and
 // non-ASCII, insertions and deletions, faster than the server answers), and
 // check that the prediction shown, and the document's output through the
-// API, equal `incnn-run --text` on the final text bit for bit.
+// API, equal `incnn-run --text` on the final text bit for bit. With a token
+// classifier (a tagger) the page underlines its flags from the spans each
+// edit changed; the underlines on the final text must equal the spans of
+// `incnn-run --text` (its labels and token_bytes, docs/serve.md's rule).
 //
 //   node page_test.mjs BIN_DIR PROGRAM.incnn SAMPLE.txt SCREENSHOT.png
 import { chromium } from "playwright-core";
@@ -35,6 +38,8 @@ try {
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on("pageerror", (e) => fail("page error: " + e.message));
+  const model = await (await fetch(base + "/v1/model")).json();
+  const tagger = model.task === "token_classifier";
   await page.goto(base + "/");
   await page.waitForFunction(() => window.incnn && window.incnn.docId() !== null);
   await page.click("#sample");
@@ -67,6 +72,18 @@ try {
   await idle();
   await page.keyboard.type(" x", { delay: 30 });
   await idle();
+  if (tagger) {
+    // Errors people make, typed at the top and in the middle, one fixed again.
+    await caret(0);
+    await page.keyboard.type("Teh proposal wil recieve thier review untill tommorow. ",
+                             { delay: 10 });
+    await caret(Math.floor(length / 3));
+    await page.keyboard.type(" becuase the the parser is diffrent ", { delay: 10 });
+    await idle();
+    for (let i = 0; i < 3; i++) await page.keyboard.press("Backspace");
+    await page.keyboard.type("rent ", { delay: 10 });
+    await idle();
+  }
   // The server loses the document (as when a fleet's server dies): the page
   // sends its text again and carries on.
   const lost = await page.evaluate(() => window.incnn.docId());
@@ -86,12 +103,37 @@ try {
   writeFileSync(path.join(dir, "final.txt"), text);
   const run = JSON.parse(execFileSync(path.join(binDir, "incnn-run"),
       [program, "--text", path.join(dir, "final.txt"), "--json"]).toString().split("\n")[0]);
-  const bits = (xs) => Array.from(new Float32Array(xs)).join(",");
+  const bits = (xs) => Array.from(new Float32Array(xs.flat())).join(",");
   if (bits(doc.output) !== bits(run.output))
     fail(`the page's document ${bits(doc.output)} differs from incnn-run --text ${bits(run.output)}`);
   if (doc.text_bytes !== Buffer.byteLength(text, "utf8"))
     fail(`the server holds ${doc.text_bytes} bytes, the page ${Buffer.byteLength(text, "utf8")}`);
-  if (shown !== doc.prediction || shown !== run.label)
+  if (tagger) {
+    // The spans of incnn-run's labels: tokens not labelled labels[0], a token
+    // starting with whitespace or with another label starts a new span.
+    const bytes = Buffer.from(text, "utf8"), space = (b) => " \n\t\r".includes(String.fromCharCode(b));
+    const want = [];
+    run.labels.forEach((label, i) => {
+      if (label === model.labels[0]) return;
+      let [b, e] = run.token_bytes[i];
+      const last = want[want.length - 1];
+      if (last && i > 0 && run.labels[i - 1] === label && !space(bytes[b]) && last[1] === b) {
+        last[1] = e;
+        return;
+      }
+      while (b < e && space(bytes[b])) b++;
+      if (b < e) want.push([b, e, label]);
+    });
+    const flags = await page.evaluate(() => window.incnn.flags());
+    if (JSON.stringify(flags) !== JSON.stringify(want))
+      fail(`the page underlines ${JSON.stringify(flags)}, incnn-run --text gives ${JSON.stringify(want)}`);
+    const underlined = await page.evaluate(() => window.incnn.underlined());
+    const words = want.map(([b, e, l]) => [bytes.subarray(b, e).toString("utf8"), l]);
+    if (JSON.stringify(underlined) !== JSON.stringify(words))
+      fail(`the page draws ${JSON.stringify(underlined)}, expected ${JSON.stringify(words)}`);
+    console.log(`the page underlines ${flags.length} spans, equal to incnn-run --text on the ` +
+                `final text: ${words.slice(0, 8).map((w) => w[0]).join(", ")}...`);
+  } else if (shown !== doc.prediction || shown !== run.label)
     fail(`the page shows '${shown}', the server '${doc.prediction}', incnn-run '${run.label}'`);
   const rtt = await page.textContent("#rtt");
   console.log(`typed ASCII and non-ASCII text, deleted, replaced: the page shows '${shown}', ` +

@@ -1,5 +1,6 @@
 //===- ServeApi.cpp - incnn-serve's JSON API, without the transport -------===//
 #include "ServeApi.h"
+#include "LabelledSpans.h"
 
 #include "incnn/runtime/BoundedJson.h"
 #include "incnn/runtime/Limits.h"
@@ -425,7 +426,8 @@ json DocumentServer::edit(const std::string &id, const json &body) {
   metrics_.tokenize(tokenizeUs * 1e-6);
   metrics_.update(entry->session.stats().micros * 1e-6);
   entry->bytes = entry->session.cacheBytes();
-  json r = describe(*entry);
+  json r =
+      describe(*entry, &textEdits, &entry->session.stats().changedOutputRows);
   r["stats"] = stats(*entry, us, tokenizeUs, tokenEdits);
   if (verify) {
     bool exact = matchesFromScratch(*entry);
@@ -467,8 +469,7 @@ json DocumentServer::remove(const std::string &id) {
 json DocumentServer::model() const {
   json r;
   r["labels"] = program_.labels;
-  r["task"] =
-      program_.task == TaskKind::Classifier ? "classifier" : "causal_lm";
+  r["task"] = taskName(program_.task);
   r["vocab_size"] = program_.vocabSize;
   r["window"] = program_.maxPositions;
   r["max_tokens"] = limits_.maxTokens;
@@ -605,9 +606,71 @@ void DocumentServer::enforceBudget(const std::string &keep, int64_t reserve) {
   }
 }
 
-json DocumentServer::describe(Entry &e) const {
+namespace {
+
+json spansToJson(const std::vector<LabelledSpan> &spans,
+                 const std::vector<std::string> &labels) {
+  json out = json::array();
+  for (const LabelledSpan &s : spans)
+    out.push_back(
+        {s.begin, s.end,
+         s.label < labels.size() ? labels[s.label] : std::to_string(s.label)});
+  return out;
+}
+
+/// The bytes of the final text that `edits` wrote (each edit applies to the
+/// text the ones before it left), as one range [begin, end].
+std::pair<int64_t, int64_t> writtenBytes(const std::vector<TextEdit> &edits) {
+  int64_t begin = INT64_MAX, end = -1;
+  for (const TextEdit &t : edits) {
+    int64_t delta = int64_t(t.text.size()) - (t.end - t.start);
+    if (end >= 0) { // move what earlier edits wrote
+      if (begin >= t.end)
+        begin += delta;
+      else if (begin > t.start)
+        begin = t.start;
+      if (end >= t.end)
+        end += delta;
+      else if (end > t.start)
+        end = t.start + int64_t(t.text.size());
+    }
+    begin = std::min(begin, t.start);
+    end = std::max(end, t.start + int64_t(t.text.size()));
+  }
+  return {begin, end};
+}
+
+} // namespace
+
+json DocumentServer::describe(Entry &e, const std::vector<TextEdit> *edits,
+                              const std::vector<int64_t> *changedRows) const {
   json r;
   const std::vector<float> &out = e.session.output();
+  if (program_.task == TaskKind::TokenClassifier) {
+    // The spans a client underlines: all of them, or after an edit those
+    // touching what changed (docs/serve.md).
+    TokenLabels labels(e.document, e.session, program_.labels.size());
+    r["labels"] = program_.labels;
+    if (!edits) {
+      r["output"] = outputToJson(e.session);
+      r["spans"] = spansToJson(labels.all(), program_.labels);
+      return r;
+    }
+    auto [begin, end] = writtenBytes(*edits);
+    for (int64_t row : *changedRows) {
+      int64_t b = 0, en = 0;
+      e.document.tokenBytes(row, b, en);
+      begin = std::min(begin, b);
+      end = std::max(end, en);
+    }
+    if (end < 0)
+      return r; // nothing changed
+    std::vector<LabelledSpan> spans = labels.touching(begin, end);
+    r["changed_rows"] = *changedRows;
+    r["spans_range"] = {begin, end};
+    r["spans"] = spansToJson(spans, program_.labels);
+    return r;
+  }
   r["output"] = floatsToJson(out);
   if (program_.task == TaskKind::Classifier && !out.empty()) {
     size_t best =

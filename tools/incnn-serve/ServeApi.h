@@ -104,7 +104,11 @@ private:
   /// budget.
   void enforceBudget(const std::string &keep, int64_t reserve = 0);
   int64_t cacheBytes() const;
-  nlohmann::json describe(Entry &e) const;
+  /// The output; a token classifier's labelled spans, all of them or, after
+  /// `edits`, those a client must replace.
+  nlohmann::json
+  describe(Entry &e, const std::vector<runtime::TextEdit> *edits = nullptr,
+           const std::vector<int64_t> *changedRows = nullptr) const;
   nlohmann::json stats(Entry &e, double us, double tokenizeUs,
                        const std::vector<runtime::TokenEdit> &edits) const;
   bool matchesFromScratch(Entry &e);

@@ -1,0 +1,80 @@
+//===- LabelledSpans.cpp - a token classifier's flags as text spans -------===//
+#include "LabelledSpans.h"
+
+#include <algorithm>
+
+namespace incnn::serve {
+
+TokenLabels::TokenLabels(const Document &document, const Session &session,
+                         size_t width)
+    : document_(document), out_(session.output()), width_(width),
+      rows_(width ? int64_t(out_.size() / width) : 0) {}
+
+size_t TokenLabels::label(int64_t row) const {
+  auto first = out_.begin() + row * int64_t(width_);
+  return size_t(std::max_element(first, first + int64_t(width_)) - first);
+}
+
+bool TokenLabels::startsRun(int64_t row) const {
+  if (row == 0 || label(row) != label(row - 1))
+    return true;
+  int64_t begin = 0, end = 0;
+  document_.tokenBytes(row, begin, end);
+  char c = begin < end ? document_.text()[size_t(begin)] : ' ';
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
+std::vector<LabelledSpan> TokenLabels::spans(int64_t first,
+                                             int64_t last) const {
+  std::vector<LabelledSpan> out;
+  const std::string &text = document_.text();
+  for (int64_t row = first; row < last; ++row) {
+    size_t l = label(row);
+    if (l == 0)
+      continue;
+    int64_t begin = 0, end = 0;
+    document_.tokenBytes(row, begin, end);
+    if (!out.empty() && !startsRun(row) && out.back().end == begin) {
+      out.back().end = end;
+      continue;
+    }
+    while (begin < end &&
+           (text[size_t(begin)] == ' ' || text[size_t(begin)] == '\n' ||
+            text[size_t(begin)] == '\t' || text[size_t(begin)] == '\r'))
+      ++begin;
+    if (begin < end)
+      out.push_back({begin, end, l});
+  }
+  return out;
+}
+
+int64_t TokenLabels::rowAt(int64_t byte) const {
+  int64_t lo = 0, hi = rows_;
+  while (lo < hi) {
+    int64_t mid = (lo + hi) / 2, begin = 0, end = 0;
+    document_.tokenBytes(mid, begin, end);
+    if (end < byte)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+std::vector<LabelledSpan> TokenLabels::touching(int64_t &begin,
+                                                int64_t &end) const {
+  int64_t first = std::max<int64_t>(0, rowAt(begin) - 1);
+  int64_t last = std::min(rows_, rowAt(end) + 2);
+  while (first > 0 && !startsRun(first))
+    --first;
+  while (last < rows_ && !startsRun(last))
+    ++last;
+  std::vector<LabelledSpan> out = spans(first, last);
+  for (const LabelledSpan &s : out) {
+    begin = std::min(begin, s.begin);
+    end = std::max(end, s.end);
+  }
+  return out;
+}
+
+} // namespace incnn::serve
