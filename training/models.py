@@ -40,16 +40,18 @@ SITES = ("attn_out", "block_out")
 
 def make_config(family="opt", vocab=2048, hidden=128, layers=2, heads=4, kv_heads=None, ffn=512,
                 max_pos=512, position=None, attention="causal", labels=None, pool="last",
-                vq="", act="relu", tied=None, window=0, global_every=0):
+                vq="", act="relu", tied=None, window=0, global_every=0, token=False):
     """An HF-style config dict (via make_random_model.make_config). ``labels``: list of class
-    names for a classifier, None for a causal LM. ``vq``: ``"L:site:G:K,..."`` or a list of
+    names for a classifier (with ``token``: a token classifier), None for a causal LM. ``vq``: ``"L:site:G:K,..."`` or a list of
     site dicts."""
     if not isinstance(vq, str):
         vq = ",".join("%d:%s:%d:%d" % (s["layer"], s["site"], s["groups"], s["codes"])
                       for s in vq)
     a = argparse.Namespace(family=family, vocab=vocab, hidden=hidden, layers=layers, heads=heads,
                            kv_heads=kv_heads, ffn=ffn, max_pos=max_pos, position=position,
-                           attention=attention, task="classifier" if labels else "lm",
+                           attention=attention,
+                           task=("token_classifier" if token else "classifier") if labels
+                           else "lm",
                            labels=len(labels) if labels else 0, pool=pool, act=act,
                            tied=(family == "opt") if tied is None else tied, vq=vq,
                            window=window, global_every=global_every)
@@ -114,7 +116,10 @@ class Attention(nn.Module):
         if r["attention"] == "causal":
             s = s.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), float("-inf"))
         elif key_mask is not None:
-            s = s.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+            # Padded keys are masked; a padded row still sees itself, so that a window holding
+            # only padding gives no NaN (real rows are unaffected: their own key is real).
+            visible = key_mask[:, None, None, :] | torch.eye(n, dtype=torch.bool)
+            s = s.masked_fill(~visible, float("-inf"))
         if self.window:
             pos = torch.arange(n)
             far = (pos[:, None] - pos[None, :]).abs() >= self.window

@@ -166,10 +166,11 @@ class ExportEquivalenceTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def check(self, family, position, labels, pool, vq, attention="causal", kv_heads=None):
+    def check(self, family, position, labels, pool, vq, attention="causal", kv_heads=None,
+              token=False, window=0):
         c = M.make_config(family, vocab=41, hidden=32, layers=2, heads=4, kv_heads=kv_heads,
                           ffn=48, max_pos=24, position=position, attention=attention,
-                          labels=labels, pool=pool, vq=vq)
+                          labels=labels, pool=pool, vq=vq, token=token, window=window)
         m = M.IncnnModel(c, dropout=0.1, seed=4)
         _perturb(m, 1)
         rng = np.random.RandomState(0)
@@ -188,7 +189,10 @@ class ExportEquivalenceTest(unittest.TestCase):
         self.assertEqual(ck.load_config(d), c)
         rm = ref.load_model(d)
         for b, s in enumerate(seqs):
-            if labels:
+            if token:  # one row of logits per token
+                want = ref.forward(rm, s)
+                got = out[b, :len(s)].numpy()
+            elif labels:
                 want = ref.forward(rm, s)
                 got = out[b].numpy()
             else:
@@ -215,6 +219,14 @@ class ExportEquivalenceTest(unittest.TestCase):
             self.check("llama", pos, None, "last", "1:attn_out:2:8", kv_heads=4)
         self.check("llama", "rope", ["x", "y"], "mean", "", attention="bidirectional",
                    kv_heads=1)
+
+    def test_llama_token_classifier(self):
+        # The bundled tagger's shape: causal NoPE with a window, and a bidirectional variant
+        # (padded rows must not poison real ones).
+        self.check("llama", "none", ["O", "ERROR"], "last", "0:attn_out:1:8,1:attn_out:1:8",
+                   token=True, window=5)
+        self.check("llama", "rope", ["O", "ERROR"], "last", "0:attn_out:1:8",
+                   attention="bidirectional", token=True, window=4)
 
     def test_padding_does_not_change_results(self):
         c = M.make_config("opt", vocab=30, hidden=16, layers=1, heads=2, ffn=32, max_pos=20,
@@ -293,3 +305,49 @@ class TrainClassifierSmokeTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TyposTest(unittest.TestCase):
+    def test_spans_name_exactly_the_changed_words(self):
+        import random
+        import typos
+        text = ("The government will receive their package because it is necessary to believe "
+                "in the system until tomorrow, and then the work is done. ") * 20
+        rng = random.Random(5)
+        kinds = set()
+        for _ in range(30):
+            bad, spans = typos.corrupt(text, rng, rate=0.2)
+            words_bad = typos.words(bad)
+            self.assertTrue(spans)
+            # Every span is a whole word of the new text; outside them the words are the
+            # original ones, in order (a doubled word adds one).
+            starts = {s for s, _ in words_bad}
+            for s, e in spans:
+                self.assertIn(s, starts)
+                self.assertIn((s, e), words_bad)
+            kept = [bad[s:e] for s, e in words_bad if (s, e) not in spans]
+            orig = [text[s:e] for s, e in typos.words(text)]
+            self.assertLessEqual(len(kept), len(orig))
+            it = iter(orig)
+            self.assertTrue(all(w in it for w in kept))  # a subsequence
+            for s, e in spans:
+                w = bad[s:e]
+                if w.lower() in typos.CONFUSIONS.values():
+                    kinds.add("confusion")
+                elif w.lower() in typos.MISSPELLINGS.values():
+                    kinds.add("misspelling")
+                elif bad[max(0, s - len(w) - 1):s - 1] == w:
+                    kinds.add("doubled")
+                else:
+                    kinds.add("typo")
+        self.assertEqual(kinds, {"confusion", "misspelling", "doubled", "typo"})
+
+    def test_metrics(self):
+        import typos
+        c = {"tp": 0, "fp": 0, "fn": 0}
+        typos.score(c, {1, 2, 3}, {2, 3, 4, 5})
+        m = typos.metrics(c)
+        self.assertEqual((m["tp"], m["fp"], m["fn"]), (2, 2, 1))
+        self.assertAlmostEqual(m["precision"], 0.5)
+        self.assertAlmostEqual(m["recall"], 2 / 3)
+        self.assertAlmostEqual(m["f0.5"], 1.25 * 0.5 * (2 / 3) / (0.25 * 0.5 + 2 / 3))
