@@ -229,12 +229,18 @@ def resolved(config):
     r["head_dim"] = r["hidden"] // r["heads"]
     if r["position"] == "rope" and r["head_dim"] % 2:
         raise ValueError("rope needs an even head_dim")
+    check_vq_sites(r)
+    return r
+
+
+def check_vq_sites(r):
+    """Raises ValueError unless every VQ site of resolved config `r` names a site, a layer and
+    a group count that divides the width."""
     for s in r["vq"]:
         if s["site"] not in ("attn_out", "block_out"):
             raise ValueError("VQ site must be attn_out or block_out")
         if not 0 <= int(s["layer"]) < r["layers"] or r["hidden"] % int(s["groups"]):
             raise ValueError("bad VQ site %r" % (s,))
-    return r
 
 
 # --------------------------------------------------------------------------------------------

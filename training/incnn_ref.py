@@ -249,11 +249,7 @@ def encoder_resolved(config):
     r["head_dim"] = r["hidden"] // r["heads"]
     if fam == "modernbert" and r["head_dim"] % 2:
         raise ValueError("rope needs an even head_dim")
-    for s in r["vq"]:
-        if s["site"] not in ("attn_out", "block_out"):
-            raise ValueError("VQ site must be attn_out or block_out")
-        if not 0 <= int(s["layer"]) < r["layers"] or r["hidden"] % int(s["groups"]):
-            raise ValueError("bad VQ site %r" % (s,))
+    ck.check_vq_sites(r)
     return r
 
 

@@ -115,6 +115,24 @@ incnn_status_t copyOut(const std::vector<T> &v, T *out, size_t capacity,
   return INCNN_OK;
 }
 
+/// Copies what `get` reads from the session's document, like copyOut;
+/// INCNN_ERROR_UNAVAILABLE before the first reset.
+template <typename T, typename Get>
+incnn_status_t copyFromDocument(const incnn_session_t *session, T *out,
+                                size_t capacity, size_t *out_count,
+                                const char *what, Get get) {
+  return guarded(session, [&](std::string &message) {
+    if (!session->session->hasDocument()) {
+      if (out_count)
+        *out_count = 0;
+      message = "the session has no document: call incnn_session_reset";
+      return INCNN_ERROR_UNAVAILABLE;
+    }
+    return copyOut<T>(get(*session->session), out, capacity, out_count, what,
+                      message);
+  });
+}
+
 } // namespace
 
 extern "C" {
@@ -369,46 +387,27 @@ incnn_status_t incnn_session_delete(incnn_session_t *session, int64_t at,
 
 incnn_status_t incnn_session_output(const incnn_session_t *session, float *out,
                                     size_t capacity, size_t *out_count) {
-  return guarded(session, [&](std::string &message) {
-    if (!session->session->hasDocument()) {
-      if (out_count)
-        *out_count = 0;
-      message = "the session has no document: call incnn_session_reset";
-      return INCNN_ERROR_UNAVAILABLE;
-    }
-    return copyOut(session->session->output(), out, capacity, out_count,
-                   "output", message);
-  });
+  return copyFromDocument(
+      session, out, capacity, out_count, "output",
+      [](const Session &sess) -> const auto & { return sess.output(); });
 }
 
 incnn_status_t incnn_session_changed_rows(const incnn_session_t *session,
                                           int64_t *out, size_t capacity,
                                           size_t *out_count) {
-  return guarded(session, [&](std::string &message) {
-    if (!session->session->hasDocument()) {
-      if (out_count)
-        *out_count = 0;
-      message = "the session has no document: call incnn_session_reset";
-      return INCNN_ERROR_UNAVAILABLE;
-    }
-    return copyOut(session->session->stats().changedOutputRows, out, capacity,
-                   out_count, "row", message);
-  });
+  return copyFromDocument(
+      session, out, capacity, out_count, "row",
+      [](const Session &sess) -> const auto & {
+        return sess.stats().changedOutputRows;
+      });
 }
 
 incnn_status_t incnn_session_tokens(const incnn_session_t *session,
                                     int32_t *out, size_t capacity,
                                     size_t *out_count) {
-  return guarded(session, [&](std::string &message) {
-    if (!session->session->hasDocument()) {
-      if (out_count)
-        *out_count = 0;
-      message = "the session has no document: call incnn_session_reset";
-      return INCNN_ERROR_UNAVAILABLE;
-    }
-    return copyOut(session->session->tokens(), out, capacity, out_count,
-                   "token", message);
-  });
+  return copyFromDocument(
+      session, out, capacity, out_count, "token",
+      [](const Session &sess) -> const auto & { return sess.tokens(); });
 }
 
 void incnn_stats_init(incnn_stats_t *stats) {
