@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What an edit costs an encoder token tagger, by position scheme (docs/benchmarks.md,
-# "Encoders"): random bert and modernbert checkpoints (4 layers, d 128, VQ 1x8 after every
-# attention), 2,000 tokens, 20 single-token replacements, inserts and deletes each, one thread.
+# What an edit costs a token tagger, by position scheme (docs/benchmarks.md, "Encoders"):
+# random bert, modernbert and llama token classifiers (4 layers, d 128, VQ 1x8 after every
+# attention; the llama ones with a 16-token window in every layer: rotary and bidirectional, or
+# no positions and causal as the bundled tagger), 2,000 tokens, 20 single-token replacements,
+# inserts and deletes each, one thread.
 #   scripts/bench-encoders.sh [BUILD_DIR] [WORK_DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,8 +15,10 @@ COMMON=(--task token_classifier --layers 4 --hidden 128 --ffn 256 --vocab 500 --
         --seed 1 --fit-seqs 8 --fit-len 64 --kmeans-iters 4 --vq "$VQ")
 declare -A MODELS=(
   [bert]="--family bert"
-  [modernbert-global-every-4]="--family modernbert --window 64 --global-every 4")
-for name in bert modernbert-global-every-4; do
+  [modernbert-global-every-4]="--family modernbert --window 64 --global-every 4"
+  [llama-rope-bidir-window]="--family llama --position rope --attention bidirectional --window 16"
+  [llama-nope-causal-window]="--family llama --position none --attention causal --window 16")
+for name in bert modernbert-global-every-4 llama-rope-bidir-window llama-nope-causal-window; do
   # shellcheck disable=SC2086
   /usr/bin/python3 "$ROOT/training/make_random_model.py" "$name" ${MODELS[$name]} "${COMMON[@]}" \
     > /dev/null

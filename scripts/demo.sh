@@ -29,6 +29,16 @@ echo "== a long document ($(wc -c <"$LONG") bytes: sample.txt 16 times), 40 sing
 "$BUILD_DIR/bin/incnn-bench" "$OUT" --synthetic "$LONG" --new-tokens document \
   --edits 40 --check-every 10 --quiet
 
+# The writing-assistant tagger: flags words with errors; the edits fix four
+# typos and type a sentence with a new one, letter by letter. Each step prints
+# the flagged tokens and how many output rows changed.
+TAGGER=models/typo-tagger
+echo
+echo "== the typo tagger on $TAGGER/sample.txt, then $TAGGER/sample-edits.jsonl"
+"$BUILD_DIR/bin/incnn-compile" "$TAGGER" -o "$BUILD_DIR/typo-tagger.incnn"
+"$BUILD_DIR/bin/incnn-run" "$BUILD_DIR/typo-tagger.incnn" --text "$TAGGER/sample.txt" \
+  --edits "$TAGGER/sample-edits.jsonl" --verify
+
 TRACE=../shared/data/peps/edits.jsonl.gz
 if [ -f "$TRACE" ]; then
   echo

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Starts the live editor: compiles the bundled model (if needed) and runs
+# Starts the live editor: compiles a bundled model (if needed) and runs
 # incnn-serve on it with a long sample document; open the printed URL.
 #
-#   scripts/serve.sh [BUILD_DIR] [incnn-serve options, e.g. --port 8080]
+#   [MODEL=models/typo-tagger] scripts/serve.sh [BUILD_DIR] [incnn-serve options, e.g. --port 8080]
+#
+# MODEL: models/pep-vq (the default; the page shows its PEP-type prediction) or
+# models/typo-tagger (the page underlines the words it flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
 shift || true
-MODEL=models/pep-vq
-OUT="$BUILD_DIR/pep-vq.incnn"
+MODEL=${MODEL:-models/pep-vq}
+OUT="$BUILD_DIR/$(basename "$MODEL").incnn"
 [ -x "$BUILD_DIR/bin/incnn-serve" ] ||
   { echo "incnn-serve is not built in $BUILD_DIR: run scripts/setup.sh first" >&2; exit 1; }
 [ "$OUT" -nt "$MODEL/model.safetensors" ] || "$BUILD_DIR/bin/incnn-compile" "$MODEL" -o "$OUT"

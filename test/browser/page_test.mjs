@@ -109,21 +109,22 @@ try {
   if (doc.text_bytes !== Buffer.byteLength(text, "utf8"))
     fail(`the server holds ${doc.text_bytes} bytes, the page ${Buffer.byteLength(text, "utf8")}`);
   if (tagger) {
-    // The spans of incnn-run's labels: tokens not labelled labels[0], a token
-    // starting with whitespace or with another label starts a new span.
+    // The spans of incnn-run's labels (docs/serve.md): words (a token starting
+    // with whitespace and the tokens up to the next one) holding a token not
+    // labelled labels[0], with the first such label.
     const bytes = Buffer.from(text, "utf8"), space = (b) => " \n\t\r".includes(String.fromCharCode(b));
     const want = [];
-    run.labels.forEach((label, i) => {
-      if (label === model.labels[0]) return;
-      let [b, e] = run.token_bytes[i];
-      const last = want[want.length - 1];
-      if (last && i > 0 && run.labels[i - 1] === label && !space(bytes[b]) && last[1] === b) {
-        last[1] = e;
-        return;
-      }
+    for (let i = 0; i < run.labels.length; ) {
+      let j = i + 1;
+      while (j < run.labels.length && !(run.token_bytes[j][0] < run.token_bytes[j][1] &&
+                                        space(bytes[run.token_bytes[j][0]]))) j++;
+      const label = run.labels.slice(i, j).find((l) => l !== model.labels[0]);
+      let b = run.token_bytes[i][0];
+      const e = run.token_bytes[j - 1][1];
       while (b < e && space(bytes[b])) b++;
-      if (b < e) want.push([b, e, label]);
-    });
+      if (label && b < e) want.push([b, e, label]);
+      i = j;
+    }
     const flags = await page.evaluate(() => window.incnn.flags());
     if (JSON.stringify(flags) !== JSON.stringify(want))
       fail(`the page underlines ${JSON.stringify(flags)}, incnn-run --text gives ${JSON.stringify(want)}`);
@@ -138,6 +139,14 @@ try {
   const rtt = await page.textContent("#rtt");
   console.log(`typed ASCII and non-ASCII text, deleted, replaced: the page shows '${shown}', ` +
               `its document equals incnn-run --text bit for bit (last round trip ${rtt})`);
+  if (tagger) {
+    // The picture for the README: the top, where the typos were typed.
+    await page.evaluate(() => {
+      const e = document.getElementById("editor");
+      e.scrollTop = 0;
+      e.dispatchEvent(new Event("scroll"));
+    });
+  }
   await page.screenshot({ path: screenshot });
   console.log("browser test: ok");
 } catch (e) {

@@ -5,6 +5,10 @@
 
 namespace incnn::serve {
 
+static bool isSpace(char c) {
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
 TokenLabels::TokenLabels(const Document &document, const Session &session,
                          size_t width)
     : document_(document), out_(session.output()), width_(width),
@@ -16,34 +20,33 @@ size_t TokenLabels::label(int64_t row) const {
 }
 
 bool TokenLabels::startsRun(int64_t row) const {
-  if (row == 0 || label(row) != label(row - 1))
+  if (row == 0)
     return true;
   int64_t begin = 0, end = 0;
   document_.tokenBytes(row, begin, end);
-  char c = begin < end ? document_.text()[size_t(begin)] : ' ';
-  return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+  return begin < end && isSpace(document_.text()[size_t(begin)]);
 }
 
 std::vector<LabelledSpan> TokenLabels::spans(int64_t first,
                                              int64_t last) const {
   std::vector<LabelledSpan> out;
   const std::string &text = document_.text();
-  for (int64_t row = first; row < last; ++row) {
-    size_t l = label(row);
-    if (l == 0)
-      continue;
-    int64_t begin = 0, end = 0;
-    document_.tokenBytes(row, begin, end);
-    if (!out.empty() && !startsRun(row) && out.back().end == begin) {
-      out.back().end = end;
-      continue;
-    }
-    while (begin < end &&
-           (text[size_t(begin)] == ' ' || text[size_t(begin)] == '\n' ||
-            text[size_t(begin)] == '\t' || text[size_t(begin)] == '\r'))
+  for (int64_t row = first; row < last;) {
+    // One word: this row and the ones up to the next that starts a run.
+    int64_t end = row + 1;
+    while (end < last && !startsRun(end))
+      ++end;
+    size_t l = 0;
+    for (int64_t r = row; r < end && !l; ++r)
+      l = label(r);
+    int64_t begin = 0, stop = 0, unused = 0;
+    document_.tokenBytes(row, begin, unused);
+    document_.tokenBytes(end - 1, unused, stop);
+    while (begin < stop && isSpace(text[size_t(begin)]))
       ++begin;
-    if (begin < end)
-      out.push_back({begin, end, l});
+    if (l && begin < stop)
+      out.push_back({begin, stop, l});
+    row = end;
   }
   return out;
 }

@@ -1,9 +1,9 @@
 //===- LabelledSpans.h - a token classifier's flags as text spans ---------===//
 //
-// What an editor underlines: the byte ranges of tokens whose label is not the
-// first ("O"). A token that starts with whitespace starts a new span, and so
-// does a change of label; the other tokens extend the span before them, so a
-// word split into several tokens is one span. Leading whitespace is left out.
+// What an editor underlines: the words (a token that starts with whitespace,
+// and the tokens after it up to the next such token) that hold a token whose
+// label is not the first ("O"), labelled with the first such label. Leading
+// whitespace is left out.
 //
 //===----------------------------------------------------------------------===//
 #ifndef INCNN_TOOLS_SERVE_LABELLEDSPANS_H
@@ -39,7 +39,7 @@ public:
 
 private:
   size_t label(int64_t row) const;
-  /// True if row starts a new run (whitespace first, or another label).
+  /// True if row starts a word (the first row, or whitespace first).
   bool startsRun(int64_t row) const;
   std::vector<LabelledSpan> spans(int64_t first, int64_t last) const;
   /// The first row whose bytes end at or after `byte`.
