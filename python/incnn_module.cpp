@@ -286,11 +286,11 @@ std::shared_ptr<PyProgram> compile(const std::string &modelDir,
 /// The output as a NumPy array: 1-D, or for a token classifier one row of
 /// logits per token.
 py::array_t<float> toArray(const PyProgram &p, const std::vector<float> &v) {
-  py::array_t<float> a(py::ssize_t(v.size()));
-  if (p.program.task == TaskKind::TokenClassifier) {
-    auto width = py::ssize_t(p.program.labels.size());
-    a = py::array_t<float>({py::ssize_t(v.size()) / width, width});
-  }
+  auto size = py::ssize_t(v.size());
+  auto width = py::ssize_t(p.program.labels.size());
+  py::array_t<float> a = p.program.task == TaskKind::TokenClassifier && width
+                             ? py::array_t<float>({size / width, width})
+                             : py::array_t<float>(size);
   std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
   return a;
 }
@@ -349,23 +349,16 @@ struct StatsCopy {
 /// The label, next token or (token classifiers) list of token labels.
 py::object predictionOf(const PyProgram &p, const std::vector<float> &out) {
   const std::vector<std::string> &labels = p.program.labels;
-  auto argmax = [&](size_t begin, size_t end) {
-    size_t best = begin;
-    for (size_t i = begin + 1; i < end; ++i)
-      if (out[i] > out[best])
-        best = i;
-    return best - begin;
-  };
   auto labelName = [&](size_t best) {
     return best < labels.size() ? labels[best] : std::to_string(best);
   };
   if (p.program.task == TaskKind::TokenClassifier) {
     py::list perToken;
-    for (size_t i = 0; i + labels.size() <= out.size(); i += labels.size())
-      perToken.append(labelName(argmax(i, i + labels.size())));
+    for (size_t label : rowLabels(out, labels.size()))
+      perToken.append(labelName(label));
     return std::move(perToken);
   }
-  size_t best = argmax(0, out.size());
+  size_t best = argmaxOf(out.data(), out.size());
   if (p.program.task == TaskKind::Classifier)
     return py::str(labelName(best));
   return py::str(p.tokenizer ? p.tokenizer->piece(int32_t(best))

@@ -26,6 +26,21 @@ json floatsToJson(const std::vector<float> &values) {
   return a;
 }
 
+size_t argmaxOf(const float *values, size_t width) {
+  size_t best = 0;
+  for (size_t i = 1; i < width; ++i)
+    if (values[i] > values[best])
+      best = i;
+  return best;
+}
+
+std::vector<size_t> rowLabels(const std::vector<float> &output, size_t width) {
+  std::vector<size_t> labels;
+  for (size_t i = 0; width && i + width <= output.size(); i += width)
+    labels.push_back(argmaxOf(output.data() + i, width));
+  return labels;
+}
+
 json outputToJson(const Session &session) {
   const Program &program = session.program();
   const std::vector<float> &out = session.output();

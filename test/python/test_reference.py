@@ -527,13 +527,10 @@ class EncoderTest(TmpDirCase):
     """bert / modernbert: make_random_model checkpoints against hf_eager_logits."""
 
     def make(self, name, **kw):
-        out = os.path.join(self.tmp, name)
-        kw.setdefault("fit_seqs", 6)
         kw.setdefault("fit_len", 24)
-        kw.setdefault("kmeans_iters", 4)
-        mrm.make(out, **kw)
+        out, model = RandomModelTest.make(self, name, **kw)
         config, tensors = ck.load_checkpoint(out)
-        return out, ref.load_model(out), config, tensors
+        return out, model, config, tensors
 
     def check(self, m, config, tensors, lengths=(1, 7, 30)):
         rng = np.random.RandomState(len(tensors))

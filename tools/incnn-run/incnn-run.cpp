@@ -138,11 +138,7 @@ std::vector<int32_t> parseTokenList(const std::string &s) {
 }
 
 size_t argmax(const std::vector<float> &v) {
-  size_t best = 0;
-  for (size_t i = 1; i < v.size(); ++i)
-    if (v[i] > v[best])
-      best = i;
-  return best;
+  return argmaxOf(v.data(), v.size());
 }
 
 class Runner {
@@ -336,14 +332,7 @@ private:
 
   /// A token classifier's label of each row (argmax of its logits).
   std::vector<size_t> tokenLabels() const {
-    const std::vector<float> &out = session.output();
-    size_t width = program.labels.size();
-    std::vector<size_t> labels;
-    for (size_t i = 0; i + width <= out.size(); i += width)
-      labels.push_back(
-          size_t(std::max_element(out.begin() + i, out.begin() + i + width) -
-                 (out.begin() + i)));
-    return labels;
+    return rowLabels(session.output(), program.labels.size());
   }
 
   /// Per token: its label, and with a document its byte range.

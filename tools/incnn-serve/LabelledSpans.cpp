@@ -1,6 +1,8 @@
 //===- LabelledSpans.cpp - a token classifier's flags as text spans -------===//
 #include "LabelledSpans.h"
 
+#include "incnn/runtime/Serialize.h"
+
 #include <algorithm>
 
 namespace incnn::serve {
@@ -15,8 +17,7 @@ TokenLabels::TokenLabels(const Document &document, const Session &session,
       rows_(width ? int64_t(out_.size() / width) : 0) {}
 
 size_t TokenLabels::label(int64_t row) const {
-  auto first = out_.begin() + row * int64_t(width_);
-  return size_t(std::max_element(first, first + int64_t(width_)) - first);
+  return runtime::argmaxOf(out_.data() + size_t(row) * width_, width_);
 }
 
 bool TokenLabels::startsRun(int64_t row) const {

@@ -673,8 +673,7 @@ json DocumentServer::describe(Entry &e, const std::vector<TextEdit> *edits,
   }
   r["output"] = floatsToJson(out);
   if (program_.task == TaskKind::Classifier && !out.empty()) {
-    size_t best =
-        size_t(std::max_element(out.begin(), out.end()) - out.begin());
+    size_t best = argmaxOf(out.data(), out.size());
     r["prediction"] = best < program_.labels.size()
                           ? program_.labels[best]
                           : "LABEL_" + std::to_string(best);

@@ -32,6 +32,13 @@ nlohmann::json jsonFloat(float x);
 /// An array of float32s (jsonFloat each).
 nlohmann::json floatsToJson(const std::vector<float> &values);
 
+/// The index of the largest of `width` floats (the first wins ties): a
+/// classifier's label, a causal LM's greedy token.
+size_t argmaxOf(const float *values, size_t width);
+
+/// The label of each row of `width` logits (a token classifier's output).
+std::vector<size_t> rowLabels(const std::vector<float> &output, size_t width);
+
 /// The session's output: an array of floats, or for a per-token output (a
 /// token classifier) an array of rows, one per token.
 nlohmann::json outputToJson(const Session &session);
