@@ -275,6 +275,27 @@ def origins(bin_dir, program):
     print("--allow-origin admits a named origin; --host 0.0.0.0 warns on stderr")
 
 
+def stopped_at_once(bin_dir, program, starts=16):
+    """SIGTERM while the server starts (from before its model is loaded to
+    just after it prints its address): it must always stop. Once, a signal
+    that came before the accept loop had started was lost."""
+    slowest = 0.0
+    for i in range(starts):
+        proc = subprocess.Popen([os.path.join(bin_dir, "incnn-serve"), program, "--port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.005 * i)
+        t0 = time.monotonic()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            sys.exit("FAIL: a SIGTERM %d ms after start did not stop the server" % (5 * i))
+        slowest = max(slowest, time.monotonic() - t0)
+    print("SIGTERM while starting, %d starts: each stopped, the slowest in %.0f ms"
+          % (starts, 1000 * slowest))
+
+
 def memory_budget(bin_dir, program, text):
     budget = 160
     server = Server(bin_dir, program, "--memory-budget", str(budget), "--threads", "1")
@@ -323,6 +344,7 @@ def main():
     budgets(bin_dir, program, text)
     json_bombs(bin_dir, program)
     origins(bin_dir, program)
+    stopped_at_once(bin_dir, program)
     memory_budget(bin_dir, program, text)
     print("serve hostile: ok")
 

@@ -308,6 +308,18 @@ public:
   /// listen() on the bound socket deepens it.
   void deepenBacklog() { ::listen(svr_sock_, SOMAXCONN); }
 
+  /// httplib's stop() does nothing before listen_after_bind() has marked
+  /// the server running, so a SIGTERM right after start-up was lost and the
+  /// server never stopped. Closing the listening socket ourselves works at
+  /// any time: the accept loop ends, or never starts.
+  void closeListener() {
+    socket_t sock = svr_sock_.exchange(INVALID_SOCKET);
+    if (sock == INVALID_SOCKET)
+      return;
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+  }
+
 private:
   /// Counts a request the front answered itself (the API counts its own)
   /// and writes its access-log line.
@@ -529,14 +541,26 @@ int HttpFront::bind() {
   return port;
 }
 
-void HttpFront::run() {
-  // Workers inherit a mask without SIGTERM/SIGINT: one thread waits for them
-  // and stops the server.
+namespace {
+sigset_t stopSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  return set;
+}
+} // namespace
+
+void HttpFront::blockStopSignals() {
+  sigset_t set = stopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void HttpFront::run() {
+  // Threads started after blockStopSignals() inherit a mask without
+  // SIGTERM/SIGINT: one thread waits for them and stops the server.
+  blockStopSignals();
+  sigset_t set = stopSignals();
   std::signal(SIGPIPE, SIG_IGN);
   std::atomic<bool> done{false};
   std::thread signals([&] {
@@ -556,7 +580,7 @@ void HttpFront::run() {
 
 void HttpFront::stop() {
   impl->stopping = true;
-  impl->stop();
+  impl->closeListener();
 }
 
 } // namespace incnn::serve

@@ -61,6 +61,10 @@ public:
   /// have been answered.
   void run();
   void stop();
+  /// Blocks SIGTERM/SIGINT in the calling thread; called before any thread
+  /// starts, so that every thread inherits the mask and run()'s waiter alone
+  /// takes them (a signal before run() waits until then).
+  static void blockStopSignals();
 
 private:
   class Impl;

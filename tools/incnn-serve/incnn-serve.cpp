@@ -111,6 +111,7 @@ Options parseArgs(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   Options o = parseArgs(argc, argv);
+  HttpFront::blockStopSignals();
   // Large buffers come from mmap and go back to the system when freed, so
   // the resident size the memory budget measures falls after an eviction.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
