@@ -289,11 +289,15 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
     b.valid[l] = b.ok[l];
     if (!b.ok[l])
       continue;
-    std::copy(a.q.row(b.rows[l]), a.q.row(b.rows[l]) + a.qw, qRot.begin());
-    exact::rotateRow(qRot.data(), a.shape.numHeads, a.hd, a.shape.ropeTheta,
-                     b.rows[l]);
+    const float *q = a.q.row(b.rows[l]);
+    if (a.shape.ropeTheta != 0.0f) {
+      std::copy(q, q + a.qw, qRot.begin());
+      exact::rotateRow(qRot.data(), a.shape.numHeads, a.hd, a.shape.ropeTheta,
+                       b.rows[l]);
+      q = qRot.data();
+    }
     for (int64_t c2 = 0; c2 < a.qw; ++c2)
-      b.qT[size_t(c2 * kBlock + l)] = qRot[size_t(c2)];
+      b.qT[size_t(c2 * kBlock + l)] = q[c2];
   }
   if (cert) // stale rows apply the terms they deferred
     b.caughtUp =
