@@ -137,10 +137,6 @@ std::vector<int32_t> parseTokenList(const std::string &s) {
   return ids;
 }
 
-size_t argmax(const std::vector<float> &v) {
-  return argmaxOf(v.data(), v.size());
-}
-
 class Runner {
 public:
   Runner(const Options &opts, const Program &program)
@@ -230,7 +226,8 @@ public:
     double micros = 0;
     const char *stop = "count";
     for (int i = 0; i < count; ++i) {
-      int32_t next = int32_t(argmax(session.output()));
+      const std::vector<float> &logits = session.output();
+      int32_t next = int32_t(argmaxOf(logits.data(), logits.size()));
       if (next == program.eosTokenId) {
         stop = "eos";
         break;
@@ -385,7 +382,7 @@ private:
   void print() {
     const std::vector<float> &out = session.output();
     const EditStats &st = session.stats();
-    size_t best = argmax(out);
+    size_t best = argmaxOf(out.data(), out.size());
     bool classifier = program.task == TaskKind::Classifier;
     bool tagger = program.task == TaskKind::TokenClassifier;
     if (opts.jsonOut) {
