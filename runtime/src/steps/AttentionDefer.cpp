@@ -334,6 +334,7 @@ void deferCandidates(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d,
                      edge);
           if (terms.size() > kMaxBoundedTerms)
             continue;
+
           termsBounded[size_t(c)] = terms.size();
           bound.reset(i);
           bool deferred =
@@ -343,6 +344,8 @@ void deferCandidates(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d,
           if (!deferred || !bound.shiftHeld() ||
               !(bound.drift + bound.rounding() <= budget))
             continue; // the exact update (a stale row catches up first)
+          if (!cert.stale(i))
+            cert.syncBudget[size_t(i)] = budget;
           budget -= bound.drift;
           std::copy(bound.lowL.begin(), bound.lowL.end(),
                     cert.lowDenom.begin() + i * H);

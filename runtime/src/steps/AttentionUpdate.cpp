@@ -277,7 +277,7 @@ struct Block {
 /// Block `blockIndex` of the candidates: its rows, their rotated queries
 /// and, with a certificate, their outputs before the update.
 void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
-               int64_t blockIndex, const Certificate *cert, Block &b) {
+               int64_t blockIndex, Certificate *cert, Block &b) {
   b.qT.assign(size_t(a.qw * kBlock), 0.0f);
   std::vector<float> qRot(static_cast<size_t>(a.qw));
   for (int l = 0; l < kBlock; ++l) {
@@ -299,15 +299,32 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
     for (int64_t c2 = 0; c2 < a.qw; ++c2)
       b.qT[size_t(c2 * kBlock + l)] = q[c2];
   }
-  if (cert) // stale rows apply the terms they deferred
-    b.caughtUp =
-        catchUpBlock(a, *cert, b.qT.data(), b.rows, b.stateRows, b.valid, b.ok);
-  if (cert) { // keep the old outputs to measure the move
-    b.oldOut.assign(size_t(kBlock * a.qw), 0.0f);
-    for (int l = 0; l < kBlock; ++l)
-      if (b.valid[l])
-        exact::finishRow(a.shape, a.state, b.stateRows[l],
-                         b.oldOut.data() + l * a.qw);
+  if (!cert)
+    return;
+  // Stale rows: their outputs when they went stale, then their pending terms.
+  bool stale[kBlock];
+  std::vector<float> syncOut;
+  for (int l = 0; l < kBlock; ++l) {
+    stale[l] = b.valid[l] && cert->stale(b.rows[l]);
+    if (stale[l]) {
+      syncOut.resize(size_t(kBlock * a.qw));
+      exact::finishRow(a.shape, a.state, b.stateRows[l],
+                       syncOut.data() + l * a.qw);
+    }
+  }
+  b.caughtUp =
+      catchUpBlock(a, *cert, b.qT.data(), b.rows, b.stateRows, b.valid, b.ok);
+  // The outputs before the edit's terms, to measure their move; a row that
+  // caught up gets the budget its measured move leaves.
+  b.oldOut.assign(size_t(kBlock * a.qw), 0.0f);
+  for (int l = 0; l < kBlock; ++l) {
+    if (!b.valid[l])
+      continue;
+    exact::finishRow(a.shape, a.state, b.stateRows[l],
+                     b.oldOut.data() + l * a.qw);
+    if (stale[l] && b.ok[l])
+      a.ctx.certificates.refresh(*cert, b.rows[l], b.oldOut.data() + l * a.qw,
+                                 syncOut.data() + l * a.qw, a.qw);
   }
 }
 

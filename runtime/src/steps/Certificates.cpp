@@ -55,6 +55,7 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
     if (fromScratch || c.budget.size() != size_t(n)) {
       c.budget.assign(size_t(n), -INFINITY);
       c.refNorm.assign(size_t(n), 0.0);
+      c.syncBudget.assign(size_t(n), -INFINITY);
       c.pending.assign(size_t(n), {});
       c.terms.clear();
       c.lowDenom.assign(size_t(n * c.numHeads), 0.0);
@@ -74,6 +75,7 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     };
     remapRows(c.budget);
     remapRows(c.refNorm);
+    remapRows(c.syncBudget);
     std::vector<std::vector<int64_t>> pending(n);
     size_t H = size_t(c.numHeads);
     std::vector<double> lowDenom(n * H, 0.0);
@@ -174,6 +176,31 @@ bool Certificates::certify(Certificate &c, int64_t row, const float *newOut,
   double &budget = c.budget[size_t(row)];
   if (!std::isfinite(budget))
     return false;
+  double norm = 0;
+  double drift = c.normBound * moveOf(newOut, oldOut, width, norm);
+  const double u = std::ldexp(1.0, -24);
+  double rho = c.linear == SIZE_MAX
+                   ? 0.0
+                   : double(c.inWidth + 2) * u * 1.01 *
+                         (c.frobenius * std::sqrt(norm) + c.biasNorm);
+  if (!(drift + rho <= budget))
+    return false;
+  budget -= drift;
+  return true;
+}
+
+void Certificates::refresh(Certificate &c, int64_t row, const float *out,
+                           const float *syncOut, int64_t width) const {
+  double norm = 0;
+  double left = c.syncBudget[size_t(row)] -
+                c.normBound * moveOf(out, syncOut, width, norm);
+  double &budget = c.budget[size_t(row)];
+  if (std::isfinite(left) && left > budget)
+    budget = left;
+}
+
+double Certificates::moveOf(const float *newOut, const float *oldOut,
+                            int64_t width, double &normSq) {
   // Eight partial sums (the order does not matter against the 1e-6 slack
   // below: double sums of floats err by at most width * 2^-53).
   double diffs[8] = {}, norms[8] = {};
@@ -189,21 +216,13 @@ bool Certificates::certify(Certificate &c, int64_t row, const float *newOut,
     diffs[0] += (a - b) * (a - b);
     norms[0] += a * a;
   }
-  double diff = 0, norm = 0;
+  double diff = 0;
+  normSq = 0;
   for (int l = 0; l < 8; ++l) {
     diff += diffs[l];
-    norm += norms[l];
+    normSq += norms[l];
   }
-  const double u = std::ldexp(1.0, -24);
-  double drift = c.normBound * std::sqrt(diff) * (1.0 + 1e-6);
-  double rho = c.linear == SIZE_MAX
-                   ? 0.0
-                   : double(c.inWidth + 2) * u * 1.01 *
-                         (c.frobenius * std::sqrt(norm) + c.biasNorm);
-  if (!(drift + rho <= budget))
-    return false;
-  budget -= drift;
-  return true;
+  return std::sqrt(diff) * (1.0 + 1e-6);
 }
 
 } // namespace incnn::runtime

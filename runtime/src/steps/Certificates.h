@@ -63,6 +63,9 @@ struct Certificate {
   int64_t inWidth = 0;
   std::vector<double> budget;  ///< per row: drift the codes still tolerate
   std::vector<double> refNorm; ///< per row: ||attention output|| at reference
+  /// Per row, stale rows only: its budget when it went stale (its output
+  /// then is what its stale accumulators still give).
+  std::vector<double> syncBudget;
 
   bool defer = false;   ///< the attention defers certified rows
   int64_t numHeads = 0; ///< of the attention
@@ -105,12 +108,21 @@ public:
   /// from `oldOut` to `newOut` provably keeps its codes.
   bool certify(Certificate &c, int64_t row, const float *newOut,
                const float *oldOut, int64_t width) const;
+  /// A stale row caught up: its output went from `syncOut` (when it went
+  /// stale) to `out`; its budget becomes the larger of what the charges left
+  /// and its budget then less the measured move.
+  void refresh(Certificate &c, int64_t row, const float *out,
+               const float *syncOut, int64_t width) const;
 
   bool enabled() const { return enabled_; }
   std::vector<Certificate> &all() { return list; }
   const std::vector<Certificate> &all() const { return list; }
 
 private:
+  /// ||newOut - oldOut|| (an upper bound), and ||newOut||^2 in `normSq`.
+  static double moveOf(const float *newOut, const float *oldOut, int64_t width,
+                       double &normSq);
+
   std::vector<Certificate> list;
   std::vector<int32_t> byAttention, byLinear, byVQ; ///< per instruction
   bool enabled_ = true;

@@ -4,7 +4,8 @@
 // defer is edited many times and, after every edit, compared with a
 // from-scratch engine on the same tokens: the outputs bit for bit, every row
 // that is not stale with the same accumulators, and every stale row with the
-// same shift and lower bounds that hold. Rows must go stale and be caught up
+// same shift and lower bounds that hold, and no budget above its row's
+// margin at the from-scratch VQ input. Rows must go stale and be caught up
 // (a stale row that took delta terms without catching up first would fail
 // the accumulator check the edit after).
 //
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -86,6 +88,16 @@ void compareStates(const Program &p, Engine &e, const std::string &where,
       }
       stale[size_t(i)] = cert->stale(i);
       counts.stale += stale[size_t(i)];
+      // A budget promises that the VQ input, now where a from-scratch run
+      // puts it, may still move that far: no more than its margin there.
+      double budget = cert->budget[size_t(i)];
+      if (std::isfinite(budget)) {
+        const float *x =
+            fresh.context().value(p.instrs[cert->vq].operands[0]).row(i);
+        double margin = ctx.certificates.rowBudget(p, *cert, x, 0.0);
+        ASSERT_LE(budget, margin + 1e-4 * (1 + std::fabs(margin)))
+            << where << " row " << i << ": the budget outgrew the margin";
+      }
     }
     // Rows stale before the edit (by old index) and exact now were caught
     // up or recomputed.
@@ -153,8 +165,8 @@ TEST(Steps, DeferredRowsCatchUpExactlyOverManyEdits) {
       c.vq = {{0, false, 1, 4}, {1, false, 2, 4}};
       c.seed = seed;
       const char *env = std::getenv("INCNN_FUZZ_EDITS"); // long local runs
-      Counts n = runEdits(c, 2.5f, env ? std::max(1, std::atoi(env)) : 60,
-                          seed++);
+      Counts n =
+          runEdits(c, 2.5f, env ? std::max(1, std::atoi(env)) : 60, seed++);
       total.stale += n.stale;
       total.caughtUp += n.caughtUp;
       total.edits += n.edits;
