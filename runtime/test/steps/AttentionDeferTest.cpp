@@ -128,6 +128,8 @@ Counts runEdits(const DecoderConfig &config, float codebookScale, int edits,
     TokenEdit edit = randomEdit(rng, n, config.vocab);
     if (n + 1 >= config.maxPositions && edit.kind == TokenEdit::Kind::Insert)
       edit = TokenEdit::erase(0, 1);
+    if (n <= 1 && edit.kind == TokenEdit::Kind::Delete) // keep a token
+      edit = TokenEdit::insert(0, {0});
     EditPlan plan;
     Status st = planEdits(p, e.tokens, {edit}, plan);
     EXPECT_TRUE(st.ok()) << st.error;
