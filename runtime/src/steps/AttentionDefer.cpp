@@ -86,6 +86,17 @@ float dotFloat(const float *x, const float *y, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/// Upper bounds of ||out_h|| of a finished output row, per head.
+void outputNorms(const AttentionStep &a, const float *out, double *norms) {
+  int64_t hd = a.hd;
+  double normSlack = 1 + 2 * double(hd + 2) * kUnit * 1.01;
+  for (int64_t h = 0; h < a.shape.numHeads; ++h) {
+    const float *o = out + h * hd;
+    norms[h] =
+        std::sqrt(double(dotFloat(o, o, hd)) * normSlack) * (1 + 4 * kUnit);
+  }
+}
+
 /// The bound of one row: its softmax facts per head and the drift charged.
 /// One per task, reset for each row.
 struct RowBound {
@@ -137,11 +148,12 @@ struct RowBound {
       outNorm[size_t(h)] = INFINITY;
     }
     if (!stale) { // the output its exact state gives, within 1.01 u
-      exact::finishRow(a.shape, a.state, a.slotOf[size_t(row)], out.data());
-      for (int64_t h = 0; h < H; ++h) {
-        const float *o = &out[size_t(h * hd)];
-        outNorm[size_t(h)] =
-            std::sqrt(double(dotFloat(o, o, hd)) * normSlack) * (1 + 4 * kUnit);
+      const double *known = &cert.outNorm[size_t(row * H)];
+      if (std::isfinite(known[0])) {
+        std::copy(known, known + H, outNorm.begin());
+      } else {
+        exact::finishRow(a.shape, a.state, a.slotOf[size_t(row)], out.data());
+        outputNorms(a, out.data(), outNorm.data());
       }
     }
     drift = 0;
@@ -298,6 +310,17 @@ void coverAllValues(const AttentionStep &a, Certificate &cert) {
       double norm = std::sqrt(dotDouble(x, x, hd)) * kNormSlack;
       cert.valueNorm[size_t(g)] = std::max(cert.valueNorm[size_t(g)], norm);
     }
+}
+
+void recordOutputNorms(const AttentionStep &a, Certificate &cert, int64_t row,
+                       const float *out) {
+  if (!cert.defer)
+    return;
+  double *norms = &cert.outNorm[size_t(row * a.shape.numHeads)];
+  if (out)
+    outputNorms(a, out, norms);
+  else
+    std::fill(norms, norms + a.shape.numHeads, INFINITY);
 }
 
 void deferCandidates(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d,

@@ -100,6 +100,11 @@ uint64_t catchUpBlock(const AttentionStep &a, const Certificate &cert,
                       const float *qT, const int64_t *rows,
                       const int64_t *stateRows, const bool *valid, bool *ok);
 
+/// Where the chain defers: keeps the per-head norms of row `row`'s exact
+/// output `out` just finished (null: unknown) for its next bound.
+void recordOutputNorms(const AttentionStep &a, Certificate &cert, int64_t row,
+                       const float *out);
+
 /// Sets the certificate's per-kv-head value norms from every value row (from
 /// scratch; deferCandidates raises them with each new value).
 void coverAllValues(const AttentionStep &a, Certificate &cert);

@@ -43,13 +43,14 @@ constexpr double kDeltaTermCost = 4.0;
 
 /// Recomputes every row of the attention of step `s` from scratch (the
 /// blocked kernels), storing the rows in `full` or `candidates` as dirty.
-void recomputeLayer(StepContext &ctx, const Step &s,
-                    const exact::AttentionShape &shape,
-                    const std::vector<char> &full,
+void recomputeLayer(const AttentionStep &a, const std::vector<char> &full,
                     const std::vector<int64_t> &candidates) {
+  StepContext &ctx = a.ctx;
+  const Step &s = a.s;
+  const exact::AttentionShape &shape = a.shape;
   const Program &p = ctx.program;
-  size_t index = size_t(s.instr);
-  const Instr &in = p.instrs[index];
+  size_t index = a.index;
+  const Instr &in = a.in;
   int64_t n = ctx.numTokens(), qw = shape.queryWidth();
   std::vector<float> qs, ks, vs, out(size_t(n * qw));
   const std::vector<float> &q = ctx.logical(in.operands[0], qs),
@@ -63,8 +64,11 @@ void recomputeLayer(StepContext &ctx, const Step &s,
   exact::AttentionState &state = ctx.attention(index);
   for (int64_t i = 0; i < n; ++i)
     state.copyRow(fresh, i, ctx.slotOf()[size_t(i)]);
-  if (Certificate *c = ctx.certificates.ofAttention(index))
+  if (Certificate *c = ctx.certificates.ofAttention(index)) {
     c->settleAll(); // every row exact again
+    for (int64_t i = 0; i < n; ++i)
+      recordOutputNorms(a, *c, i, out.data() + i * qw);
+  }
   Rows dirty = candidates;
   for (int64_t i = 0; i < n; ++i)
     if (full[size_t(i)])
@@ -92,8 +96,11 @@ void computeAllRows(const AttentionStep &a) {
     throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
                          a.shape.valueBound);
   ctx.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
-  if (Certificate *c = ctx.certificates.ofAttention(a.index))
+  if (Certificate *c = ctx.certificates.ofAttention(a.index)) {
     coverAllValues(a, *c);
+    for (int64_t i = 0; i < a.n; ++i)
+      recordOutputNorms(a, *c, i, out + i * a.qw);
+  }
   if (!direct)
     ctx.storeRows(a.in.results[0], every, std::move(scratch));
   ctx.rowSet(a.s.output) = std::move(every);
@@ -385,9 +392,14 @@ void settleBlock(const AttentionStep &a, Certificate *cert, const Block &b,
       continue;
     }
     d.updated[size_t(r)] = 1;
-    if (!cert || !std::isfinite(cert->budget[size_t(r)]))
+    if (!cert)
       continue;
+    if (!std::isfinite(cert->budget[size_t(r)])) {
+      recordOutputNorms(a, *cert, r, nullptr); // finished later, not kept
+      continue;
+    }
     exact::finishRow(a.shape, a.state, b.stateRows[l], newOut.data());
+    recordOutputNorms(a, *cert, r, newOut.data());
     if (a.ctx.certificates.certify(*cert, r, newOut.data(),
                                    b.oldOut.data() + l * a.qw, a.qw))
       d.updated[size_t(r)] = 3; // certified: the codes cannot change
@@ -561,7 +573,7 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
   if (cert && cert->defer && ctx.certificates.enabled())
     deferCandidates(a, *ctx.plan(), d, *cert);
   if (deltaCostsMore(a, d)) { // the same bits, the touched rows dirty
-    recomputeLayer(ctx, s, a.shape, d.full, d.candidates);
+    recomputeLayer(a, d.full, d.candidates);
     return;
   }
   applyDeltaTerms(a, *ctx.plan(), d);
@@ -573,8 +585,10 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
   if (!fullRows.empty())
     recomputeFullRows(a, fullRows, fullOut);
   if (cert)
-    for (int64_t i : fullRows)
-      cert->settle(i); // recomputed: exact again
+    for (size_t t = 0; t < fullRows.size(); ++t) {
+      cert->settle(fullRows[t]); // recomputed: exact again
+      recordOutputNorms(a, *cert, fullRows[t], fullOut.data() + t * a.qw);
+    }
   finishRows(a, d, fullRows, fullOut);
 }
 

@@ -60,6 +60,7 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
       c.terms.clear();
       c.lowDenom.assign(size_t(n * c.numHeads), 0.0);
       c.lowTop.assign(size_t(n * c.numHeads), 0);
+      c.outNorm.assign(c.defer ? size_t(n * c.numHeads) : 0, INFINITY);
     }
 }
 
@@ -80,12 +81,16 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     size_t H = size_t(c.numHeads);
     std::vector<double> lowDenom(n * H, 0.0);
     std::vector<int32_t> lowTop(n * H, 0);
+    std::vector<double> outNorm(c.defer ? n * H : 0, INFINITY);
     std::vector<char> kept(c.pending.size(), 0);
     for (size_t i = 0; i < n; ++i) {
       size_t o = size_t(from[i]);
       if (from[i] < 0 || o >= c.pending.size())
         continue; // new rows are computed in full
       kept[o] = 1;
+      if (c.defer && (o + 1) * H <= c.outNorm.size())
+        std::copy_n(c.outNorm.begin() + int64_t(o * H), H,
+                    outNorm.begin() + int64_t(i * H));
       if (c.pending[o].empty())
         continue;
       pending[i] = std::move(c.pending[o]);
@@ -101,6 +106,7 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     c.pending = std::move(pending);
     c.lowDenom = std::move(lowDenom);
     c.lowTop = std::move(lowTop);
+    c.outNorm = std::move(outNorm);
   }
 }
 

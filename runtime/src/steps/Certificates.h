@@ -77,6 +77,10 @@ struct Certificate {
   /// softmax denominator L and of its count `top` (ExactAttention.h).
   std::vector<double> lowDenom;
   std::vector<int32_t> lowTop;
+  /// [row * numHeads + h], where the chain defers: an upper bound of
+  /// ||output_h|| of the row's exact state, kept when its output is
+  /// finished; infinite when unknown. Read only while the row is not stale.
+  std::vector<double> outNorm;
   /// Per kv head: the largest ||v_h|| of every value the attention has
   /// read since it was computed from scratch.
   std::vector<double> valueNorm;
