@@ -321,10 +321,16 @@ class IncnnModel(nn.Module):
         return z @ self.lm_weight().t()
 
     def commit_loss(self):
+        return self._vq_sum("last_commit")
+
+    def margin_loss(self):
+        return self._vq_sum("last_margin")
+
+    def _vq_sum(self, name):
         tot = None
         for m in self.vq.values():
             if m.enabled:
-                tot = m.last_commit if tot is None else tot + m.last_commit
+                tot = getattr(m, name) if tot is None else tot + getattr(m, name)
         return tot if tot is not None else torch.zeros(())
 
     # ---------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def train_phase(model, docs, labels, a, epochs, lr, rng, tag, test=None, vq=Fals
         order = rng.permutation(n)
         wins = windows([docs[i] for i in order], a.ctx, rng, a.first_prob)
         batches = length_batches([len(w) for w in wins], a.batch, rng)
-        tot_loss = tot_commit = 0.0
+        tot_loss = tot_commit = tot_margin = 0.0
         correct = 0
         for bi in batches:
             ids, ln = M.batch([wins[i] for i in bi])
@@ -136,21 +136,24 @@ def train_phase(model, docs, labels, a, epochs, lr, rng, tag, test=None, vq=Fals
             logits = model(ids, ln)
             loss = F.cross_entropy(logits, y, weight=cw, label_smoothing=a.label_smoothing)
             commit = model.commit_loss() if vq else torch.zeros(())
+            margin = model.margin_loss() if vq else torch.zeros(())
             opt.zero_grad()
-            (loss + a.beta * commit).backward()
+            (loss + a.beta * commit + a.margin_weight * margin).backward()
             if a.clip:
                 torch.nn.utils.clip_grad_norm_(params, a.clip)
             opt.step()
             step += 1
             tot_loss += float(loss) * len(y)
             tot_commit += float(commit) * len(y)
+            tot_margin += float(margin) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
         msg = "[%s] epoch %d/%d  loss %.4f  train-acc %.3f" % (
             tag, ep + 1, epochs, tot_loss / n, correct / n)
         if vq:
             use = ["%.2f" % float(m.usage().mean()) for _, m in model.vq_modules()]
-            msg += "  commit %.4f  code-usage %s  restarts %d" % (
-                tot_commit / n, ",".join(use), sum(m.restarts for _, m in model.vq_modules()))
+            msg += "  commit %.4f  margin %.4f  code-usage %s  restarts %d" % (
+                tot_commit / n, tot_margin / n, ",".join(use),
+                sum(m.restarts for _, m in model.vq_modules()))
         if test is not None and (a.eval_every and ((ep + 1) % a.eval_every == 0 or ep + 1 == epochs)):
             acc, _ = evaluate(model, test[0], test[1], a.ctx)
             msg += "  test-acc %.3f" % acc
@@ -271,6 +274,10 @@ def main(argv=None):
     ap.add_argument("--vq-epochs", type=int, default=10)
     ap.add_argument("--vq-lr", type=float, default=3e-4)
     ap.add_argument("--beta", type=float, default=0.25, help="commitment loss weight")
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="VQ margin target: gap between the two nearest codeword distances "
+                         "over their spacing (0: no margin loss)")
+    ap.add_argument("--margin-weight", type=float, default=1.0, help="margin loss weight")
     ap.add_argument("--ema-decay", type=float, default=0.95)
     ap.add_argument("--dead-frac", type=float, default=0.03)
     ap.add_argument("--kmeans-rows", type=int, default=30000)
@@ -326,7 +333,7 @@ def main(argv=None):
     full_cfg = dict(dense_cfg)
     if vq_sites:
         full_cfg["incnn_vq"] = vq_sites
-    vq_kw = {"decay": a.ema_decay, "dead_frac": a.dead_frac}
+    vq_kw = {"decay": a.ema_decay, "dead_frac": a.dead_frac, "margin": a.margin}
     model = M.IncnnModel(full_cfg, dropout=a.dropout, attn_dropout=a.attn_dropout,
                          vq_kwargs=vq_kw, seed=a.seed)
     if a.init:

@@ -28,6 +28,7 @@ import sys
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import incnn_ref as ref  # noqa: E402
@@ -65,7 +66,7 @@ def gather_codes(codebook, codes):
 
 class VQ(nn.Module):
     def __init__(self, dim, groups, codes, decay=0.99, eps=1e-5, dead_frac=0.03,
-                 restart_every=1, seed=0):
+                 restart_every=1, seed=0, margin=0.0):
         super().__init__()
         if dim % groups:
             raise ValueError("dim %d not divisible by groups %d" % (dim, groups))
@@ -84,6 +85,8 @@ class VQ(nn.Module):
         self.enabled = True
         self.ema = True  # EMA codebook updates in training mode
         self.last_commit = torch.zeros(())
+        self.margin = margin  # target gap / codeword distance (0: no margin loss)
+        self.last_margin = torch.zeros(())
         self.last_codes = None
         self.restarts = 0  # dead-code restarts so far (for logging)
 
@@ -96,6 +99,7 @@ class VQ(nn.Module):
         do not contribute to the loss or the EMA). Returns the quantized tensor (STE)."""
         if not self.enabled:
             self.last_commit = x.new_zeros(())
+            self.last_margin = x.new_zeros(())
             return x
         shape = x.shape
         flat = x.reshape(-1, self.dim)
@@ -112,6 +116,7 @@ class VQ(nn.Module):
             self.last_commit = (diff.sum(-1) * valid).sum() / (nv * self.dim)
         else:
             self.last_commit = diff.mean()
+        self.last_margin = self._margin_loss(flat, valid)
         self.last_codes = codes
         if self.training and self.ema:
             rows = flat.detach() if valid is None else flat.detach()[valid]
@@ -121,6 +126,28 @@ class VQ(nn.Module):
         else:
             out = q  # bit-exact codewords (x + (q - x) is not always q in float)
         return out.reshape(shape)
+
+    def _margin_loss(self, flat, valid):
+        """Mean over valid rows and groups of relu(margin - gap / |c2 - c1|), with gap =
+        |x - c2| - |x - c1| for the nearest codeword c1 and the second nearest c2: pushes rows
+        away from the boundaries between codes (the runtime's certificate budget is gap / 2),
+        relative to the codewords' spacing so that scaling x and the codebook together does not
+        satisfy it."""
+        if self.margin <= 0 or not (torch.is_grad_enabled() and flat.requires_grad):
+            return flat.new_zeros(())
+        G, dg = self.groups, self.dg
+        xg = flat.reshape(-1, G, 1, dg)
+        cb = self.codebook.detach()
+        dist = ((xg - cb[None]) ** 2).sum(-1).clamp_min(1e-12).sqrt()  # [N, G, K]
+        two = dist.topk(2, dim=-1, largest=False)
+        gap = two.values[..., 1] - two.values[..., 0]  # [N, G]
+        c1 = cb[torch.arange(G)[None, :], two.indices[..., 0]]
+        c2 = cb[torch.arange(G)[None, :], two.indices[..., 1]]
+        spacing = (c2 - c1).norm(dim=-1).clamp_min(1e-6)
+        pen = F.relu(self.margin - gap / spacing).mean(-1)  # [N]
+        if valid is not None:
+            return (pen * valid).sum() / valid.sum().clamp(min=1)
+        return pen.mean()
 
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
