@@ -229,6 +229,10 @@ inline Vec referenceEvaluate(const Program &p,
             (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
       }
       break;
+    case OpCode::Tanh: // BERT's pooler
+      for (size_t i = 0; i < y.size(); ++i)
+        y[i] = std::tanh((*a)[i]);
+      break;
     case OpCode::Add:
     case OpCode::Mul: {
       const Vec &b = vals[in.operands[1]];

@@ -269,6 +269,8 @@ bool deltaCostsMore(const AttentionStep &a, const DeltaPlan &d) {
 }
 
 constexpr int kBlock = exact::kTermBlock;
+/// Blocks per task of the delta work (64 rows: a cache line of row flags).
+constexpr int64_t kTaskBlocks = 8;
 
 /// Up to kBlock candidate rows updated together; lane l is row rows[l].
 struct Block {
@@ -415,19 +417,26 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
   std::vector<uint64_t> termCounts(size_t(a.n), 0);
   std::atomic<uint64_t> caughtUp{0};
   int64_t numBlocks = (int64_t(d.candidates.size()) + kBlock - 1) / kBlock;
+  // A task takes kTaskBlocks consecutive blocks, so that the per-row flags
+  // and counts two threads write never share a cache line.
+  int64_t numTasks = (numBlocks + kTaskBlocks - 1) / kTaskBlocks;
   parallelFor(
       ctx.poolFor(double(d.candidates.size()) *
                   double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
-      numBlocks, [&](int64_t blockIndex) {
+      numTasks, [&](int64_t task) {
         Block b;
-        loadBlock(a, plan, d, blockIndex, cert, b);
-        gatherBlockTerms(a, d, b, termCounts);
-        if (!b.refs.empty())
-          exact::applyTermsToBlock(b.qT.data(), b.stateRows, b.use.get(),
-                                   b.refs.data(), int64_t(b.refs.size()),
-                                   a.shape, a.state, b.ok);
-        settleBlock(a, cert, b, d);
-        caughtUp.fetch_add(b.caughtUp, std::memory_order_relaxed);
+        for (int64_t blockIndex = task * kTaskBlocks;
+             blockIndex < std::min(numBlocks, (task + 1) * kTaskBlocks);
+             ++blockIndex) {
+          loadBlock(a, plan, d, blockIndex, cert, b);
+          gatherBlockTerms(a, d, b, termCounts);
+          if (!b.refs.empty())
+            exact::applyTermsToBlock(b.qT.data(), b.stateRows, b.use.get(),
+                                     b.refs.data(), int64_t(b.refs.size()),
+                                     a.shape, a.state, b.ok);
+          settleBlock(a, cert, b, d);
+          caughtUp.fetch_add(b.caughtUp, std::memory_order_relaxed);
+        }
       });
   for (uint64_t count : termCounts)
     ctx.stats.macs += count * 2 * uint64_t(a.qw);
