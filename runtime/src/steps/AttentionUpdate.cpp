@@ -279,8 +279,11 @@ struct Block {
   std::vector<float> qT;       ///< rotated queries, transposed [qw][kBlock]
   std::vector<float> oldOut;   ///< with a certificate: outputs before
   std::unique_ptr<bool[]> use; ///< [term][kBlock]: the term reaches the lane
+  size_t useCapacity = 0;
   std::vector<exact::TermRef> refs;
   uint64_t caughtUp = 0; ///< deferred (row, term) pairs applied first
+  /// Scratch rows reused by the blocks of one task.
+  std::vector<float> qRot, syncOut, newOut;
 };
 
 /// Block `blockIndex` of the candidates: its rows, their rotated queries
@@ -288,7 +291,8 @@ struct Block {
 void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
                int64_t blockIndex, Certificate *cert, Block &b) {
   b.qT.assign(size_t(a.qw * kBlock), 0.0f);
-  std::vector<float> qRot(static_cast<size_t>(a.qw));
+  std::vector<float> &qRot = b.qRot;
+  qRot.resize(size_t(a.qw));
   for (int l = 0; l < kBlock; ++l) {
     size_t c = size_t(blockIndex * kBlock + l);
     b.ok[l] = c < d.candidates.size();
@@ -312,7 +316,7 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
     return;
   // Stale rows: their outputs when they went stale, then their pending terms.
   bool stale[kBlock];
-  std::vector<float> syncOut;
+  std::vector<float> &syncOut = b.syncOut;
   for (int l = 0; l < kBlock; ++l) {
     stale[l] = b.valid[l] && cert->stale(b.rows[l]);
     if (stale[l]) {
@@ -346,7 +350,10 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
     if (b.valid[l])
       if (auto it = d.edgeTerms.find(b.rows[l]); it != d.edgeTerms.end())
         numTerms += it->second.size();
-  b.use.reset(new bool[numTerms * kBlock]);
+  if (b.useCapacity < numTerms * kBlock) {
+    b.useCapacity = numTerms * kBlock;
+    b.use.reset(new bool[b.useCapacity]);
+  }
   b.refs.clear();
   b.refs.reserve(numTerms);
   auto addTerm = [&](const Term &t, int sign, bool oldTerm) {
@@ -382,9 +389,10 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
 
 /// After the terms: a lane whose shift moved becomes a full row; the others
 /// are updated, and certified when their codes cannot change.
-void settleBlock(const AttentionStep &a, Certificate *cert, const Block &b,
+void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
                  DeltaPlan &d) {
-  std::vector<float> newOut(cert ? size_t(a.qw) : 0);
+  std::vector<float> &newOut = b.newOut;
+  newOut.resize(cert ? size_t(a.qw) : 0);
   for (int l = 0; l < kBlock; ++l) {
     if (!b.valid[l])
       continue;

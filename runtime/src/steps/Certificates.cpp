@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <cmath>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace incnn::runtime {
 
 void Certificates::build(const Program &program, bool enabled) {
@@ -211,6 +215,26 @@ double Certificates::moveOf(const float *newOut, const float *oldOut,
   // below: double sums of floats err by at most width * 2^-53).
   double diffs[8] = {}, norms[8] = {};
   int64_t k = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256d dLo = _mm256_setzero_pd(), dHi = dLo, nLo = dLo, nHi = dLo;
+  for (; k + 8 <= width; k += 8) {
+    __m256 a = _mm256_loadu_ps(newOut + k), b = _mm256_loadu_ps(oldOut + k);
+    __m256d aLo = _mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+            aHi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+    __m256d eLo =
+                _mm256_sub_pd(aLo, _mm256_cvtps_pd(_mm256_castps256_ps128(b))),
+            eHi = _mm256_sub_pd(aHi,
+                                _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)));
+    dLo = _mm256_fmadd_pd(eLo, eLo, dLo);
+    dHi = _mm256_fmadd_pd(eHi, eHi, dHi);
+    nLo = _mm256_fmadd_pd(aLo, aLo, nLo);
+    nHi = _mm256_fmadd_pd(aHi, aHi, nHi);
+  }
+  _mm256_storeu_pd(diffs, dLo);
+  _mm256_storeu_pd(diffs + 4, dHi);
+  _mm256_storeu_pd(norms, nLo);
+  _mm256_storeu_pd(norms + 4, nHi);
+#endif
   for (; k + 8 <= width; k += 8)
     for (int l = 0; l < 8; ++l) {
       double a = newOut[k + l], b = oldOut[k + l];
