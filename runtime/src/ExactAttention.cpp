@@ -355,7 +355,7 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
 bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          int64_t numKeys, const float *const *kRotRows,
                          const float *const *vRows, const AttentionShape &shape,
-                         AttentionState &state, float *out) {
+                         AttentionState &state, float *out, ThreadPool *pool) {
   if (rows.empty())
     return true;
   int64_t hd = shape.headDim, kvw = shape.kvWidth(), qw = shape.queryWidth();
@@ -384,18 +384,21 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
     keys.rowBegin = rowBegin.data();
     keys.rowEnd = rowEnd.data();
   }
-  static thread_local std::vector<float> kt;
   int64_t pad = detail::paddedKeys(end - begin);
-  if (kt.size() < size_t(hd * pad))
-    kt.resize(size_t(hd * pad));
   int64_t group = shape.numHeads / shape.numKvHeads;
-  for (int64_t hk = 0; hk < shape.numKvHeads; ++hk) {
+  std::atomic<bool> ok{true};
+  parallelFor(pool, shape.numKvHeads, [&](int64_t hk) {
+    static thread_local std::vector<float> kt;
+    if (kt.size() < size_t(hd * pad))
+      kt.resize(size_t(hd * pad));
     transposeKeys(kRotRows + begin, end - begin, hk * hd, hd, pad, kt.data());
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
       if (!runRows(qRot, 0, count, keys, kt.data(), pad, nullptr, vRows + begin,
                    h, shape, state))
-        return false;
-  }
+        ok.store(false, std::memory_order_relaxed);
+  });
+  if (!ok.load())
+    return false;
   for (int64_t t = 0; t < count; ++t)
     finishRow(shape, state, t, out + t * qw);
   return true;

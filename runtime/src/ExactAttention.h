@@ -136,11 +136,13 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
 /// over its own key range). `qRot` holds their rotated
 /// queries [rows.size()][qWidth]; row t's state goes to `state` row t (sized
 /// by the caller) and its output to out + t * qWidth. Same bits and breaches
-/// as computeRowFromRows.
+/// as computeRowFromRows. With `pool`, kv heads run as parallel tasks (the
+/// same bits).
 bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          int64_t numKeys, const float *const *kRotRows,
                          const float *const *vRows, const AttentionShape &shape,
-                         AttentionState &state, float *out);
+                         AttentionState &state, float *out,
+                         ThreadPool *pool = nullptr);
 
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;

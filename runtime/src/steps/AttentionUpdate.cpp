@@ -501,9 +501,12 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
   keyValueRows(a, kPtrs, vPtrs, kRot);
   std::vector<std::pair<size_t, size_t>> runs = runsOf(a, fullRows);
   std::atomic<bool> scoresOk{true};
+  ThreadPool *pool =
+      a.ctx.poolFor(double(fullRows.size()) * double(n) * double(qw));
+  // One run: its kv heads in parallel; several: the runs.
+  ThreadPool *perRun = runs.size() == 1 ? pool : nullptr;
   parallelFor(
-      a.ctx.poolFor(double(fullRows.size()) * double(n) * double(qw)),
-      int64_t(runs.size()), [&](int64_t r) {
+      runs.size() == 1 ? nullptr : pool, int64_t(runs.size()), [&](int64_t r) {
         auto [begin, end] = runs[size_t(r)];
         std::vector<int64_t> rows(fullRows.begin() + int64_t(begin),
                                   fullRows.begin() + int64_t(end));
@@ -518,7 +521,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
         computed.resize(int64_t(rows.size()), H, a.hd);
         if (!exact::computeRowsFromRows(qRot.data(), rows, n, kPtrs.data(),
                                         vPtrs.data(), a.shape, computed,
-                                        fullOut.data() + begin * qw)) {
+                                        fullOut.data() + begin * qw, perRun)) {
           scoresOk.store(false, std::memory_order_relaxed);
           return;
         }
