@@ -357,7 +357,6 @@ void deferCandidates(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d,
                      edge);
           if (terms.size() > kMaxBoundedTerms)
             continue;
-
           termsBounded[size_t(c)] = terms.size();
           bound.reset(i);
           bool deferred =

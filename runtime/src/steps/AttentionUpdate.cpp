@@ -317,13 +317,12 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
   // Stale rows: their outputs when they went stale, then their pending terms.
   bool stale[kBlock];
   std::vector<float> &syncOut = b.syncOut;
+  syncOut.resize(size_t(kBlock * a.qw));
   for (int l = 0; l < kBlock; ++l) {
     stale[l] = b.valid[l] && cert->stale(b.rows[l]);
-    if (stale[l]) {
-      syncOut.resize(size_t(kBlock * a.qw));
+    if (stale[l])
       exact::finishRow(a.shape, a.state, b.stateRows[l],
                        syncOut.data() + l * a.qw);
-    }
   }
   b.caughtUp =
       catchUpBlock(a, *cert, b.qT.data(), b.rows, b.stateRows, b.valid, b.ok);
