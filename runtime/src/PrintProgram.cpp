@@ -98,7 +98,8 @@ std::string printProgram(const Program &p) {
   for (size_t v = 0; v < p.values.size(); ++v)
     if (p.values[v].perToken && p.values[v].keepAllRows &&
         int32_t(v) != p.tokenValue)
-      out += " " + value(int32_t(v));
+      out += " " + value(int32_t(v)) +
+             (p.values[v].tableRows ? " (from table)" : "");
   out += "\n";
   out += "certificates: " + std::to_string(p.certificateChains.size()) +
          " chains\n";

@@ -74,11 +74,36 @@ int64_t Weight::numElements() const {
   return n;
 }
 
+std::optional<TableRows> tableRowsOf(const Program &program, int32_t value) {
+  const ValueInfo &info = program.values[size_t(value)];
+  if (!info.perToken || !info.keepAllRows || value == program.tokenValue ||
+      value == program.outputValue)
+    return std::nullopt;
+  std::optional<TableRows> rows;
+  for (const Instr &in : program.instrs) {
+    bool readsOld = in.op == OpCode::Attention || in.op == OpCode::Pool;
+    for (int32_t operand : in.operands)
+      if (operand == value && readsOld)
+        return std::nullopt; // old rows are stashed from the store
+    if (in.results.empty() || in.results[0] != value)
+      continue;
+    if (in.op == OpCode::Embed && in.weights.size() == 1)
+      rows = TableRows{in.weights[0], -1};
+    if (in.op == OpCode::VectorQuantize && in.results.size() == 2 &&
+        in.weights.size() == 1 &&
+        program.weights[size_t(in.weights[0])].shape.size() == 3 &&
+        program.weights[size_t(in.weights[0])].shape[0] == 1 &&
+        program.values[size_t(in.results[1])].keepAllRows)
+      rows = TableRows{in.weights[0], in.results[1]};
+  }
+  return rows;
+}
+
 int64_t cacheBytesPerToken(const Program &program) {
   int64_t bytes = 0;
   for (size_t i = 0; i < program.values.size(); ++i)
     if (program.values[i].perToken && program.values[i].keepAllRows &&
-        int32_t(i) != program.tokenValue)
+        int32_t(i) != program.tokenValue && !program.values[i].tableRows)
       bytes += 4 * int64_t(program.values[i].width);
   for (const Instr &in : program.instrs)
     if (in.op == OpCode::Attention)

@@ -320,6 +320,7 @@ uint32_t parseImage(const uint8_t *base, uint64_t size, Program &program) {
     info.width = int32_t(getInt(v, "width", 1, kMaxValueWidth));
     info.perToken = getBoolOr(v, "per_token", true);
     info.keepAllRows = getBoolOr(v, "keep_all_rows", true);
+    info.tableRows = getBoolOr(v, "table_rows", false);
     info.name = getStringOr(v, "name");
     program.values.push_back(std::move(info));
   }
@@ -418,7 +419,8 @@ Status writeProgram(const Program &program, const std::string &path) {
       values.push_back({{"name", v.name},
                         {"width", v.width},
                         {"per_token", v.perToken},
-                        {"keep_all_rows", v.keepAllRows}});
+                        {"keep_all_rows", v.keepAllRows},
+                        {"table_rows", v.tableRows}});
     meta["values"] = std::move(values);
     // Data offsets are relative to the data section, which starts at the
     // first 64-byte boundary after the metadata.

@@ -97,6 +97,12 @@ Status verifySteps(const Program &p) {
       if (!required[v].empty() && !p.values[v].keepAllRows)
         fail("the cache plan does not keep value " + std::to_string(v) + " '" +
              p.values[v].name + "', which " + required[v]);
+    for (size_t v = 0; v < p.values.size(); ++v)
+      if (p.values[v].tableRows && p.values[v].keepAllRows &&
+          !tableRowsOf(p, int32_t(v)))
+        fail("value " + std::to_string(v) + " '" + p.values[v].name +
+             "' is marked table_rows, but its rows are not all rows of a "
+             "weight table that no step reads old rows of");
   } catch (const StepError &e) {
     return Status::invalidArgument(e.message);
   }

@@ -174,6 +174,8 @@ inline void planCache(Program &p, bool minimal) {
   for (size_t v = 0; v < p.values.size(); ++v)
     p.values[v].keepAllRows =
         !minimal || !p.values[v].perToken || !required[v].empty();
+  for (size_t v = 0; v < p.values.size(); ++v) // as delta-plan-cache marks
+    p.values[v].tableRows = minimal && tableRowsOf(p, int32_t(v));
 }
 
 struct DecoderConfig {

@@ -507,6 +507,46 @@ TEST(ProgramSteps, InsufficientCachePlanIsRejectedAtLoad) {
       << st.error;
 }
 
+TEST(ProgramSteps, TableRowsOnlyWhereEveryRowIsATableRow) {
+  // A one-group VQ's codewords (codes kept) are read from the codebook; the
+  // flag survives a file, and a value whose rows are not table rows, or
+  // whose old rows a step reads, is refused when marked.
+  DecoderConfig c;
+  c.vq = {{0, false, 1, 4}};
+  c.task = TaskKind::Classifier;
+  Program p = buildDecoder(c);
+  planCache(p, true);
+  ASSERT_TRUE(verifyProgram(p).ok()) << verifyProgram(p).error;
+  int marked = 0;
+  for (const ValueInfo &v : p.values)
+    marked += v.tableRows;
+  ASSERT_GE(marked, 1);
+  Program loaded;
+  std::string bytes = serialized(p);
+  ASSERT_TRUE(loadProgramFromBuffer(bytes.data(), bytes.size(), loaded).ok());
+  for (size_t v = 0; v < p.values.size(); ++v)
+    EXPECT_EQ(loaded.values[v].tableRows, p.values[v].tableRows) << v;
+  Program stored = p;
+  for (ValueInfo &v : stored.values)
+    v.tableRows = false;
+  EXPECT_EQ(cacheBytesPerToken(stored) - cacheBytesPerToken(p),
+            4 * c.dim * marked);
+  int refused = 0;
+  for (size_t v = 0; v < p.values.size(); ++v) {
+    if (p.values[v].tableRows || !p.values[v].perToken ||
+        !p.values[v].keepAllRows || int32_t(v) == p.tokenValue)
+      continue;
+    Program q = p;
+    q.values[v].tableRows = true;
+    Status st = verifyProgram(q);
+    ASSERT_FALSE(st.ok()) << "value " << v;
+    EXPECT_NE(st.error.find("is marked table_rows"), std::string::npos)
+        << st.error;
+    ++refused;
+  }
+  EXPECT_GT(refused, 3);
+}
+
 TEST(ProgramSteps, MalformedStepListsAreRejected) {
   Program base = buildDecoder(DecoderConfig{});
   ASSERT_TRUE(verifyProgram(base).ok());

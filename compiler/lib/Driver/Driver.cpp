@@ -204,8 +204,10 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
   if (std::string e = buildProgram(*module, checkpoint, program); !e.empty())
     return e;
   if (o.cachePlan == "all")
-    for (runtime::ValueInfo &v : program.values)
-      v.keepAllRows = true;
+    for (runtime::ValueInfo &v : program.values) {
+      v.keepAllRows = true; // every row stored, none read from a table
+      v.tableRows = false;
+    }
   result.cacheBytesPerToken = runtime::cacheBytesPerToken(program);
   progress("cache plan (" + o.cachePlan + "): " +
            std::to_string(result.cacheBytesPerToken) + " bytes per token");

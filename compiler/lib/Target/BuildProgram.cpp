@@ -205,8 +205,10 @@ void ProgramBuilder::lowerStep(Operation *op) {
         auto it = valueIds.find(c.getValue());
         if (it == valueIds.end())
           fail("delta.cache of a value that no instruction defines");
-        else
+        else {
           program.values[size_t(it->second)].keepAllRows = true;
+          program.values[size_t(it->second)].tableRows = c.getFromTable();
+        }
       })
       .Default([&](Operation *other) {
         fail("cannot lower op '" + other->getName().getStringRef().str() +

@@ -4,6 +4,7 @@
 #include "incnn/Dialect/Delta/DeltaOps.h"
 #include "incnn/Dialect/VQT/VQTOps.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
 namespace incnn {
@@ -37,12 +38,30 @@ Operation *deltaStepOf(Operation *op) {
   return step;
 }
 
-void cache(Value value, Operation *after, int64_t &total) {
+/// Whether every row of `value` is a row of a weight table that the runtime
+/// can read instead of storing (delta.cache's `from_table`): an embedding
+/// without token types, or a one-group VQ's codewords with `codesCached`.
+/// Not for values whose old rows a step reads (attention keys and values,
+/// pooled rows, the output).
+bool readableFromTable(Value value, bool codesCached) {
+  for (Operation *user : value.getUsers())
+    if (isa<vqt::AttentionOp, vqt::PoolOp, func::ReturnOp>(user))
+      return false;
+  Operation *def = value.getDefiningOp();
+  if (auto embed = dyn_cast_or_null<vqt::EmbedOp>(def))
+    return !embed.getTypeTable();
+  if (auto quantize = dyn_cast_or_null<vqt::VectorQuantizeOp>(def))
+    return value == quantize.getResult() && quantize.getNumGroups() == 1 &&
+           codesCached;
+  return false;
+}
+
+void cache(Value value, Operation *after, int64_t &total,
+           bool fromTable = false) {
   OpBuilder builder(value.getContext());
   builder.setInsertionPointAfter(after);
-  int64_t bytes = 4 * vqt::getWidth(value.getType());
-  builder.create<delta::CacheOp>(value.getLoc(), value,
-                                 builder.getI64IntegerAttr(bytes));
+  int64_t bytes = fromTable ? 0 : 4 * vqt::getWidth(value.getType());
+  builder.create<delta::CacheOp>(value.getLoc(), value, bytes, fromTable);
   total += bytes;
 }
 
@@ -58,14 +77,15 @@ struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
       Operation *step = deltaStepOf(op);
       Operation *after = step ? step : op.getOperation();
       // A VQ cutoff compares new codes with the old ones.
-      if (auto quantize = dyn_cast<vqt::VectorQuantizeOp>(op.getOperation()))
-        if (step && isa<delta::VQCutoffOp>(step)) {
-          cache(quantize.getCodes(), after, total);
-          ++numCached;
-        }
+      bool codesCached = isa<vqt::VectorQuantizeOp>(op.getOperation()) &&
+                         step && isa<delta::VQCutoffOp>(step);
+      if (codesCached) {
+        cache(op->getResult(1), after, total);
+        ++numCached;
+      }
       if (!analysis.needsAllRows(result))
         return;
-      cache(result, after, total);
+      cache(result, after, total, readableFromTable(result, codesCached));
       ++numCached;
     });
     bytesPerToken = total;

@@ -78,6 +78,15 @@ Engine::Engine(const Program &program, const EngineOptions &options)
     values[i].keepAll = program.values[i].keepAllRows || options.keepEverything;
     values[i].slots = &slots;
   }
+  // Kept values that are rows of a table are read from it, not stored.
+  for (size_t i = 0; i < values.size() && !options.keepEverything; ++i)
+    if (std::optional<TableRows> t = tableRowsOf(program, int32_t(i));
+        t && program.values[i].tableRows) {
+      values[i].keepAll = false;
+      values[i].table = program.weights[size_t(t->weight)].ptr();
+      values[i].tableIndex = t->index < 0 ? nullptr : &values[size_t(t->index)];
+      values[i].tokens = &tokens;
+    }
   attention.resize(program.instrs.size());
   poolSums.resize(program.instrs.size());
   layerOf.assign(program.instrs.size(), -1);

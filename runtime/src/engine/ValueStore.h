@@ -50,12 +50,31 @@ struct ValueStore {
   /// (kept for attention keys/values, which subtract old terms).
   std::unordered_map<int64_t, std::vector<float>> stash;
   bool needsStash = false;
+  /// Table rows (Program.h's tableRowsOf; a partial store): a row this
+  /// update did not compute is row index(r) of `table`, the index read from
+  /// `tableIndex` (kept codes) or, when that is null, from `tokens`.
+  const float *table = nullptr;
+  const ValueStore *tableIndex = nullptr;
+  const std::vector<int32_t> *tokens = nullptr;
 
   const float *row(int64_t r) const {
     if (!perToken)
       return data.data() + r * width;
-    int32_t slot = keepAll ? slots->slotOf[size_t(r)] : slotOf[size_t(r)];
-    return slot < 0 ? nullptr : data.data() + int64_t(slot) * width;
+    int32_t slot = keepAll                     ? slots->slotOf[size_t(r)]
+                   : size_t(r) < slotOf.size() ? slotOf[size_t(r)]
+                                               : -1;
+    if (slot >= 0)
+      return data.data() + int64_t(slot) * width;
+    if (!table)
+      return nullptr;
+    int64_t index = tableIndex ? int64_t(tableIndex->row(r)[0])
+                               : int64_t((*tokens)[size_t(r)]);
+    return table + index * width;
+  }
+  /// Whether `data` holds every one of n rows, in row order.
+  bool inRowOrder(int64_t n) const {
+    return !perToken ||
+           (keepAll ? slots->identity : !table || int64_t(rows.size()) == n);
   }
   float *row(int64_t r) {
     return const_cast<float *>(static_cast<const ValueStore *>(this)->row(r));

@@ -39,7 +39,7 @@ const float *StepContext::oldRow(const ValueStore &store, int64_t old) const {
 const std::vector<float> &
 StepContext::logical(int32_t id, std::vector<float> &scratch) const {
   const ValueStore &v = values[size_t(id)];
-  if (!v.perToken || !v.keepAll || slots.identity)
+  if (v.inRowOrder(numTokens()))
     return v.data;
   scratch = gather(id, allRows(numTokens()));
   return scratch;

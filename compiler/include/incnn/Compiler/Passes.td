@@ -90,7 +90,10 @@ def PlanCache : Pass<"delta-plan-cache", "mlir::ModuleOp"> {
     operands whose partner has other change sources, pooled inputs). Adds a
     `delta.cache` op for each such value, and records on the module
     `delta.cache_bytes_per_token`: cached rows plus the attention
-    accumulators and VQ codes the runtime keeps.
+    accumulators and VQ codes the runtime keeps. A cached value whose rows
+    are all rows of a weight table (an embedding without token types, a
+    one-group VQ's codewords) is marked `from_table` and costs nothing: the
+    runtime reads it from the table.
 
     ```mlir
     delta.cache %k {bytes_per_token = 128 : i64} : tensor<?x32xf32>

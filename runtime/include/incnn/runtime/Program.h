@@ -97,6 +97,9 @@ struct ValueInfo {
   /// Cache plan: keep every row between edits (else only rows computed
   /// during an update). Set by the compiler's delta-plan-cache pass.
   bool keepAllRows = true;
+  /// Kept rows are read from a weight table, not stored (delta.cache's
+  /// `from_table`; tableRowsOf says which values may be).
+  bool tableRows = false;
 };
 
 /// A named fp32 tensor. `data` points into the mapped file (or `owned`).
@@ -200,8 +203,20 @@ struct Program {
 /// their norm bounds. Stable enough for FileCheck tests.
 std::string printProgram(const Program &program);
 
+/// Where the rows of a kept value may be read from a weight table instead of
+/// stored (ValueInfo::tableRows): an embedding without token types (indexed
+/// by the token) or a one-group VQ's quantized output whose codes are kept
+/// (indexed by the code), when no step reads its old rows (not an
+/// attention's or pool's operand, not the output). Else nullopt.
+struct TableRows {
+  int32_t weight = -1; ///< the table, [rows, width] or [1, K, width]
+  int32_t index = -1;  ///< the value holding each row's index; -1: the token
+};
+std::optional<TableRows> tableRowsOf(const Program &program, int32_t value);
+
 /// Bytes a session keeps per token under the program's cache plan: every
-/// kept per-token value (4 bytes a column) and the attention accumulators.
+/// kept per-token value not read from a table (4 bytes a column) and the
+/// attention accumulators.
 int64_t cacheBytesPerToken(const Program &program);
 
 /// Checks that a program is well formed (ids in range, shapes consistent),

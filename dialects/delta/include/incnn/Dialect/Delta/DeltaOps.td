@@ -220,11 +220,19 @@ def Delta_CacheOp : Delta_Op<"cache"> {
     rows for inserted tokens are allocated, the rest keep their bits.
     `bytes_per_token` is the memory this costs per token.
 
+    With `from_table`, every row of the value is a row of a weight table
+    (an embedding without token types, indexed by the token, or a one-group
+    VQ's codeword, indexed by its cached codes), and no step reads its old
+    rows: the runtime reads rows from the table and stores none
+    (`bytes_per_token` 0).
+
     ```mlir
     delta.cache %k {bytes_per_token = 256 : i64} : tensor<?x64xf32>
+    delta.cache %vq {bytes_per_token = 0 : i64, from_table} : tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins Delta_TokenTensor:$value, I64Attr:$bytes_per_token);
+  let arguments = (ins Delta_TokenTensor:$value, I64Attr:$bytes_per_token,
+                       UnitAttr:$from_table);
   let assemblyFormat = "$value attr-dict `:` type($value)";
 }
 
