@@ -77,6 +77,7 @@ def keystrokes(a, docs, post, base, server):
             break
     status, r = post("/v1/documents", {"text": text})
     did, tokens, times = r["id"], r["stats"]["tokens"], []
+    served, updates = [], []  # the server's request and update times
     at = len(text.encode("utf-8")) // 2
     word = "incremental "
     for i in range(a.keystrokes):
@@ -91,6 +92,8 @@ def keystrokes(a, docs, post, base, server):
         if status != 200:
             print("failed: %s" % r)
             return 1
+        served.append(r["stats"]["us"] / 1e3)
+        updates.append(r["stats"]["update_us"] / 1e3)
         text = text[:at] + ch + text[at:]
         at += 1
     status, r = post("/v1/documents/%s/edits" % did, {"edits": [], "verify": True})
@@ -101,6 +104,9 @@ def keystrokes(a, docs, post, base, server):
           "p99 %.2f ms, max %.2f ms; verify %s" %
           (a.keystrokes, tokens, percentile(times, 0.5), percentile(times, 0.9),
            percentile(times, 0.99), max(times), "exact" if r.get("exact") else "MISMATCH"))
+    for name, xs in (("in the server", served), ("of that the update", updates)):
+        print("  %s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms" %
+              (name, percentile(xs, 0.5), percentile(xs, 0.9), percentile(xs, 0.99)))
     return 0 if r.get("exact") else 1
 
 
