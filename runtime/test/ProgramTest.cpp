@@ -462,14 +462,20 @@ TEST(Tokenizer, EncodeDecodeWithTrainedModel) {
 
 namespace {
 
-TEST(ProgramSteps, InsufficientCachePlanIsRejectedAtLoad) {
-  // The minimal plan verifies; dropping any value it needs is an error that
-  // names the value and the step, in memory and when a file is loaded.
-  DecoderConfig c;
+/// A classifier with one one-group VQ under the minimal cache plan.
+Program minimalPlanProgram(DecoderConfig &c) {
   c.vq = {{0, false, 1, 4}};
   c.task = TaskKind::Classifier;
   Program p = buildDecoder(c);
   planCache(p, true);
+  return p;
+}
+
+TEST(ProgramSteps, InsufficientCachePlanIsRejectedAtLoad) {
+  // The minimal plan verifies; dropping any value it needs is an error that
+  // names the value and the step, in memory and when a file is loaded.
+  DecoderConfig c;
+  Program p = minimalPlanProgram(c);
   ASSERT_TRUE(verifyProgram(p).ok()) << verifyProgram(p).error;
   std::string bytes = serialized(p);
   int checked = 0;
@@ -512,10 +518,7 @@ TEST(ProgramSteps, TableRowsOnlyWhereEveryRowIsATableRow) {
   // flag survives a file, and a value whose rows are not table rows, or
   // whose old rows a step reads, is refused when marked.
   DecoderConfig c;
-  c.vq = {{0, false, 1, 4}};
-  c.task = TaskKind::Classifier;
-  Program p = buildDecoder(c);
-  planCache(p, true);
+  Program p = minimalPlanProgram(c);
   ASSERT_TRUE(verifyProgram(p).ok()) << verifyProgram(p).error;
   int marked = 0;
   for (const ValueInfo &v : p.values)
