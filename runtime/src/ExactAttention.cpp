@@ -358,7 +358,7 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          AttentionState &state, float *out, ThreadPool *pool) {
   if (rows.empty())
     return true;
-  int64_t hd = shape.headDim, kvw = shape.kvWidth(), qw = shape.queryWidth();
+  int64_t hd = shape.headDim, qw = shape.queryWidth();
   int64_t first = rows.front(), count = int64_t(rows.size());
   bool ranged = shape.causal || shape.window > 0;
   // The keys any of the rows attends to: [begin, end).
@@ -366,9 +366,6 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
   keyRange(shape, first, numKeys, begin, end);
   keyRange(shape, rows.back(), numKeys, lastBegin, lastEnd);
   end = std::max(end, lastEnd);
-  for (int64_t j = begin; j < end; ++j)
-    if (!withinBound(vRows[j], kvw, shape.valueBound))
-      return false;
   KeyRanges keys = rangesOf(shape, first, numKeys, begin);
   static thread_local std::vector<int64_t> rowBegin, rowEnd;
   if (ranged && rows.back() - first + 1 != count) {

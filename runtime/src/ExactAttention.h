@@ -135,9 +135,12 @@ bool computeRowFromRows(const float *qRot, const float *const *kRotRows,
 /// row attends to are transposed once and the kernels block rows (each row
 /// over its own key range). `qRot` holds their rotated
 /// queries [rows.size()][qWidth]; row t's state goes to `state` row t (sized
-/// by the caller) and its output to out + t * qWidth. Same bits and breaches
-/// as computeRowFromRows. With `pool`, kv heads run as parallel tasks (the
-/// same bits).
+/// by the caller) and its output to out + t * qWidth. Same bits as
+/// computeRowFromRows; returns false when a score breaks the contract. Every
+/// value must lie within shape.valueBound: unlike computeRowFromRows it does
+/// not check them (an attention_update checked each value when it changed,
+/// the from-scratch run all of them). With `pool`, kv heads run as parallel
+/// tasks (the same bits).
 bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          int64_t numKeys, const float *const *kRotRows,
                          const float *const *vRows, const AttentionShape &shape,

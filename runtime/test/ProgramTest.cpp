@@ -575,6 +575,20 @@ TEST(ProgramSteps, MalformedStepListsAreRejected) {
       },
       "cannot update instruction");
   expectError([](Program &p) { p.outputRows = 0; }, "the output row set");
+  // A step that misses rows its operands change (the outputs would differ
+  // from a from-scratch run, silently): the last attention taking its keys'
+  // and values' changes, or the last recomputed value its operands', only
+  // at the edited rows.
+  for (StepKind kind : {StepKind::AttentionUpdate, StepKind::RecomputeRows})
+    expectError(
+        [kind](Program &p) {
+          for (size_t i = p.steps.size(); i-- > 0;)
+            if (p.steps[i].kind == kind) {
+              p.steps[i].inputs.back() = p.steps[0].output;
+              return;
+            }
+        },
+        "which does not hold every row the update changes");
 }
 
 } // namespace

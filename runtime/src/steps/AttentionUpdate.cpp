@@ -617,8 +617,13 @@ static bool attentionUpdateUpdates(const Program &, const Instr &in) {
 
 static void attentionUpdateCacheNeeds(const Program &p, const Step &s,
                                       CacheNeeds &needs) {
-  for (int32_t v : p.instrs[size_t(s.instr)].operands)
-    needs.keep(v, "reads at every row");
+  // Queries change at the first input's rows, keys and values at the
+  // second's (whose values the step checks against the value bound).
+  const std::vector<int32_t> &operands = p.instrs[size_t(s.instr)].operands;
+  for (size_t k = 0; k < operands.size(); ++k) {
+    needs.takesChanges(operands[k], s.inputs[k == 0 ? 0 : 1]);
+    needs.keep(operands[k], "reads at every row");
+  }
 }
 
 const StepRules kAttentionUpdateStep = {

@@ -111,6 +111,7 @@ static bool poolUpdateUpdates(const Program &, const Instr &in) {
 
 static void poolUpdateCacheNeeds(const Program &p, const Step &s,
                                  CacheNeeds &needs) {
+  needs.takesChanges(p.instrs[size_t(s.instr)].operands[0], s.inputs[0]);
   needs.keep(p.instrs[size_t(s.instr)].operands[0], "reads at every row");
 }
 

@@ -78,9 +78,11 @@ static bool recomputeRowsUpdates(const Program &p, const Instr &in) {
 }
 
 void tokenLocalCacheNeeds(const Program &p, const Step &s, CacheNeeds &needs) {
-  for (int32_t v : p.instrs[size_t(s.instr)].operands)
+  for (int32_t v : p.instrs[size_t(s.instr)].operands) {
+    needs.takesChanges(v, s.inputs[0]);
     if (!needs.recomputes(v, s.inputs[0]))
       needs.keep(v, "reads at rows the update does not recompute");
+  }
 }
 
 const StepRules kRecomputeRowsStep = {recomputeRowsUpdates,

@@ -33,6 +33,10 @@ public:
   /// True if the update recomputes every row of `value` that row-set
   /// register `rows` can hold (so those rows need not be kept).
   virtual bool recomputes(int32_t value, int32_t rows) const = 0;
+  /// The step takes the changes of `value` from row-set register `rows`,
+  /// which must hold every row of it the update can change (a program whose
+  /// step misses some is refused).
+  virtual void takesChanges(int32_t value, int32_t rows) = 0;
 };
 
 struct StepRules {

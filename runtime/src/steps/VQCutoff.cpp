@@ -65,6 +65,7 @@ static bool vqCutoffUpdates(const Program &p, const Instr &in) {
 
 static void vqCutoffCacheNeeds(const Program &p, const Step &s,
                                CacheNeeds &needs) {
+  needs.takesChanges(p.instrs[size_t(s.instr)].operands[0], s.inputs[0]);
   needs.keep(p.instrs[size_t(s.instr)].results[1],
              "compares with the old codes");
 }
