@@ -271,6 +271,9 @@ def main(argv=None):
     ap.add_argument("--vq-layers", default="all", help='"all" or e.g. "0,1"')
     ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--codes", type=int, default=64)
+    ap.add_argument("--vq-ctx", type=int, default=0,
+                    help="windows of the VQ phase (k-means and fine-tuning), default --ctx: "
+                         "longer windows teach codes the rows far into a document")
     ap.add_argument("--vq-epochs", type=int, default=10)
     ap.add_argument("--vq-lr", type=float, default=3e-4)
     ap.add_argument("--beta", type=float, default=0.25, help="commitment loss weight")
@@ -287,6 +290,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
+    if a.vq_ctx > a.ctx and a.position != "none":
+        ap.error("--vq-ctx longer than --ctx needs --position none (no position table)")
 
     t_start = time.time()
     tune_malloc()
@@ -375,11 +380,15 @@ def main(argv=None):
 
     if vq_sites:
         t0 = time.time()
-        init_codebooks(model, tr_docs, a, rng)
+        va = argparse.Namespace(**vars(a))  # the VQ phase's windows
+        va.ctx = a.vq_ctx or a.ctx
+        if va.ctx > a.ctx:  # no position table limits a model without positions
+            model.r["max_pos"] = va.ctx
+        init_codebooks(model, tr_docs, va, rng)
         acc0, _ = evaluate(model, te_docs, te_y, a.ctx)
         metrics["vq_kmeans_only_test_acc"] = acc0
         log("VQ inserted (k-means codebooks, no fine-tuning): test accuracy %.4f" % acc0)
-        train_phase(model, tr_docs, tr_y, a, a.vq_epochs, a.vq_lr, rng, "vq", test_set, vq=True)
+        train_phase(model, tr_docs, tr_y, va, a.vq_epochs, a.vq_lr, rng, "vq", test_set, vq=True)
         metrics["vq_train_s"] = round(time.time() - t0, 1)
 
     model.eval()
