@@ -69,7 +69,8 @@ def percentile(xs, p):
 
 
 def keystrokes(a, docs, post, base, server):
-    """Single characters typed at a few places of a ~10,000-token document, one request each."""
+    """Single characters typed at a few places of a ~10,000-token document, one request each
+    (--caret top: all of them in its first 5%, where an edit reaches every later row)."""
     text = ""
     for d in sorted(docs, key=lambda d: -len(d["base"])):
         text += d["base"] + "\n"
@@ -78,11 +79,13 @@ def keystrokes(a, docs, post, base, server):
     status, r = post("/v1/documents", {"text": text})
     did, tokens, times = r["id"], r["stats"]["tokens"], []
     served, updates = [], []  # the server's request and update times
-    at = len(text.encode("utf-8")) // 2
+    size = len(text.encode("utf-8"))
+    region = size // 20 if a.caret == "top" else size
+    at = region // 2
     word = "incremental "
     for i in range(a.keystrokes):
         if i % 50 == 0:  # move the caret now and then
-            at = (at * 7919 + 13) % len(text.encode("utf-8"))
+            at = (at * 7919 + 13) % region
             while at < len(text) and text[at] != " ":
                 at += 1  # an ASCII position, so byte offsets stay simple
         ch = word[i % len(word)]
@@ -100,9 +103,9 @@ def keystrokes(a, docs, post, base, server):
     if server:
         server.terminate()
         server.wait()
-    print("%d keystrokes into a %d-token document: round trip p50 %.2f ms, p90 %.2f ms, "
+    print("%d keystrokes (caret: %s) into a %d-token document: round trip p50 %.2f ms, p90 %.2f ms, "
           "p99 %.2f ms, max %.2f ms; verify %s" %
-          (a.keystrokes, tokens, percentile(times, 0.5), percentile(times, 0.9),
+          (a.keystrokes, a.caret, tokens, percentile(times, 0.5), percentile(times, 0.9),
            percentile(times, 0.99), max(times), "exact" if r.get("exact") else "MISMATCH"))
     for name, xs in (("in the server", served), ("of that the update", updates)):
         print("  %s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms" %
@@ -130,6 +133,8 @@ def main():
     ap.add_argument("--keystrokes", type=int, default=0,
                     help="instead: one client types this many characters, one request each, "
                          "into a document of about 10,000 tokens, and the round trips are timed")
+    ap.add_argument("--caret", choices=["scattered", "top"], default="scattered",
+                    help="with --keystrokes: where the caret goes (top: the first 5%%)")
     a = ap.parse_args()
     with gzip.open(a.trace, "rt", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]

@@ -169,10 +169,11 @@ struct TermRef {
   int sign = 1;
 };
 
-/// applyTermToBlock for several terms at once, in order: term t takes part
-/// in lane l when use[t * kTermBlock + l]. Lanes that stay ok end with the
-/// same state as applying the terms one by one; each row's accumulators are
-/// read and written once.
+/// applyTermToBlock for several terms at once: term t takes part in lane l
+/// when use[t * kTermBlock + l]. Lanes that stay ok end with the same state as
+/// applying the terms one by one; each row's accumulators are read and
+/// written once. A lane's shift is checked with the added keys counted before
+/// the removed ones, so it stops only if the shift moves after all terms.
 void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
                        const TermRef *terms, int64_t numTerms,
                        const AttentionShape &shape, AttentionState &state,

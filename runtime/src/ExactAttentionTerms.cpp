@@ -162,9 +162,15 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       scores[size_t(i0 * L + l)] = acc;
     }
   }
-  // In term order: a lane whose shift would move, or that breaks the
-  // contract, stops (its row is recomputed; its state may be half updated).
-  for (int64_t t = 0; t < numTerms; ++t)
+  // Added keys first, then removed ones: a lane whose shift would move, or
+  // that breaks the contract, stops (its row is recomputed; its state may be
+  // half updated). With the additions counted first, `top` falls to 0 only if
+  // it ends at 0, so a top key replaced by one in the same bucket (a changed
+  // key that stays the row's maximum) keeps the shift.
+  for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
+    int64_t t = t0 % numTerms;
+    if ((terms[t].sign > 0) != (t0 < numTerms))
+      continue;
     for (int64_t h = 0; h < H; ++h)
       for (int l = 0; l < L; ++l) {
         if (!use[t * L + l] || !ok[l])
@@ -186,6 +192,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         }
         x[cell] = score - shift;
       }
+  }
   expNonPositive(x.data(), int64_t(cells), weights.data());
   p.resize(size_t(numTerms));
   signs.resize(size_t(numTerms));

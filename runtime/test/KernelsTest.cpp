@@ -458,6 +458,55 @@ TEST(ExactAttention, DeltaTermsEqualARecomputation) {
   EXPECT_GT(updated, 100); // most rows take the delta path
 }
 
+TEST(ExactAttention, ReplacedTopKeyInItsBucketKeepsTheShift) {
+  // Every row's only top key j (score 5.3, shift 6) is replaced by one that
+  // scores 5.6: the shift stays 6, so no row may stop for a recompute, even
+  // though the engine passes the removal before the addition.
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> small(-0.1f, 0.1f), unit(-1.0f, 1.0f);
+  const int64_t n = exact::kTermBlock, hd = 8, j = 3;
+  exact::AttentionShape shape = shapeOf({1, 1, hd, false, 0.0f}, 1.0f);
+  std::vector<float> q(size_t(n * hd)), k(size_t(n * hd)), v(size_t(n * hd));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < hd; ++c) {
+      q[size_t(i * hd + c)] = c == 0 ? 1.0f : small(rng);
+      k[size_t(i * hd + c)] = i == j ? (c == 0 ? 5.3f : 0.0f) : unit(rng);
+      v[size_t(i * hd + c)] = unit(rng);
+    }
+  std::vector<float> out(q.size()), want(q.size());
+  exact::AttentionState state, fresh;
+  ASSERT_TRUE(exact::attention(q.data(), k.data(), v.data(), n, shape,
+                               out.data(), state, nullptr));
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(state.top[size_t(i)], 1) << "row " << i;
+  std::vector<float> k2 = k, newK(k.begin() + j * hd, k.begin() + (j + 1) * hd);
+  newK[0] = 5.6f;
+  std::copy(newK.begin(), newK.end(), k2.begin() + j * hd);
+  ASSERT_TRUE(exact::attention(q.data(), k2.data(), v.data(), n, shape,
+                               want.data(), fresh, nullptr));
+  constexpr int B = exact::kTermBlock;
+  int64_t rows[B];
+  bool use[2 * B], ok[B];
+  std::vector<float> qT(size_t(hd * B));
+  for (int l = 0; l < B; ++l) {
+    rows[l] = l;
+    ok[l] = use[l] = use[B + l] = true;
+    for (int64_t c = 0; c < hd; ++c)
+      qT[size_t(c * B + l)] = q[size_t(l * hd + c)];
+  }
+  std::vector<double> oldV(v.begin() + j * hd, v.begin() + (j + 1) * hd);
+  exact::TermRef terms[2] = {{k.data() + j * hd, oldV.data(), -1},
+                             {newK.data(), oldV.data(), +1}};
+  exact::applyTermsToBlock(qT.data(), rows, use, terms, 2, shape, state, ok);
+  std::vector<float> row(static_cast<size_t>(hd));
+  for (int l = 0; l < B; ++l) {
+    ASSERT_TRUE(ok[l]) << "row " << l << " stopped";
+    exact::finishRow(shape, state, l, row.data());
+    EXPECT_TRUE(bitsEqual(row.data(), want.data() + l * hd, size_t(hd)))
+        << "row " << l;
+  }
+}
+
 TEST(ExactAttention, ContractBreachesAreReported) {
   AttnCase c{1, 1, 4, true, 0.0f};
   exact::AttentionShape shape = shapeOf(c, 1.0f);
