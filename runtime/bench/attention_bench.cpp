@@ -1,10 +1,13 @@
 //===- attention_bench.cpp - from-scratch exact attention timings ---------===//
 //
 //   incnn-attention-bench [--heads H] [--head-dim hd] [--threads T]
-//                         [--isa avx2|avx512] [--reps R] [--rows] n...
+//                         [--isa avx2|avx512] [--reps R] [--rows]
+//                         [--scattered R] n...
 //
 // Times exact::attention (causal, no rotary) on random inputs; --rows also
-// times computeRowFromRows for the last row.
+// times computeRowFromRows for the last row, --scattered computeRowsFromRows
+// for R rows spread evenly over the document (as code flips are), in runs of
+// 64 as the attention update takes them. Rates are (row, key) pairs per ns.
 //
 //===----------------------------------------------------------------------===//
 #include "ExactAttention.h"
@@ -22,6 +25,7 @@ using namespace incnn::runtime;
 int main(int argc, char **argv) {
   int64_t H = 4, hd = 32, threads = 1, reps = 3;
   bool rows = false;
+  int64_t scattered = 0;
   std::vector<int64_t> lengths;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() { return i + 1 < argc ? argv[++i] : (char *)"0"; };
@@ -35,6 +39,8 @@ int main(int argc, char **argv) {
       reps = std::atoll(next());
     else if (!std::strcmp(argv[i], "--rows"))
       rows = true;
+    else if (!std::strcmp(argv[i], "--scattered"))
+      scattered = std::atoll(next());
     else if (!std::strcmp(argv[i], "--isa")) {
       const char *isa = next();
       if (!exact::setKernelIsa(isa)) {
@@ -76,16 +82,59 @@ int main(int argc, char **argv) {
                                 std::chrono::steady_clock::now() - t0)
                                 .count());
     }
-    std::printf("exact isa=%s threads=%lld H=%lld hd=%lld n=%lld: %.1f ms\n",
+    std::printf("exact isa=%s threads=%lld H=%lld hd=%lld n=%lld: %.1f ms "
+                "(%.2f pairs/ns)\n",
                 exact::kernelIsa(), (long long)threads, (long long)H,
-                (long long)hd, (long long)n, best * 1e3);
-    if (rows) {
-      std::vector<const float *> kr(static_cast<size_t>(n)),
-          vr(static_cast<size_t>(n));
-      for (int64_t j = 0; j < n; ++j) {
-        kr[j] = k.data() + j * w;
-        vr[j] = v.data() + j * w;
+                (long long)hd, (long long)n, best * 1e3,
+                double(exact::attendedPairs(shape, n)) / (best * 1e9));
+    std::vector<const float *> kr(static_cast<size_t>(n)),
+        vr(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      kr[j] = k.data() + j * w;
+      vr[j] = v.data() + j * w;
+    }
+    if (scattered > 0) {
+      std::vector<int64_t> picked;
+      for (int64_t t = 0; t < std::min(scattered, n); ++t)
+        picked.push_back((2 * t + 1) * n / (2 * std::min(scattered, n)));
+      uint64_t pairs = 0;
+      for (int64_t i : picked)
+        pairs += uint64_t(i + 1);
+      std::vector<float> got(picked.size() * size_t(w));
+      double bestRun = 1e30;
+      bool same = true;
+      for (int64_t r = 0; r < reps; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (size_t b = 0; b < picked.size(); b += 64) {
+          std::vector<int64_t> run(
+              picked.begin() + int64_t(b),
+              picked.begin() + int64_t(std::min(picked.size(), b + 64)));
+          std::vector<float> qs;
+          for (int64_t i : run)
+            qs.insert(qs.end(), q.begin() + i * w, q.begin() + (i + 1) * w);
+          exact::AttentionState computed;
+          computed.resize(int64_t(run.size()), H, hd);
+          if (!exact::computeRowsFromRows(qs.data(), run, n, kr.data(),
+                                          vr.data(), shape, computed,
+                                          got.data() + b * w, p)) {
+            std::fprintf(stderr, "breach\n");
+            return 1;
+          }
+        }
+        bestRun = std::min(bestRun, std::chrono::duration<double>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count());
       }
+      for (size_t t = 0; t < picked.size(); ++t)
+        same =
+            same && std::memcmp(got.data() + t * w, out.data() + picked[t] * w,
+                                sizeof(float) * size_t(w)) == 0;
+      std::printf("  computeRowsFromRows (%zu scattered rows): %.3f ms (%.2f "
+                  "pairs/ns), same bits: %s\n",
+                  picked.size(), bestRun * 1e3, double(pairs) / (bestRun * 1e9),
+                  same ? "yes" : "NO");
+    }
+    if (rows) {
       std::vector<float> row(static_cast<size_t>(w));
       double bestRow = 1e30;
       for (int64_t r = 0; r < 5 * reps; ++r) {

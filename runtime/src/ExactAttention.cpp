@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "ExactAttention.h"
+#include "Simd.h"
 #include "attention/ExactKernels.h"
 
 #include <algorithm>
@@ -198,27 +199,12 @@ const detail::KernelTable &kernels() {
 void transposeKeys(const float *const *rows, int64_t n, int64_t offset,
                    int64_t hd, int64_t pad, float *kt) {
   int64_t j = 0;
-#if defined(__AVX2__)
+#ifdef INCNN_SIMD_AVX2
   if (hd % 8 == 0)
     for (; j + 8 <= n; j += 8)
       for (int64_t c = 0; c < hd; c += 8) {
-        __m256 r[8], t[8];
-        for (int l = 0; l < 8; ++l)
-          r[l] = _mm256_loadu_ps(rows[j + l] + offset + c);
-        for (int l = 0; l < 8; l += 2) {
-          t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
-          t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
-        }
-        for (int l = 0; l < 8; l += 4) {
-          r[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
-          r[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xee);
-          r[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
-          r[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xee);
-        }
-        for (int l = 0; l < 4; ++l) {
-          t[l] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x20);
-          t[l + 4] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x31);
-        }
+        __m256 t[8];
+        simd::transpose8x8(rows + j, offset + c, t);
         for (int l = 0; l < 8; ++l) // t[l]: column c + l
           _mm256_storeu_ps(kt + (c + l) * pad + j, t[l]);
       }

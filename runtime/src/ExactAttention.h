@@ -161,6 +161,10 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
                       const AttentionShape &shape, AttentionState &state,
                       int sign, bool *ok);
 
+/// qT[c * kTermBlock + l] = rows[l][c] for c < width: the queries of a block
+/// of rows, transposed for applyTermsToBlock.
+void transposeBlockRows(const float *const *rows, int64_t width, float *qT);
+
 /// One key's term: its rotated key row, its value row widened to double
 /// [Hkv * hd], and whether it is added (+1) or removed (-1).
 struct TermRef {

@@ -114,6 +114,134 @@ void addTerms(const double *p, const int *signs, const double *const *v,
 
 } // namespace
 
+/// The shift checks of applyTermsToBlock, term by term (additions first):
+/// x[cell] = score - shift for the lanes that stay ok, 0 elsewhere.
+void checkShifts(const float *scores, const int64_t *rows, const bool *use,
+                 const TermRef *terms, int64_t numTerms,
+                 const AttentionShape &shape, AttentionState &state, bool *ok,
+                 float *x) {
+  constexpr int L = kTermBlock;
+  int64_t H = shape.numHeads;
+  auto termAt = [&](int64_t t0) { // additions first, then removals
+    int64_t t = t0 % numTerms;
+    return (terms[t].sign > 0) == (t0 < numTerms) ? t : -1;
+  };
+#ifdef INCNN_SIMD_AVX2
+  // Lanes are the block's rows; each head's shifts and counts in a vector.
+  static thread_local std::vector<float> shifts;
+  static thread_local std::vector<int32_t> tops;
+  shifts.resize(size_t(H * L));
+  tops.resize(size_t(H * L));
+  bool wasOk[L];
+  for (int l = 0; l < L; ++l) {
+    wasOk[l] = ok[l];
+    for (int64_t h = 0; h < H; ++h) {
+      size_t slot = size_t(rows[l] * H + h);
+      shifts[size_t(h * L + l)] = state.shift[slot];
+      tops[size_t(h * L + l)] = state.top[slot];
+    }
+  }
+  int32_t okLanes[L];
+  for (int l = 0; l < L; ++l)
+    okLanes[l] = ok[l] ? -1 : 0;
+  __m256i live = _mm256_loadu_si256(reinterpret_cast<__m256i *>(okLanes));
+  const __m256 scale = _mm256_set1_ps(shape.scale),
+               maxScore = _mm256_set1_ps(kMaxScore),
+               magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)),
+               one = _mm256_set1_ps(1.0f);
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
+    int64_t t = termAt(t0);
+    if (t < 0)
+      continue;
+    __m256i used =
+        _mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                               reinterpret_cast<const __m128i *>(use + t * L))),
+                           zero);
+    const __m256i sign = _mm256_set1_epi32(terms[t].sign);
+    for (int64_t h = 0; h < H; ++h) {
+      float *xs = x + (t * H + h) * L;
+      __m256i active = _mm256_and_si256(used, live);
+      __m256 score =
+          _mm256_mul_ps(_mm256_loadu_ps(scores + (t * H + h) * L), scale);
+      __m256 shift = _mm256_loadu_ps(&shifts[size_t(h * L)]);
+      // !(|score| <= kMaxScore) (NaN included) or score > shift: stop.
+      __m256i bad = _mm256_castps_si256(_mm256_or_ps(
+          _mm256_cmp_ps(_mm256_and_ps(score, magnitude), maxScore, _CMP_NLE_UQ),
+          _mm256_cmp_ps(score, shift, _CMP_GT_OQ)));
+      live = _mm256_andnot_si256(_mm256_and_si256(active, bad), live);
+      active = _mm256_andnot_si256(bad, active);
+      __m256i inTop = _mm256_and_si256(
+          active, _mm256_castps_si256(_mm256_cmp_ps(
+                      score, _mm256_sub_ps(shift, one), _CMP_GT_OQ)));
+      __m256i *topAt = reinterpret_cast<__m256i *>(&tops[size_t(h * L)]);
+      __m256i top = _mm256_add_epi32(_mm256_loadu_si256(topAt),
+                                     _mm256_and_si256(inTop, sign));
+      _mm256_storeu_si256(topAt, top);
+      // The maximum may have dropped a bucket: stop.
+      __m256i dropped =
+          _mm256_andnot_si256(_mm256_cmpgt_epi32(top, zero), inTop);
+      live = _mm256_andnot_si256(dropped, live);
+      active = _mm256_andnot_si256(dropped, active);
+      _mm256_storeu_ps(xs, _mm256_and_ps(_mm256_castsi256_ps(active),
+                                         _mm256_sub_ps(score, shift)));
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i *>(okLanes), live);
+  for (int l = 0; l < L; ++l) {
+    ok[l] = okLanes[l] != 0;
+    if (wasOk[l]) // other lanes may alias rows of other blocks
+      for (int64_t h = 0; h < H; ++h)
+        state.top[size_t(rows[l] * H + h)] = tops[size_t(h * L + l)];
+  }
+#else
+  for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
+    int64_t t = termAt(t0);
+    if (t < 0)
+      continue;
+    for (int64_t h = 0; h < H; ++h)
+      for (int l = 0; l < L; ++l) {
+        size_t cell = size_t((t * H + h) * L + l);
+        x[cell] = 0.0f;
+        if (!use[t * L + l] || !ok[l])
+          continue;
+        float score = scores[cell] * shape.scale;
+        size_t slot = size_t(rows[l] * H + h);
+        float shift = state.shift[slot];
+        if (!(std::fabs(score) <= kMaxScore) || score > shift) {
+          ok[l] = false; // the shift would rise, or a breach: recompute
+          continue;
+        }
+        if (score > shift - 1.0f) {
+          state.top[slot] += terms[t].sign;
+          if (state.top[slot] <= 0) {
+            ok[l] = false; // the maximum may have dropped a bucket
+            continue;
+          }
+        }
+        x[cell] = score - shift;
+      }
+  }
+#endif
+}
+
+void transposeBlockRows(const float *const *rows, int64_t width, float *qT) {
+  constexpr int L = kTermBlock;
+  int64_t c = 0;
+#ifdef INCNN_SIMD_AVX2
+  static_assert(L == 8, "one AVX2 vector of rows");
+  for (; c + 8 <= width; c += 8) {
+    __m256 t[8];
+    simd::transpose8x8(rows, c, t);
+    for (int l = 0; l < 8; ++l)
+      _mm256_storeu_ps(qT + (c + l) * L, t[l]);
+  }
+#endif
+  for (; c < width; ++c)
+    for (int l = 0; l < L; ++l)
+      qT[c * L + l] = rows[l][c];
+}
+
 void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
                        const TermRef *terms, int64_t numTerms,
                        const AttentionShape &shape, AttentionState &state,
@@ -126,7 +254,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   static thread_local std::vector<int> signs;
   static thread_local std::vector<const double *> v;
   scores.resize(cells);
-  x.assign(cells, 0.0f);
+  x.resize(cells);
   weights.resize(cells);
   // Scores: every (term, head) is an independent FMA chain over c, in
   // increasing c as dot(); four run interleaved.
@@ -167,32 +295,8 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   // half updated). With the additions counted first, `top` falls to 0 only if
   // it ends at 0, so a top key replaced by one in the same bucket (a changed
   // key that stays the row's maximum) keeps the shift.
-  for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
-    int64_t t = t0 % numTerms;
-    if ((terms[t].sign > 0) != (t0 < numTerms))
-      continue;
-    for (int64_t h = 0; h < H; ++h)
-      for (int l = 0; l < L; ++l) {
-        if (!use[t * L + l] || !ok[l])
-          continue;
-        size_t cell = size_t((t * H + h) * L + l);
-        float score = scores[cell] * shape.scale;
-        size_t slot = size_t(rows[l] * H + h);
-        float shift = state.shift[slot];
-        if (!(std::fabs(score) <= kMaxScore) || score > shift) {
-          ok[l] = false; // the shift would rise, or a breach: recompute
-          continue;
-        }
-        if (score > shift - 1.0f) {
-          state.top[slot] += terms[t].sign;
-          if (state.top[slot] <= 0) {
-            ok[l] = false; // the maximum may have dropped a bucket
-            continue;
-          }
-        }
-        x[cell] = score - shift;
-      }
-  }
+  checkShifts(scores.data(), rows, use, terms, numTerms, shape, state, ok,
+              x.data());
   expNonPositive(x.data(), int64_t(cells), weights.data());
   p.resize(size_t(numTerms));
   signs.resize(size_t(numTerms));

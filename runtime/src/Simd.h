@@ -135,6 +135,29 @@ struct Avx2 {
     _mm256_storeu_pd(dst + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
   }
 };
+
+/// out[l] = floats [offset, offset + 8) of rows 0..7, transposed: lane j of
+/// out[l] is rows[j][offset + l].
+inline void transpose8x8(const float *const *rows, int64_t offset,
+                         __m256 out[8]) {
+  __m256 r[8], t[8];
+  for (int l = 0; l < 8; ++l)
+    r[l] = _mm256_loadu_ps(rows[l] + offset);
+  for (int l = 0; l < 8; l += 2) {
+    t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+    t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+  }
+  for (int l = 0; l < 8; l += 4) {
+    r[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
+    r[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xee);
+    r[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
+    r[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xee);
+  }
+  for (int l = 0; l < 4; ++l) {
+    out[l] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x20);
+    out[l + 4] = _mm256_permute2f128_ps(r[l], r[l + 4], 0x31);
+  }
+}
 #endif // INCNN_SIMD_AVX2
 
 #ifdef INCNN_SIMD_AVX512

@@ -283,16 +283,17 @@ struct Block {
   std::vector<exact::TermRef> refs;
   uint64_t caughtUp = 0; ///< deferred (row, term) pairs applied first
   /// Scratch rows reused by the blocks of one task.
-  std::vector<float> qRot, syncOut, newOut;
+  std::vector<float> qRot, syncOut, newOut, zeroRow;
 };
 
 /// Block `blockIndex` of the candidates: its rows, their rotated queries
 /// and, with a certificate, their outputs before the update.
 void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
                int64_t blockIndex, Certificate *cert, Block &b) {
-  b.qT.assign(size_t(a.qw * kBlock), 0.0f);
-  std::vector<float> &qRot = b.qRot;
-  qRot.resize(size_t(a.qw));
+  b.qT.resize(size_t(a.qw * kBlock));
+  b.qRot.resize(a.shape.ropeTheta != 0.0f ? size_t(kBlock * a.qw) : 0);
+  b.zeroRow.resize(size_t(a.qw), 0.0f);
+  const float *queries[kBlock];
   for (int l = 0; l < kBlock; ++l) {
     size_t c = size_t(blockIndex * kBlock + l);
     b.ok[l] = c < d.candidates.size();
@@ -300,18 +301,19 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
     b.stateRows[l] = a.slotOf[size_t(b.rows[l])];
     b.oldPos[l] = b.ok[l] ? plan.from[size_t(b.rows[l])] : 0;
     b.valid[l] = b.ok[l];
+    queries[l] = b.zeroRow.data();
     if (!b.ok[l])
       continue;
-    const float *q = a.q.row(b.rows[l]);
+    queries[l] = a.q.row(b.rows[l]);
     if (a.shape.ropeTheta != 0.0f) {
-      std::copy(q, q + a.qw, qRot.begin());
-      exact::rotateRow(qRot.data(), a.shape.numHeads, a.hd, a.shape.ropeTheta,
+      float *rotated = b.qRot.data() + l * a.qw;
+      std::copy(queries[l], queries[l] + a.qw, rotated);
+      exact::rotateRow(rotated, a.shape.numHeads, a.hd, a.shape.ropeTheta,
                        b.rows[l]);
-      q = qRot.data();
+      queries[l] = rotated;
     }
-    for (int64_t c2 = 0; c2 < a.qw; ++c2)
-      b.qT[size_t(c2 * kBlock + l)] = q[c2];
   }
+  exact::transposeBlockRows(queries, a.qw, b.qT.data());
   if (!cert)
     return;
   // Stale rows: their outputs when they went stale, then their pending terms.
@@ -328,7 +330,7 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
       catchUpBlock(a, *cert, b.qT.data(), b.rows, b.stateRows, b.valid, b.ok);
   // The outputs before the edit's terms, to measure their move; a row that
   // caught up gets the budget its measured move leaves.
-  b.oldOut.assign(size_t(kBlock * a.qw), 0.0f);
+  b.oldOut.resize(size_t(kBlock * a.qw));
   for (int l = 0; l < kBlock; ++l) {
     if (!b.valid[l])
       continue;
