@@ -253,16 +253,20 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   static thread_local std::vector<double> p;
   static thread_local std::vector<int> signs;
   static thread_local std::vector<const double *> v;
+  static thread_local std::vector<int64_t> kvOffset; // per head, no divisions
   scores.resize(cells);
   x.resize(cells);
   weights.resize(cells);
+  kvOffset.resize(size_t(H));
+  for (int64_t h = 0; h < H; ++h)
+    kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
   // increasing c as dot(); four run interleaved.
   int64_t chains = numTerms * H, i0 = 0;
   auto chainInputs = [&](int64_t i, const float *&q, const float *&k) {
-    int64_t t = i / H, h = i % H;
+    int64_t t = i / H, h = i - t * H;
     q = qT + h * hd * L;
-    k = terms[t].kRot + shape.kvHeadOf(h) * hd;
+    k = terms[t].kRot + kvOffset[size_t(h)];
   };
 #if defined(__AVX2__) && defined(__FMA__)
   static_assert(L == 8, "one AVX2 vector of rows");
@@ -301,27 +305,30 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   p.resize(size_t(numTerms));
   signs.resize(size_t(numTerms));
   v.resize(size_t(numTerms));
+  double *pOf = p.data();
+  int *signOf = signs.data();
+  const double **vOf = v.data();
+  const float *weight = weights.data();
   for (int l = 0; l < L; ++l) {
     if (!ok[l])
       continue;
     for (int64_t h = 0; h < H; ++h) {
       size_t slot = size_t(rows[l] * H + h);
-      int64_t count = 0, denom = 0;
+      int64_t count = 0, denom = 0, offset = kvOffset[size_t(h)];
       for (int64_t t = 0; t < numTerms; ++t) {
         if (!use[t * L + l])
           continue;
-        double pt = double(weights[size_t((t * H + h) * L + l)] * kTermScale);
+        double pt = double(weight[(t * H + h) * L + l] * kTermScale);
         denom += terms[t].sign * roundToInt(pt);
-        p[size_t(count)] = pt;
-        signs[size_t(count)] = terms[t].sign;
-        v[size_t(count)] = terms[t].v + shape.kvHeadOf(h) * hd;
+        pOf[count] = pt;
+        signOf[count] = terms[t].sign;
+        vOf[count] = terms[t].v + offset;
         ++count;
       }
       if (count == 0)
         continue;
       state.denom[slot] += denom;
-      addTerms(p.data(), signs.data(), v.data(), count, hd,
-               &state.numer[slot * size_t(hd)]);
+      addTerms(pOf, signOf, vOf, count, hd, &state.numer[slot * size_t(hd)]);
     }
   }
 }
