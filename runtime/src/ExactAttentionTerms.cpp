@@ -112,8 +112,6 @@ void addTerms(const double *p, const int *signs, const double *const *v,
   }
 }
 
-} // namespace
-
 /// The shift checks of applyTermsToBlock, term by term (additions first):
 /// x[cell] = score - shift for the lanes that stay ok, 0 elsewhere.
 void checkShifts(const float *scores, const int64_t *rows, const bool *use,
@@ -224,6 +222,8 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
   }
 #endif
 }
+
+} // namespace
 
 void transposeBlockRows(const float *const *rows, int64_t width, float *qT) {
   constexpr int L = kTermBlock;
