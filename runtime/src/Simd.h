@@ -407,6 +407,60 @@ inline typename T::VF cephesExp(typename T::VF x) {
   return y;
 }
 
+/// Four doubles (and 64-bit integers, the masks of their comparisons) as
+/// GCC vectors: plain per-lane IEEE operations that the compiler maps to the
+/// target's registers (one AVX2 register; wider vectors are split into
+/// scalars on AVX2), for bound arithmetic written once with no branches.
+// Every function taking or returning them is inlined: no call crosses an ABI.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef double D4 __attribute__((vector_size(32)));
+typedef int64_t I4 __attribute__((vector_size(32)));
+
+inline __attribute__((always_inline)) D4 splat(double x) { return D4{} + x; }
+inline __attribute__((always_inline)) D4 minOf(D4 x, D4 y) {
+  return y < x ? y : x;
+}
+inline __attribute__((always_inline)) D4 absOf(D4 x) {
+  return x < 0.0 ? -x : x;
+}
+/// floor(y) for 0 <= y < 2^51: y + 2^52 rounds y to the nearest integer.
+inline __attribute__((always_inline)) D4 floorOf(D4 y) {
+  D4 nearest = (y + 0x1p52) - 0x1p52;
+  return nearest > y ? nearest - 1.0 : nearest;
+}
+
+/// An upper bound of exp(x) in every lane with x <= 0, at most 2^-39 above
+/// it (x below -700 gives exp(-700)): k = round(x log2(e)) by the 1.5 * 2^52
+/// trick, r = x - k ln(2) with ln(2) in two parts (k ln2Hi exact, the
+/// subtraction exact by Sterbenz), the Taylor polynomial of degree 12 on
+/// |r| <= 0.35 (truncation below 2^-51, Horner rounding below 2^-46
+/// relative), 2^k from k's bits, and a final factor 1 + 2^-40.
+inline __attribute__((always_inline)) D4 expUpperBound(D4 x) {
+  x = x < -700.0 ? splat(-700.0) : x;
+  const double magic = 0x1.8p52;
+  D4 t = x * 1.4426950408889634 + magic; // k + magic, k in the low bits
+  D4 k = t - magic;
+  D4 r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+  D4 p = splat(1.0 / 479001600.0); // 1/12!
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  int64_t magicBits;
+  __builtin_memcpy(&magicBits, &magic, sizeof magicBits);
+  // A cast between vectors of one size keeps the bits.
+  I4 exponent = ((I4)t - magicBits + 1023) << 52;
+  return p * (D4)exponent * (1.0 + 0x1p-40);
+}
+
 } // namespace
 } // namespace incnn::runtime::simd
 

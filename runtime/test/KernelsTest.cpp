@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -292,6 +293,45 @@ TEST(SimdExp, NonPositiveFormIsWithinTheDeferralBound) {
     std::memcpy(&x, &bits, 4);
     double y = cephesExp<Scalar, ExpForm::NonPositive>(x);
     ASSERT_LE(y, std::exp(double(x)) * (1 + 0x1p-20) + 0x1p-126) << x;
+  }
+}
+
+/// The deferral bound's exp (Simd.h expUpperBound): above exp(x) by more
+/// than glibc's error and less than 2^-38, for doubles spread over every
+/// exponent in [-750, 0] and the edges.
+TEST(SimdExp, UpperBoundIsAboveExpAndTight) {
+  using namespace incnn::runtime::simd;
+  std::vector<double> xs = {0.0,
+                            -0.0,
+                            -0x1p-1074,
+                            -1e-300,
+                            -0.5 * M_LN2,
+                            0.5 * -M_LN2 - 1e-16,
+                            -M_LN2,
+                            -700.0,
+                            -700.0 + 1e-13,
+                            -700.0 - 1e-13,
+                            -745.0,
+                            -1e300,
+                            -INFINITY};
+  uint64_t lo = 0x8000000000000000ull, hi;
+  double limit = -750.0;
+  std::memcpy(&hi, &limit, 8);
+  for (uint64_t b = lo; b <= hi; b += (hi - lo) / 2000003) {
+    double x;
+    std::memcpy(&x, &b, 8);
+    xs.push_back(x);
+  }
+  for (size_t i = 0; i < xs.size(); i += 4) {
+    D4 x = {};
+    for (int l = 0; l < 4; ++l)
+      x[l] = xs[std::min(i + size_t(l), xs.size() - 1)];
+    D4 y = expUpperBound(x);
+    for (int l = 0; l < 4; ++l) {
+      double want = std::exp(std::max(x[l], -700.0));
+      ASSERT_GE(y[l], want * (1 + 0x1p-50)) << x[l];
+      ASSERT_LE(y[l], want * (1 + 0x1p-38)) << x[l];
+    }
   }
 }
 

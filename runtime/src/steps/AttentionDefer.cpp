@@ -16,11 +16,15 @@
 // updates").
 //
 //===----------------------------------------------------------------------===//
+#include "../Simd.h"
 #include "AttentionStep.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <memory>
+#include <stdexcept>
 
 namespace incnn::runtime {
 
@@ -34,8 +38,8 @@ constexpr double kNormSlack = 1 + 1e-12;
 /// Rows reached by more terms than this take the exact update (a bound per
 /// term and head costs about what the exact update of the term does).
 constexpr size_t kMaxBoundedTerms = 32;
-/// Candidate rows bounded together by one task.
-constexpr int64_t kDeferChunk = 256;
+/// Blocks of candidate rows bounded together by one task.
+constexpr int64_t kDeferChunk = 32;
 
 /// A term's key and value norms per kv head, in double.
 struct TermNorms {
@@ -97,205 +101,286 @@ void outputNorms(const AttentionStep &a, const float *out, double *norms) {
   }
 }
 
-/// The bound of one row: its softmax facts per head and the drift charged.
-/// One per task, reset for each row.
-struct RowBound {
+constexpr int kLanes = exact::kTermBlock;
+
+/// The bounds of a block of up to kLanes candidate rows, one lane per row,
+/// computed together: each term's scores for the block in one pass over the
+/// transposed queries, then the same arithmetic per lane with no branches
+/// (a failed check clears the lane's `alive`), so that the lane loops
+/// vectorize. One per task, loaded for each block.
+struct BlockBound {
   const AttentionStep &a;
   const Certificate &cert;
-  double keyCount;      ///< keys any state of the row holds, at most
-  double scoreSlack;    ///< per unit of ||q_h|| ||k_h||: the kernels' and ours
-  std::vector<float> q; ///< the rotated query
-  std::vector<double> qNorm;       ///< [H], upper bounds
-  std::vector<double> shift, lowL; ///< [H]
-  std::vector<int32_t> lowTop;     ///< [H]
-  /// [H], rows that are not stale: ||output_h|| now, an upper bound (stale
-  /// rows: infinite, the value norms bound them).
-  std::vector<double> outNorm;
-  std::vector<float> out; ///< scratch
-  double drift = 0;       ///< of the VQ input, summed over terms
+  double keyCount;   ///< keys any state of a row holds, at most
+  double scoreSlack; ///< per unit of ||q_h|| ||k_h||: the kernels' and ours
+  int64_t rows[kLanes], oldPos[kLanes];
+  bool valid[kLanes];
+  std::vector<float> qT, qRot, zeroRow, out; ///< queries [qw][kLanes]; scratch
+  std::vector<double> norms;                 ///< scratch, [H]
+  std::vector<double> scores;                ///< scratch, [H * kLanes]
+  std::vector<simd::D4> chainX, chainSlack;  ///< scratch, [2H]
+  std::vector<simd::I4> chainOk;             ///< scratch, [2H]
+  /// [h * kLanes + l]: ||q_h|| (upper bound), shift M, lower bounds of L and
+  /// top, ||output_h|| now for rows that are not stale (else infinite).
+  std::vector<double> qNorm, shift, lowL, lowTop, outNorm;
+  double drift[kLanes];   ///< of the VQ input, summed over terms
+  double alive[kLanes];   ///< 1 while every check passed, else 0
+  uint64_t terms[kLanes]; ///< terms bounded per lane
 
-  RowBound(const AttentionStep &a, const Certificate &cert, double keyCount)
+  BlockBound(const AttentionStep &a, const Certificate &cert, double keyCount)
       : a(a), cert(cert), keyCount(keyCount) {
     size_t H = size_t(a.shape.numHeads);
     // The kernels' score is an FMA chain of hd products times the scale;
-    // ours is dotFloat's.
+    // ours a chain of separate multiplies and adds.
     scoreSlack =
         double(2 * a.hd + 5) * kUnit * 1.01 * std::fabs(double(a.shape.scale));
-    q.resize(size_t(a.qw));
-    qNorm.resize(H);
-    shift.resize(H);
-    lowL.resize(H);
-    lowTop.resize(H);
-    outNorm.resize(H);
+    qT.resize(size_t(a.qw * kLanes));
+    qRot.resize(a.shape.ropeTheta != 0.0f ? size_t(kLanes * a.qw) : 0);
+    zeroRow.assign(size_t(a.qw), 0.0f);
     out.resize(size_t(a.qw));
+    norms.resize(H);
+    scores.resize(H * kLanes);
+    chainX.resize(2 * H);
+    chainSlack.resize(2 * H);
+    chainOk.resize(2 * H);
+    for (std::vector<double> *v : {&qNorm, &shift, &lowL, &lowTop, &outNorm})
+      v->assign(H * kLanes, 0.0);
   }
 
-  void reset(int64_t row) {
+  /// Lanes: candidates [first, first + count) of `candidates`.
+  void load(const EditPlan &plan, const std::vector<int64_t> &candidates,
+            size_t first, size_t count) {
     int64_t H = a.shape.numHeads, hd = a.hd;
-    std::copy(a.q.row(row), a.q.row(row) + a.qw, q.begin());
-    exact::rotateRow(q.data(), H, hd, a.shape.ropeTheta, row);
-    size_t slot = size_t(a.slotOf[size_t(row)]) * size_t(H);
-    bool stale = cert.stale(row);
+    const float *queries[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      valid[l] = size_t(l) < count;
+      rows[l] = valid[l] ? candidates[first + size_t(l)] : 0;
+      oldPos[l] = valid[l] ? plan.from[size_t(rows[l])] : 0;
+      alive[l] = valid[l] && std::isfinite(cert.budget[size_t(rows[l])]);
+      drift[l] = 0;
+      terms[l] = 0;
+      queries[l] = valid[l] ? a.q.row(rows[l]) : zeroRow.data();
+      if (valid[l] && a.shape.ropeTheta != 0.0f) {
+        float *rotated = qRot.data() + l * a.qw;
+        std::copy(queries[l], queries[l] + a.qw, rotated);
+        exact::rotateRow(rotated, H, hd, a.shape.ropeTheta, rows[l]);
+        queries[l] = rotated;
+      }
+    }
+    exact::transposeBlockRows(queries, a.qw, qT.data());
     double normSlack = 1 + 2 * double(hd + 2) * kUnit * 1.01;
     for (int64_t h = 0; h < H; ++h) {
-      const float *qh = &q[size_t(h * hd)];
-      qNorm[size_t(h)] = std::sqrt(double(dotFloat(qh, qh, hd)) * normSlack);
-      shift[size_t(h)] = a.state.shift[slot + size_t(h)];
-      lowL[size_t(h)] = stale ? cert.lowDenom[size_t(row * H + h)]
-                              : double(a.state.denom[slot + size_t(h)]);
-      lowTop[size_t(h)] = stale ? cert.lowTop[size_t(row * H + h)]
-                                : a.state.top[slot + size_t(h)];
-      outNorm[size_t(h)] = INFINITY;
+      float sq[kLanes] = {};
+      for (int64_t c = h * hd; c < (h + 1) * hd; ++c)
+        for (int l = 0; l < kLanes; ++l)
+          sq[l] += qT[size_t(c * kLanes + l)] * qT[size_t(c * kLanes + l)];
+      for (int l = 0; l < kLanes; ++l)
+        qNorm[size_t(h * kLanes + l)] = std::sqrt(double(sq[l]) * normSlack);
     }
-    if (!stale) { // the output its exact state gives, within 1.01 u
-      const double *known = &cert.outNorm[size_t(row * H)];
-      if (std::isfinite(known[0])) {
-        std::copy(known, known + H, outNorm.begin());
-      } else {
-        exact::finishRow(a.shape, a.state, a.slotOf[size_t(row)], out.data());
-        outputNorms(a, out.data(), outNorm.data());
-      }
-    }
-    drift = 0;
+    for (int l = 0; l < kLanes; ++l)
+      if (valid[l])
+        loadState(l);
   }
 
-  /// A bound of ||output_h|| for a state of this edit whose denominator is
-  /// at least L: the output is a convex combination of values, off by at
-  /// most (0.5 sqrt(hd) + 0.5 ||v||) / L per key from the rounded terms; or,
-  /// for a row that is not stale, its output now moved by at most the drift
-  /// charged so far.
-  double outputBound(int64_t h, double L) const {
-    double vmax = cert.valueNorm[size_t(a.shape.kvHeadOf(h))];
-    return std::min(vmax +
-                        keyCount * 0.5 * (std::sqrt(double(a.hd)) + vmax) / L,
-                    outNorm[size_t(h)] + drift / cert.normBound);
-  }
-
-  /// Adds (sign +1) or removes (-1) one term: false when the shift could
-  /// move, a score could leave the contract, or L could reach 0.
-  bool apply(const TermNorms &t) {
-    int64_t H = a.shape.numHeads, hd = a.hd;
-    bool add = t.sign > 0;
-    double moveSq = 0;
-    double rootHd = std::sqrt(double(hd));
+  void loadState(int l) {
+    int64_t H = a.shape.numHeads, row = rows[l];
+    size_t slot = size_t(a.slotOf[size_t(row)]) * size_t(H);
+    bool stale = cert.stale(row);
     for (int64_t h = 0; h < H; ++h) {
-      int64_t g = a.shape.kvHeadOf(h);
-      double M = shift[size_t(h)];
-      double s = double(a.shape.scale) *
-                 double(dotFloat(&q[size_t(h * hd)],
-                                 t.term->kRot.data() + g * hd, hd));
-      double slack = scoreSlack * qNorm[size_t(h)] * t.key[size_t(g)] + 1e-300;
-      if (!(std::fabs(s) + slack <= double(exact::kMaxScore)))
-        return false;
-      if (add) {
-        if (!(s + slack <= M))
-          return false; // the shift could rise
-        if (s - slack > M - 1)
-          ++lowTop[size_t(h)];
-      } else if (s + slack > M - 1) {
-        --lowTop[size_t(h)];
+      size_t at = size_t(h * kLanes + l);
+      shift[at] = a.state.shift[slot + size_t(h)];
+      lowL[at] = stale ? cert.lowDenom[size_t(row * H + h)]
+                       : double(a.state.denom[slot + size_t(h)]);
+      lowTop[at] = stale ? cert.lowTop[size_t(row * H + h)]
+                         : a.state.top[slot + size_t(h)];
+      outNorm[at] = INFINITY;
+    }
+    if (stale)
+      return;
+    const double *known = &cert.outNorm[size_t(row * H)];
+    if (!std::isfinite(known[0])) { // its exact output, within 1.01 u
+      exact::finishRow(a.shape, a.state, a.slotOf[size_t(row)], out.data());
+      outputNorms(a, out.data(), norms.data());
+      known = norms.data();
+    }
+    for (int64_t h = 0; h < H; ++h)
+      outNorm[size_t(h * kLanes + l)] = known[h];
+  }
+
+  /// Adds (sign +1) or removes (-1) one term in the lanes it reaches: a lane
+  /// dies when the shift could move, a score could leave the contract, or L
+  /// could reach 1.
+  void apply(const TermNorms &t, const bool *reaches) {
+    if (t.sign > 0)
+      applyTerm<true>(t, reaches);
+    else
+      applyTerm<false>(t, reaches);
+  }
+
+  /// The lanes run in chains of four (vectors D4): chain j = 2h + half
+  /// holds lanes [4 half, 4 half + 4) of head h, at [4j] of the per-head
+  /// arrays. Each stage runs over every chain before the next, so that the
+  /// chains' long dependencies (the exp polynomial, the divisions) overlap.
+  template <bool kAdd> void applyTerm(const TermNorms &t, const bool *reaches) {
+    using simd::D4;
+    using simd::I4;
+    int64_t H = a.shape.numHeads, hd = a.hd, chains = 2 * H;
+    int64_t perKv = H / a.shape.numKvHeads;
+    double used[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      used[l] = reaches[l] ? 1.0 : 0.0;
+      terms[l] += reaches[l] && alive[l] != 0;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      const float *k = t.term->kRot.data() + (h / perKv) * hd;
+      const float *qh = qT.data() + h * hd * kLanes;
+      float score[kLanes] = {};
+      for (int64_t c = 0; c < hd; ++c) {
+        float kc = k[c];
+        for (int l = 0; l < kLanes; ++l)
+          score[l] += qh[c * kLanes + l] * kc;
       }
+      for (int l = 0; l < kLanes; ++l)
+        scores[size_t(h * kLanes + l)] =
+            double(a.shape.scale) * double(score[l]);
+    }
+    double rootHd = std::sqrt(double(hd));
+    D4 *x = chainX.data(), *slack = chainSlack.data();
+    I4 *ok = chainOk.data();
+    for (int64_t j = 0; j < chains; ++j) {
+      size_t at = size_t(4 * j), g = size_t(j / 2 / perKv);
+      D4 s = load(&scores[at]), M = load(&shift[at]);
+      slack[j] = scoreSlack * load(&qNorm[at]) * t.key[g] + 1e-300;
+      // An addition must not raise the shift; it raises top when it scores
+      // above M - 1 for sure, a removal lowers it when it may.
+      ok[j] = simd::absOf(s) + slack[j] <= double(exact::kMaxScore);
+      D4 topStep;
+      if constexpr (kAdd) {
+        ok[j] &= s + slack[j] <= M;
+        topStep = s - slack[j] > M - 1.0 ? simd::splat(1.0) : D4{};
+      } else {
+        topStep = s + slack[j] > M - 1.0 ? simd::splat(-1.0) : D4{};
+      }
+      store(&lowTop[at],
+            load(&lowTop[at]) + load(&used[at % kLanes]) * topStep);
       // P <= (exp(fl(s - M)) (1 + 2^-20) + 2^-126) 2^24, fl(x) <= x (1 - u)
       // for x <= 0; the integer weight round(P) <= floor(P + 0.5).
-      double x = std::min(0.0, s + slack - M) * (1 - kUnit);
-      double P = (std::exp(x) * kExpSlack + 0x1p-126) * kTermScale;
-      double p = std::floor(P + 0.5);
-      double L = lowL[size_t(h)], v = t.value[size_t(g)];
-      double after = add ? L : L - p;
-      if (!(after >= 1.0))
-        return false;
-      double ob = outputBound(h, after); // before the term (and after)
-      // ||a - p o|| <= p ||v - o|| + ||round(P v) - P v|| + |P - p| ||v||.
-      double num =
-          p * (v + ob) + std::min(0.5 * rootHd, P * v) + std::min(0.5, P) * v;
-      // + the float outputs before and after the term.
-      double move = num / after + 1.01 * kUnit * (2 * ob + num / after);
-      moveSq += move * move;
-      lowL[size_t(h)] = after;
+      x[j] = simd::minOf(D4{}, s + slack[j] - M) * (1 - kUnit);
     }
-    drift += cert.normBound * std::sqrt(moveSq) * (1.0 + 1e-6);
-    return true;
+    for (int64_t j = 0; j < chains; ++j)
+      x[j] = simd::expUpperBound(x[j]);
+    D4 moveSq[2] = {};
+    for (int64_t j = 0; j < chains; ++j) {
+      size_t at = size_t(4 * j), g = size_t(j / 2 / perKv);
+      double v = t.value[g], vmax = cert.valueNorm[g];
+      D4 use = load(&used[at % kLanes]), L = load(&lowL[at]);
+      I4 reached = use != 0.0;
+      D4 P = (x[j] * kExpSlack + 0x1p-126) * kTermScale;
+      D4 p = simd::floorOf(P + 0.5);
+      D4 after = kAdd ? L : L - p;
+      I4 fine = ok[j] & (after >= 1.0);
+      // A bound of ||output_h|| for a state of this edit whose denominator
+      // is at least `after` (docs/exactness.md, "Deferred updates").
+      D4 ob = simd::minOf(vmax + keyCount * 0.5 * (rootHd + vmax) / after,
+                          load(&outNorm[at]) +
+                              load(&drift[at % kLanes]) / cert.normBound);
+      // ||a - p o|| <= p ||v - o|| + ||round(P v) - P v|| + |P - p| ||v||.
+      D4 num = p * (v + ob) + simd::minOf(simd::splat(0.5 * rootHd), P * v) +
+               simd::minOf(simd::splat(0.5), P) * v;
+      // + the float outputs before and after the term.
+      D4 move = num / after + 1.01 * kUnit * (2 * ob + num / after);
+      store(&alive[at % kLanes],
+            (reached & ~fine) != 0 ? D4{} : load(&alive[at % kLanes]));
+      moveSq[j % 2] += reached != 0 ? move * move : D4{};
+      store(&lowL[at], reached != 0 ? after : L);
+    }
+    for (int l = 0; l < kLanes; ++l)
+      drift[l] +=
+          cert.normBound * std::sqrt(moveSq[l / 4][l % 4]) * (1.0 + 1e-6);
   }
 
-  /// The linear layer's rounding at any output the row may now have.
-  double rounding() const {
+  static simd::D4 load(const double *x) {
+    simd::D4 v;
+    std::memcpy(&v, x, sizeof v);
+    return v;
+  }
+  static void store(double *x, simd::D4 v) { std::memcpy(x, &v, sizeof v); }
+
+  /// Lane l's linear layer rounding at any output its row may now have.
+  double rounding(int l) const {
     if (cert.linear == SIZE_MAX)
       return 0.0;
-    double sq = 0;
+    double rootHd = std::sqrt(double(a.hd)), sq = 0;
     for (int64_t h = 0; h < a.shape.numHeads; ++h) {
-      double ob = outputBound(h, lowL[size_t(h)]);
+      size_t at = size_t(h * kLanes + l);
+      double vmax = cert.valueNorm[size_t(a.shape.kvHeadOf(h))];
+      double ob = std::min(vmax + keyCount * 0.5 * (rootHd + vmax) / lowL[at],
+                           outNorm[at] + drift[l] / cert.normBound);
       sq += ob * ob;
     }
     return double(cert.inWidth + 2) * kUnit * 1.01 *
            (cert.frobenius * std::sqrt(sq) + cert.biasNorm);
   }
 
-  bool shiftHeld() const {
-    return std::all_of(lowTop.begin(), lowTop.end(),
-                       [](int32_t t) { return t >= 1; });
+  /// Lane l's row may defer: every check passed, some key still scores above
+  /// M - 1 in every head, and the charges fit its budget.
+  bool defers(int l, double budget) const {
+    if (alive[l] == 0 || terms[l] == 0)
+      return false;
+    for (int64_t h = 0; h < a.shape.numHeads; ++h)
+      if (!(lowTop[size_t(h * kLanes + l)] >= 1))
+        return false;
+    return drift[l] + rounding(l) <= budget;
   }
 };
 
-/// The terms that reach candidate row i (old row o): additions first.
-void termsOfRow(const AttentionStep &a, const DeltaPlan &d,
-                const std::vector<TermNorms> &added,
-                const std::vector<TermNorms> &removed, int64_t i, int64_t o,
-                std::vector<const TermNorms *> &out,
-                std::vector<TermNorms> &edge) {
-  out.clear();
-  edge.clear();
-  auto it = d.edgeTerms.find(i);
-  if (it != d.edgeTerms.end())
-    for (const auto &[sign, t] : it->second)
-      edge.push_back(normsOf(a, t, sign));
-  for (const TermNorms &t : added)
-    if (a.inWindow(t.term->position, i))
-      out.push_back(&t);
-  for (const TermNorms &t : edge)
-    if (t.sign > 0)
-      out.push_back(&t);
-  for (const TermNorms &t : removed)
-    if (a.inWindow(t.term->position, o))
-      out.push_back(&t);
-  for (const TermNorms &t : edge)
-    if (t.sign < 0)
-      out.push_back(&t);
-}
+/// Which of the edit's added and removed terms reached a deferred row (bit t
+/// of each mask: term t; at most kMaxBoundedTerms terms in all).
+struct ReachMasks {
+  uint32_t added = 0, removed = 0;
+};
 
-/// Gives the rows deferred by deferCandidates their pending terms: the
-/// terms that reached each, added to the certificate's pool once.
-void recordPending(const AttentionStep &a, const EditPlan &plan,
-                   const DeltaPlan &d, const std::vector<TermNorms> &added,
-                   const std::vector<TermNorms> &removed, Certificate &cert) {
-  std::vector<int64_t> idOfAdded(added.size(), -1),
-      idOfRemoved(removed.size(), -1);
-  auto idOf = [&](const TermNorms *t) {
-    if (t >= added.data() && t < added.data() + added.size()) {
-      int64_t &id = idOfAdded[size_t(t - added.data())];
-      if (id < 0)
-        id = cert.terms.add(t->term->kRot, t->term->v, +1);
-      return id;
-    }
-    if (t >= removed.data() && t < removed.data() + removed.size()) {
-      int64_t &id = idOfRemoved[size_t(t - removed.data())];
-      if (id < 0)
-        id = cert.terms.add(t->term->kRot, t->term->v, -1);
-      return id;
-    }
-    return cert.terms.add(t->term->kRot, t->term->v, t->sign); // an edge term
-  };
-  std::vector<const TermNorms *> terms;
-  std::vector<TermNorms> edge;
-  for (int64_t i : d.candidates) {
+/// Gives the rows deferred by deferCandidates their pending terms, each
+/// term added to the certificate's pool once: the edit's added terms, then
+/// its removed ones, then the rows' own edge terms, so that every row's ids
+/// stay ascending (catchUpBlock merges them).
+void recordPending(const DeltaPlan &d, const std::vector<TermNorms> &added,
+                   const std::vector<TermNorms> &removed,
+                   const std::vector<ReachMasks> &masks, Certificate &cert) {
+  ReachMasks any;
+  for (size_t c = 0; c < masks.size(); ++c) {
+    any.added |= masks[c].added;
+    any.removed |= masks[c].removed;
+  }
+  std::vector<int64_t> addedIds(added.size(), -1),
+      removedIds(removed.size(), -1);
+  for (size_t t = 0; t < added.size(); ++t)
+    if (any.added >> t & 1)
+      addedIds[t] = cert.terms.add(added[t].term->kRot, added[t].term->v, +1);
+  for (size_t t = 0; t < removed.size(); ++t)
+    if (any.removed >> t & 1)
+      removedIds[t] =
+          cert.terms.add(removed[t].term->kRot, removed[t].term->v, -1);
+  for (size_t c = 0; c < d.candidates.size(); ++c) {
+    int64_t i = d.candidates[c];
     if (!d.deferred[size_t(i)])
       continue;
-    termsOfRow(a, d, added, removed, i, plan.from[size_t(i)], terms, edge);
     std::vector<int64_t> &ids = cert.pending[size_t(i)];
-    for (const TermNorms *t : terms) {
-      int64_t id = idOf(t);
+    auto push = [&](int64_t id) {
       cert.terms.retain(id);
       ids.push_back(id);
-    }
+    };
+    for (size_t t = 0; t < added.size(); ++t)
+      if (masks[c].added >> t & 1)
+        push(addedIds[t]);
+    for (size_t t = 0; t < removed.size(); ++t)
+      if (masks[c].removed >> t & 1)
+        push(removedIds[t]);
+    if (auto it = d.edgeTerms.find(i); it != d.edgeTerms.end())
+      for (int sign : {+1, -1})
+        for (const auto &[termSign, t] : it->second)
+          if (termSign == sign)
+            push(cert.terms.add(t.kRot, t.v, sign));
   }
 }
 
@@ -338,49 +423,94 @@ void deferCandidates(const AttentionStep &a, const EditPlan &plan, DeltaPlan &d,
   int64_t H = a.shape.numHeads, count = int64_t(d.candidates.size());
   double keyCount = double(a.n + int64_t(plan.to.size()));
   d.deferred.assign(size_t(a.n), 0);
-  std::vector<uint64_t> termsBounded(size_t(count), 0);
-  int64_t chunks = (count + kDeferChunk - 1) / kDeferChunk;
+  int64_t blocks = (count + kLanes - 1) / kLanes;
+  std::vector<uint64_t> termsBounded(size_t(blocks), 0);
+  std::vector<ReachMasks> masks(static_cast<size_t>(count));
+  int64_t chunks = (blocks + kDeferChunk - 1) / kDeferChunk;
   parallelFor(
       a.ctx.poolFor(double(count) * double(added.size() + removed.size()) *
                     double(a.qw)),
       chunks, [&](int64_t chunk) {
-        std::vector<const TermNorms *> terms;
-        std::vector<TermNorms> edge;
-        RowBound bound(a, cert, keyCount);
-        for (int64_t c = chunk * kDeferChunk;
-             c < std::min(count, (chunk + 1) * kDeferChunk); ++c) {
-          int64_t i = d.candidates[size_t(c)];
-          double &budget = cert.budget[size_t(i)];
-          if (!std::isfinite(budget))
-            continue;
-          termsOfRow(a, d, added, removed, i, plan.from[size_t(i)], terms,
-                     edge);
-          if (terms.size() > kMaxBoundedTerms)
-            continue;
-          termsBounded[size_t(c)] = terms.size();
-          bound.reset(i);
-          bool deferred =
-              std::all_of(terms.begin(), terms.end(), [&](const TermNorms *t) {
-                return bound.apply(*t) && bound.drift <= budget;
-              });
-          if (!deferred || !bound.shiftHeld() ||
-              !(bound.drift + bound.rounding() <= budget))
-            continue; // the exact update (a stale row catches up first)
-          if (!cert.stale(i))
-            cert.syncBudget[size_t(i)] = budget;
-          budget -= bound.drift;
-          std::copy(bound.lowL.begin(), bound.lowL.end(),
-                    cert.lowDenom.begin() + i * H);
-          std::copy(bound.lowTop.begin(), bound.lowTop.end(),
-                    cert.lowTop.begin() + i * H);
-          d.deferred[size_t(i)] = 1;
+        BlockBound bound(a, cert, keyCount);
+        std::vector<TermNorms> edge[kLanes];
+        bool reaches[kLanes];
+        for (int64_t b = chunk * kDeferChunk;
+             b < std::min(blocks, (chunk + 1) * kDeferChunk); ++b) {
+          size_t first = size_t(b * kLanes);
+          bound.load(plan, d.candidates, first,
+                     std::min<size_t>(kLanes, size_t(count) - first));
+          size_t numTerms[kLanes] = {};
+          for (int l = 0; l < kLanes; ++l) {
+            edge[l].clear();
+            if (!bound.valid[l])
+              continue;
+            if (auto it = d.edgeTerms.find(bound.rows[l]);
+                it != d.edgeTerms.end())
+              for (const auto &[sign, t] : it->second)
+                edge[l].push_back(normsOf(a, t, sign));
+            numTerms[l] = edge[l].size();
+            for (const TermNorms &t : added)
+              numTerms[l] += a.inWindow(t.term->position, bound.rows[l]);
+            for (const TermNorms &t : removed)
+              numTerms[l] += a.inWindow(t.term->position, bound.oldPos[l]);
+            if (numTerms[l] > kMaxBoundedTerms)
+              bound.alive[l] = 0;
+          }
+          ReachMasks reached[kLanes];
+          auto common = [&](const TermNorms &t, size_t index, bool isAdded) {
+            const int64_t *pos = isAdded ? bound.rows : bound.oldPos;
+            bool any = false;
+            for (int l = 0; l < kLanes; ++l) {
+              reaches[l] =
+                  bound.valid[l] && a.inWindow(t.term->position, pos[l]);
+              any = any || reaches[l];
+              (isAdded ? reached[l].added : reached[l].removed) |=
+                  uint32_t(reaches[l]) << index;
+            }
+            if (any)
+              bound.apply(t, reaches);
+          };
+          auto own = [&](int sign) {
+            for (int l = 0; l < kLanes; ++l)
+              for (const TermNorms &t : edge[l])
+                if (t.sign == sign) {
+                  std::fill(reaches, reaches + kLanes, false);
+                  reaches[l] = true;
+                  bound.apply(t, reaches);
+                }
+          };
+          for (size_t t = 0; t < added.size(); ++t) // additions first
+            common(added[t], t, true);
+          own(+1);
+          for (size_t t = 0; t < removed.size(); ++t)
+            common(removed[t], t, false);
+          own(-1);
+          for (int l = 0; l < kLanes; ++l) {
+            if (!bound.valid[l])
+              continue;
+            int64_t i = bound.rows[l];
+            termsBounded[size_t(b)] += bound.terms[l];
+            double &budget = cert.budget[size_t(i)];
+            if (!bound.defers(l, budget))
+              continue; // the exact update (a stale row catches up first)
+            if (!cert.stale(i))
+              cert.syncBudget[size_t(i)] = budget;
+            budget -= bound.drift[l];
+            for (int64_t h = 0; h < H; ++h) {
+              size_t at = size_t(h * kLanes + l);
+              cert.lowDenom[size_t(i * H + h)] = bound.lowL[at];
+              cert.lowTop[size_t(i * H + h)] = int32_t(bound.lowTop[at]);
+            }
+            d.deferred[size_t(i)] = 1;
+            masks[first + size_t(l)] = reached[l];
+          }
         }
       });
   uint64_t bounded = 0;
   for (uint64_t t : termsBounded)
     bounded += t;
   a.ctx.stats.macs += bounded * uint64_t(a.qw);
-  recordPending(a, plan, d, added, removed, cert);
+  recordPending(d, added, removed, masks, cert);
   int64_t numDeferred = 0;
   std::vector<int64_t> kept;
   for (int64_t i : d.candidates) {
@@ -396,16 +526,18 @@ uint64_t catchUpBlock(const AttentionStep &a, const Certificate &cert,
                       const float *qT, const int64_t *rows,
                       const int64_t *stateRows, const bool *valid, bool *ok) {
   constexpr int L = exact::kTermBlock;
-  std::vector<int64_t> ids;
+  // Every lane's ids are ascending (recordPending): their union, merged.
+  std::vector<int64_t> ids, merged;
   for (int l = 0; l < L; ++l)
     if (valid[l] && cert.stale(rows[l])) {
       const std::vector<int64_t> &own = cert.pending[size_t(rows[l])];
-      ids.insert(ids.end(), own.begin(), own.end());
+      merged.clear();
+      std::set_union(ids.begin(), ids.end(), own.begin(), own.end(),
+                     std::back_inserter(merged));
+      ids.swap(merged);
     }
   if (ids.empty())
     return 0;
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   std::vector<exact::TermRef> refs(ids.size());
   std::unique_ptr<bool[]> use(new bool[ids.size() * L]());
   uint64_t applied = 0;
@@ -416,9 +548,12 @@ uint64_t catchUpBlock(const AttentionStep &a, const Certificate &cert,
   for (int l = 0; l < L; ++l) {
     if (!valid[l] || !cert.stale(rows[l]))
       continue;
+    size_t t = 0;
     for (int64_t id : cert.pending[size_t(rows[l])]) {
-      size_t t =
-          size_t(std::lower_bound(ids.begin(), ids.end(), id) - ids.begin());
+      while (t < ids.size() && ids[t] != id)
+        ++t;
+      if (t == ids.size())
+        throw std::logic_error("pending terms out of order");
       use[t * L + size_t(l)] = true;
       ++applied;
     }

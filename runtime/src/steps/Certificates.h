@@ -29,7 +29,8 @@ namespace incnn::runtime {
 
 /// Terms (a key added or removed) that deferred rows have not applied yet,
 /// shared by the rows they reached. Ids grow with each term, so a row's ids
-/// are in the order its terms came.
+/// are ascending, in the order its terms came (within an edit: its added
+/// terms, its removed ones, then the row's own edge terms).
 class PendingTerms {
 public:
   struct Entry {
