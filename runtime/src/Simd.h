@@ -407,13 +407,15 @@ inline typename T::VF cephesExp(typename T::VF x) {
   return y;
 }
 
-/// Four doubles (and 64-bit integers, the masks of their comparisons) as
+/// Four doubles (and 64-bit integers, the masks of their comparisons; and
+/// eight floats) as
 /// GCC vectors: plain per-lane IEEE operations that the compiler maps to the
 /// target's registers (one AVX2 register; wider vectors are split into
 /// scalars on AVX2), for bound arithmetic written once with no branches.
 // Every function taking or returning them is inlined: no call crosses an ABI.
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef double D4 __attribute__((vector_size(32)));
+typedef float F8 __attribute__((vector_size(32)));
 typedef int64_t I4 __attribute__((vector_size(32)));
 
 inline __attribute__((always_inline)) D4 splat(double x) { return D4{} + x; }

@@ -102,6 +102,8 @@ void outputNorms(const AttentionStep &a, const float *out, double *norms) {
 }
 
 constexpr int kLanes = exact::kTermBlock;
+static_assert(kLanes == 8,
+              "one simd::F8 of scores, two simd::D4 chains per head");
 
 /// The bounds of a block of up to kLanes candidate rows, one lane per row,
 /// computed together: each term's scores for the block in one pass over the
@@ -170,10 +172,12 @@ struct BlockBound {
     exact::transposeBlockRows(queries, a.qw, qT.data());
     double normSlack = 1 + 2 * double(hd + 2) * kUnit * 1.01;
     for (int64_t h = 0; h < H; ++h) {
-      float sq[kLanes] = {};
-      for (int64_t c = h * hd; c < (h + 1) * hd; ++c)
-        for (int l = 0; l < kLanes; ++l)
-          sq[l] += qT[size_t(c * kLanes + l)] * qT[size_t(c * kLanes + l)];
+      simd::F8 sq = {};
+      for (int64_t c = h * hd; c < (h + 1) * hd; ++c) {
+        simd::F8 q;
+        std::memcpy(&q, &qT[size_t(c * kLanes)], sizeof q);
+        sq += q * q;
+      }
       for (int l = 0; l < kLanes; ++l)
         qNorm[size_t(h * kLanes + l)] = std::sqrt(double(sq[l]) * normSlack);
     }
@@ -234,11 +238,12 @@ struct BlockBound {
     for (int64_t h = 0; h < H; ++h) {
       const float *k = t.term->kRot.data() + (h / perKv) * hd;
       const float *qh = qT.data() + h * hd * kLanes;
-      float score[kLanes] = {};
+      // Each lane one chain over c (in order), eight lanes per vector.
+      simd::F8 score = {};
       for (int64_t c = 0; c < hd; ++c) {
-        float kc = k[c];
-        for (int l = 0; l < kLanes; ++l)
-          score[l] += qh[c * kLanes + l] * kc;
+        simd::F8 q;
+        std::memcpy(&q, qh + c * kLanes, sizeof q);
+        score += q * k[c];
       }
       for (int l = 0; l < kLanes; ++l)
         scores[size_t(h * kLanes + l)] =
