@@ -12,10 +12,12 @@ Starts incnn-serve on a free loopback port and checks:
     the document is exactly as before;
   * documents edited from several threads at once all stay exact;
   * with --max-documents 2 the least recently used document is evicted and its id answers 404
-    saying so; DELETE removes a document.
+    saying so; DELETE removes a document;
+  * a kept-alive connection gets its replies without waiting for a delayed ACK.
 Prints one line per check and "serve api: ok" at the end; exits 1 on the first failure.
 """
 
+import http.client
 import json
 import os
 import random
@@ -175,6 +177,26 @@ def main():
                                    headers={"Range": "bytes=0-5"})
         check(status == 200 and r == before, "a Range request: %d %s" % (status, r))
         print("%d bad requests: 4xx JSON errors, document unchanged" % len(bad))
+
+        # One kept-alive connection, as a page's fetch() keeps it: a reply must not wait for
+        # the client's delayed ACK (40 ms on Linux) between its headers and its body.
+        host, port = server.base.split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        trips = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/documents/%s/edits" % did, body=b'{"edits": []}',
+                         headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            answer.read()
+            trips.append(time.perf_counter() - t0)
+            check(answer.status == 200, "kept-alive request: %d" % answer.status)
+        conn.close()
+        trips.sort()
+        check(trips[len(trips) // 2] < 0.02,
+              "kept-alive round trips wait for delayed ACKs: median %.1f ms" %
+              (1e3 * trips[len(trips) // 2]))
+        print("kept-alive connection: replies leave without waiting for a delayed ACK")
 
         # Several documents edited at once.
         docs = []

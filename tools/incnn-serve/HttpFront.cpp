@@ -267,6 +267,9 @@ public:
     int pool = this->options_.maxConnections;
     new_task_queue = [pool] { return new ConnectionPool(pool); };
     set_payload_max_length(runtime::kMaxEditLineBytes);
+    // A kept-alive client (the page's fetch) would otherwise wait for its
+    // delayed ACK (40 ms) before a reply's body leaves after its headers.
+    set_tcp_nodelay(true);
     auto handler = [this](const httplib::Request &req, httplib::Response &res) {
       dispatch(req, res);
     };
