@@ -38,6 +38,8 @@ constexpr double kNormSlack = 1 + 1e-12;
 /// Rows reached by more terms than this take the exact update (a bound per
 /// term and head costs about what the exact update of the term does).
 constexpr size_t kMaxBoundedTerms = 32;
+/// Room for the pending terms of a row that first goes stale.
+constexpr size_t kFirstPendingCapacity = 16;
 /// Blocks of candidate rows bounded together by one task.
 constexpr int64_t kDeferChunk = 32;
 
@@ -371,6 +373,8 @@ void recordPending(const DeltaPlan &d, const std::vector<TermNorms> &added,
     if (!d.deferred[size_t(i)])
       continue;
     std::vector<int64_t> &ids = cert.pending[size_t(i)];
+    if (ids.capacity() == 0) // kept when the row settles: few reallocations
+      ids.reserve(kFirstPendingCapacity);
     auto push = [&](int64_t id) {
       cert.terms.retain(id);
       ids.push_back(id);
