@@ -412,10 +412,14 @@ inline typename T::VF cephesExp(typename T::VF x) {
 /// GCC vectors: plain per-lane IEEE operations that the compiler maps to the
 /// target's registers (one AVX2 register; wider vectors are split into
 /// scalars on AVX2), for bound arithmetic written once with no branches.
-// Every function taking or returning them is inlined: no call crosses an ABI.
+// Every function that takes or returns them is inlined: no call crosses an
+// ABI, whatever the target. GCC warns at the end of a unit, so the pragma
+// stays on for every unit that includes this header (the runtime exports no
+// function with vector arguments).
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef double D4 __attribute__((vector_size(32)));
 typedef float F8 __attribute__((vector_size(32)));
+typedef uint64_t U4 __attribute__((vector_size(32)));
 typedef int64_t I4 __attribute__((vector_size(32)));
 
 inline __attribute__((always_inline)) D4 splat(double x) { return D4{} + x; }
@@ -431,9 +435,9 @@ inline __attribute__((always_inline)) D4 floorOf(D4 y) {
   return nearest > y ? nearest - 1.0 : nearest;
 }
 
-/// An upper bound of exp(x) in every lane with x <= 0, at most 2^-39 above
-/// it (x below -700 gives exp(-700)): k = round(x log2(e)) by the 1.5 * 2^52
-/// trick, r = x - k ln(2) with ln(2) in two parts (k ln2Hi exact, the
+/// An upper bound of exp(x) in every lane with x <= 0 (not NaN), at most 2^-39
+/// above it (x below -700 gives exp(-700)): k = round(x log2(e)) by the 1.5 *
+/// 2^52 trick, r = x - k ln(2) with ln(2) in two parts (k ln2Hi exact, the
 /// subtraction exact by Sterbenz), the Taylor polynomial of degree 12 on
 /// |r| <= 0.35 (truncation below 2^-51, Horner rounding below 2^-46
 /// relative), 2^k from k's bits, and a final factor 1 + 2^-40.
@@ -458,8 +462,9 @@ inline __attribute__((always_inline)) D4 expUpperBound(D4 x) {
   p = p * r + 1.0;
   int64_t magicBits;
   __builtin_memcpy(&magicBits, &magic, sizeof magicBits);
-  // A cast between vectors of one size keeps the bits.
-  I4 exponent = ((I4)t - magicBits + 1023) << 52;
+  // A cast between vectors of one size keeps the bits; unsigned arithmetic,
+  // so that even a NaN lane (x must not be NaN) is defined.
+  U4 exponent = ((U4)t - uint64_t(magicBits) + 1023) << 52;
   return p * (D4)exponent * (1.0 + 0x1p-40);
 }
 

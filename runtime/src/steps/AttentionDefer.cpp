@@ -24,7 +24,6 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
-#include <stdexcept>
 
 namespace incnn::runtime {
 
@@ -68,6 +67,11 @@ TermNorms normsOf(const AttentionStep &a, const Term &t, int sign) {
   return n;
 }
 
+/// What underflow can take from a float chain of n products and n sums
+/// (2^-150 per operation at most), absolute: added to sums of squares and,
+/// twice (the kernels' chain and ours), to score errors.
+double underflow(int64_t n) { return double(2 * n + 2) * 0x1p-150; }
+
 double dotDouble(const float *x, const float *y, int64_t n) {
   double s[4] = {0, 0, 0, 0};
   int64_t c = 0;
@@ -99,7 +103,8 @@ void outputNorms(const AttentionStep &a, const float *out, double *norms) {
   for (int64_t h = 0; h < a.shape.numHeads; ++h) {
     const float *o = out + h * hd;
     norms[h] =
-        std::sqrt(double(dotFloat(o, o, hd)) * normSlack) * (1 + 4 * kUnit);
+        std::sqrt(double(dotFloat(o, o, hd)) * normSlack + underflow(hd)) *
+        (1 + 4 * kUnit);
   }
 }
 
@@ -117,6 +122,7 @@ struct BlockBound {
   const Certificate &cert;
   double keyCount;   ///< keys any state of a row holds, at most
   double scoreSlack; ///< per unit of ||q_h|| ||k_h||: the kernels' and ours
+  double scoreFloor; ///< and their underflow, absolute
   int64_t rows[kLanes], oldPos[kLanes];
   bool valid[kLanes];
   std::vector<float> qT, qRot, zeroRow, out; ///< queries [qw][kLanes]; scratch
@@ -138,6 +144,8 @@ struct BlockBound {
     // ours a chain of separate multiplies and adds.
     scoreSlack =
         double(2 * a.hd + 5) * kUnit * 1.01 * std::fabs(double(a.shape.scale));
+    scoreFloor =
+        2 * underflow(a.hd) * std::max(1.0, std::fabs(double(a.shape.scale)));
     qT.resize(size_t(a.qw * kLanes));
     qRot.resize(a.shape.ropeTheta != 0.0f ? size_t(kLanes * a.qw) : 0);
     zeroRow.assign(size_t(a.qw), 0.0f);
@@ -181,10 +189,11 @@ struct BlockBound {
         sq += q * q;
       }
       for (int l = 0; l < kLanes; ++l)
-        qNorm[size_t(h * kLanes + l)] = std::sqrt(double(sq[l]) * normSlack);
+        qNorm[size_t(h * kLanes + l)] =
+            std::sqrt(double(sq[l]) * normSlack + underflow(hd));
     }
     for (int l = 0; l < kLanes; ++l)
-      if (valid[l])
+      if (alive[l] != 0)
         loadState(l);
   }
 
@@ -257,7 +266,7 @@ struct BlockBound {
     for (int64_t j = 0; j < chains; ++j) {
       size_t at = size_t(4 * j), g = size_t(j / 2 / perKv);
       D4 s = load(&scores[at]), M = load(&shift[at]);
-      slack[j] = scoreSlack * load(&qNorm[at]) * t.key[g] + 1e-300;
+      slack[j] = scoreSlack * load(&qNorm[at]) * t.key[g] + scoreFloor;
       // An addition must not raise the shift; it raises top when it scores
       // above M - 1 for sure, a removal lowers it when it may.
       ok[j] = simd::absOf(s) + slack[j] <= double(exact::kMaxScore);
@@ -346,6 +355,7 @@ struct BlockBound {
 struct ReachMasks {
   uint32_t added = 0, removed = 0;
 };
+static_assert(kMaxBoundedTerms <= 32, "a bit per term in ReachMasks");
 
 /// Gives the rows deferred by deferCandidates their pending terms, each
 /// term added to the certificate's pool once: the edit's added terms, then
@@ -373,7 +383,7 @@ void recordPending(const DeltaPlan &d, const std::vector<TermNorms> &added,
     if (!d.deferred[size_t(i)])
       continue;
     std::vector<int64_t> &ids = cert.pending[size_t(i)];
-    if (ids.capacity() == 0) // kept when the row settles: few reallocations
+    if (ids.capacity() == 0) // kept when the row settles or moves
       ids.reserve(kFirstPendingCapacity);
     auto push = [&](int64_t id) {
       cert.terms.retain(id);
@@ -535,16 +545,26 @@ uint64_t catchUpBlock(const AttentionStep &a, const Certificate &cert,
                       const float *qT, const int64_t *rows,
                       const int64_t *stateRows, const bool *valid, bool *ok) {
   constexpr int L = exact::kTermBlock;
-  // Every lane's ids are ascending (recordPending): their union, merged.
+  // Every lane's ids are ascending (recordPending): their union, merged
+  // (sorted instead, should a list ever not be).
   std::vector<int64_t> ids, merged;
+  bool ascending = true;
   for (int l = 0; l < L; ++l)
     if (valid[l] && cert.stale(rows[l])) {
       const std::vector<int64_t> &own = cert.pending[size_t(rows[l])];
+      ascending = ascending && std::is_sorted(own.begin(), own.end());
       merged.clear();
-      std::set_union(ids.begin(), ids.end(), own.begin(), own.end(),
-                     std::back_inserter(merged));
+      if (ascending)
+        std::set_union(ids.begin(), ids.end(), own.begin(), own.end(),
+                       std::back_inserter(merged));
+      else
+        merged = ids, merged.insert(merged.end(), own.begin(), own.end());
       ids.swap(merged);
     }
+  if (!ascending) {
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  }
   if (ids.empty())
     return 0;
   std::vector<exact::TermRef> refs(ids.size());
@@ -557,12 +577,9 @@ uint64_t catchUpBlock(const AttentionStep &a, const Certificate &cert,
   for (int l = 0; l < L; ++l) {
     if (!valid[l] || !cert.stale(rows[l]))
       continue;
-    size_t t = 0;
     for (int64_t id : cert.pending[size_t(rows[l])]) {
-      while (t < ids.size() && ids[t] != id)
-        ++t;
-      if (t == ids.size())
-        throw std::logic_error("pending terms out of order");
+      size_t t =
+          size_t(std::lower_bound(ids.begin(), ids.end(), id) - ids.begin());
       use[t * L + size_t(l)] = true;
       ++applied;
     }

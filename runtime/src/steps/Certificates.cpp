@@ -95,9 +95,9 @@ void Certificates::remap(const std::vector<int64_t> &from) {
       if (c.defer && (o + 1) * H <= c.outNorm.size())
         std::copy_n(c.outNorm.begin() + int64_t(o * H), H,
                     outNorm.begin() + int64_t(i * H));
-      if (c.pending[o].empty())
+      pending[i] = std::move(c.pending[o]); // empty ones keep their room
+      if (pending[i].empty())
         continue;
-      pending[i] = std::move(c.pending[o]);
       std::copy_n(c.lowDenom.begin() + int64_t(o * H), H,
                   lowDenom.begin() + int64_t(i * H));
       std::copy_n(c.lowTop.begin() + int64_t(o * H), H,
