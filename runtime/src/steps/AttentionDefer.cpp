@@ -128,7 +128,7 @@ struct BlockBound {
   std::vector<float> qT, qRot, zeroRow, out; ///< queries [qw][kLanes]; scratch
   std::vector<double> norms;                 ///< scratch, [H]
   std::vector<double> scores;                ///< scratch, [H * kLanes]
-  std::vector<simd::D4> chainX, chainSlack;  ///< scratch, [2H]
+  std::vector<simd::D4> chainX;              ///< scratch, [2H]
   std::vector<simd::I4> chainOk;             ///< scratch, [2H]
   /// [h * kLanes + l]: ||q_h|| (upper bound), shift M, lower bounds of L and
   /// top, ||output_h|| now for rows that are not stale (else infinite).
@@ -153,7 +153,6 @@ struct BlockBound {
     norms.resize(H);
     scores.resize(H * kLanes);
     chainX.resize(2 * H);
-    chainSlack.resize(2 * H);
     chainOk.resize(2 * H);
     for (std::vector<double> *v : {&qNorm, &shift, &lowL, &lowTop, &outNorm})
       v->assign(H * kLanes, 0.0);
@@ -261,27 +260,27 @@ struct BlockBound {
             double(a.shape.scale) * double(score[l]);
     }
     double rootHd = std::sqrt(double(hd));
-    D4 *x = chainX.data(), *slack = chainSlack.data();
+    D4 *x = chainX.data();
     I4 *ok = chainOk.data();
     for (int64_t j = 0; j < chains; ++j) {
       size_t at = size_t(4 * j), g = size_t(j / 2 / perKv);
       D4 s = load(&scores[at]), M = load(&shift[at]);
-      slack[j] = scoreSlack * load(&qNorm[at]) * t.key[g] + scoreFloor;
+      D4 slack = scoreSlack * load(&qNorm[at]) * t.key[g] + scoreFloor;
       // An addition must not raise the shift; it raises top when it scores
       // above M - 1 for sure, a removal lowers it when it may.
-      ok[j] = simd::absOf(s) + slack[j] <= double(exact::kMaxScore);
+      ok[j] = simd::absOf(s) + slack <= double(exact::kMaxScore);
       D4 topStep;
       if constexpr (kAdd) {
-        ok[j] &= s + slack[j] <= M;
-        topStep = s - slack[j] > M - 1.0 ? simd::splat(1.0) : D4{};
+        ok[j] &= s + slack <= M;
+        topStep = s - slack > M - 1.0 ? simd::splat(1.0) : D4{};
       } else {
-        topStep = s + slack[j] > M - 1.0 ? simd::splat(-1.0) : D4{};
+        topStep = s + slack > M - 1.0 ? simd::splat(-1.0) : D4{};
       }
       store(&lowTop[at],
             load(&lowTop[at]) + load(&used[at % kLanes]) * topStep);
       // P <= (exp(fl(s - M)) (1 + 2^-20) + 2^-126) 2^24, fl(x) <= x (1 - u)
       // for x <= 0; the integer weight round(P) <= floor(P + 0.5).
-      x[j] = simd::minOf(D4{}, s + slack[j] - M) * (1 - kUnit);
+      x[j] = simd::minOf(D4{}, s + slack - M) * (1 - kUnit);
     }
     for (int64_t j = 0; j < chains; ++j)
       x[j] = simd::expUpperBound(x[j]);
@@ -295,11 +294,8 @@ struct BlockBound {
       D4 p = simd::floorOf(P + 0.5);
       D4 after = kAdd ? L : L - p;
       I4 fine = ok[j] & (after >= 1.0);
-      // A bound of ||output_h|| for a state of this edit whose denominator
-      // is at least `after` (docs/exactness.md, "Deferred updates").
-      D4 ob = simd::minOf(vmax + keyCount * 0.5 * (rootHd + vmax) / after,
-                          load(&outNorm[at]) +
-                              load(&drift[at % kLanes]) / cert.normBound);
+      D4 ob = outputBound(vmax, after, load(&outNorm[at]),
+                          load(&drift[at % kLanes]));
       // ||a - p o|| <= p ||v - o|| + ||round(P v) - P v|| + |P - p| ||v||.
       D4 num = p * (v + ob) + simd::minOf(simd::splat(0.5 * rootHd), P * v) +
                simd::minOf(simd::splat(0.5), P) * v;
@@ -315,6 +311,16 @@ struct BlockBound {
           cert.normBound * std::sqrt(moveSq[l / 4][l % 4]) * (1.0 + 1e-6);
   }
 
+  /// A bound of ||output_h|| for a state of this edit whose denominator is
+  /// at least L (docs/exactness.md, "Deferred updates", item 4): a convex
+  /// combination of values, or (rows that are not stale) the output now,
+  /// `known`, moved by at most the drift `charged` so far. T: double or D4.
+  template <class T> T outputBound(double vmax, T L, T known, T charged) const {
+    T viaValues = vmax + keyCount * 0.5 * (std::sqrt(double(a.hd)) + vmax) / L;
+    T viaKnown = known + charged / cert.normBound;
+    return viaKnown < viaValues ? viaKnown : viaValues; // std::min's choice
+  }
+
   static simd::D4 load(const double *x) {
     simd::D4 v;
     std::memcpy(&v, x, sizeof v);
@@ -326,12 +332,11 @@ struct BlockBound {
   double rounding(int l) const {
     if (cert.linear == SIZE_MAX)
       return 0.0;
-    double rootHd = std::sqrt(double(a.hd)), sq = 0;
+    double sq = 0;
     for (int64_t h = 0; h < a.shape.numHeads; ++h) {
       size_t at = size_t(h * kLanes + l);
-      double vmax = cert.valueNorm[size_t(a.shape.kvHeadOf(h))];
-      double ob = std::min(vmax + keyCount * 0.5 * (rootHd + vmax) / lowL[at],
-                           outNorm[at] + drift[l] / cert.normBound);
+      double ob = outputBound(cert.valueNorm[size_t(a.shape.kvHeadOf(h))],
+                              lowL[at], outNorm[at], drift[l]);
       sq += ob * ob;
     }
     return double(cert.inWidth + 2) * kUnit * 1.01 *
