@@ -170,7 +170,9 @@ const detail::KernelTable *kernelsNamed(const char *isa) {
   return nullptr;
 }
 
-const detail::KernelTable &kernels() {
+} // namespace
+
+const detail::KernelTable &detail::kernels() {
   const detail::KernelTable *k = activeKernels.load(std::memory_order_acquire);
   if (k)
     return *k;
@@ -193,6 +195,8 @@ const detail::KernelTable &kernels() {
     return *expected;
   return *k;
 }
+
+namespace {
 
 /// Keys [0, n) of rows[j] + offset (hd floats) into kt [hd][pad], zero
 /// padded.
@@ -276,12 +280,12 @@ bool runRows(const float *q0, int64_t r0, int64_t rows, const KeyRanges &keys,
   job.denom = &state.denom[size_t(r0 * H + h)];
   job.numer = &state.numer[size_t((r0 * H + h) * hd)];
   job.slotStride = H;
-  return kernels().run(job);
+  return detail::kernels().run(job);
 }
 
 } // namespace
 
-const char *kernelIsa() { return kernels().name; }
+const char *kernelIsa() { return detail::kernels().name; }
 
 bool setKernelIsa(const char *isa) {
   const detail::KernelTable *k = isa ? kernelsNamed(isa) : nullptr;

@@ -8,9 +8,11 @@
 //===----------------------------------------------------------------------===//
 #include "ExactAttention.h"
 #include "Simd.h"
+#include "attention/ExactKernels.h"
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX2__)
@@ -223,6 +225,47 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
 #endif
 }
 
+/// out[i][l] = the FMA chain over c < hd of q[c * kTermBlock + l] * k[i][c],
+/// for i < n <= 4 chains run interleaved.
+void scoreChains(const float *q, const float *const *k, float *const *out,
+                 int n, int64_t hd) {
+  constexpr int L = kTermBlock;
+#if defined(__AVX2__) && defined(__FMA__)
+  static_assert(L == 8, "one AVX2 vector of rows");
+  auto run = [&](auto chains) {
+    constexpr int N = decltype(chains)::value;
+    __m256 acc[N];
+    for (int i = 0; i < N; ++i)
+      acc[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; ++c) {
+      __m256 qc = _mm256_loadu_ps(q + c * L);
+      for (int i = 0; i < N; ++i)
+        acc[i] = _mm256_fmadd_ps(qc, _mm256_set1_ps(k[i][c]), acc[i]);
+    }
+    for (int i = 0; i < N; ++i)
+      _mm256_storeu_ps(out[i], acc[i]);
+  };
+  switch (n) {
+  case 4:
+    return run(std::integral_constant<int, 4>{});
+  case 3:
+    return run(std::integral_constant<int, 3>{});
+  case 2:
+    return run(std::integral_constant<int, 2>{});
+  default:
+    return run(std::integral_constant<int, 1>{});
+  }
+#else
+  for (int i = 0; i < n; ++i)
+    for (int l = 0; l < L; ++l) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < hd; ++c)
+        acc = std::fma(q[c * L + l], k[i][c], acc);
+      out[i][l] = acc;
+    }
+#endif
+}
+
 } // namespace
 
 void transposeBlockRows(const float *const *rows, int64_t width, float *qT) {
@@ -250,9 +293,10 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   int64_t H = shape.numHeads, hd = shape.headDim;
   size_t cells = size_t(numTerms * H * L); // [term][head][lane]
   static thread_local std::vector<float> scores, x, weights;
-  static thread_local std::vector<double> p;
+  static thread_local std::vector<double> p, lanesP;
   static thread_local std::vector<int> signs;
-  static thread_local std::vector<const double *> v;
+  static thread_local std::vector<const double *> v, singleV;
+  static thread_local std::vector<std::pair<int64_t, int>> single;
   static thread_local std::vector<int64_t> kvOffset; // per head, no divisions
   scores.resize(cells);
   x.resize(cells);
@@ -261,37 +305,19 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   for (int64_t h = 0; h < H; ++h)
     kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
-  // increasing c as dot(); four run interleaved.
-  int64_t chains = numTerms * H, i0 = 0;
-  auto chainInputs = [&](int64_t i, const float *&q, const float *&k) {
-    int64_t t = i / H, h = i - t * H;
-    q = qT + h * hd * L;
-    k = terms[t].kRot + kvOffset[size_t(h)];
-  };
-#if defined(__AVX2__) && defined(__FMA__)
-  static_assert(L == 8, "one AVX2 vector of rows");
-  for (; i0 + 4 <= chains; i0 += 4) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const float *q[4], *k[4];
-    for (int i = 0; i < 4; ++i)
-      chainInputs(i0 + i, q[i], k[i]);
-    for (int64_t c = 0; c < hd; ++c)
-      for (int i = 0; i < 4; ++i)
-        acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + c * L),
-                                 _mm256_set1_ps(k[i][c]), acc[i]);
-    for (int i = 0; i < 4; ++i)
-      _mm256_storeu_ps(&scores[size_t((i0 + i) * L)], acc[i]);
-  }
-#endif
-  for (; i0 < chains; ++i0) {
-    const float *q, *k;
-    chainInputs(i0, q, k);
-    for (int l = 0; l < L; ++l) {
-      float acc = 0.0f;
-      for (int64_t c = 0; c < hd; ++c)
-        acc = std::fma(q[c * L + l], k[c], acc);
-      scores[size_t(i0 * L + l)] = acc;
+  // increasing c as dot(); up to four terms of a head run interleaved,
+  // sharing each load of the head's queries.
+  for (int64_t h = 0; h < H; ++h) {
+    const float *q = qT + h * hd * L;
+    for (int64_t t0 = 0; t0 < numTerms; t0 += 4) {
+      int n = int(std::min<int64_t>(4, numTerms - t0));
+      const float *k[4];
+      float *out[4];
+      for (int i = 0; i < n; ++i) {
+        k[i] = terms[t0 + i].kRot + kvOffset[size_t(h)];
+        out[i] = &scores[size_t(((t0 + i) * H + h) * L)];
+      }
+      scoreChains(q, k, out, n, hd);
     }
   }
   // Added keys first, then removed ones: a lane whose shift would move, or
@@ -302,34 +328,71 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   checkShifts(scores.data(), rows, use, terms, numTerms, shape, state, ok,
               x.data());
   expNonPositive(x.data(), int64_t(cells), weights.data());
+  // Per head, the terms that reach two or more lanes go through the kernel
+  // together (one load of a value column serves a group of rows; a lane a
+  // term misses weighs it 0), and a term that reaches one lane takes that
+  // lane's own pass.
+  lanesP.resize(size_t(numTerms * L));
+  v.resize(size_t(numTerms));
+  single.resize(size_t(numTerms));
   p.resize(size_t(numTerms));
   signs.resize(size_t(numTerms));
-  v.resize(size_t(numTerms));
-  double *pOf = p.data();
-  int *signOf = signs.data();
-  const double **vOf = v.data();
-  const float *weight = weights.data();
-  for (int l = 0; l < L; ++l) {
-    if (!ok[l])
-      continue;
-    for (int64_t h = 0; h < H; ++h) {
-      size_t slot = size_t(rows[l] * H + h);
-      int64_t count = 0, denom = 0, offset = kvOffset[size_t(h)];
-      for (int64_t t = 0; t < numTerms; ++t) {
-        if (!use[t * L + l])
-          continue;
-        double pt = double(weight[(t * H + h) * L + l] * kTermScale);
-        denom += terms[t].sign * roundToInt(pt);
-        pOf[count] = pt;
-        signOf[count] = terms[t].sign;
-        vOf[count] = terms[t].v + offset;
-        ++count;
+  singleV.resize(size_t(numTerms));
+  const detail::KernelTable &kernels = detail::kernels();
+  for (int64_t h = 0; h < H; ++h) {
+    int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;
+    int64_t denom[L] = {};
+    bool taken[L] = {};
+    for (int64_t t = 0; t < numTerms; ++t) {
+      const float *w = &weights[size_t((t * H + h) * L)];
+      int reached = 0, lane = 0;
+      bool on[L];
+      for (int l = 0; l < L; ++l) {
+        on[l] = ok[l] && use[t * L + l];
+        double pt = on[l] ? double(w[l] * kTermScale) : 0.0;
+        denom[l] += terms[t].sign * roundToInt(pt);
+        lanesP[size_t(l * numTerms + count)] = terms[t].sign > 0 ? pt : -pt;
+        reached += on[l];
+        lane = on[l] ? l : lane;
       }
-      if (count == 0)
-        continue;
-      state.denom[slot] += denom;
-      addTerms(pOf, signOf, vOf, count, hd, &state.numer[slot * size_t(hd)]);
+      if (reached == 1)
+        single[size_t(numSingle++)] = {t, lane};
+      else if (reached > 1) {
+        v[size_t(count++)] = terms[t].v + offset;
+        for (int l = 0; l < L; ++l)
+          taken[l] = taken[l] || on[l];
+      }
     }
+    const double *pRows[L];
+    int64_t *numerRows[L];
+    int64_t numRows = 0;
+    for (int l = 0; l < L; ++l) {
+      if (!ok[l])
+        continue;
+      size_t slot = size_t(rows[l] * H + h);
+      state.denom[slot] += denom[l];
+      int64_t *numer = &state.numer[slot * size_t(hd)];
+      if (count > 0 && taken[l]) {
+        pRows[numRows] = lanesP.data() + l * numTerms;
+        numerRows[numRows++] = numer;
+      }
+      int64_t n = 0;
+      for (int64_t i = 0; i < numSingle; ++i) {
+        auto [t, lane] = single[size_t(i)];
+        if (lane != l)
+          continue;
+        p[size_t(n)] =
+            double(weights[size_t((t * H + h) * L + l)] * kTermScale);
+        signs[size_t(n)] = terms[t].sign;
+        singleV[size_t(n)] = terms[t].v + offset;
+        ++n;
+      }
+      if (n > 0)
+        addTerms(p.data(), signs.data(), singleV.data(), n, hd, numer);
+    }
+    if (numRows > 0)
+      kernels.accumulateTermRows(pRows, v.data(), count, hd, numerRows,
+                                 numRows);
   }
 }
 

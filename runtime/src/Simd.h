@@ -121,6 +121,7 @@ struct Avx2 {
   static VD loadFD(const float *p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
   static VD fmaD(VD a, VD b, VD c) { return _mm256_fmadd_pd(a, b, c); }
   static VI zeroI() { return _mm256_setzero_si256(); }
+  static VI set1I(uint64_t x) { return _mm256_set1_epi64x(int64_t(x)); }
   static VI addI(VI a, VI b) { return _mm256_add_epi64(a, b); }
   static VI castI(VD a) { return _mm256_castpd_si256(a); }
   static VI loadI(const uint64_t *p) {
@@ -232,6 +233,7 @@ struct Avx512 {
   }
   static VD fmaD(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
   static VI zeroI() { return _mm512_setzero_si512(); }
+  static VI set1I(uint64_t x) { return _mm512_set1_epi64(int64_t(x)); }
   static VI addI(VI a, VI b) { return _mm512_add_epi64(a, b); }
   static VI castI(VD a) { return _mm512_castpd_si512(a); }
   static VI loadI(const uint64_t *p) { return _mm512_loadu_si512(p); }
@@ -290,6 +292,7 @@ struct Scalar {
   static VD loadFD(const float *p) { return double(*p); }
   static VD fmaD(VD a, VD b, VD c) { return __builtin_fma(a, b, c); }
   static VI zeroI() { return 0; }
+  static VI set1I(uint64_t x) { return x; }
   static VI addI(VI a, VI b) { return a + b; }
   static VI castI(VD a) {
     uint64_t bits;

@@ -741,6 +741,102 @@ TEST(ExactAttention, MatchesScalarSpecOnEveryIsa) {
   }
 }
 
+TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
+  // Six keys replaced in one applyTermsToBlock call per block: terms that
+  // reach several lanes take the ISA's kernel together, a term that reaches
+  // one lane (causal, the block's last row) its own pass; head widths with
+  // and without a tail past whole vectors.
+  for (const std::string &isa : kernelIsas()) {
+    IsaScope scope(isa);
+    std::mt19937 rng(9);
+    int64_t updated = 0, singleLane = 0;
+    for (const AttnCase &c : attnCases()) {
+      const int64_t n = 40, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
+      exact::AttentionShape shape = shapeOf(c, 0.5f);
+      shape.ropeTheta = 0.0f;
+      auto q = randomFloats(size_t(n * qw), rng);
+      auto kk = randomFloats(size_t(n * kvw), rng);
+      auto v = randomFloats(size_t(n * kvw), rng);
+      std::vector<float> out(q.size());
+      exact::AttentionState state;
+      ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
+                                   out.data(), state, nullptr));
+      std::vector<int64_t> keys = {3, 7, 15, 22, 23, 31};
+      auto k2 = kk, v2 = v;
+      for (int64_t j : keys) {
+        auto newK = randomFloats(size_t(kvw), rng),
+             newV = randomFloats(size_t(kvw), rng);
+        std::copy(newK.begin(), newK.end(), k2.begin() + j * kvw);
+        std::copy(newV.begin(), newV.end(), v2.begin() + j * kvw);
+      }
+      std::vector<float> want(q.size());
+      exact::AttentionState fresh;
+      ASSERT_TRUE(exact::attention(q.data(), k2.data(), v2.data(), n, shape,
+                                   want.data(), fresh, nullptr));
+      std::vector<std::vector<double>> values;
+      std::vector<exact::TermRef> terms;
+      std::vector<int64_t> termKey;
+      for (int64_t j : keys)
+        for (int sign : {-1, +1}) {
+          const std::vector<float> &from = sign < 0 ? v : v2;
+          values.emplace_back(from.begin() + j * kvw,
+                              from.begin() + (j + 1) * kvw);
+          termKey.push_back(j);
+        }
+      for (size_t t = 0; t < values.size(); ++t) {
+        const std::vector<float> &k = terms.size() % 2 ? k2 : kk;
+        terms.push_back(
+            {k.data() + termKey[t] * kvw, values[t].data(), t % 2 ? +1 : -1});
+      }
+      constexpr int B = exact::kTermBlock;
+      std::vector<float> row(static_cast<size_t>(qw));
+      for (int64_t r0 = 0; r0 < n; r0 += B) {
+        int64_t rows[B];
+        bool ok[B];
+        std::vector<char> use(terms.size() * B);
+        std::vector<float> qT(size_t(qw * B), 0.0f);
+        for (int l = 0; l < B; ++l) {
+          rows[l] = std::min(r0 + l, n - 1);
+          ok[l] = r0 + l < n;
+          for (int64_t x = 0; x < qw; ++x)
+            qT[size_t(x * B + l)] = q[size_t(rows[l] * qw + x)];
+        }
+        for (size_t t = 0; t < terms.size(); ++t) {
+          int reached = 0;
+          for (int l = 0; l < B; ++l) {
+            use[t * B + size_t(l)] =
+                ok[l] && (!c.causal || rows[l] >= termKey[t]);
+            reached += use[t * B + size_t(l)];
+          }
+          singleLane += reached == 1;
+        }
+        exact::applyTermsToBlock(
+            qT.data(), rows, reinterpret_cast<const bool *>(use.data()),
+            terms.data(), int64_t(terms.size()), shape, state, ok);
+        for (int l = 0; l < B; ++l) {
+          if (r0 + l >= n)
+            continue;
+          if (!ok[l]) {
+            exact::KeyPanel panel;
+            ASSERT_TRUE(panel.build(k2.data(), v2.data(), n, shape, nullptr));
+            ASSERT_TRUE(exact::computeRow(q.data() + rows[l] * qw, panel,
+                                          c.causal ? rows[l] + 1 : n, shape,
+                                          state, rows[l], row.data()));
+          } else {
+            exact::finishRow(shape, state, rows[l], row.data());
+            ++updated;
+          }
+          ASSERT_TRUE(
+              bitsEqual(row.data(), want.data() + rows[l] * qw, size_t(qw)))
+              << isa << ": row " << rows[l] << ", head width " << c.hd;
+        }
+      }
+    }
+    EXPECT_GT(updated, 150) << isa; // most rows take the delta path
+    EXPECT_GT(singleLane, 0) << isa;
+  }
+}
+
 TEST(ExactAttention, RowsFromPointersMatchComputeRow) {
   std::mt19937 rng(12);
   std::vector<std::string> isas = kernelIsas();

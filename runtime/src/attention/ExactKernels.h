@@ -1,7 +1,8 @@
 //===- ExactKernels.h - ISA-specific exact attention kernels -----*- C++
 //-*-===//
 //
-// The hot loops of ExactAttention.cpp, compiled once per instruction set
+// The hot loops of ExactAttention.cpp (rows from scratch) and
+// ExactAttentionTerms.cpp (delta terms), compiled once per instruction set
 // (ExactKernelsAvx2.cpp: the baseline; ExactKernelsAvx512.cpp) from one
 // template source (ExactKernels.inc). Every ISA runs the same IEEE operations
 // per (row, key) lane and sums exactly, so results are identical bits.
@@ -55,10 +56,21 @@ struct KernelTable {
   const char *name;
   /// False on a score outside the contract (state of the rows unspecified).
   bool (*run)(const HeadJob &job);
+  /// rows[r][c] += sum over t < count of round(p[r][t] * v[t][c]), for
+  /// r < numRows and c < hd: `count` keys' integer terms for several rows,
+  /// each value column loaded once for a group of rows. A term's sign is
+  /// its weight's; a weight of 0 adds exactly 0.
+  void (*accumulateTermRows)(const double *const *p, const double *const *v,
+                             int64_t count, int64_t hd, int64_t *const *rows,
+                             int64_t numRows);
 };
 
 extern const KernelTable kBaseKernels;
 extern const KernelTable kAvx512Kernels; ///< built with INCNN_EXACT_AVX512
+
+/// The table this CPU runs (AVX-512 where built and supported; INCNN_ISA
+/// overrides), chosen once.
+const KernelTable &kernels();
 
 } // namespace incnn::runtime::exact::detail
 

@@ -28,9 +28,9 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = {"avx2", &runJob};
+const KernelTable kBaseKernels = {"avx2", &runJob, &accumulateTermRows};
 #else
-const KernelTable kBaseKernels = {"scalar", &runJob};
+const KernelTable kBaseKernels = {"scalar", &runJob, &accumulateTermRows};
 #endif
 
 } // namespace incnn::runtime::exact::detail

@@ -20,6 +20,6 @@ struct T : simd::Avx512 {
 
 } // namespace
 
-const KernelTable kAvx512Kernels = {"avx512", &runJob};
+const KernelTable kAvx512Kernels = {"avx512", &runJob, &accumulateTermRows};
 
 } // namespace incnn::runtime::exact::detail
