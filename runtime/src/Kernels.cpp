@@ -480,12 +480,15 @@ int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
 
 void vectorQuantize(const float *x, int64_t n, int64_t width,
                     const float *codebook, int64_t G, int64_t K,
-                    float *quantized, float *codes, ThreadPool *pool) {
+                    float *quantized, float *codes, ThreadPool *pool,
+                    float *distances) {
   const int64_t d = width / G;
   forRowChunks(n, 4, pool, [&](int64_t i) {
     for (int64_t g = 0; g < G; ++g) {
       const float *cb = codebook + g * K * d;
-      int64_t idx = nearestCode(x + i * width + g * d, cb, K, d);
+      float *pair = distances ? distances + (i * G + g) * 2 : nullptr;
+      int64_t idx = nearestCode(x + i * width + g * d, cb, K, d, pair,
+                                pair ? pair + 1 : nullptr);
       std::memcpy(quantized + i * width + g * d, cb + idx * d,
                   sizeof(float) * size_t(d));
       codes[i * G + g] = float(idx);

@@ -115,10 +115,12 @@ int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
 
 /// VQ of each row of x [n, width] with codebook [G, K, width/G]: writes the
 /// chosen codewords to quantized [n, width] and their indices (as floats) to
-/// codes [n, G].
+/// codes [n, G], and, when `distances` is set, nearestCode's nearest and
+/// second-nearest distances to distances [n, G, 2].
 void vectorQuantize(const float *x, int64_t n, int64_t width,
                     const float *codebook, int64_t G, int64_t K,
-                    float *quantized, float *codes, ThreadPool *pool = nullptr);
+                    float *quantized, float *codes, ThreadPool *pool = nullptr,
+                    float *distances = nullptr);
 
 } // namespace incnn::runtime::kernels
 

@@ -26,6 +26,10 @@ void Certificates::build(const Program &program, bool enabled) {
     c.vq = size_t(chain.vq);
     c.defer = chain.defer;
     c.numHeads = program.instrs[c.attention].attrs.numHeads;
+    const Weight &codebook =
+        program.weights[size_t(program.instrs[c.vq].weights[0])];
+    c.groups = codebook.shape[0];
+    c.codeWidth = codebook.shape[2];
     if (chain.linear >= 0) {
       c.linear = size_t(chain.linear);
       const Instr &lin = program.instrs[c.linear];
@@ -153,20 +157,31 @@ double Certificates::rowBudget(const Program &program, const Certificate &c,
                                const float *x, double aNorm) const {
   if (!enabled_)
     return -INFINITY;
+  const Weight &cb = program.weights[size_t(program.instrs[c.vq].weights[0])];
+  int64_t K = cb.shape[1], d = c.codeWidth;
+  std::vector<float> distances(size_t(c.groups) * 2);
+  for (int64_t g = 0; g < c.groups; ++g)
+    kernels::nearestCode(x + g * d, cb.ptr() + g * K * d, K, d,
+                         &distances[size_t(2 * g)],
+                         &distances[size_t(2 * g + 1)]);
+  return budgetOfDistances(c, distances.data(), aNorm);
+}
+
+double Certificates::budgetOfDistances(const Certificate &c,
+                                       const float *distances,
+                                       double aNorm) const {
+  if (!enabled_)
+    return -INFINITY;
   // Codes stay the same while the VQ input moves by less than half the gap
   // between the nearest and second-nearest codeword distances of every
   // group, after allowing for float rounding: computed squared distances are
   // within a factor (1 +- eta) of the true ones (sums of non-negative terms),
   // and the linear layer's rounding moves its output by at most rho(a).
-  const Instr &vq = program.instrs[c.vq];
-  const Weight &cb = program.weights[size_t(vq.weights[0])];
-  int64_t G = cb.shape[0], K = cb.shape[1], d = cb.shape[2];
   const double u = std::ldexp(1.0, -24);
-  const double eta = 2.0 * double(d + 2) * u * 1.01;
+  const double eta = 2.0 * double(c.codeWidth + 2) * u * 1.01;
   double margin = INFINITY;
-  for (int64_t g = 0; g < G; ++g) {
-    float best = 0, second = 0;
-    kernels::nearestCode(x + g * d, cb.ptr() + g * K * d, K, d, &best, &second);
+  for (int64_t g = 0; g < c.groups; ++g) {
+    float best = distances[2 * g], second = distances[2 * g + 1];
     if (!std::isfinite(best))
       return -INFINITY; // overflowing distances certify nothing
     if (!std::isfinite(second))

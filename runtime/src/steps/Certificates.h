@@ -62,6 +62,7 @@ struct Certificate {
   double frobenius = 0.0; ///< ||W||_F, for rounding bounds
   double biasNorm = 0.0;
   int64_t inWidth = 0;
+  int64_t groups = 0, codeWidth = 0; ///< of the VQ's codebook [G, K, d]
   std::vector<double> budget;  ///< per row: drift the codes still tolerate
   std::vector<double> refNorm; ///< per row: ||attention output|| at reference
   /// Per row, stale rows only: its budget when it went stale (its output
@@ -109,6 +110,10 @@ public:
   /// The budget of a row from its VQ input `x` and reference norm.
   double rowBudget(const Program &program, const Certificate &c, const float *x,
                    double aNorm) const;
+  /// rowBudget from each group's nearest and second-nearest squared
+  /// distances [G, 2] (kernels::nearestCode's, computed once by the VQ).
+  double budgetOfDistances(const Certificate &c, const float *distances,
+                           double aNorm) const;
   /// True (and the row's budget charged) when the move of an attention row
   /// from `oldOut` to `newOut` provably keeps its codes.
   bool certify(Certificate &c, int64_t row, const float *newOut,

@@ -5,7 +5,8 @@
 
 namespace incnn::runtime {
 
-QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows) {
+QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows,
+                           bool withDistances) {
   const Program &p = ctx.program;
   const Instr &in = p.instrs[index];
   const Weight &cb = p.weights[size_t(in.weights[0])];
@@ -18,10 +19,12 @@ QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows) {
   checkFinite(p, index, q.input, int64_t(count));
   q.quantized.resize(count);
   q.codes.resize(rows.size() * size_t(q.groups));
+  q.distances.resize(withDistances ? rows.size() * size_t(q.groups) * 2 : 0);
   kernels::vectorQuantize(
       q.input, int64_t(rows.size()), q.width, cb.ptr(), q.groups, K,
       q.quantized.data(), q.codes.data(),
-      ctx.poolFor(double(rows.size()) * double(K) * double(q.width)));
+      ctx.poolFor(double(rows.size()) * double(K) * double(q.width)),
+      withDistances ? q.distances.data() : nullptr);
   ctx.stats.macs += uint64_t(rows.size()) * uint64_t(K) * uint64_t(q.width);
   return q;
 }

@@ -18,12 +18,16 @@ struct QuantizedRows {
   const float *input = nullptr; ///< [rows, width]
   std::vector<float> quantized; ///< [rows, width]
   std::vector<float> codes;     ///< [rows, groups]
+  /// With `withDistances`: each group's nearest and second-nearest squared
+  /// distances [rows, groups, 2] (what a certificate budget needs).
+  std::vector<float> distances;
   int64_t width = 0, groups = 0;
 };
 
 /// Quantizes rows `rows` of instruction `index`'s input (refusing
 /// non-finite inputs) and counts the MACs.
-QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows);
+QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows,
+                           bool withDistances = false);
 
 } // namespace incnn::runtime
 

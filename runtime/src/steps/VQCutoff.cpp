@@ -21,7 +21,8 @@ static void runVQCutoff(StepContext &ctx, const Step &s) {
   int32_t out = in.results[0], codes = in.results[1];
   const EditPlan *plan = ctx.plan();
   const Rows &rows = ctx.rowSet(s.inputs[0]);
-  QuantizedRows q = quantizeRows(ctx, index, rows);
+  Certificate *cert = ctx.certificates.ofVQ(index);
+  QuantizedRows q = quantizeRows(ctx, index, rows, cert != nullptr);
   int64_t G = q.groups, width = q.width;
   std::vector<float> &newCodes = q.codes, &quantized = q.quantized;
 
@@ -46,12 +47,12 @@ static void runVQCutoff(StepContext &ctx, const Step &s) {
   }
   if (plan)
     ctx.codeFlipsOf(index) = int64_t(flipped.size());
-  if (Certificate *c = ctx.certificates.ofVQ(index))
+  if (Certificate *c = cert)
     for (size_t i = 0; i < rows.size(); ++i) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
-      c->budget[size_t(r)] =
-          ctx.certificates.rowBudget(p, *c, q.input + i * size_t(width), aNorm);
+      c->budget[size_t(r)] = ctx.certificates.budgetOfDistances(
+          *c, q.distances.data() + i * size_t(G) * 2, aNorm);
     }
   ctx.storeRows(codes, rows, std::move(newCodes));
   ctx.storeRows(out, flipped, std::move(flippedRows));
