@@ -210,11 +210,14 @@ int main(int argc, char **argv) {
                 scratchTime * 1e3, double(session.stats().macsFull) * 1e-9,
                 double(session.cacheBytes()) / 1e6,
                 double(session.cacheBytes()) / 1e3 / double(n));
-    std::printf("%-8s %10s %10s %10s %10s %12s %8s\n", "edit", "median ms",
-                "time x", "MAC x", "rows/layer", "flips/layer", "exact");
+    std::printf("%-8s %10s %10s %10s %10s %12s %12s %8s\n", "edit", "median ms",
+                "time x", "MAC x", "rows/layer", "flips/layer", "moved/layer",
+                "exact");
     bool allExact = true;
     for (const char *kind : {"replace", "insert", "delete"}) {
-      std::vector<double> times, macRatios, rows, flips;
+      // moved: rows whose attention took delta terms and whose move the
+      // margin certificate could not absorb (their projection and VQ rerun).
+      std::vector<double> times, macRatios, rows, flips, moved;
       bool exact = true;
       for (int e = 0; e < edits; ++e) {
         int64_t len = int64_t(session.tokens().size());
@@ -238,6 +241,11 @@ int main(int argc, char **argv) {
         for (int64_t x : s.codeFlips)
           f += double(x);
         rows.push_back(r / double(s.dirtyRows.size()));
+        double updated = 0;
+        for (int64_t x : s.updatedRows)
+          updated += double(x);
+        moved.push_back((updated - double(s.certifiedRows)) /
+                        double(s.updatedRows.size()));
         flips.push_back(f / double(s.codeFlips.size()));
         if (e % checkEvery == 0) {
           if (!oracle.evaluate(session.tokens()).ok())
@@ -252,9 +260,9 @@ int main(int argc, char **argv) {
       }
       allExact = allExact && exact;
       double t = median(times);
-      std::printf("%-8s %10.2f %10.1f %10.1f %10.1f %12.2f %8s\n", kind,
+      std::printf("%-8s %10.2f %10.1f %10.1f %10.1f %12.2f %12.1f %8s\n", kind,
                   t * 1e3, scratchTime / t, median(macRatios), median(rows),
-                  median(flips), exact ? "yes" : "NO");
+                  median(flips), median(moved), exact ? "yes" : "NO");
       if (!csvPath.empty()) {
         FILE *csv = std::fopen(csvPath.c_str(), "a");
         if (csv) {
