@@ -429,6 +429,54 @@ TEST(ExactAttention, RowsAndThreadsDoNotChangeBits) {
   }
 }
 
+/// Keys and values with rows `rows` replaced by random ones, and the
+/// from-scratch outputs over them (empty when refused).
+struct Replaced {
+  std::vector<float> k, v, want;
+};
+Replaced replaceKeys(const std::vector<float> &q, const std::vector<float> &k,
+                     const std::vector<float> &v,
+                     const std::vector<int64_t> &rows, int64_t n,
+                     const exact::AttentionShape &shape, std::mt19937 &rng) {
+  int64_t kvw = shape.kvWidth();
+  Replaced r{k, v, std::vector<float>(q.size())};
+  for (int64_t j : rows) {
+    auto newK = randomFloats(size_t(kvw), rng),
+         newV = randomFloats(size_t(kvw), rng);
+    std::copy(newK.begin(), newK.end(), r.k.begin() + j * kvw);
+    std::copy(newV.begin(), newV.end(), r.v.begin() + j * kvw);
+  }
+  exact::AttentionState fresh;
+  if (!exact::attention(q.data(), r.k.data(), r.v.data(), n, shape,
+                        r.want.data(), fresh, nullptr))
+    r.want.clear();
+  return r;
+}
+
+/// A row after delta terms, finished from its state (`deltaOk`) or, when
+/// its shift moved, recomputed from the keys as the engine does: its bits
+/// against `want`.
+::testing::AssertionResult
+rowMatches(const exact::AttentionShape &shape, exact::AttentionState &state,
+           const float *query, const std::vector<float> &keys,
+           const std::vector<float> &values, int64_t n, int64_t row,
+           bool deltaOk, const float *want, int64_t &updated) {
+  std::vector<float> out(size_t(shape.queryWidth()));
+  if (deltaOk) {
+    exact::finishRow(shape, state, row, out.data());
+    ++updated;
+  } else {
+    exact::KeyPanel panel;
+    if (!panel.build(keys.data(), values.data(), n, shape, nullptr) ||
+        !exact::computeRow(query, panel, shape.causal ? row + 1 : n, shape,
+                           state, row, out.data()))
+      return ::testing::AssertionFailure() << "recomputing refused";
+  }
+  if (!bitsEqual(out.data(), want, out.size()))
+    return ::testing::AssertionFailure() << "bits differ";
+  return ::testing::AssertionSuccess();
+}
+
 TEST(ExactAttention, DeltaTermsEqualARecomputation) {
   // Removing key j's term and adding a new key j' gives, bit for bit, the
   // from-scratch state with j' in place of j (or a refusal: the shift moved).
@@ -447,15 +495,10 @@ TEST(ExactAttention, DeltaTermsEqualARecomputation) {
                                  out.data(), state, nullptr));
     for (int trial = 0; trial < 10; ++trial) {
       int64_t j = int64_t(rng() % uint32_t(n));
-      auto k2 = kk, v2 = v;
-      auto newK = randomFloats(size_t(kvw), rng),
-           newV = randomFloats(size_t(kvw), rng);
-      std::copy(newK.begin(), newK.end(), k2.begin() + j * kvw);
-      std::copy(newV.begin(), newV.end(), v2.begin() + j * kvw);
-      std::vector<float> want(q.size());
-      exact::AttentionState fresh;
-      ASSERT_TRUE(exact::attention(q.data(), k2.data(), v2.data(), n, shape,
-                                   want.data(), fresh, nullptr));
+      Replaced next = replaceKeys(q, kk, v, {j}, n, shape, rng);
+      std::vector<float> &k2 = next.k, &v2 = next.v, &want = next.want;
+      ASSERT_FALSE(want.empty());
+      const float *newK = k2.data() + j * kvw, *newV = v2.data() + j * kvw;
       // Rows that attend to j, kTermBlock at a time.
       constexpr int B = exact::kTermBlock;
       for (int64_t r0 = c.causal ? j : 0; r0 < n; r0 += B) {
@@ -470,26 +513,14 @@ TEST(ExactAttention, DeltaTermsEqualARecomputation) {
         }
         exact::applyTermToBlock(qT.data(), rows, use, kk.data() + j * kvw,
                                 v.data() + j * kvw, shape, state, -1, ok);
-        exact::applyTermToBlock(qT.data(), rows, use, newK.data(), newV.data(),
-                                shape, state, +1, ok);
-        std::vector<float> row(static_cast<size_t>(qw));
-        for (int l = 0; l < B; ++l) {
-          if (!use[l])
-            continue;
-          if (!ok[l]) { // the shift moved: recompute, as the engine does
-            exact::KeyPanel panel;
-            ASSERT_TRUE(panel.build(k2.data(), v2.data(), n, shape, nullptr));
-            ASSERT_TRUE(exact::computeRow(q.data() + rows[l] * qw, panel,
-                                          c.causal ? rows[l] + 1 : n, shape,
-                                          state, rows[l], row.data()));
-          } else {
-            exact::finishRow(shape, state, rows[l], row.data());
-            ++updated;
-          }
-          ASSERT_TRUE(
-              bitsEqual(row.data(), want.data() + rows[l] * qw, size_t(qw)))
-              << "row " << rows[l] << " key " << j;
-        }
+        exact::applyTermToBlock(qT.data(), rows, use, newK, newV, shape, state,
+                                +1, ok);
+        for (int l = 0; l < B; ++l)
+          if (use[l])
+            ASSERT_TRUE(rowMatches(shape, state, q.data() + rows[l] * qw, k2,
+                                   v2, n, rows[l], ok[l],
+                                   want.data() + rows[l] * qw, updated))
+                << "row " << rows[l] << " key " << j;
       }
       kk = k2;
       v = v2;
@@ -762,17 +793,9 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
       ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
                                    out.data(), state, nullptr));
       std::vector<int64_t> keys = {3, 7, 15, 22, 23, 31};
-      auto k2 = kk, v2 = v;
-      for (int64_t j : keys) {
-        auto newK = randomFloats(size_t(kvw), rng),
-             newV = randomFloats(size_t(kvw), rng);
-        std::copy(newK.begin(), newK.end(), k2.begin() + j * kvw);
-        std::copy(newV.begin(), newV.end(), v2.begin() + j * kvw);
-      }
-      std::vector<float> want(q.size());
-      exact::AttentionState fresh;
-      ASSERT_TRUE(exact::attention(q.data(), k2.data(), v2.data(), n, shape,
-                                   want.data(), fresh, nullptr));
+      Replaced next = replaceKeys(q, kk, v, keys, n, shape, rng);
+      std::vector<float> &k2 = next.k, &v2 = next.v, &want = next.want;
+      ASSERT_FALSE(want.empty());
       std::vector<std::vector<double>> values;
       std::vector<exact::TermRef> terms;
       std::vector<int64_t> termKey;
@@ -789,7 +812,6 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
             {k.data() + termKey[t] * kvw, values[t].data(), t % 2 ? +1 : -1});
       }
       constexpr int B = exact::kTermBlock;
-      std::vector<float> row(static_cast<size_t>(qw));
       for (int64_t r0 = 0; r0 < n; r0 += B) {
         int64_t rows[B];
         bool ok[B];
@@ -813,23 +835,12 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
         exact::applyTermsToBlock(
             qT.data(), rows, reinterpret_cast<const bool *>(use.data()),
             terms.data(), int64_t(terms.size()), shape, state, ok);
-        for (int l = 0; l < B; ++l) {
-          if (r0 + l >= n)
-            continue;
-          if (!ok[l]) {
-            exact::KeyPanel panel;
-            ASSERT_TRUE(panel.build(k2.data(), v2.data(), n, shape, nullptr));
-            ASSERT_TRUE(exact::computeRow(q.data() + rows[l] * qw, panel,
-                                          c.causal ? rows[l] + 1 : n, shape,
-                                          state, rows[l], row.data()));
-          } else {
-            exact::finishRow(shape, state, rows[l], row.data());
-            ++updated;
-          }
-          ASSERT_TRUE(
-              bitsEqual(row.data(), want.data() + rows[l] * qw, size_t(qw)))
-              << isa << ": row " << rows[l] << ", head width " << c.hd;
-        }
+        for (int l = 0; l < B; ++l)
+          if (r0 + l < n)
+            ASSERT_TRUE(rowMatches(shape, state, q.data() + rows[l] * qw, k2,
+                                   v2, n, rows[l], ok[l],
+                                   want.data() + rows[l] * qw, updated))
+                << isa << ": row " << rows[l] << ", head width " << c.hd;
       }
     }
     EXPECT_GT(updated, 150) << isa; // most rows take the delta path
