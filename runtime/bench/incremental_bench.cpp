@@ -109,6 +109,7 @@ int main(int argc, char **argv) {
   int edits = 20, threads = 0, checkEvery = 1;
   int64_t fitTokens = 512;
   std::string csvPath;
+  bool defer = false; // incnn-compile's default
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> const char * {
@@ -144,13 +145,15 @@ int main(int argc, char **argv) {
       fitTokens = std::atoll(next());
     else if (a == "--csv")
       csvPath = next();
+    else if (a == "--defer")
+      defer = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--tokens N,...] [--layers L] [--dim D] "
                    "[--heads H] [--ffn F] [--codes K] [--groups G] "
                    "[--edits E] [--position learned|none|rope] "
                    "[--threads T] [--check-every K] [--fit-tokens N] "
-                   "[--csv FILE]\n",
+                   "[--csv FILE] [--defer]\n",
                    argv[0]);
       return 2;
     }
@@ -167,6 +170,8 @@ int main(int argc, char **argv) {
   for (int64_t n : sizes) {
     config.maxPositions = int32_t(std::max<int64_t>(n + 8, 64));
     Program program = buildDecoder(config);
+    for (CertificateChain &c : program.certificateChains)
+      c.defer = defer;        // certified rows deferred, or updated
     planCache(program, true); // minimal cache plan
     std::uniform_int_distribution<int32_t> tok(0, config.vocab - 1);
     std::vector<int32_t> tokens(static_cast<size_t>(n));

@@ -443,12 +443,14 @@ float squaredDistance(const float *a, const float *b, int64_t d) {
 }
 
 int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
-                    float *bestDist, float *secondDist) {
+                    float *bestDist, float *secondDist, float *allDist) {
   int64_t best = 0;
   float bestD = std::numeric_limits<float>::infinity();
   float secondD = std::numeric_limits<float>::infinity();
   bool haveBest = false;
   auto consider = [&](int64_t idx, float dist) {
+    if (allDist)
+      allDist[idx] = dist;
     if (!haveBest) {
       best = idx;
       bestD = dist;
@@ -486,9 +488,9 @@ void vectorQuantize(const float *x, int64_t n, int64_t width,
   forRowChunks(n, 4, pool, [&](int64_t i) {
     for (int64_t g = 0; g < G; ++g) {
       const float *cb = codebook + g * K * d;
-      float *pair = distances ? distances + (i * G + g) * 2 : nullptr;
-      int64_t idx = nearestCode(x + i * width + g * d, cb, K, d, pair,
-                                pair ? pair + 1 : nullptr);
+      int64_t idx =
+          nearestCode(x + i * width + g * d, cb, K, d, nullptr, nullptr,
+                      distances ? distances + (i * G + g) * K : nullptr);
       std::memcpy(quantized + i * width + g * d, cb + idx * d,
                   sizeof(float) * size_t(d));
       codes[i * G + g] = float(idx);

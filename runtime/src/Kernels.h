@@ -109,14 +109,15 @@ float squaredDistance(const float *a, const float *b, int64_t d);
 
 /// Index of the nearest of the K codewords (codebook [K, d]) to x, ties to
 /// the lowest index. Optionally returns the nearest and second-nearest
-/// distances (second = +inf when K == 1).
+/// distances (second = +inf when K == 1) and every codeword's [K].
 int64_t nearestCode(const float *x, const float *codebook, int64_t K, int64_t d,
-                    float *bestDist = nullptr, float *secondDist = nullptr);
+                    float *bestDist = nullptr, float *secondDist = nullptr,
+                    float *allDist = nullptr);
 
 /// VQ of each row of x [n, width] with codebook [G, K, width/G]: writes the
 /// chosen codewords to quantized [n, width] and their indices (as floats) to
-/// codes [n, G], and, when `distances` is set, nearestCode's nearest and
-/// second-nearest distances to distances [n, G, 2].
+/// codes [n, G], and, when `distances` is set, every codeword's squared
+/// distance (nearestCode's) to distances [n, G, K].
 void vectorQuantize(const float *x, int64_t n, int64_t width,
                     const float *codebook, int64_t G, int64_t K,
                     float *quantized, float *codes, ThreadPool *pool = nullptr,

@@ -405,7 +405,8 @@ void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
     d.updated[size_t(r)] = 1;
     if (!cert)
       continue;
-    if (!std::isfinite(cert->budget[size_t(r)])) {
+    if (!std::isfinite(cert->budget[size_t(r)]) &&
+        !(cert->directional && cert->alongEdits[size_t(r)] >= 0)) {
       recordOutputNorms(a, *cert, r, nullptr); // finished later, not kept
       continue;
     }

@@ -3,15 +3,81 @@
 
 #include "../CertificateChains.h"
 #include "../Kernels.h"
+#include "../Simd.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 namespace incnn::runtime {
+
+namespace {
+
+constexpr double kUnit53 = 0x1p-53; ///< double's unit roundoff
+
+/// n * 2^-53 / (1 - n * 2^-53): the relative error of n double operations.
+double gamma(int64_t n) {
+  double x = double(n) * kUnit53;
+  return x / (1.0 - x);
+}
+
+double normOf(const double *x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i)
+    s += x[i] * x[i];
+  return std::sqrt(s) * (1.0 + 1e-12);
+}
+
+/// The directions W_g^T c_{g,k} of a chain's codes and the error bounds of
+/// the scores computed along them (docs/exactness.md, "Directional
+/// certificates").
+void buildDirections(const Program &program, Certificate &c) {
+  const Weight &w =
+      program.weights[size_t(program.instrs[c.linear].weights[0])];
+  const Weight &cb = program.weights[size_t(program.instrs[c.vq].weights[0])];
+  int64_t G = c.groups, K = c.codes, d = c.codeWidth, m = c.inWidth;
+  const float *wp = w.ptr(), *codes = cb.ptr();
+  c.along.assign(size_t(G * K * m), 0.0);
+  c.alongErr.resize(size_t(G * K));
+  c.alongSum.resize(size_t(G * K));
+  c.codeGap.resize(size_t(G * K * K));
+  std::vector<double> code(static_cast<size_t>(d));
+  for (int64_t gk = 0; gk < G * K; ++gk) {
+    int64_t g = gk / K;
+    double *a = &c.along[size_t(gk * m)];
+    for (int64_t r = 0; r < d; ++r) {
+      double cr = codes[gk * d + r]; // float x float is exact in double
+      code[size_t(r)] = cr;
+      const float *wr = wp + (g * d + r) * m;
+      for (int64_t i = 0; i < m; ++i)
+        a[i] += cr * double(wr[i]);
+    }
+    double alongNorm = normOf(a, m), codeNorm = normOf(code.data(), d);
+    // |computed z_k - (W^T c_k) . Δo| per unit ||Δo||: the d-term sums of
+    // `along`, then the m-term dot product with Δo (and Δo's subtraction).
+    c.alongErr[size_t(gk)] = 1.01 * (gamma(d) * codeNorm * c.frobenius * 1.01 +
+                                     (gamma(m + 1) + 2 * kUnit53) * alongNorm);
+    // Summing E edits' z_k: at most E * 2^-53 * sum |z| more.
+    c.alongSum[size_t(gk)] = 1.02 * kUnit53 * alongNorm;
+  }
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < K; ++j) {
+        double s = 0;
+        for (int64_t r = 0; r < d; ++r) {
+          double x = double(codes[(g * K + k) * d + r]) -
+                     double(codes[(g * K + j) * d + r]);
+          s += x * x;
+        }
+        c.codeGap[size_t((g * K + k) * K + j)] = std::sqrt(s) * (1.0 + 1e-12);
+      }
+}
+
+} // namespace
 
 void Certificates::build(const Program &program, bool enabled) {
   enabled_ = enabled;
@@ -29,6 +95,7 @@ void Certificates::build(const Program &program, bool enabled) {
     const Weight &codebook =
         program.weights[size_t(program.instrs[c.vq].weights[0])];
     c.groups = codebook.shape[0];
+    c.codes = codebook.shape[1];
     c.codeWidth = codebook.shape[2];
     if (chain.linear >= 0) {
       c.linear = size_t(chain.linear);
@@ -39,6 +106,9 @@ void Certificates::build(const Program &program, bool enabled) {
       c.normBound = chainNormBound(program, chain, norms);
       c.inWidth = program.weights[size_t(lin.weights[0])].shape[1];
     }
+    c.directional = enabled && !c.defer && c.linear != SIZE_MAX;
+    if (c.directional)
+      buildDirections(program, c);
     int32_t index = int32_t(list.size());
     byAttention[c.attention] = index;
     byVQ[c.vq] = index;
@@ -69,8 +139,41 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
       c.lowDenom.assign(size_t(n * c.numHeads), 0.0);
       c.lowTop.assign(size_t(n * c.numHeads), 0);
       c.outNorm.assign(c.defer ? size_t(n * c.numHeads) : 0, INFINITY);
+      size_t codesPerRow = c.directional ? size_t(c.groups * c.codes) : 0;
+      c.refDist.assign(size_t(n) * codesPerRow, 0.0f);
+      c.refCode.assign(c.directional ? size_t(n * c.groups) : 0, 0);
+      c.alongMove.assign(size_t(n) * codesPerRow, 0.0);
+      c.normMoved.assign(c.directional ? size_t(n) : 0, 0.0);
+      c.alongMoved.assign(c.directional ? size_t(n) : 0, 0.0);
+      c.alongEdits.assign(c.directional ? size_t(n) : 0, -1);
     }
 }
+
+namespace {
+
+/// Rows of `v` ([rows][width]) follow `from`; new rows get `fresh`.
+template <class T>
+void remapWide(std::vector<T> &v, size_t width,
+               const std::vector<int64_t> &from, T fresh) {
+  std::vector<T> next(from.size() * width, fresh);
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] >= 0 && (size_t(from[i]) + 1) * width <= v.size())
+      std::copy_n(v.begin() + int64_t(size_t(from[i]) * width), width,
+                  next.begin() + int64_t(i * width));
+  v = std::move(next);
+}
+
+void remapDirections(Certificate &c, const std::vector<int64_t> &from) {
+  size_t codesPerRow = size_t(c.groups * c.codes);
+  remapWide(c.refDist, codesPerRow, from, 0.0f);
+  remapWide(c.refCode, size_t(c.groups), from, int32_t(0));
+  remapWide(c.alongMove, codesPerRow, from, 0.0);
+  remapWide(c.normMoved, 1, from, 0.0);
+  remapWide(c.alongMoved, 1, from, 0.0);
+  remapWide(c.alongEdits, 1, from, int32_t(-1)); // new rows: no reference
+}
+
+} // namespace
 
 void Certificates::remap(const std::vector<int64_t> &from) {
   size_t n = from.size();
@@ -85,6 +188,8 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     remapRows(c.budget);
     remapRows(c.refNorm);
     remapRows(c.syncBudget);
+    if (c.directional)
+      remapDirections(c, from);
     std::vector<std::vector<int64_t>> pending(n);
     size_t H = size_t(c.numHeads);
     std::vector<double> lowDenom(n * H, 0.0);
@@ -158,18 +263,25 @@ double Certificates::rowBudget(const Program &program, const Certificate &c,
   if (!enabled_)
     return -INFINITY;
   const Weight &cb = program.weights[size_t(program.instrs[c.vq].weights[0])];
-  int64_t K = cb.shape[1], d = c.codeWidth;
-  std::vector<float> distances(size_t(c.groups) * 2);
+  int64_t K = c.codes, d = c.codeWidth;
+  std::vector<float> distances(size_t(c.groups * K)), codes(size_t(c.groups));
   for (int64_t g = 0; g < c.groups; ++g)
-    kernels::nearestCode(x + g * d, cb.ptr() + g * K * d, K, d,
-                         &distances[size_t(2 * g)],
-                         &distances[size_t(2 * g + 1)]);
-  return budgetOfDistances(c, distances.data(), aNorm);
+    codes[size_t(g)] = float(
+        kernels::nearestCode(x + g * d, cb.ptr() + g * K * d, K, d, nullptr,
+                             nullptr, &distances[size_t(g * K)]));
+  return budgetOfDistances(c, distances.data(), codes.data(), aNorm);
+}
+
+double Certificates::rhoOf(const Certificate &c, double aNorm) {
+  if (c.linear == SIZE_MAX)
+    return 0.0;
+  return double(c.inWidth + 2) * 0x1p-24 * 1.01 *
+         (c.frobenius * aNorm + c.biasNorm);
 }
 
 double Certificates::budgetOfDistances(const Certificate &c,
                                        const float *distances,
-                                       double aNorm) const {
+                                       const float *codes, double aNorm) const {
   if (!enabled_)
     return -INFINITY;
   // Codes stay the same while the VQ input moves by less than half the gap
@@ -181,7 +293,12 @@ double Certificates::budgetOfDistances(const Certificate &c,
   const double eta = 2.0 * double(c.codeWidth + 2) * u * 1.01;
   double margin = INFINITY;
   for (int64_t g = 0; g < c.groups; ++g) {
-    float best = distances[2 * g], second = distances[2 * g + 1];
+    const float *dist = distances + g * c.codes;
+    int64_t j = int64_t(codes[g]);
+    float best = dist[j], second = INFINITY;
+    for (int64_t k = 0; k < c.codes; ++k)
+      if (k != j)
+        second = std::min(second, dist[k]);
     if (!std::isfinite(best))
       return -INFINITY; // overflowing distances certify nothing
     if (!std::isfinite(second))
@@ -190,27 +307,139 @@ double Certificates::budgetOfDistances(const Certificate &c,
                  std::sqrt(double(best)) * (1.0 + eta);
     margin = std::min(margin, gap);
   }
-  double rho =
-      double(c.inWidth + 2) * u * 1.01 * (c.frobenius * aNorm + c.biasNorm);
-  double budget = margin / 2.01 - rho;
+  double budget = margin / 2.01 - rhoOf(c, aNorm);
   return std::isfinite(budget) ? budget : -INFINITY;
+}
+
+void Certificates::setReference(Certificate &c, int64_t row,
+                                const float *distances, const float *codes,
+                                double aNorm) const {
+  c.budget[size_t(row)] = budgetOfDistances(c, distances, codes, aNorm);
+  if (!c.directional)
+    return;
+  size_t codesPerRow = size_t(c.groups * c.codes);
+  bool finite = enabled_;
+  for (size_t k = 0; k < codesPerRow; ++k)
+    finite = finite && std::isfinite(distances[k]);
+  std::copy_n(distances, codesPerRow,
+              c.refDist.begin() + int64_t(size_t(row) * codesPerRow));
+  for (int64_t g = 0; g < c.groups; ++g)
+    c.refCode[size_t(row * c.groups + g)] = int32_t(codes[g]);
+  std::fill_n(c.alongMove.begin() + int64_t(size_t(row) * codesPerRow),
+              codesPerRow, 0.0);
+  c.normMoved[size_t(row)] = 0.0;
+  c.alongMoved[size_t(row)] = 0.0;
+  c.alongEdits[size_t(row)] = finite ? 0 : -1;
 }
 
 bool Certificates::certify(Certificate &c, int64_t row, const float *newOut,
                            const float *oldOut, int64_t width) const {
   double &budget = c.budget[size_t(row)];
-  if (!std::isfinite(budget))
+  if (!std::isfinite(budget) && !c.directional)
     return false;
   double norm = 0;
-  double drift = c.normBound * moveOf(newOut, oldOut, width, norm);
-  const double u = std::ldexp(1.0, -24);
-  double rho = c.linear == SIZE_MAX
-                   ? 0.0
-                   : double(c.inWidth + 2) * u * 1.01 *
-                         (c.frobenius * std::sqrt(norm) + c.biasNorm);
-  if (!(drift + rho <= budget))
-    return false;
-  budget -= drift;
+  double move = moveOf(newOut, oldOut, width, norm);
+  double drift = c.normBound * move;
+  double rho = rhoOf(c, std::sqrt(norm));
+  if (std::isfinite(budget) && drift + rho <= budget) {
+    budget -= drift;
+    if (c.directional)
+      c.normMoved[size_t(row)] += move;
+    return true;
+  }
+  // The norm budget no longer covers this row's moves: from here on only
+  // their directions can certify it, until the VQ projects it again.
+  budget = -INFINITY;
+  return c.directional && certifyAlong(c, row, newOut, oldOut, move, rho);
+}
+
+bool Certificates::certifyAlong(Certificate &c, int64_t row,
+                                const float *newOut, const float *oldOut,
+                                double move, double rhoNew) {
+  int32_t &edits = c.alongEdits[size_t(row)];
+  if (edits < 0)
+    return false; // no reference
+  int64_t G = c.groups, K = c.codes, m = c.inWidth;
+  static thread_local std::vector<double> delta, z;
+  delta.resize(size_t(m));
+  z.resize(size_t(G * K));
+  for (int64_t i = 0; i < m; ++i)
+    delta[size_t(i)] = double(newOut[i]) - double(oldOut[i]);
+  // z = along . Δo, four codes at a time sharing each load of Δo; any
+  // summation order (the error bound covers it).
+  int64_t gk = 0;
+  for (; gk + 4 <= G * K; gk += 4) {
+    const double *a = &c.along[size_t(gk * m)];
+    simd::D4 acc[4] = {};
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+      simd::D4 x;
+      std::memcpy(&x, &delta[size_t(i)], sizeof(x));
+      for (int r = 0; r < 4; ++r) {
+        simd::D4 w;
+        std::memcpy(&w, a + r * m + i, sizeof(w));
+        acc[r] += w * x;
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      double sum = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
+      for (int64_t t = i; t < m; ++t)
+        sum += a[r * m + t] * delta[size_t(t)];
+      z[size_t(gk + r)] = sum;
+    }
+  }
+  for (; gk < G * K; ++gk) {
+    const double *a = &c.along[size_t(gk * m)];
+    double sum = 0;
+    for (int64_t i = 0; i < m; ++i)
+      sum += a[i] * delta[size_t(i)];
+    z[size_t(gk)] = sum;
+  }
+  // With the reference's true squared distances t_k (t_k(1 -+ eta) brackets
+  // the VQ's d_k) and the exact move Δ of the VQ input since then:
+  //   t'_k - t'_j = t_k - t_j - 2 (c_k - c_j) . Δ,
+  // where (c_k - c_j) . Δ is the sum of the z's of the moves certified by
+  // direction, at most ||c_k - c_j|| ||W||_2 times the others, plus the
+  // linear layer's rounding at both ends. The VQ keeps j when t'_k - t'_j >
+  // eta (t'_k + t'_j) for every k != j.
+  const double eta = 2.0 * double(c.codeWidth + 2) * 0x1p-24 * 1.01;
+  double moved = c.alongMoved[size_t(row)] + move;
+  int32_t count = edits + 1;
+  double normPart = c.normBound * c.normMoved[size_t(row)];
+  double rounding = rhoNew + rhoOf(c, c.refNorm[size_t(row)]);
+  double reach = c.normBound * (c.normMoved[size_t(row)] + moved) + rounding;
+  size_t codesPerRow = size_t(G * K);
+  double *sums = &c.alongMove[size_t(row) * codesPerRow];
+  const float *dist = &c.refDist[size_t(row) * codesPerRow];
+  auto errorOf = [&](int64_t gk) {
+    return (c.alongErr[size_t(gk)] + c.alongSum[size_t(gk)] * count) * moved;
+  };
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t j = c.refCode[size_t(row * G + g)], gj = g * K + j;
+    double zj = sums[gj] + z[size_t(gj)], errJ = errorOf(gj);
+    double reachJ = std::sqrt(double(dist[gj]) / (1.0 - eta)) + reach;
+    double lowJ = double(dist[gj]) / (1.0 - eta);
+    for (int64_t k = 0; k < K; ++k) {
+      if (k == j)
+        continue;
+      int64_t gk = g * K + k;
+      double zk = sums[gk] + z[size_t(gk)];
+      double gap = double(dist[gk]) / (1.0 + eta) - lowJ - 2.0 * (zk - zj) -
+                   2.0 * (errorOf(gk) + errJ) -
+                   2.0 * c.codeGap[size_t(gk * K + j)] * (normPart + rounding);
+      double reachK = std::sqrt(double(dist[gk]) / (1.0 - eta)) + reach;
+      double need = eta * (reachK * reachK + reachJ * reachJ);
+      // The check's own double arithmetic, generously.
+      double slack = 1e-9 * (double(dist[gk]) + double(dist[gj]) +
+                             2.0 * (std::fabs(zk) + std::fabs(zj)) + need);
+      if (!(gap - need > slack))
+        return false;
+    }
+  }
+  for (size_t gk = 0; gk < codesPerRow; ++gk)
+    sums[gk] += z[gk];
+  c.alongMoved[size_t(row)] = moved;
+  edits = count;
   return true;
 }
 

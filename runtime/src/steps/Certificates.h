@@ -62,7 +62,7 @@ struct Certificate {
   double frobenius = 0.0; ///< ||W||_F, for rounding bounds
   double biasNorm = 0.0;
   int64_t inWidth = 0;
-  int64_t groups = 0, codeWidth = 0; ///< of the VQ's codebook [G, K, d]
+  int64_t groups = 0, codes = 0, codeWidth = 0; ///< codebook [G, K, d]
   std::vector<double> budget;  ///< per row: drift the codes still tolerate
   std::vector<double> refNorm; ///< per row: ||attention output|| at reference
   /// Per row, stale rows only: its budget when it went stale (its output
@@ -87,6 +87,24 @@ struct Certificate {
   /// read since it was computed from scratch.
   std::vector<double> valueNorm;
 
+  /// Directional certificates (a chain with a linear layer that does not
+  /// defer): when the norm budget cannot absorb a move Δo, the exact change
+  /// of each code's score, (W^T (c_k - c_j)) · Δo, is summed since the row's
+  /// reference (its last projection) and checked against the margins the VQ
+  /// measured there, code by code (docs/exactness.md).
+  bool directional = false;
+  std::vector<double> along;     ///< [G * K][inWidth]: W_g^T c_{g,k}
+  std::vector<double> alongErr;  ///< [G * K]: error of z_k per unit ||Δo||
+  std::vector<double> alongSum;  ///< [G * K]: error of a sum of z_k per edit
+  std::vector<double> codeGap;   ///< [G][K][K]: >= ||c_k - c_j||
+  std::vector<float> refDist;    ///< per row [G * K]: VQ distances at reference
+  std::vector<int32_t> refCode;  ///< per row [G]: the codes there
+  std::vector<double> alongMove; ///< per row [G * K]: sum of z since then
+  /// Per row: sum of ||Δo|| of the moves the norm budget absorbed, of those
+  /// certified by direction, and their count (-1: no reference).
+  std::vector<double> normMoved, alongMoved;
+  std::vector<int32_t> alongEdits;
+
   bool stale(int64_t row) const { return !pending[size_t(row)].empty(); }
   /// Row `row` is exact again (caught up or recomputed).
   void settle(int64_t row);
@@ -110,10 +128,14 @@ public:
   /// The budget of a row from its VQ input `x` and reference norm.
   double rowBudget(const Program &program, const Certificate &c, const float *x,
                    double aNorm) const;
-  /// rowBudget from each group's nearest and second-nearest squared
-  /// distances [G, 2] (kernels::nearestCode's, computed once by the VQ).
+  /// rowBudget from every codeword's squared distance [G, K] and the
+  /// chosen codes [G] (kernels::vectorQuantize's, computed once by the VQ).
   double budgetOfDistances(const Certificate &c, const float *distances,
-                           double aNorm) const;
+                           const float *codes, double aNorm) const;
+  /// The VQ projected `row` afresh: its budget, and the reference of its
+  /// directional certificate.
+  void setReference(Certificate &c, int64_t row, const float *distances,
+                    const float *codes, double aNorm) const;
   /// True (and the row's budget charged) when the move of an attention row
   /// from `oldOut` to `newOut` provably keeps its codes.
   bool certify(Certificate &c, int64_t row, const float *newOut,
@@ -132,6 +154,12 @@ private:
   /// ||newOut - oldOut|| (an upper bound), and ||newOut||^2 in `normSq`.
   static double moveOf(const float *newOut, const float *oldOut, int64_t width,
                        double &normSq);
+  /// The directional check of a move of `move` (an upper bound of ||Δo||)
+  /// whose rounding bound at the new output is `rhoNew`.
+  static bool certifyAlong(Certificate &c, int64_t row, const float *newOut,
+                           const float *oldOut, double move, double rhoNew);
+  /// The linear layer's rounding bound at an input of norm `aNorm`.
+  static double rhoOf(const Certificate &c, double aNorm);
 
   std::vector<Certificate> list;
   std::vector<int32_t> byAttention, byLinear, byVQ; ///< per instruction

@@ -19,7 +19,7 @@ QuantizedRows quantizeRows(StepContext &ctx, size_t index, const Rows &rows,
   checkFinite(p, index, q.input, int64_t(count));
   q.quantized.resize(count);
   q.codes.resize(rows.size() * size_t(q.groups));
-  q.distances.resize(withDistances ? rows.size() * size_t(q.groups) * 2 : 0);
+  q.distances.resize(withDistances ? rows.size() * size_t(q.groups * K) : 0);
   kernels::vectorQuantize(
       q.input, int64_t(rows.size()), q.width, cb.ptr(), q.groups, K,
       q.quantized.data(), q.codes.data(),

@@ -18,8 +18,8 @@ struct QuantizedRows {
   const float *input = nullptr; ///< [rows, width]
   std::vector<float> quantized; ///< [rows, width]
   std::vector<float> codes;     ///< [rows, groups]
-  /// With `withDistances`: each group's nearest and second-nearest squared
-  /// distances [rows, groups, 2] (what a certificate budget needs).
+  /// With `withDistances`: every codeword's squared distance [rows, groups,
+  /// K] (what a certificate budget needs).
   std::vector<float> distances;
   int64_t width = 0, groups = 0;
 };
