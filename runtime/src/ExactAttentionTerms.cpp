@@ -407,36 +407,10 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
 
 void finishRow(const AttentionShape &shape, const AttentionState &state,
                int64_t row, float *out) {
+  // One reciprocal per head; every path finishes rows with this function.
   int64_t H = shape.numHeads, hd = shape.headDim;
-  for (int64_t h = 0; h < H; ++h) {
-    size_t slot = size_t(row * H + h);
-    double denom = double(state.denom[slot]);
-    // One reciprocal per head; every path finishes rows with this function.
-    double inv = denom > 0 ? 1.0 / denom : 0.0;
-    const int64_t *numer = &state.numer[slot * size_t(hd)];
-    int64_t c = 0;
-#if defined(__AVX2__)
-    // |x| < 2^51 converts exactly through the bits of x + 1.5 * 2^52, the
-    // same double as the scalar conversion.
-    const __m256i lo = _mm256_set1_epi64x(-(int64_t(1) << 51)),
-                  hi = _mm256_set1_epi64x(int64_t(1) << 51),
-                  magicBits = _mm256_set1_epi64x(int64_t(kMagicBits));
-    const __m256d magic = _mm256_set1_pd(kMagic), scale = _mm256_set1_pd(inv);
-    for (; c + 4 <= hd; c += 4) {
-      __m256i x =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(numer + c));
-      __m256i outside =
-          _mm256_or_si256(_mm256_cmpgt_epi64(lo, x), _mm256_cmpgt_epi64(x, hi));
-      if (!_mm256_testz_si256(outside, outside))
-        break; // the scalar loop takes the rest
-      __m256d d = _mm256_sub_pd(
-          _mm256_castsi256_pd(_mm256_add_epi64(x, magicBits)), magic);
-      _mm_storeu_ps(out + h * hd + c, _mm256_cvtpd_ps(_mm256_mul_pd(d, scale)));
-    }
-#endif
-    for (; c < hd; ++c)
-      out[h * hd + c] = float(double(numer[c]) * inv);
-  }
+  detail::kernels().finishHeads(&state.numer[size_t(row * H * hd)],
+                                &state.denom[size_t(row * H)], H, hd, out);
 }
 
 } // namespace incnn::runtime::exact

@@ -63,6 +63,11 @@ struct KernelTable {
   void (*accumulateTermRows)(const double *const *p, const double *const *v,
                              int64_t count, int64_t hd, int64_t *const *rows,
                              int64_t numRows);
+  /// out[h * hd + c] = float(double(numer[h * hd + c]) / denom[h]) for
+  /// h < heads (0 where denom[h] is 0), as one reciprocal per head: a row's
+  /// output from its integer sums.
+  void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
+                      int64_t hd, float *out);
 };
 
 extern const KernelTable kBaseKernels;
