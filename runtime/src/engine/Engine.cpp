@@ -247,6 +247,7 @@ void Engine::remapKept(const EditPlan &p) {
     if (program.instrs[i].op == OpCode::Attention)
       growRows(attention[i], slots.capacity);
   certificates.remap(p.from);
+  certificates.growSlots(slots.capacity);
 }
 
 void Engine::clear() {

@@ -406,13 +406,15 @@ void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
     if (!cert)
       continue;
     if (!std::isfinite(cert->budget[size_t(r)]) &&
-        !(cert->directional && cert->alongEdits[size_t(r)] >= 0)) {
+        !(cert->directional &&
+          size_t(b.stateRows[l]) < cert->alongEdits.size() &&
+          cert->alongEdits[size_t(b.stateRows[l])] >= 0)) {
       recordOutputNorms(a, *cert, r, nullptr); // finished later, not kept
       continue;
     }
     exact::finishRow(a.shape, a.state, b.stateRows[l], newOut.data());
     recordOutputNorms(a, *cert, r, newOut.data());
-    if (a.ctx.certificates.certify(*cert, r, newOut.data(),
+    if (a.ctx.certificates.certify(*cert, r, b.stateRows[l], newOut.data(),
                                    b.oldOut.data() + l * a.qw, a.qw))
       d.updated[size_t(r)] = 3; // certified: the codes cannot change
   }

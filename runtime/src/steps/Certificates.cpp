@@ -149,32 +149,6 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
     }
 }
 
-namespace {
-
-/// Rows of `v` ([rows][width]) follow `from`; new rows get `fresh`.
-template <class T>
-void remapWide(std::vector<T> &v, size_t width,
-               const std::vector<int64_t> &from, T fresh) {
-  std::vector<T> next(from.size() * width, fresh);
-  for (size_t i = 0; i < from.size(); ++i)
-    if (from[i] >= 0 && (size_t(from[i]) + 1) * width <= v.size())
-      std::copy_n(v.begin() + int64_t(size_t(from[i]) * width), width,
-                  next.begin() + int64_t(i * width));
-  v = std::move(next);
-}
-
-void remapDirections(Certificate &c, const std::vector<int64_t> &from) {
-  size_t codesPerRow = size_t(c.groups * c.codes);
-  remapWide(c.refDist, codesPerRow, from, 0.0f);
-  remapWide(c.refCode, size_t(c.groups), from, int32_t(0));
-  remapWide(c.alongMove, codesPerRow, from, 0.0);
-  remapWide(c.normMoved, 1, from, 0.0);
-  remapWide(c.alongMoved, 1, from, 0.0);
-  remapWide(c.alongEdits, 1, from, int32_t(-1)); // new rows: no reference
-}
-
-} // namespace
-
 void Certificates::remap(const std::vector<int64_t> &from) {
   size_t n = from.size();
   for (Certificate &c : list) {
@@ -188,8 +162,6 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     remapRows(c.budget);
     remapRows(c.refNorm);
     remapRows(c.syncBudget);
-    if (c.directional)
-      remapDirections(c, from);
     std::vector<std::vector<int64_t>> pending(n);
     size_t H = size_t(c.numHeads);
     std::vector<double> lowDenom(n * H, 0.0);
@@ -220,6 +192,20 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     c.lowDenom = std::move(lowDenom);
     c.lowTop = std::move(lowTop);
     c.outNorm = std::move(outNorm);
+  }
+}
+
+void Certificates::growSlots(int64_t capacity) {
+  for (Certificate &c : list) {
+    if (!c.directional || int64_t(c.alongEdits.size()) >= capacity)
+      continue;
+    size_t n = size_t(capacity), codesPerRow = size_t(c.groups * c.codes);
+    c.refDist.resize(n * codesPerRow, 0.0f);
+    c.refCode.resize(n * size_t(c.groups), 0);
+    c.alongMove.resize(n * codesPerRow, 0.0);
+    c.normMoved.resize(n, 0.0);
+    c.alongMoved.resize(n, 0.0);
+    c.alongEdits.resize(n, -1);
   }
 }
 
@@ -311,7 +297,7 @@ double Certificates::budgetOfDistances(const Certificate &c,
   return std::isfinite(budget) ? budget : -INFINITY;
 }
 
-void Certificates::setReference(Certificate &c, int64_t row,
+void Certificates::setReference(Certificate &c, int64_t row, int64_t slot,
                                 const float *distances, const float *codes,
                                 double aNorm) const {
   c.budget[size_t(row)] = budgetOfDistances(c, distances, codes, aNorm);
@@ -322,18 +308,19 @@ void Certificates::setReference(Certificate &c, int64_t row,
   for (size_t k = 0; k < codesPerRow; ++k)
     finite = finite && std::isfinite(distances[k]);
   std::copy_n(distances, codesPerRow,
-              c.refDist.begin() + int64_t(size_t(row) * codesPerRow));
+              c.refDist.begin() + int64_t(size_t(slot) * codesPerRow));
   for (int64_t g = 0; g < c.groups; ++g)
-    c.refCode[size_t(row * c.groups + g)] = int32_t(codes[g]);
-  std::fill_n(c.alongMove.begin() + int64_t(size_t(row) * codesPerRow),
+    c.refCode[size_t(slot * c.groups + g)] = int32_t(codes[g]);
+  std::fill_n(c.alongMove.begin() + int64_t(size_t(slot) * codesPerRow),
               codesPerRow, 0.0);
-  c.normMoved[size_t(row)] = 0.0;
-  c.alongMoved[size_t(row)] = 0.0;
-  c.alongEdits[size_t(row)] = finite ? 0 : -1;
+  c.normMoved[size_t(slot)] = 0.0;
+  c.alongMoved[size_t(slot)] = 0.0;
+  c.alongEdits[size_t(slot)] = finite ? 0 : -1;
 }
 
-bool Certificates::certify(Certificate &c, int64_t row, const float *newOut,
-                           const float *oldOut, int64_t width) const {
+bool Certificates::certify(Certificate &c, int64_t row, int64_t slot,
+                           const float *newOut, const float *oldOut,
+                           int64_t width) const {
   double &budget = c.budget[size_t(row)];
   if (!std::isfinite(budget) && !c.directional)
     return false;
@@ -344,20 +331,25 @@ bool Certificates::certify(Certificate &c, int64_t row, const float *newOut,
   if (std::isfinite(budget) && drift + rho <= budget) {
     budget -= drift;
     if (c.directional)
-      c.normMoved[size_t(row)] += move;
+      c.normMoved[size_t(slot)] += move;
     return true;
   }
-  // The norm budget no longer covers this row's moves: from here on only
-  // their directions can certify it, until the VQ projects it again.
+  // The norm budget cannot absorb this move: its direction may. A row so
+  // certified gets the norm budget its margins there leave (or none).
   budget = -INFINITY;
-  return c.directional && certifyAlong(c, row, newOut, oldOut, move, rho);
+  double reach = 0;
+  if (!c.directional ||
+      !certifyAlong(c, row, slot, newOut, oldOut, move, rho, reach))
+    return false;
+  if (reach * (1.0 - 1e-6) - rho > 0)
+    budget = reach * (1.0 - 1e-6) - rho;
+  return true;
 }
 
-bool Certificates::certifyAlong(Certificate &c, int64_t row,
+bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
                                 const float *newOut, const float *oldOut,
-                                double move, double rhoNew) {
-  int32_t &edits = c.alongEdits[size_t(row)];
-  if (edits < 0)
+                                double move, double rhoNew, double &room) {
+  if (size_t(slot) >= c.alongEdits.size() || c.alongEdits[size_t(slot)] < 0)
     return false; // no reference
   int64_t G = c.groups, K = c.codes, m = c.inWidth;
   static thread_local std::vector<double> delta, z;
@@ -403,19 +395,20 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row,
   // linear layer's rounding at both ends. The VQ keeps j when t'_k - t'_j >
   // eta (t'_k + t'_j) for every k != j.
   const double eta = 2.0 * double(c.codeWidth + 2) * 0x1p-24 * 1.01;
-  double moved = c.alongMoved[size_t(row)] + move;
-  int32_t count = edits + 1;
-  double normPart = c.normBound * c.normMoved[size_t(row)];
+  room = INFINITY;
+  double moved = c.alongMoved[size_t(slot)] + move;
+  int32_t &edits = c.alongEdits[size_t(slot)], count = edits + 1;
+  double normPart = c.normBound * c.normMoved[size_t(slot)];
   double rounding = rhoNew + rhoOf(c, c.refNorm[size_t(row)]);
-  double reach = c.normBound * (c.normMoved[size_t(row)] + moved) + rounding;
+  double reach = c.normBound * (c.normMoved[size_t(slot)] + moved) + rounding;
   size_t codesPerRow = size_t(G * K);
-  double *sums = &c.alongMove[size_t(row) * codesPerRow];
-  const float *dist = &c.refDist[size_t(row) * codesPerRow];
+  double *sums = &c.alongMove[size_t(slot) * codesPerRow];
+  const float *dist = &c.refDist[size_t(slot) * codesPerRow];
   auto errorOf = [&](int64_t gk) {
     return (c.alongErr[size_t(gk)] + c.alongSum[size_t(gk)] * count) * moved;
   };
   for (int64_t g = 0; g < G; ++g) {
-    int64_t j = c.refCode[size_t(row * G + g)], gj = g * K + j;
+    int64_t j = c.refCode[size_t(slot * G + g)], gj = g * K + j;
     double zj = sums[gj] + z[size_t(gj)], errJ = errorOf(gj);
     double reachJ = std::sqrt(double(dist[gj]) / (1.0 - eta)) + reach;
     double lowJ = double(dist[gj]) / (1.0 - eta);
@@ -434,11 +427,17 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row,
                              2.0 * (std::fabs(zk) + std::fabs(zj)) + need);
       if (!(gap - need > slack))
         return false;
+      // How far the VQ input may move on from here, in any direction: with
+      // b = ||c_k - c_j|| + eta (reach_k + reach_j), the margin left s
+      // covers a move P while 2 eta P^2 + 2 b P <= s.
+      double b = c.codeGap[size_t(gk * K + j)] + eta * (reachK + reachJ),
+             left = gap - need - slack;
+      room = std::min(room, left / (b + std::sqrt(b * b + 2.0 * eta * left)));
     }
   }
   for (size_t gk = 0; gk < codesPerRow; ++gk)
     sums[gk] += z[gk];
-  c.alongMoved[size_t(row)] = moved;
+  c.alongMoved[size_t(slot)] = moved;
   edits = count;
   return true;
 }

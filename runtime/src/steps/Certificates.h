@@ -93,14 +93,16 @@ struct Certificate {
   /// reference (its last projection) and checked against the margins the VQ
   /// measured there, code by code (docs/exactness.md).
   bool directional = false;
-  std::vector<double> along;     ///< [G * K][inWidth]: W_g^T c_{g,k}
-  std::vector<double> alongErr;  ///< [G * K]: error of z_k per unit ||Δo||
-  std::vector<double> alongSum;  ///< [G * K]: error of a sum of z_k per edit
-  std::vector<double> codeGap;   ///< [G][K][K]: >= ||c_k - c_j||
-  std::vector<float> refDist;    ///< per row [G * K]: VQ distances at reference
-  std::vector<int32_t> refCode;  ///< per row [G]: the codes there
-  std::vector<double> alongMove; ///< per row [G * K]: sum of z since then
-  /// Per row: sum of ||Δo|| of the moves the norm budget absorbed, of those
+  std::vector<double> along;    ///< [G * K][inWidth]: W_g^T c_{g,k}
+  std::vector<double> alongErr; ///< [G * K]: error of z_k per unit ||Δo||
+  std::vector<double> alongSum; ///< [G * K]: error of a sum of z_k per edit
+  std::vector<double> codeGap;  ///< [G][K][K]: >= ||c_k - c_j||
+  // Per state slot (ctx.slotOf(): stable while rows move, so an edit does
+  // not copy every row's entries):
+  std::vector<float> refDist;    ///< [G * K]: VQ distances at the reference
+  std::vector<int32_t> refCode;  ///< [G]: the codes there
+  std::vector<double> alongMove; ///< [G * K]: sum of z since then
+  /// Sums of ||Δo|| of the moves the norm budget absorbed and of those
   /// certified by direction, and their count (-1: no reference).
   std::vector<double> normMoved, alongMoved;
   std::vector<int32_t> alongEdits;
@@ -124,6 +126,8 @@ public:
   void prepare(int64_t n, bool fromScratch);
   /// Rows follow an edit: row i of the result is old row from[i].
   void remap(const std::vector<int64_t> &from);
+  /// Room for state slots [0, capacity) (new ones have no reference).
+  void growSlots(int64_t capacity);
 
   /// The budget of a row from its VQ input `x` and reference norm.
   double rowBudget(const Program &program, const Certificate &c, const float *x,
@@ -134,11 +138,12 @@ public:
                            const float *codes, double aNorm) const;
   /// The VQ projected `row` afresh: its budget, and the reference of its
   /// directional certificate.
-  void setReference(Certificate &c, int64_t row, const float *distances,
-                    const float *codes, double aNorm) const;
+  void setReference(Certificate &c, int64_t row, int64_t slot,
+                    const float *distances, const float *codes,
+                    double aNorm) const;
   /// True (and the row's budget charged) when the move of an attention row
   /// from `oldOut` to `newOut` provably keeps its codes.
-  bool certify(Certificate &c, int64_t row, const float *newOut,
+  bool certify(Certificate &c, int64_t row, int64_t slot, const float *newOut,
                const float *oldOut, int64_t width) const;
   /// A stale row caught up: its output went from `syncOut` (when it went
   /// stale) to `out`; its budget becomes the larger of what the charges left
@@ -155,9 +160,11 @@ private:
   static double moveOf(const float *newOut, const float *oldOut, int64_t width,
                        double &normSq);
   /// The directional check of a move of `move` (an upper bound of ||Δo||)
-  /// whose rounding bound at the new output is `rhoNew`.
-  static bool certifyAlong(Certificate &c, int64_t row, const float *newOut,
-                           const float *oldOut, double move, double rhoNew);
+  /// whose rounding bound at the new output is `rhoNew`. When it holds,
+  /// `room` bounds how far the VQ input may then move in any direction.
+  static bool certifyAlong(Certificate &c, int64_t row, int64_t slot,
+                           const float *newOut, const float *oldOut,
+                           double move, double rhoNew, double &room);
   /// The linear layer's rounding bound at an input of norm `aNorm`.
   static double rhoOf(const Certificate &c, double aNorm);
 

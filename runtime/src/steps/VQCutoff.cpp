@@ -51,9 +51,10 @@ static void runVQCutoff(StepContext &ctx, const Step &s) {
     for (size_t i = 0; i < rows.size(); ++i) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
-      ctx.certificates.setReference(
-          *c, r, q.distances.data() + i * size_t(G * c->codes),
-          newCodes.data() + i * size_t(G), aNorm);
+      ctx.certificates.setReference(*c, r, ctx.slotOf()[size_t(r)],
+                                    q.distances.data() +
+                                        i * size_t(G * c->codes),
+                                    newCodes.data() + i * size_t(G), aNorm);
     }
   ctx.storeRows(codes, rows, std::move(newCodes));
   ctx.storeRows(out, flipped, std::move(flippedRows));

@@ -84,7 +84,7 @@ TEST(Steps, DirectionalCertificatesNeverKeepAFlippedCode) {
     for (double x : o)
       norm += x * x;
     c.refNorm[0] = std::sqrt(norm);
-    certs.setReference(c, 0, dist.data(), codes.data(), c.refNorm[0]);
+    certs.setReference(c, 0, 0, dist.data(), codes.data(), c.refNorm[0]);
     // Towards the nearest competitor of group 0 through W, plus noise.
     int64_t j = int64_t(codes[0]), rival = j == 0 ? 1 : 0;
     for (int64_t k = 0; k < K; ++k)
@@ -106,15 +106,15 @@ TEST(Steps, DirectionalCertificatesNeverKeepAFlippedCode) {
             o[size_t(i)] + step * (toward[size_t(i)] + 0.3 * normal(rng))));
         after[size_t(i)] = float(o[size_t(i)]);
       }
-      bool normBudget = std::isfinite(c.budget[0]);
-      bool kept = certs.certify(c, 0, after.data(), before.data(), in);
+      int32_t directional = c.alongEdits[0];
+      bool kept = certs.certify(c, 0, 0, after.data(), before.data(), in);
       quantize(project(o), nullptr, now.data());
       if (!kept) {
         flipsAfterRefusal += now != codes;
         break;
       }
       ASSERT_EQ(now, codes) << "trial " << trial << " step " << s;
-      (normBudget && std::isfinite(c.budget[0]) ? byNorm : byDirection)++;
+      (c.alongEdits[0] > directional ? byDirection : byNorm)++;
     }
   }
   std::printf("steps certified by the norm budget %lld, by direction %lld; "
