@@ -429,6 +429,25 @@ TEST(ExactAttention, RowsAndThreadsDoNotChangeBits) {
   }
 }
 
+/// Random queries, keys and values of n rows for `shape`, and their
+/// from-scratch state (`ok` false when refused).
+struct RandomAttention {
+  std::vector<float> q, k, v;
+  exact::AttentionState state;
+  bool ok = false;
+};
+RandomAttention randomAttention(const exact::AttentionShape &shape, int64_t n,
+                                std::mt19937 &rng) {
+  RandomAttention r;
+  r.q = randomFloats(size_t(n * shape.queryWidth()), rng);
+  r.k = randomFloats(size_t(n * shape.kvWidth()), rng);
+  r.v = randomFloats(size_t(n * shape.kvWidth()), rng);
+  std::vector<float> out(r.q.size());
+  r.ok = exact::attention(r.q.data(), r.k.data(), r.v.data(), n, shape,
+                          out.data(), r.state, nullptr);
+  return r;
+}
+
 /// Keys and values with rows `rows` replaced by random ones, and the
 /// from-scratch outputs over them (empty when refused).
 struct Replaced {
@@ -486,13 +505,10 @@ TEST(ExactAttention, DeltaTermsEqualARecomputation) {
     const int64_t n = 20, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
     exact::AttentionShape shape = shapeOf(c, 0.5f);
     shape.ropeTheta = 0.0f; // positions fixed: rotation is tested above
-    auto q = randomFloats(size_t(n * qw), rng);
-    auto kk = randomFloats(size_t(n * kvw), rng);
-    auto v = randomFloats(size_t(n * kvw), rng);
-    std::vector<float> out(q.size());
-    exact::AttentionState state;
-    ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
-                                 out.data(), state, nullptr));
+    RandomAttention r = randomAttention(shape, n, rng);
+    ASSERT_TRUE(r.ok);
+    std::vector<float> &q = r.q, &kk = r.k, &v = r.v;
+    exact::AttentionState &state = r.state;
     for (int trial = 0; trial < 10; ++trial) {
       int64_t j = int64_t(rng() % uint32_t(n));
       Replaced next = replaceKeys(q, kk, v, {j}, n, shape, rng);
@@ -785,13 +801,10 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
       const int64_t n = 40, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
       exact::AttentionShape shape = shapeOf(c, 0.5f);
       shape.ropeTheta = 0.0f;
-      auto q = randomFloats(size_t(n * qw), rng);
-      auto kk = randomFloats(size_t(n * kvw), rng);
-      auto v = randomFloats(size_t(n * kvw), rng);
-      std::vector<float> out(q.size());
-      exact::AttentionState state;
-      ASSERT_TRUE(exact::attention(q.data(), kk.data(), v.data(), n, shape,
-                                   out.data(), state, nullptr));
+      RandomAttention r = randomAttention(shape, n, rng);
+      ASSERT_TRUE(r.ok);
+      std::vector<float> &q = r.q, &kk = r.k, &v = r.v;
+      exact::AttentionState &state = r.state;
       std::vector<int64_t> keys = {3, 7, 15, 22, 23, 31};
       Replaced next = replaceKeys(q, kk, v, keys, n, shape, rng);
       std::vector<float> &k2 = next.k, &v2 = next.v, &want = next.want;
