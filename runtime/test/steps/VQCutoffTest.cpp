@@ -29,18 +29,19 @@ TEST(Steps, VQCutoff) {
   EXPECT_GT(plain.flippedRows, 0); // codes flipped: it goes on
 }
 
-TEST(Steps, DirectionalCertificatesNeverKeepAFlippedCode) {
-  // A chain's certificate driven directly: from a reference attention output,
-  // steps towards the nearest competing code's side (and random ones), some
-  // absorbed by the norm budget and then certified by direction. Whenever
-  // certify says the codes stay, the VQ of the linear layer's output (in
-  // double, rounded to float: within the rounding the bound allows) gives
-  // the reference codes.
-  Config cfg = small("opt", "none");
-  cfg.decoder.vq = {{0, false, 2, 8}};
-  Program p = buildDecoder(cfg.decoder);
-  ASSERT_EQ(p.certificateChains.size(), 1u);
-  p.certificateChains[0].defer = false;
+namespace {
+
+struct Drive {
+  int64_t byNorm = 0, byDirection = 0, flipsAfterRefusal = 0;
+};
+
+/// A chain's certificate driven directly: from a reference attention output,
+/// steps towards the nearest competing code's side (plus noise), some
+/// absorbed by the norm budget and then certified by direction. Whenever
+/// certify says the codes stay, the VQ of the linear layer's output (in
+/// double, rounded to float: within the rounding the bound allows) must give
+/// the reference codes.
+void driveTowardsFlips(const Program &p, Drive &counts) {
   Certificates certs;
   certs.build(p, true);
   certs.prepare(1, true);
@@ -117,11 +118,41 @@ TEST(Steps, DirectionalCertificatesNeverKeepAFlippedCode) {
       (c.alongEdits[0] > directional ? byDirection : byNorm)++;
     }
   }
-  std::printf("steps certified by the norm budget %lld, by direction %lld; "
-              "codes flipped at the first refusal %lld times\n",
-              (long long)byNorm, (long long)byDirection,
-              (long long)flipsAfterRefusal);
-  EXPECT_GT(byNorm, 100);
-  EXPECT_GT(byDirection, 100);
-  EXPECT_GT(flipsAfterRefusal, 10); // the bound is close to the boundary
+  counts = {byNorm, byDirection, flipsAfterRefusal};
+}
+
+Program directionalProgram() {
+  Config cfg = small("opt", "none");
+  cfg.decoder.vq = {{0, false, 2, 8}};
+  Program p = buildDecoder(cfg.decoder);
+  EXPECT_EQ(p.certificateChains.size(), 1u);
+  for (CertificateChain &chain : p.certificateChains)
+    chain.defer = false;
+  return p;
+}
+
+} // namespace
+
+TEST(Steps, DirectionalCertificatesNeverKeepAFlippedCode) {
+  Drive random, orthogonal;
+  Program p = directionalProgram();
+  driveTowardsFlips(p, random);
+  // With W = I the norm bound is tight for a step straight at a competitor:
+  // a budget larger than the margin allows shows as a flipped code.
+  Weight &w = p.weights[size_t(
+      p.instrs[size_t(p.certificateChains[0].linear)].weights[0])];
+  std::fill(w.owned.begin(), w.owned.end(), 0.0f);
+  for (int64_t i = 0; i < std::min(w.shape[0], w.shape[1]); ++i)
+    w.owned[size_t(i * w.shape[1] + i)] = 1.0f;
+  p.certificateChains[0].normBound = spectralNormClaim(w);
+  driveTowardsFlips(p, orthogonal);
+  for (const Drive *d : {&random, &orthogonal}) {
+    std::printf("steps certified by the norm budget %lld, by direction %lld; "
+                "codes flipped at the first refusal %lld times\n",
+                (long long)d->byNorm, (long long)d->byDirection,
+                (long long)d->flipsAfterRefusal);
+    EXPECT_GT(d->byNorm, 100);
+    EXPECT_GT(d->flipsAfterRefusal, 10); // the bound is near the boundary
+  }
+  EXPECT_GT(random.byDirection, 100);
 }
