@@ -338,6 +338,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   p.resize(size_t(numTerms));
   signs.resize(size_t(numTerms));
   singleV.resize(size_t(numTerms));
+  static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
   const detail::KernelTable &kernels = detail::kernels();
   for (int64_t h = 0; h < H; ++h) {
     int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;

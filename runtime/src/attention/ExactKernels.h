@@ -52,12 +52,16 @@ struct HeadJob {
   int64_t slotStride = 0;
 };
 
+/// Rows one accumulateTermRows call takes at most.
+constexpr int64_t kMaxTermRows = 8;
+
 struct KernelTable {
   const char *name;
   /// False on a score outside the contract (state of the rows unspecified).
   bool (*run)(const HeadJob &job);
   /// rows[r][c] += sum over t < count of round(p[r][t] * v[t][c]), for
-  /// r < numRows and c < hd: `count` keys' integer terms for several rows,
+  /// r < numRows <= kMaxTermRows and c < hd: `count` keys' integer terms for
+  /// several rows,
   /// each value column loaded once for a group of rows. A term's sign is
   /// its weight's; a weight of 0 adds exactly 0.
   void (*accumulateTermRows)(const double *const *p, const double *const *v,

@@ -405,10 +405,7 @@ void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
     d.updated[size_t(r)] = 1;
     if (!cert)
       continue;
-    if (!std::isfinite(cert->budget[size_t(r)]) &&
-        !(cert->directional &&
-          size_t(b.stateRows[l]) < cert->alongEdits.size() &&
-          cert->alongEdits[size_t(b.stateRows[l])] >= 0)) {
+    if (!cert->certifiable(r, b.stateRows[l])) {
       recordOutputNorms(a, *cert, r, nullptr); // finished later, not kept
       continue;
     }

@@ -19,6 +19,12 @@ namespace {
 
 constexpr double kUnit53 = 0x1p-53; ///< double's unit roundoff
 
+/// The relative error of a float squared distance over d-wide codes (sums of
+/// non-negative terms), with room.
+double etaOf(const Certificate &c) {
+  return 2.0 * double(c.codeWidth + 2) * 0x1p-24 * 1.01;
+}
+
 /// n * 2^-53 / (1 - n * 2^-53): the relative error of n double operations.
 double gamma(int64_t n) {
   double x = double(n) * kUnit53;
@@ -275,8 +281,7 @@ double Certificates::budgetOfDistances(const Certificate &c,
   // group, after allowing for float rounding: computed squared distances are
   // within a factor (1 +- eta) of the true ones (sums of non-negative terms),
   // and the linear layer's rounding moves its output by at most rho(a).
-  const double u = std::ldexp(1.0, -24);
-  const double eta = 2.0 * double(c.codeWidth + 2) * u * 1.01;
+  const double eta = etaOf(c);
   double margin = INFINITY;
   for (int64_t g = 0; g < c.groups; ++g) {
     const float *dist = distances + g * c.codes;
@@ -321,9 +326,9 @@ void Certificates::setReference(Certificate &c, int64_t row, int64_t slot,
 bool Certificates::certify(Certificate &c, int64_t row, int64_t slot,
                            const float *newOut, const float *oldOut,
                            int64_t width) const {
-  double &budget = c.budget[size_t(row)];
-  if (!std::isfinite(budget) && !c.directional)
+  if (!c.certifiable(row, slot))
     return false;
+  double &budget = c.budget[size_t(row)];
   double norm = 0;
   double move = moveOf(newOut, oldOut, width, norm);
   double drift = c.normBound * move;
@@ -338,8 +343,7 @@ bool Certificates::certify(Certificate &c, int64_t row, int64_t slot,
   // certified gets the norm budget its margins there leave (or none).
   budget = -INFINITY;
   double reach = 0;
-  if (!c.directional ||
-      !certifyAlong(c, row, slot, newOut, oldOut, move, rho, reach))
+  if (!certifyAlong(c, row, slot, newOut, oldOut, move, rho, reach))
     return false;
   if (reach * (1.0 - 1e-6) - rho > 0)
     budget = reach * (1.0 - 1e-6) - rho;
@@ -349,7 +353,8 @@ bool Certificates::certify(Certificate &c, int64_t row, int64_t slot,
 bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
                                 const float *newOut, const float *oldOut,
                                 double move, double rhoNew, double &room) {
-  if (size_t(slot) >= c.alongEdits.size() || c.alongEdits[size_t(slot)] < 0)
+  if (!c.directional || size_t(slot) >= c.alongEdits.size() ||
+      c.alongEdits[size_t(slot)] < 0)
     return false; // no reference
   int64_t G = c.groups, K = c.codes, m = c.inWidth;
   static thread_local std::vector<double> delta, z;
@@ -394,7 +399,7 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
   // direction, at most ||c_k - c_j|| ||W||_2 times the others, plus the
   // linear layer's rounding at both ends. The VQ keeps j when t'_k - t'_j >
   // eta (t'_k + t'_j) for every k != j.
-  const double eta = 2.0 * double(c.codeWidth + 2) * 0x1p-24 * 1.01;
+  const double eta = etaOf(c);
   room = INFINITY;
   double moved = c.alongMoved[size_t(slot)] + move;
   int32_t &edits = c.alongEdits[size_t(slot)], count = edits + 1;

@@ -21,6 +21,7 @@
 
 #include "incnn/runtime/Program.h"
 
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -108,6 +109,13 @@ struct Certificate {
   std::vector<int32_t> alongEdits;
 
   bool stale(int64_t row) const { return !pending[size_t(row)].empty(); }
+  /// The row (in state slot `slot`) has a norm budget or a directional
+  /// reference: certify may keep its codes.
+  bool certifiable(int64_t row, int64_t slot) const {
+    return std::isfinite(budget[size_t(row)]) ||
+           (directional && size_t(slot) < alongEdits.size() &&
+            alongEdits[size_t(slot)] >= 0);
+  }
   /// Row `row` is exact again (caught up or recomputed).
   void settle(int64_t row);
   /// Every row is exact again.
