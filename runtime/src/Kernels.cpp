@@ -9,6 +9,7 @@
 
 #include "Kernels.h"
 #include "Simd.h"
+#include "attention/ExactKernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -241,6 +242,9 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
                 }
               });
 
+  // Two full panels at once where the CPU has a 32-column tile (the same
+  // FMA chains, so the same bits).
+  const auto panelPair = exact::detail::kernels().linearPanelPair;
   const int64_t rowChunks = (n + kMC - 1) / kMC;
   const int64_t panelGroups =
       (w.numPanels + kPanelsPerTask - 1) / kPanelsPerTask;
@@ -260,6 +264,13 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
             last && !w.bias.empty() ? w.bias.data() + p * kPanelWidth : nullptr;
         int64_t c0 = p * kPanelWidth;
         int64_t cols = std::min(kPanelWidth, out - c0);
+        if (panelPair && p + 1 < p1 && c0 + 2 * kPanelWidth <= out) {
+          for (int64_t rb = r0; rb < r1; rb += kMR)
+            panelPair(kc, std::min(kMR, r1 - rb), aBlock + rb * kc, bp,
+                      in * kPanelWidth, y + rb * ldy + c0, ldy, k0 > 0, bias);
+          ++p;
+          continue;
+        }
         for (int64_t rb = r0; rb < r1; rb += kMR) {
           int64_t mr = std::min(kMR, r1 - rb);
           const float *ap = aBlock + rb * kc;

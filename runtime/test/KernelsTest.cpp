@@ -671,6 +671,33 @@ struct IsaScope {
   ~IsaScope() { exact::setKernelIsa(saved.c_str()); }
 };
 
+TEST(LinearKernel, SameBitsOnEveryIsa) {
+  // Widths with pairs of full panels, an odd panel and a partial one; row
+  // counts with every remainder of the 6-row blocks; more than one k block.
+  std::mt19937 rng(3);
+  for (LinearCase c : {LinearCase{768, 96, true}, LinearCase{300, 80, false},
+                       LinearCase{513, 71, true}, LinearCase{64, 32, true}}) {
+    auto w = randomFloats(size_t(c.out * c.in), rng);
+    auto b = randomFloats(size_t(c.out), rng);
+    k::PackedLinear packed;
+    k::packLinear(w.data(), c.out, c.in, c.bias ? b.data() : nullptr, packed);
+    for (int64_t n : {1, 5, 6, 11, 40}) {
+      auto x = randomFloats(size_t(n * c.in), rng);
+      std::vector<float> first;
+      for (const std::string &isa : kernelIsas()) {
+        IsaScope scope(isa);
+        std::vector<float> y(size_t(n * c.out));
+        k::linear(x.data(), n, c.in, packed, y.data(), c.out, &pool2());
+        if (first.empty())
+          first = y;
+        else
+          EXPECT_TRUE(bitsEqual(first.data(), y.data(), y.size()))
+              << isa << " n=" << n << " in=" << c.in << " out=" << c.out;
+      }
+    }
+  }
+}
+
 std::vector<AttnCase> longAttnCases() {
   return {{4, 4, 32, true, 0.0f},     {12, 12, 64, true, 0.0f},
           {4, 2, 16, true, 10000.0f}, {3, 1, 6, false, 500.0f},

@@ -72,7 +72,19 @@ struct KernelTable {
   /// output from its integer sums.
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
+  /// For `linear` (Kernels.cpp): C[mr, 32] (+)= A[mr, kc] B[kc, 32] (+ the
+  /// 32 biases), mr <= 6, over two adjacent weight panels (B at bp and
+  /// bp + panelStride, 16 floats per k; A packed k-major, 6 floats per k).
+  /// Every element is one FMA chain over k in order, then the bias, as the
+  /// 16-column kernel computes it. Null where that kernel is the widest.
+  void (*linearPanelPair)(int64_t kc, int64_t mr, const float *ap,
+                          const float *bp, int64_t panelStride, float *c,
+                          int64_t ldc, bool accumulate, const float *bias);
 };
+
+void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
+                           const float *bp, int64_t panelStride, float *c,
+                           int64_t ldc, bool accumulate, const float *bias);
 
 extern const KernelTable kBaseKernels;
 extern const KernelTable kAvx512Kernels; ///< built with INCNN_EXACT_AVX512

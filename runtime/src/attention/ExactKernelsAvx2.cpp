@@ -56,10 +56,10 @@ struct T : simd::Scalar {
 
 #ifdef INCNN_SIMD_AVX2
 const KernelTable kBaseKernels = {"avx2", &runJob, &accumulateTermRows,
-                                  &finishHeads};
+                                  &finishHeads, nullptr};
 #else
 const KernelTable kBaseKernels = {"scalar", &runJob, &accumulateTermRows,
-                                  &finishHeads};
+                                  &finishHeads, nullptr};
 #endif
 
 } // namespace incnn::runtime::exact::detail

@@ -34,6 +34,6 @@ struct T : simd::Avx512 {
 } // namespace
 
 const KernelTable kAvx512Kernels = {"avx512", &runJob, &accumulateTermRows,
-                                    &finishHeads};
+                                    &finishHeads, &linearPanelPairAvx512};
 
 } // namespace incnn::runtime::exact::detail

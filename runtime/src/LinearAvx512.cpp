@@ -1,0 +1,74 @@
+//===- LinearAvx512.cpp - linear layers' 32-column tile, AVX-512 ---------===//
+//
+// Compiled with -mavx512f; selected at run time through the kernel table
+// (attention/ExactKernels.h). Intrinsics only (see Simd.h on why).
+//
+//===----------------------------------------------------------------------===//
+#include "attention/ExactKernels.h"
+
+#include <immintrin.h>
+
+namespace incnn::runtime::exact::detail {
+namespace {
+
+constexpr int64_t kRowStride = 6; // rows of a packed A block
+
+template <int MR>
+void panelPair(int64_t kc, const float *__restrict ap,
+               const float *__restrict bp, int64_t panelStride, float *c,
+               int64_t ldc, bool accumulate, const float *bias) {
+  __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    acc1[r] =
+        accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  const float *bq = bp + panelStride;
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 b0 = _mm512_loadu_ps(bp + 16 * k), b1 = _mm512_loadu_ps(bq + 16 * k);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      __m512 a = _mm512_set1_ps(ap[r]);
+      acc0[r] = _mm512_fmadd_ps(a, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(a, b1, acc1[r]);
+    }
+    ap += kRowStride;
+  }
+  if (bias) {
+    __m512 c0 = _mm512_loadu_ps(bias), c1 = _mm512_loadu_ps(bias + 16);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      acc0[r] = _mm512_add_ps(acc0[r], c0);
+      acc1[r] = _mm512_add_ps(acc1[r], c1);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc0[r]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc1[r]);
+  }
+}
+
+} // namespace
+
+void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
+                           const float *bp, int64_t panelStride, float *c,
+                           int64_t ldc, bool accumulate, const float *bias) {
+  switch (mr) {
+  case 6:
+    return panelPair<6>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  case 5:
+    return panelPair<5>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  case 4:
+    return panelPair<4>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  case 3:
+    return panelPair<3>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  case 2:
+    return panelPair<2>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  default:
+    return panelPair<1>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+  }
+}
+
+} // namespace incnn::runtime::exact::detail
