@@ -10,6 +10,7 @@
 #include "ExactAttention.h"
 #include "Simd.h"
 #include "TestUtil.h"
+#include "attention/ExactKernels.h"
 
 #include <gtest/gtest.h>
 
@@ -696,6 +697,47 @@ TEST(LinearKernel, SameBitsOnEveryIsa) {
       }
     }
   }
+}
+
+TEST(KernelTable, DotRowsWithinTheirRoundingBoundOnEveryIsa) {
+  // Directional certificates bound each dot product's rounding by
+  // gamma(m) * sum |a_i x_i| (any order, FMA or not); every row, vector
+  // and tail.
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (int64_t rows : {1, 3, 64})
+    for (int64_t m : {1, 7, 8, 77, 768})
+      for (int64_t numX : {1, 5, 8}) {
+        std::vector<double> a(size_t(rows * m)), xs(size_t(numX * m));
+        for (double &v : a)
+          v = u(rng) * std::exp2(double(int(rng() % 40)) - 20.0);
+        for (double &v : xs)
+          v = u(rng);
+        std::vector<const double *> x;
+        for (int64_t j = 0; j < numX; ++j)
+          x.push_back(xs.data() + j * m);
+        double gamma = double(m) * 0x1p-53 / (1.0 - double(m) * 0x1p-53);
+        for (const std::string &isa : kernelIsas()) {
+          IsaScope scope(isa);
+          std::vector<double> out(size_t(numX * rows), NAN);
+          exact::detail::kernels().dotRows(a.data(), rows, m, x.data(), numX,
+                                           out.data());
+          for (int64_t j = 0; j < numX; ++j)
+            for (int64_t r = 0; r < rows; ++r) {
+              long double exact = 0, magnitude = 0;
+              for (int64_t i = 0; i < m; ++i) {
+                long double p = (long double)a[size_t(r * m + i)] * x[j][i];
+                exact += p;
+                magnitude += std::fabs(p);
+              }
+              EXPECT_LE(
+                  std::fabs((long double)out[size_t(j * rows + r)] - exact),
+                  gamma * magnitude * 1.0001L)
+                  << isa << " rows=" << rows << " m=" << m << " x " << j
+                  << " row " << r;
+            }
+        }
+      }
 }
 
 std::vector<AttnCase> longAttnCases() {

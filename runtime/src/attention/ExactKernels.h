@@ -72,6 +72,12 @@ struct KernelTable {
   /// output from its integer sums.
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
+  /// out[j * rows + r] = sum over i < m of a[r * m + i] * x[j][i], for
+  /// r < rows and j < numX <= kMaxTermRows, in double, in any order: each
+  /// row of `a` loaded once for every x (a directional certificate's codes,
+  /// Certificates.cpp).
+  void (*dotRows)(const double *a, int64_t rows, int64_t m,
+                  const double *const *x, int64_t numX, double *out);
   /// For `linear` (Kernels.cpp): C[mr, 32] (+)= A[mr, kc] B[kc, 32] (+ the
   /// 32 biases), mr <= 6, over two adjacent weight panels (B at bp and
   /// bp + panelStride, 16 floats per k; A packed k-major, 6 floats per k).

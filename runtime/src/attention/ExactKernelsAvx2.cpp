@@ -55,11 +55,11 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = {"avx2", &runJob, &accumulateTermRows,
-                                  &finishHeads, nullptr};
+const KernelTable kBaseKernels = {"avx2",       &runJob,  &accumulateTermRows,
+                                  &finishHeads, &dotRows, nullptr};
 #else
-const KernelTable kBaseKernels = {"scalar", &runJob, &accumulateTermRows,
-                                  &finishHeads, nullptr};
+const KernelTable kBaseKernels = {"scalar",     &runJob,  &accumulateTermRows,
+                                  &finishHeads, &dotRows, nullptr};
 #endif
 
 } // namespace incnn::runtime::exact::detail

@@ -33,7 +33,8 @@ struct T : simd::Avx512 {
 
 } // namespace
 
-const KernelTable kAvx512Kernels = {"avx512", &runJob, &accumulateTermRows,
-                                    &finishHeads, &linearPanelPairAvx512};
+const KernelTable kAvx512Kernels = {
+    "avx512",     &runJob,  &accumulateTermRows,
+    &finishHeads, &dotRows, &linearPanelPairAvx512};
 
 } // namespace incnn::runtime::exact::detail

@@ -392,8 +392,11 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
 /// are updated, and certified when their codes cannot change.
 void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
                  DeltaPlan &d) {
+  static_assert(kBlock <= Certificates::kMaxCertifyRows, "one call a block");
   std::vector<float> &newOut = b.newOut;
-  newOut.resize(cert ? size_t(a.qw) : 0);
+  newOut.resize(cert ? size_t(kBlock * a.qw) : 0);
+  Certificates::CertifyRow rows[kBlock];
+  int lanes[kBlock], count = 0;
   for (int l = 0; l < kBlock; ++l) {
     if (!b.valid[l])
       continue;
@@ -409,12 +412,18 @@ void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
       recordOutputNorms(a, *cert, r, nullptr); // finished later, not kept
       continue;
     }
-    exact::finishRow(a.shape, a.state, b.stateRows[l], newOut.data());
-    recordOutputNorms(a, *cert, r, newOut.data());
-    if (a.ctx.certificates.certify(*cert, r, b.stateRows[l], newOut.data(),
-                                   b.oldOut.data() + l * a.qw, a.qw))
-      d.updated[size_t(r)] = 3; // certified: the codes cannot change
+    float *out = newOut.data() + l * a.qw;
+    exact::finishRow(a.shape, a.state, b.stateRows[l], out);
+    recordOutputNorms(a, *cert, r, out);
+    rows[count] = {r, b.stateRows[l], out, b.oldOut.data() + l * a.qw};
+    lanes[count++] = l;
   }
+  bool certified[kBlock];
+  if (count > 0)
+    a.ctx.certificates.certifyRows(*cert, rows, count, a.qw, certified);
+  for (int i = 0; i < count; ++i)
+    if (certified[i])
+      d.updated[size_t(b.rows[lanes[i]])] = 3; // the codes cannot change
 }
 
 /// Delta-updates the candidates, kBlock rows at a time, in one pass over

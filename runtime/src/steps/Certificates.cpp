@@ -3,11 +3,10 @@
 
 #include "../CertificateChains.h"
 #include "../Kernels.h"
-#include "../Simd.h"
+#include "../attention/ExactKernels.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -326,72 +325,76 @@ void Certificates::setReference(Certificate &c, int64_t row, int64_t slot,
 bool Certificates::certify(Certificate &c, int64_t row, int64_t slot,
                            const float *newOut, const float *oldOut,
                            int64_t width) const {
-  if (!c.certifiable(row, slot))
-    return false;
-  double &budget = c.budget[size_t(row)];
-  double norm = 0;
-  double move = moveOf(newOut, oldOut, width, norm);
-  double drift = c.normBound * move;
-  double rho = rhoOf(c, std::sqrt(norm));
-  if (std::isfinite(budget) && drift + rho <= budget) {
-    budget -= drift;
-    if (c.directional)
-      c.normMoved[size_t(slot)] += move;
-    return true;
+  CertifyRow one{row, slot, newOut, oldOut};
+  bool certified = false;
+  certifyRows(c, &one, 1, width, &certified);
+  return certified;
+}
+
+void Certificates::certifyRows(Certificate &c, const CertifyRow *rows,
+                               int64_t count, int64_t width,
+                               bool *certified) const {
+  // Norm budgets first; the rows they cannot certify share one pass over
+  // the code directions.
+  int64_t m = c.inWidth, codesPerRow = c.groups * c.codes, numAlong = 0;
+  double moves[kMaxCertifyRows], rhos[kMaxCertifyRows];
+  int64_t along[kMaxCertifyRows];
+  static thread_local std::vector<double> deltas, z;
+  deltas.resize(size_t(kMaxCertifyRows * m));
+  const double *x[kMaxCertifyRows];
+  for (int64_t i = 0; i < count; ++i) {
+    const CertifyRow &r = rows[i];
+    certified[i] = false;
+    if (!c.certifiable(r.row, r.slot))
+      continue;
+    double &budget = c.budget[size_t(r.row)];
+    double norm = 0;
+    double move = moveOf(r.newOut, r.oldOut, width, norm);
+    double drift = c.normBound * move;
+    double rho = rhoOf(c, std::sqrt(norm));
+    if (std::isfinite(budget) && drift + rho <= budget) {
+      budget -= drift;
+      if (c.directional)
+        c.normMoved[size_t(r.slot)] += move;
+      certified[i] = true;
+      continue;
+    }
+    // The norm budget cannot absorb this move: its direction may. A row so
+    // certified gets the norm budget its margins there leave (or none).
+    budget = -INFINITY;
+    if (!c.directional || size_t(r.slot) >= c.alongEdits.size() ||
+        c.alongEdits[size_t(r.slot)] < 0)
+      continue; // no reference
+    double *delta = &deltas[size_t(numAlong * m)];
+    for (int64_t k = 0; k < m; ++k)
+      delta[k] = double(r.newOut[k]) - double(r.oldOut[k]);
+    x[numAlong] = delta;
+    moves[numAlong] = move;
+    rhos[numAlong] = rho;
+    along[numAlong++] = i;
   }
-  // The norm budget cannot absorb this move: its direction may. A row so
-  // certified gets the norm budget its margins there leave (or none).
-  budget = -INFINITY;
-  double reach = 0;
-  if (!certifyAlong(c, row, slot, newOut, oldOut, move, rho, reach))
-    return false;
-  if (reach * (1.0 - 1e-6) - rho > 0)
-    budget = reach * (1.0 - 1e-6) - rho;
-  return true;
+  if (numAlong == 0)
+    return;
+  // z = along . Δo (any summation order: the error bound covers it).
+  z.resize(size_t(numAlong * codesPerRow));
+  exact::detail::kernels().dotRows(c.along.data(), codesPerRow, m, x, numAlong,
+                                   z.data());
+  for (int64_t t = 0; t < numAlong; ++t) {
+    const CertifyRow &r = rows[along[t]];
+    double reach = 0;
+    if (!certifyAlong(c, r.row, r.slot, moves[t], rhos[t],
+                      &z[size_t(t * codesPerRow)], reach))
+      continue;
+    certified[along[t]] = true;
+    if (reach * (1.0 - 1e-6) - rhos[t] > 0)
+      c.budget[size_t(r.row)] = reach * (1.0 - 1e-6) - rhos[t];
+  }
 }
 
 bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
-                                const float *newOut, const float *oldOut,
-                                double move, double rhoNew, double &room) {
-  if (!c.directional || size_t(slot) >= c.alongEdits.size() ||
-      c.alongEdits[size_t(slot)] < 0)
-    return false; // no reference
-  int64_t G = c.groups, K = c.codes, m = c.inWidth;
-  static thread_local std::vector<double> delta, z;
-  delta.resize(size_t(m));
-  z.resize(size_t(G * K));
-  for (int64_t i = 0; i < m; ++i)
-    delta[size_t(i)] = double(newOut[i]) - double(oldOut[i]);
-  // z = along . Δo, four codes at a time sharing each load of Δo; any
-  // summation order (the error bound covers it).
-  int64_t gk = 0;
-  for (; gk + 4 <= G * K; gk += 4) {
-    const double *a = &c.along[size_t(gk * m)];
-    simd::D4 acc[4] = {};
-    int64_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-      simd::D4 x;
-      std::memcpy(&x, &delta[size_t(i)], sizeof(x));
-      for (int r = 0; r < 4; ++r) {
-        simd::D4 w;
-        std::memcpy(&w, a + r * m + i, sizeof(w));
-        acc[r] += w * x;
-      }
-    }
-    for (int r = 0; r < 4; ++r) {
-      double sum = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
-      for (int64_t t = i; t < m; ++t)
-        sum += a[r * m + t] * delta[size_t(t)];
-      z[size_t(gk + r)] = sum;
-    }
-  }
-  for (; gk < G * K; ++gk) {
-    const double *a = &c.along[size_t(gk * m)];
-    double sum = 0;
-    for (int64_t i = 0; i < m; ++i)
-      sum += a[i] * delta[size_t(i)];
-    z[size_t(gk)] = sum;
-  }
+                                double move, double rhoNew, const double *z,
+                                double &room) {
+  int64_t G = c.groups, K = c.codes;
   // With the reference's true squared distances t_k (t_k(1 -+ eta) brackets
   // the VQ's d_k) and the exact move Δ of the VQ input since then:
   //   t'_k - t'_j = t_k - t_j - 2 (c_k - c_j) . Δ,
@@ -414,14 +417,14 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
   };
   for (int64_t g = 0; g < G; ++g) {
     int64_t j = c.refCode[size_t(slot * G + g)], gj = g * K + j;
-    double zj = sums[gj] + z[size_t(gj)], errJ = errorOf(gj);
+    double zj = sums[gj] + z[gj], errJ = errorOf(gj);
     double reachJ = std::sqrt(double(dist[gj]) / (1.0 - eta)) + reach;
     double lowJ = double(dist[gj]) / (1.0 - eta);
     for (int64_t k = 0; k < K; ++k) {
       if (k == j)
         continue;
       int64_t gk = g * K + k;
-      double zk = sums[gk] + z[size_t(gk)];
+      double zk = sums[gk] + z[gk];
       double gap = double(dist[gk]) / (1.0 + eta) - lowJ - 2.0 * (zk - zj) -
                    2.0 * (errorOf(gk) + errJ) -
                    2.0 * c.codeGap[size_t(gk * K + j)] * (normPart + rounding);

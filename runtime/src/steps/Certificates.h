@@ -153,6 +153,16 @@ public:
   /// from `oldOut` to `newOut` provably keeps its codes.
   bool certify(Certificate &c, int64_t row, int64_t slot, const float *newOut,
                const float *oldOut, int64_t width) const;
+  /// One row for certifyRows: its row, state slot and outputs.
+  struct CertifyRow {
+    int64_t row, slot;
+    const float *newOut, *oldOut;
+  };
+  /// certify for `count` <= kMaxCertifyRows rows at once (their directional
+  /// checks share each load of the code directions); certified[i] for each.
+  void certifyRows(Certificate &c, const CertifyRow *rows, int64_t count,
+                   int64_t width, bool *certified) const;
+  static constexpr int64_t kMaxCertifyRows = 8;
   /// A stale row caught up: its output went from `syncOut` (when it went
   /// stale) to `out`; its budget becomes the larger of what the charges left
   /// and its budget then less the measured move.
@@ -168,11 +178,12 @@ private:
   static double moveOf(const float *newOut, const float *oldOut, int64_t width,
                        double &normSq);
   /// The directional check of a move of `move` (an upper bound of ||Δo||)
-  /// whose rounding bound at the new output is `rhoNew`. When it holds,
-  /// `room` bounds how far the VQ input may then move in any direction.
+  /// whose rounding bound at the new output is `rhoNew`, with z = along . Δo
+  /// per code. When it holds, `room` bounds how far the VQ input may then
+  /// move in any direction.
   static bool certifyAlong(Certificate &c, int64_t row, int64_t slot,
-                           const float *newOut, const float *oldOut,
-                           double move, double rhoNew, double &room);
+                           double move, double rhoNew, const double *z,
+                           double &room);
   /// The linear layer's rounding bound at an input of norm `aNorm`.
   static double rhoOf(const Certificate &c, double aNorm);
 
