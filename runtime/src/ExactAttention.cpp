@@ -44,8 +44,8 @@ uint64_t attendedPairs(const AttentionShape &shape, int64_t n) {
 }
 
 float valueBound(int64_t maxKeys) {
-  double bound = std::ldexp(1.0, 38) / double(std::max<int64_t>(maxKeys, 1));
-  return float(std::min(bound, std::ldexp(1.0, 27)));
+  double bound = std::ldexp(1.0, 36) / double(std::max<int64_t>(maxKeys, 1));
+  return float(std::min(bound, std::ldexp(1.0, 25)));
 }
 
 bool withinBound(const float *x, int64_t n, float bound) {

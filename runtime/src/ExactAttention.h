@@ -7,19 +7,19 @@
 //
 // For query row i and head h, with s_j = scale * dot(q_i, k_j) (rotary
 // applied first):
-//   M = ceil(max_j s_j) + 0             (the row's canonical shift; +0 not -0)
-//   P_j = exp(s_j - M) * 2^24           (float, <= 2^24)
+//   M = 4 ceil(max_j s_j / 4) + 0       (the row's canonical shift; +0 not -0)
+//   P_j = exp(s_j - M) * 2^26           (float, <= 2^26)
 //   L = sum_j round(P_j)                (int64)
 //   A[c] = sum_j round(P_j * v_j[c])    (product in double, exact; int64)
 //   out[c] = float(double(A[c]) / double(L))
-// `top` counts keys with s_j > M - 1; while it is positive and no key
+// `top` counts keys with s_j > M - 4; while it is positive and no key
 // exceeds M, the shift is unchanged and delta updates are exact. Otherwise
 // the row is recomputed.
 //
 // The contract (docs/exactness.md): every score is finite with |s_j| <=
-// kMaxScore, so M and M - 1 are exact floats; every value is finite with
+// kMaxScore, so M and M - 4 are exact floats; every value is finite with
 // |v| <= valueBound(maxKeys), so each term is exact (|P_j v_j| < 2^51) and no
-// sum of up to maxKeys terms leaves int64 (maxKeys * 2^24 * |v| <= 2^62).
+// sum of up to maxKeys terms leaves int64 (maxKeys * 2^26 * |v| <= 2^62).
 // Kernels report a breach instead of computing garbage; callers reject the
 // input.
 //
@@ -41,7 +41,7 @@ constexpr float kMaxScore = 1048576.0f; // 2^20
 constexpr int64_t kMaxKeys = int64_t(1) << 20;
 
 /// Largest |v| for which sums over `maxKeys` keys stay exact in int64:
-/// min(2^27, 2^38 / maxKeys).
+/// min(2^25, 2^36 / maxKeys).
 float valueBound(int64_t maxKeys);
 
 struct AttentionShape;

@@ -23,7 +23,8 @@ namespace incnn::runtime::exact {
 
 namespace {
 
-constexpr float kTermScale = 16777216.0f; // 2^24
+using detail::kShiftBucket;
+using detail::kTermScale;
 constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
 
 /// Rounds |x| < 2^51 to the nearest integer (ties to even), exactly, with
@@ -148,7 +149,7 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
   const __m256 scale = _mm256_set1_ps(shape.scale),
                maxScore = _mm256_set1_ps(kMaxScore),
                magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)),
-               one = _mm256_set1_ps(1.0f);
+               bucket = _mm256_set1_ps(kShiftBucket);
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
     int64_t t = termAt(t0);
@@ -173,7 +174,7 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
       active = _mm256_andnot_si256(bad, active);
       __m256i inTop = _mm256_and_si256(
           active, _mm256_castps_si256(_mm256_cmp_ps(
-                      score, _mm256_sub_ps(shift, one), _CMP_GT_OQ)));
+                      score, _mm256_sub_ps(shift, bucket), _CMP_GT_OQ)));
       __m256i *topAt = reinterpret_cast<__m256i *>(&tops[size_t(h * L)]);
       __m256i top = _mm256_add_epi32(_mm256_loadu_si256(topAt),
                                      _mm256_and_si256(inTop, sign));
@@ -212,7 +213,7 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
           ok[l] = false; // the shift would rise, or a breach: recompute
           continue;
         }
-        if (score > shift - 1.0f) {
+        if (score > shift - kShiftBucket) {
           state.top[slot] += terms[t].sign;
           if (state.top[slot] <= 0) {
             ok[l] = false; // the maximum may have dropped a bucket

@@ -629,14 +629,15 @@ void specRowHead(const float *qRot, const float *kRot, const float *v,
         exact::dot(qRot + h * hd, kRot + j * kvw + hk * hd, hd) * shape.scale;
     mx = std::max(mx, s[j]);
   }
-  shift = std::ceil(mx) + 0.0f;
+  // Buckets of 4 score units; weights scaled by 2^26 (docs/exactness.md).
+  shift = std::ceil(mx / 4.0f) * 4.0f + 0.0f;
   top = 0;
   denom = 0;
   std::fill(numer, numer + hd, 0);
   for (int64_t j = 0; j < keyCount; ++j) {
-    top += s[j] > shift - 1.0f;
+    top += s[j] > shift - 4.0f;
     float w = expNonPositiveSpec(s[j] - shift);
-    double P = double(w * 16777216.0f);
+    double P = double(w * 67108864.0f);
     denom += int64_t(std::nearbyint(P));
     for (int64_t c = 0; c < hd; ++c)
       numer[c] += int64_t(std::nearbyint(P * double(v[j * kvw + hk * hd + c])));

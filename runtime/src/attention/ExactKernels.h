@@ -18,6 +18,15 @@
 
 namespace incnn::runtime::exact::detail {
 
+/// A row's softmax shift is M = kShiftBucket * ceil(max_j s_j / kShiftBucket)
+/// (exact in float), and `top` counts its keys with s_j > M - kShiftBucket:
+/// a bucket this wide keeps M, and so every integer sum, while the top score
+/// moves within it (a narrower one recomputed thousands of rows whenever an
+/// attention-sink key's score crossed an integer).
+constexpr float kShiftBucket = 4.0f;
+/// A key's weight is round(exp(s_j - M) * kTermScale), at most 2^26.
+constexpr float kTermScale = 67108864.0f; // 2^26
+
 /// Keys are read in blocks of up to this many past the last one used; key
 /// panels are zero padded to a multiple of it.
 constexpr int64_t kKeyPad = 128;

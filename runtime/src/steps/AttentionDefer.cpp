@@ -17,6 +17,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "../Simd.h"
+#include "../attention/ExactKernels.h"
 #include "AttentionStep.h"
 
 #include <algorithm>
@@ -29,8 +30,9 @@ namespace incnn::runtime {
 
 namespace {
 
-constexpr double kUnit = 0x1p-24;         ///< float's unit roundoff
-constexpr double kTermScale = 0x1p24;     ///< P = exp(s - M) * 2^24
+constexpr double kUnit = 0x1p-24;                    ///< float's unit roundoff
+constexpr double kScale = exact::detail::kTermScale; ///< P = exp(s - M) * 2^26
+constexpr double kBucket = exact::detail::kShiftBucket;
 constexpr double kExpSlack = 1 + 0x1p-20; ///< cephesExp <= exp * this
 /// Norms summed in double from floats, times this, are upper bounds.
 constexpr double kNormSlack = 1 + 1e-12;
@@ -267,18 +269,18 @@ struct BlockBound {
       D4 s = load(&scores[at]), M = load(&shift[at]);
       D4 slack = scoreSlack * load(&qNorm[at]) * t.key[g] + scoreFloor;
       // An addition must not raise the shift; it raises top when it scores
-      // above M - 1 for sure, a removal lowers it when it may.
+      // above M - kShiftBucket for sure, a removal lowers it when it may.
       ok[j] = simd::absOf(s) + slack <= double(exact::kMaxScore);
       D4 topStep;
       if constexpr (kAdd) {
         ok[j] &= s + slack <= M;
-        topStep = s - slack > M - 1.0 ? simd::splat(1.0) : D4{};
+        topStep = s - slack > M - kBucket ? simd::splat(1.0) : D4{};
       } else {
-        topStep = s + slack > M - 1.0 ? simd::splat(-1.0) : D4{};
+        topStep = s + slack > M - kBucket ? simd::splat(-1.0) : D4{};
       }
       store(&lowTop[at],
             load(&lowTop[at]) + load(&used[at % kLanes]) * topStep);
-      // P <= (exp(fl(s - M)) (1 + 2^-20) + 2^-126) 2^24, fl(x) <= x (1 - u)
+      // P <= (exp(fl(s - M)) (1 + 2^-20) + 2^-126) 2^26, fl(x) <= x (1 - u)
       // for x <= 0; the integer weight round(P) <= floor(P + 0.5).
       x[j] = simd::minOf(D4{}, s + slack - M) * (1 - kUnit);
     }
@@ -290,7 +292,7 @@ struct BlockBound {
       double v = t.value[g], vmax = cert.valueNorm[g];
       D4 use = load(&used[at % kLanes]), L = load(&lowL[at]);
       I4 reached = use != 0.0;
-      D4 P = (x[j] * kExpSlack + 0x1p-126) * kTermScale;
+      D4 P = (x[j] * kExpSlack + 0x1p-126) * kScale;
       D4 p = simd::floorOf(P + 0.5);
       D4 after = kAdd ? L : L - p;
       I4 fine = ok[j] & (after >= 1.0);
@@ -344,7 +346,7 @@ struct BlockBound {
   }
 
   /// Lane l's row may defer: every check passed, some key still scores above
-  /// M - 1 in every head, and the charges fit its budget.
+  /// M - kShiftBucket in every head, and the charges fit its budget.
   bool defers(int l, double budget) const {
     if (alive[l] == 0 || terms[l] == 0)
       return false;
