@@ -80,6 +80,7 @@ def keystrokes(a, docs, post, base, server):
     status, r = post("/v1/documents", {"text": text})
     did, tokens, times = r["id"], r["stats"]["tokens"], []
     served, updates = [], []  # the server's request and update times
+    recomputed, flips = [], []  # per layer, summed over the keystrokes
     size = len(text.encode("utf-8"))
     region = size // 20 if a.caret == "top" else size
     at = region // 2
@@ -110,6 +111,11 @@ def keystrokes(a, docs, post, base, server):
             return 1
         served.append(r["stats"]["us"] / 1e3)
         updates.append(r["stats"]["update_us"] / 1e3)
+        for total, layers in ((recomputed, r["stats"].get("dirty_rows", [])),
+                              (flips, r["stats"].get("code_flips", []))):
+            total.extend([0] * (len(layers) - len(total)))
+            for i, x in enumerate(layers):
+                total[i] += x
         text = text[:at] + ch + text[at:]
         at += 1
     conn.close()
@@ -124,6 +130,7 @@ def keystrokes(a, docs, post, base, server):
     for name, xs in (("in the server", served), ("of that the update", updates)):
         print("  %s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms" %
               (name, percentile(xs, 0.5), percentile(xs, 0.9), percentile(xs, 0.99)))
+    print("  in all: rows recomputed per layer %s, code flips per VQ %s" % (recomputed, flips))
     return 0 if r.get("exact") else 1
 
 
