@@ -393,7 +393,7 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
 
 bool attention(const float *q, const float *k, const float *v, int64_t n,
                const AttentionShape &shape, float *out, AttentionState &state,
-               ThreadPool *pool) {
+               ThreadPool *pool, const std::function<void()> &checkpoint) {
   int64_t qw = shape.queryWidth(), kvw = shape.kvWidth();
   std::vector<float> qRot(size_t(n * qw)), kRot(size_t(n * kvw));
   rotateRows(q, n, shape.numHeads, shape.headDim, shape.ropeTheta, qRot.data(),
@@ -409,17 +409,24 @@ bool attention(const float *q, const float *k, const float *v, int64_t n,
   // a short causal chunk is paired with a long one to balance the work.
   constexpr int64_t kChunk = 64;
   int64_t chunks = (n + kChunk - 1) / kChunk, hd = shape.headDim;
-  parallelFor(pool, shape.numHeads * chunks, [&](int64_t t) {
-    int64_t h = t / chunks, b = t % chunks, hk = shape.kvHeadOf(h);
-    int64_t chunk = (b % 2 == 0) ? b / 2 : chunks - 1 - b / 2;
-    int64_t r0 = chunk * kChunk, rows = std::min(kChunk, n - r0);
-    if (!ok.load(std::memory_order_relaxed))
-      return;
-    if (!runRows(qRot.data() + r0 * qw, r0, rows, rangesOf(shape, r0, n, 0),
-                 panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
-                 panel.values.data() + hk * n * hd, nullptr, h, shape, state))
-      ok.store(false, std::memory_order_relaxed);
-  });
+  int64_t tasks = shape.numHeads * chunks;
+  int64_t wave = checkpoint ? (tasks + 7) / 8 : tasks;
+  for (int64_t t0 = 0; t0 < tasks && ok.load(); t0 += wave) {
+    if (t0 > 0)
+      checkpoint();
+    parallelFor(pool, std::min(wave, tasks - t0), [&](int64_t i) {
+      int64_t t = t0 + i, h = t / chunks, b = t % chunks,
+              hk = shape.kvHeadOf(h);
+      int64_t chunk = (b % 2 == 0) ? b / 2 : chunks - 1 - b / 2;
+      int64_t r0 = chunk * kChunk, rows = std::min(kChunk, n - r0);
+      if (!ok.load(std::memory_order_relaxed))
+        return;
+      if (!runRows(qRot.data() + r0 * qw, r0, rows, rangesOf(shape, r0, n, 0),
+                   panel.keysT.data() + hk * hd * panel.nPad, panel.nPad,
+                   panel.values.data() + hk * n * hd, nullptr, h, shape, state))
+        ok.store(false, std::memory_order_relaxed);
+    });
+  }
   if (!ok.load())
     return false;
   parallelFor(pool, n,

@@ -30,6 +30,7 @@
 #include "ThreadPool.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace incnn::runtime::exact {
@@ -189,10 +190,12 @@ void finishRow(const AttentionShape &shape, const AttentionState &state,
 
 /// From-scratch attention over n tokens: q [n, H*hd], k/v [n, Hkv*hd].
 /// Fills `out` [n, H*hd] and `state`. Returns false when a score or value
-/// breaks the contract.
+/// breaks the contract. `checkpoint`, when set, runs on the calling thread
+/// between eighths of the work (it may throw to abandon it).
 bool attention(const float *q, const float *k, const float *v, int64_t n,
                const AttentionShape &shape, float *out, AttentionState &state,
-               ThreadPool *pool = nullptr);
+               ThreadPool *pool = nullptr,
+               const std::function<void()> &checkpoint = {});
 
 /// Instruction set of the attention kernels: "avx2" (the baseline), or
 /// "avx512", chosen once from the CPU; INCNN_ISA=avx2|avx512 overrides (an

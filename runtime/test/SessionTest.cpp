@@ -388,6 +388,45 @@ TEST(Session, RejectedEditsLeaveTheSessionUnchanged) {
   EXPECT_EQ(session.output(), oracle.output());
 }
 
+TEST(Session, InterruptionsInsideAStepLeaveTheSessionAsItWas) {
+  // The check runs before every step and between eighths of a from-scratch
+  // attention; stopping at any of those calls leaves the session as it was
+  // (old tokens, old output), and it goes on exactly afterwards.
+  DecoderConfig config;
+  config.position = "none";
+  config.maxPositions = 1024;
+  config.task = TaskKind::Classifier;
+  config.vq = {{0, false, 1, 4}};
+  Program program = buildDecoder(config);
+  Session session(program, {2});
+  std::mt19937 rng(11);
+  std::vector<int32_t> first = randomTokens(rng, 600, config.vocab),
+                       second = randomTokens(rng, 700, config.vocab);
+  ASSERT_TRUE(session.reset(first).ok());
+  std::vector<float> before = session.output();
+  int64_t calls = 0;
+  session.setInterruptCheck([&] { return ++calls < 0; });
+  ASSERT_TRUE(session.reset(second).ok());
+  int64_t perReset = calls;
+  EXPECT_GT(perReset, int64_t(program.steps.size()))
+      << "no check inside the attention steps";
+  ASSERT_TRUE(session.reset(first).ok());
+  for (int64_t stopAt :
+       {int64_t(1), perReset / 3, perReset / 2, perReset - 1}) {
+    calls = 0;
+    session.setInterruptCheck([&] { return ++calls >= stopAt; });
+    Status st = session.reset(second);
+    EXPECT_TRUE(st.interrupted()) << "stop at " << stopAt << ": " << st.error;
+    EXPECT_EQ(session.tokens(), first);
+    EXPECT_EQ(session.output(), before);
+  }
+  session.setInterruptCheck(nullptr);
+  ASSERT_TRUE(session.apply(TokenEdit::replace(300, {5})).ok());
+  Evaluator oracle(program, {1});
+  ASSERT_TRUE(oracle.evaluate(session.tokens()).ok());
+  EXPECT_EQ(session.output(), oracle.output());
+}
+
 TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
   DecoderConfig config;
   config.position = "none";

@@ -70,6 +70,10 @@ Engine::Engine(const Program &program, const EngineOptions &options)
       keepEverything(options.keepEverything),
       ctx(program, tokens, *packed, values, slots, attention, poolSums, layerOf,
           vqIndexOf, certificates, stats, pool) {
+  ctx.checkpoint = [this] {
+    if (interruptCheck && interruptCheck())
+      throw Interrupted{};
+  };
   values.resize(program.values.size());
   for (size_t i = 0; i < values.size(); ++i) {
     values[i].width = program.values[i].width;
@@ -117,8 +121,7 @@ Engine::Engine(const Program &program, const EngineOptions &options)
 void Engine::run(const EditPlan *plan) {
   begin(plan);
   for (const Step &step : program.steps) {
-    if (interruptCheck && interruptCheck())
-      throw Interrupted{};
+    ctx.checkpoint();
     runStep(step);
   }
   finish();

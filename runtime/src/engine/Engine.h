@@ -73,7 +73,8 @@ public:
   std::vector<int32_t> tokens;
   EditStats stats;
   int64_t numLayers = 0, numVQ = 0;
-  /// Called before each step; true throws Interrupted (Session only).
+  /// Called before each step and between parts of long ones (from-scratch
+  /// attention); true throws Interrupted (Session only).
   std::function<bool()> interruptCheck;
 
   int64_t numTokens() const { return int64_t(tokens.size()); }

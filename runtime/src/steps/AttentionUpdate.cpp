@@ -58,7 +58,7 @@ void recomputeLayer(const AttentionStep &a, const std::vector<char> &full,
                            &v = ctx.logical(in.operands[2], vs);
   exact::AttentionState fresh;
   if (!exact::attention(q.data(), k.data(), v.data(), n, shape, out.data(),
-                        fresh, &ctx.pool()))
+                        fresh, &ctx.pool(), ctx.checkpoint))
     throwAttentionBreach(p, index, v.data(), n * shape.kvWidth(),
                          shape.valueBound);
   exact::AttentionState &state = ctx.attention(index);
@@ -92,7 +92,7 @@ void computeAllRows(const AttentionStep &a) {
   bool direct = false;
   float *out = ctx.destination(a.in.results[0], every, scratch, direct);
   if (!exact::attention(a.q.data.data(), a.k.data.data(), a.v.data.data(), a.n,
-                        a.shape, out, a.state, &ctx.pool()))
+                        a.shape, out, a.state, &ctx.pool(), ctx.checkpoint))
     throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
                          a.shape.valueBound);
   ctx.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);

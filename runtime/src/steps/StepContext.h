@@ -25,6 +25,7 @@
 #include "Certificates.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace incnn::runtime {
@@ -102,6 +103,9 @@ public:
 
   // Threads and statistics -------------------------------------------------
   ThreadPool &pool() { return pool_; }
+  /// Between parts of a long step (and before each step): throws Interrupted
+  /// when the session's interrupt check says so. Set by the engine.
+  std::function<void()> checkpoint;
   /// The pool for `work` multiply-accumulates, or none when waking threads
   /// would cost more than the work (small incremental updates).
   ThreadPool *poolFor(double work) { return work >= 4.0e5 ? &pool_ : nullptr; }
