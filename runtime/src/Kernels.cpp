@@ -265,9 +265,12 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
         int64_t c0 = p * kPanelWidth;
         int64_t cols = std::min(kPanelWidth, out - c0);
         if (panelPair && p + 1 < p1 && c0 + 2 * kPanelWidth <= out) {
-          for (int64_t rb = r0; rb < r1; rb += kMR)
+          // The first row block also prefetches the next pair's slice.
+          const float *next = p + 3 < p1 ? bp + 2 * in * kPanelWidth : nullptr;
+          for (int64_t rb = r0; rb < r1; rb += kMR, next = nullptr)
             panelPair(kc, std::min(kMR, r1 - rb), aBlock + rb * kc, bp,
-                      in * kPanelWidth, y + rb * ldy + c0, ldy, k0 > 0, bias);
+                      in * kPanelWidth, y + rb * ldy + c0, ldy, k0 > 0, bias,
+                      next);
           ++p;
           continue;
         }

@@ -16,7 +16,8 @@ constexpr int64_t kRowStride = 6; // rows of a packed A block
 template <int MR>
 void panelPair(int64_t kc, const float *__restrict ap,
                const float *__restrict bp, int64_t panelStride, float *c,
-               int64_t ldc, bool accumulate, const float *bias) {
+               int64_t ldc, bool accumulate, const float *bias,
+               const float *next) {
   __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
@@ -26,6 +27,11 @@ void panelPair(int64_t kc, const float *__restrict ap,
   }
   const float *bq = bp + panelStride;
   for (int64_t k = 0; k < kc; ++k) {
+    if (next) { // the next pair's line k of each panel, a pair ahead
+      _mm_prefetch(reinterpret_cast<const char *>(next + 16 * k), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char *>(next + panelStride + 16 * k),
+                   _MM_HINT_T0);
+    }
     __m512 b0 = _mm512_loadu_ps(bp + 16 * k), b1 = _mm512_loadu_ps(bq + 16 * k);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
@@ -54,20 +60,27 @@ void panelPair(int64_t kc, const float *__restrict ap,
 
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
-                           int64_t ldc, bool accumulate, const float *bias) {
+                           int64_t ldc, bool accumulate, const float *bias,
+                           const float *next) {
   switch (mr) {
   case 6:
-    return panelPair<6>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<6>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   case 5:
-    return panelPair<5>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<5>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   case 4:
-    return panelPair<4>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<4>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   case 3:
-    return panelPair<3>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<3>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   case 2:
-    return panelPair<2>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<2>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   default:
-    return panelPair<1>(kc, ap, bp, panelStride, c, ldc, accumulate, bias);
+    return panelPair<1>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
+                        next);
   }
 }
 

@@ -91,15 +91,18 @@ struct KernelTable {
   /// 32 biases), mr <= 6, over two adjacent weight panels (B at bp and
   /// bp + panelStride, 16 floats per k; A packed k-major, 6 floats per k).
   /// Every element is one FMA chain over k in order, then the bias, as the
-  /// 16-column kernel computes it. Null where that kernel is the widest.
+  /// 16-column kernel computes it. `next` (or null): the next pair's B, to
+  /// prefetch. Null where the 16-column kernel is the widest.
   void (*linearPanelPair)(int64_t kc, int64_t mr, const float *ap,
                           const float *bp, int64_t panelStride, float *c,
-                          int64_t ldc, bool accumulate, const float *bias);
+                          int64_t ldc, bool accumulate, const float *bias,
+                          const float *next);
 };
 
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
-                           int64_t ldc, bool accumulate, const float *bias);
+                           int64_t ldc, bool accumulate, const float *bias,
+                           const float *next);
 
 extern const KernelTable kBaseKernels;
 extern const KernelTable kAvx512Kernels; ///< built with INCNN_EXACT_AVX512
