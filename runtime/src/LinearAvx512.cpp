@@ -56,32 +56,20 @@ void panelPair(int64_t kc, const float *__restrict ap,
   }
 }
 
+using PanelPairFn = void (*)(int64_t, const float *, const float *, int64_t,
+                             float *, int64_t, bool, const float *,
+                             const float *);
+constexpr PanelPairFn kPanelPairs[kRowStride + 1] = {
+    nullptr,      panelPair<1>, panelPair<2>, panelPair<3>,
+    panelPair<4>, panelPair<5>, panelPair<6>};
+
 } // namespace
 
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
                            int64_t ldc, bool accumulate, const float *bias,
                            const float *next) {
-  switch (mr) {
-  case 6:
-    return panelPair<6>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  case 5:
-    return panelPair<5>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  case 4:
-    return panelPair<4>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  case 3:
-    return panelPair<3>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  case 2:
-    return panelPair<2>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  default:
-    return panelPair<1>(kc, ap, bp, panelStride, c, ldc, accumulate, bias,
-                        next);
-  }
+  kPanelPairs[mr](kc, ap, bp, panelStride, c, ldc, accumulate, bias, next);
 }
 
 } // namespace incnn::runtime::exact::detail
