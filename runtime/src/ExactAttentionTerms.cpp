@@ -25,7 +25,6 @@ namespace {
 
 using detail::kShiftBucket;
 using detail::kTermScale;
-constexpr uint64_t kMagicBits = 0x4338000000000000ULL;
 
 /// Rounds |x| < 2^51 to the nearest integer (ties to even), exactly, with
 /// plain double arithmetic so scalar and vectorized code agree.
@@ -48,71 +47,6 @@ void expNonPositive(const float *x, int64_t n, float *y) {
 #endif
   for (; i < n; ++i)
     y[i] = simd::cephesExp<simd::Scalar, ExpForm::NonPositive>(x[i]);
-}
-
-} // namespace
-
-namespace {
-
-constexpr double kMagic = 6755399441055744.0; // 1.5 * 2^52
-
-/// numer[c] += sum over terms t of sign_t * round(p_t * v_t[c]), c < hd:
-/// each product is exact in double, and its rounding is read off the bits of
-/// fma(p, v, 1.5 * 2^52), as in the from-scratch sums.
-void addTerms(const double *p, const int *signs, const double *const *v,
-              int64_t count, int64_t hd, int64_t *numer) {
-  int64_t bias = 0;
-  for (int64_t t = 0; t < count; ++t)
-    bias += signs[t];
-  int64_t c = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256d magic = _mm256_set1_pd(kMagic);
-  for (; c + 16 <= hd; c += 16) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t t = 0; t < count; ++t) {
-      __m256d pt = _mm256_set1_pd(p[t]);
-      const double *vt = v[t] + c;
-      __m256i b0 =
-          _mm256_castpd_si256(_mm256_fmadd_pd(pt, _mm256_loadu_pd(vt), magic));
-      __m256i b1 = _mm256_castpd_si256(
-          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 4), magic));
-      __m256i b2 = _mm256_castpd_si256(
-          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 8), magic));
-      __m256i b3 = _mm256_castpd_si256(
-          _mm256_fmadd_pd(pt, _mm256_loadu_pd(vt + 12), magic));
-      if (signs[t] > 0) {
-        a0 = _mm256_add_epi64(a0, b0);
-        a1 = _mm256_add_epi64(a1, b1);
-        a2 = _mm256_add_epi64(a2, b2);
-        a3 = _mm256_add_epi64(a3, b3);
-      } else {
-        a0 = _mm256_sub_epi64(a0, b0);
-        a1 = _mm256_sub_epi64(a1, b1);
-        a2 = _mm256_sub_epi64(a2, b2);
-        a3 = _mm256_sub_epi64(a3, b3);
-      }
-    }
-    const __m256i unbias =
-        _mm256_set1_epi64x(int64_t(uint64_t(bias) * kMagicBits));
-    __m256i parts[4] = {a0, a1, a2, a3};
-    for (int i = 0; i < 4; ++i) {
-      __m256i *dst = reinterpret_cast<__m256i *>(numer + c + 4 * i);
-      _mm256_storeu_si256(dst,
-                          _mm256_add_epi64(_mm256_loadu_si256(dst),
-                                           _mm256_sub_epi64(parts[i], unbias)));
-    }
-  }
-#endif
-  for (; c < hd; ++c) {
-    uint64_t acc = 0;
-    for (int64_t t = 0; t < count; ++t) {
-      double x = std::fma(p[t], v[t][c], kMagic);
-      uint64_t bits;
-      std::memcpy(&bits, &x, sizeof(bits));
-      acc = signs[t] > 0 ? acc + bits : acc - bits;
-    }
-    numer[c] += int64_t(acc - uint64_t(bias) * kMagicBits);
-  }
 }
 
 /// The shift checks of applyTermsToBlock, term by term (additions first):
@@ -295,7 +229,6 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   size_t cells = size_t(numTerms * H * L); // [term][head][lane]
   static thread_local std::vector<float> scores, x, weights;
   static thread_local std::vector<double> p, lanesP;
-  static thread_local std::vector<int> signs;
   static thread_local std::vector<const double *> v, singleV;
   static thread_local std::vector<std::pair<int64_t, int>> single;
   static thread_local std::vector<int64_t> kvOffset; // per head, no divisions
@@ -337,7 +270,6 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   v.resize(size_t(numTerms));
   single.resize(size_t(numTerms));
   p.resize(size_t(numTerms));
-  signs.resize(size_t(numTerms));
   singleV.resize(size_t(numTerms));
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
   const detail::KernelTable &kernels = detail::kernels();
@@ -384,13 +316,14 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         if (lane != l)
           continue;
         p[size_t(n)] =
+            terms[t].sign *
             double(weights[size_t((t * H + h) * L + l)] * kTermScale);
-        signs[size_t(n)] = terms[t].sign;
-        singleV[size_t(n)] = terms[t].v + offset;
-        ++n;
+        singleV[size_t(n++)] = terms[t].v + offset;
       }
-      if (n > 0)
-        addTerms(p.data(), signs.data(), singleV.data(), n, hd, numer);
+      if (n > 0) {
+        const double *pRow = p.data();
+        kernels.accumulateTermRows(&pRow, singleV.data(), n, hd, &numer, 1);
+      }
     }
     if (numRows > 0)
       kernels.accumulateTermRows(pRows, v.data(), count, hd, numerRows,

@@ -63,6 +63,8 @@ struct HeadJob {
 
 /// Rows one accumulateTermRows call takes at most.
 constexpr int64_t kMaxTermRows = 8;
+/// Vectors one dotRows call takes at most.
+constexpr int64_t kMaxDotVectors = 8;
 
 struct KernelTable {
   const char *name;
@@ -82,7 +84,7 @@ struct KernelTable {
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
   /// out[j * rows + r] = sum over i < m of a[r * m + i] * x[j][i], for
-  /// r < rows and j < numX <= kMaxTermRows, in double, in any order: each
+  /// r < rows and j < numX <= kMaxDotVectors, in double, in any order: each
   /// row of `a` loaded once for every x (a directional certificate's codes,
   /// Certificates.cpp).
   void (*dotRows)(const double *a, int64_t rows, int64_t m,

@@ -337,6 +337,7 @@ void Certificates::certifyRows(Certificate &c, const CertifyRow *rows,
   // Norm budgets first; the rows they cannot certify share one pass over
   // the code directions.
   int64_t m = c.inWidth, codesPerRow = c.groups * c.codes, numAlong = 0;
+  static_assert(kMaxCertifyRows <= exact::detail::kMaxDotVectors, "");
   double moves[kMaxCertifyRows], rhos[kMaxCertifyRows];
   int64_t along[kMaxCertifyRows];
   static thread_local std::vector<double> deltas, z;

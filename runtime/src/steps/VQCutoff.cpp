@@ -21,8 +21,8 @@ static void runVQCutoff(StepContext &ctx, const Step &s) {
   int32_t out = in.results[0], codes = in.results[1];
   const EditPlan *plan = ctx.plan();
   const Rows &rows = ctx.rowSet(s.inputs[0]);
-  Certificate *cert = ctx.certificates.ofVQ(index);
-  QuantizedRows q = quantizeRows(ctx, index, rows, cert != nullptr);
+  Certificate *c = ctx.certificates.ofVQ(index);
+  QuantizedRows q = quantizeRows(ctx, index, rows, c != nullptr);
   int64_t G = q.groups, width = q.width;
   std::vector<float> &newCodes = q.codes, &quantized = q.quantized;
 
@@ -47,7 +47,7 @@ static void runVQCutoff(StepContext &ctx, const Step &s) {
   }
   if (plan)
     ctx.codeFlipsOf(index) = int64_t(flipped.size());
-  if (Certificate *c = cert)
+  if (c) // every projected row is a new reference
     for (size_t i = 0; i < rows.size(); ++i) {
       int64_t r = rows[i];
       double aNorm = c->linear == SIZE_MAX ? 0.0 : c->refNorm[size_t(r)];
