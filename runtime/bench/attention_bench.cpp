@@ -2,12 +2,15 @@
 //
 //   incnn-attention-bench [--heads H] [--head-dim hd] [--threads T]
 //                         [--isa avx2|avx512] [--reps R] [--rows]
-//                         [--scattered R] n...
+//                         [--scattered R] [--terms T] n...
 //
 // Times exact::attention (causal, no rotary) on random inputs; --rows also
 // times computeRowFromRows for the last row, --scattered computeRowsFromRows
 // for R rows spread evenly over the document (as code flips are), in runs of
-// 64 as the attention update takes them. Rates are (row, key) pairs per ns.
+// 64 as the attention update takes them; --terms applyTermsToBlock with T
+// changed keys (as T/2 code flips give) to every block of rows, as the delta
+// update does. Rates are (row, key) pairs per ns; --terms prints ns per
+// (row, term).
 //
 //===----------------------------------------------------------------------===//
 #include "ExactAttention.h"
@@ -17,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -25,7 +29,7 @@ using namespace incnn::runtime;
 int main(int argc, char **argv) {
   int64_t H = 4, hd = 32, threads = 1, reps = 3;
   bool rows = false;
-  int64_t scattered = 0;
+  int64_t scattered = 0, numTerms = 0;
   std::vector<int64_t> lengths;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() { return i + 1 < argc ? argv[++i] : (char *)"0"; };
@@ -41,6 +45,8 @@ int main(int argc, char **argv) {
       rows = true;
     else if (!std::strcmp(argv[i], "--scattered"))
       scattered = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--terms"))
+      numTerms = std::atoll(next());
     else if (!std::strcmp(argv[i], "--isa")) {
       const char *isa = next();
       if (!exact::setKernelIsa(isa)) {
@@ -133,6 +139,58 @@ int main(int argc, char **argv) {
                   "pairs/ns), same bits: %s\n",
                   picked.size(), bestRun * 1e3, double(pairs) / (bestRun * 1e9),
                   same ? "yes" : "NO");
+    }
+    if (numTerms > 0) {
+      // Keys drawn like the document's, added then removed (the state ends
+      // as it started), every block of 8 rows with every term.
+      constexpr int L = exact::kTermBlock;
+      std::vector<float> keys(size_t(numTerms * w));
+      std::vector<double> values(keys.size());
+      for (size_t i = 0; i < keys.size(); ++i) {
+        keys[i] = dist(rng);
+        values[i] = double(dist(rng));
+      }
+      std::vector<exact::TermRef> terms(size_t(2 * numTerms));
+      for (int64_t t = 0; t < 2 * numTerms; ++t)
+        terms[size_t(t)] = {keys.data() + (t % numTerms) * w,
+                            values.data() + (t % numTerms) * w,
+                            t < numTerms ? 1 : -1};
+      size_t useCount = size_t(2 * numTerms * L);
+      std::unique_ptr<bool[]> useFlags(new bool[useCount]);
+      std::fill(useFlags.get(), useFlags.get() + useCount, true);
+      std::vector<float> qT(size_t(w * L));
+      double bestTerms = 1e30;
+      int64_t blocks = n / L, stopped = 0;
+      for (int64_t r = 0; r < reps; ++r) {
+        stopped = 0;
+        auto t0 = std::chrono::steady_clock::now();
+        for (int64_t b = 0; b < blocks; ++b) {
+          const float *qs[L];
+          int64_t stateRows[L];
+          bool ok[L];
+          for (int l = 0; l < L; ++l) {
+            stateRows[l] = b * L + l;
+            qs[l] = q.data() + stateRows[l] * w;
+            ok[l] = true;
+          }
+          exact::transposeBlockRows(qs, w, qT.data());
+          exact::applyTermsToBlock(qT.data(), stateRows, useFlags.get(),
+                                   terms.data(), 2 * numTerms, shape, state,
+                                   ok);
+          for (int l = 0; l < L; ++l)
+            stopped += !ok[l];
+        }
+        bestTerms = std::min(
+            bestTerms,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                .count());
+      }
+      std::printf("  applyTermsToBlock (%lld terms, %lld rows): %.3f ms, "
+                  "%.2f ns per (row, term); rows whose shift moved: %lld\n",
+                  (long long)(2 * numTerms), (long long)(blocks * L),
+                  bestTerms * 1e3,
+                  bestTerms * 1e9 / double(blocks * L * 2 * numTerms),
+                  (long long)stopped);
     }
     if (rows) {
       std::vector<float> row(static_cast<size_t>(w));

@@ -160,8 +160,12 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
 #endif
 }
 
+/// Score chains one scoreChains call runs interleaved: enough to cover the
+/// FMA latency on two pipes.
+constexpr int kScoreChains = 8;
+
 /// out[i][l] = the FMA chain over c < hd of q[c * kTermBlock + l] * k[i][c],
-/// for i < n <= 4 chains run interleaved.
+/// for i < n <= kScoreChains chains run interleaved.
 void scoreChains(const float *q, const float *const *k, float *const *out,
                  int n, int64_t hd) {
   constexpr int L = kTermBlock;
@@ -180,7 +184,16 @@ void scoreChains(const float *q, const float *const *k, float *const *out,
     for (int i = 0; i < N; ++i)
       _mm256_storeu_ps(out[i], acc[i]);
   };
+  static_assert(kScoreChains == 8, "one case per chain count");
   switch (n) {
+  case 8:
+    return run(std::integral_constant<int, 8>{});
+  case 7:
+    return run(std::integral_constant<int, 7>{});
+  case 6:
+    return run(std::integral_constant<int, 6>{});
+  case 5:
+    return run(std::integral_constant<int, 5>{});
   case 4:
     return run(std::integral_constant<int, 4>{});
   case 3:
@@ -239,14 +252,14 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   for (int64_t h = 0; h < H; ++h)
     kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
-  // increasing c as dot(); up to four terms of a head run interleaved,
-  // sharing each load of the head's queries.
+  // increasing c as dot(); up to kScoreChains terms of a head run
+  // interleaved, sharing each load of the head's queries.
   for (int64_t h = 0; h < H; ++h) {
     const float *q = qT + h * hd * L;
-    for (int64_t t0 = 0; t0 < numTerms; t0 += 4) {
-      int n = int(std::min<int64_t>(4, numTerms - t0));
-      const float *k[4];
-      float *out[4];
+    for (int64_t t0 = 0; t0 < numTerms; t0 += kScoreChains) {
+      int n = int(std::min<int64_t>(kScoreChains, numTerms - t0));
+      const float *k[kScoreChains];
+      float *out[kScoreChains];
       for (int i = 0; i < n; ++i) {
         k[i] = terms[t0 + i].kRot + kvOffset[size_t(h)];
         out[i] = &scores[size_t(((t0 + i) * H + h) * L)];
@@ -271,32 +284,69 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   single.resize(size_t(numTerms));
   p.resize(size_t(numTerms));
   singleV.resize(size_t(numTerms));
+  static_assert(L == 8, "a block's lanes in two simd::D4");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
   const detail::KernelTable &kernels = detail::kernels();
+  // Lane masks: bit l of reach[t] when term t takes part in lane l.
+  static thread_local std::vector<uint32_t> reach;
+  reach.resize(size_t(numTerms));
+  for (int64_t t = 0; t < numTerms; ++t) {
+    uint32_t bits = 0;
+    for (int l = 0; l < L; ++l)
+      bits |= uint32_t(ok[l] && use[t * L + l]) << l;
+    reach[size_t(t)] = bits;
+  }
+  typedef float F4 __attribute__((vector_size(16)));
+  using simd::D4;
+  using simd::I4;
+  const I4 lowBits = {1, 2, 4, 8}, highBits = {16, 32, 64, 128};
+  const D4 magic = {6755399441055744.0, 6755399441055744.0, 6755399441055744.0,
+                    6755399441055744.0};
+  const I4 magicBits = {0x4338000000000000LL, 0x4338000000000000LL,
+                        0x4338000000000000LL, 0x4338000000000000LL};
   for (int64_t h = 0; h < H; ++h) {
     int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;
-    int64_t denom[L] = {};
-    bool taken[L] = {};
+    I4 denomLow = {}, denomHigh = {};
+    uint32_t taken = 0;
+    // Each term's weights for the block's lanes, 0 where it does not take
+    // part: their rounded sum goes to the denominators (roundToInt, lane by
+    // lane), and the weights of terms reaching two or more lanes, signed,
+    // to lanesP[count * L + l].
     for (int64_t t = 0; t < numTerms; ++t) {
-      const float *w = &weights[size_t((t * H + h) * L)];
-      int reached = 0, lane = 0;
-      bool on[L];
-      for (int l = 0; l < L; ++l) {
-        on[l] = ok[l] && use[t * L + l];
-        double pt = on[l] ? double(w[l] * kTermScale) : 0.0;
-        denom[l] += terms[t].sign * roundToInt(pt);
-        lanesP[size_t(l * numTerms + count)] = terms[t].sign > 0 ? pt : -pt;
-        reached += on[l];
-        lane = on[l] ? l : lane;
+      uint32_t on = reach[size_t(t)];
+      if (on == 0)
+        continue;
+      F4 w[2];
+      std::memcpy(w, &weights[size_t((t * H + h) * L)], sizeof w);
+      I4 all = {int64_t(on), int64_t(on), int64_t(on), int64_t(on)};
+      I4 onLow = (all & lowBits) != 0, onHigh = (all & highBits) != 0;
+      D4 pLow = (D4)(onLow & (I4)(__builtin_convertvector(w[0], D4) *
+                                  double(kTermScale)));
+      D4 pHigh = (D4)(onHigh & (I4)(__builtin_convertvector(w[1], D4) *
+                                    double(kTermScale)));
+      I4 roundedLow = (I4)(pLow + magic) - magicBits,
+         roundedHigh = (I4)(pHigh + magic) - magicBits;
+      if (terms[t].sign > 0) {
+        denomLow += roundedLow;
+        denomHigh += roundedHigh;
+      } else {
+        denomLow -= roundedLow;
+        denomHigh -= roundedHigh;
+        pLow = -pLow;
+        pHigh = -pHigh;
       }
-      if (reached == 1)
-        single[size_t(numSingle++)] = {t, lane};
-      else if (reached > 1) {
-        v[size_t(count++)] = terms[t].v + offset;
-        for (int l = 0; l < L; ++l)
-          taken[l] = taken[l] || on[l];
+      if ((on & (on - 1)) == 0) { // one lane: its own pass
+        single[size_t(numSingle++)] = {t, __builtin_ctz(on)};
+        continue;
       }
+      std::memcpy(&lanesP[size_t(count * L)], &pLow, sizeof pLow);
+      std::memcpy(&lanesP[size_t(count * L + 4)], &pHigh, sizeof pHigh);
+      v[size_t(count++)] = terms[t].v + offset;
+      taken |= on;
     }
+    int64_t denom[L];
+    std::memcpy(denom, &denomLow, sizeof denomLow);
+    std::memcpy(denom + 4, &denomHigh, sizeof denomHigh);
     const double *pRows[L];
     int64_t *numerRows[L];
     int64_t numRows = 0;
@@ -306,8 +356,8 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       size_t slot = size_t(rows[l] * H + h);
       state.denom[slot] += denom[l];
       int64_t *numer = &state.numer[slot * size_t(hd)];
-      if (count > 0 && taken[l]) {
-        pRows[numRows] = lanesP.data() + l * numTerms;
+      if (taken >> l & 1) {
+        pRows[numRows] = lanesP.data() + l;
         numerRows[numRows++] = numer;
       }
       int64_t n = 0;
@@ -322,11 +372,11 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       }
       if (n > 0) {
         const double *pRow = p.data();
-        kernels.accumulateTermRows(&pRow, singleV.data(), n, hd, &numer, 1);
+        kernels.accumulateTermRows(&pRow, 1, singleV.data(), n, hd, &numer, 1);
       }
     }
     if (numRows > 0)
-      kernels.accumulateTermRows(pRows, v.data(), count, hd, numerRows,
+      kernels.accumulateTermRows(pRows, L, v.data(), count, hd, numerRows,
                                  numRows);
   }
 }

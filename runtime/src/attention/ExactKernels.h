@@ -70,14 +70,13 @@ struct KernelTable {
   const char *name;
   /// False on a score outside the contract (state of the rows unspecified).
   bool (*run)(const HeadJob &job);
-  /// rows[r][c] += sum over t < count of round(p[r][t] * v[t][c]), for
-  /// r < numRows <= kMaxTermRows and c < hd: `count` keys' integer terms for
-  /// several rows,
-  /// each value column loaded once for a group of rows. A term's sign is
-  /// its weight's; a weight of 0 adds exactly 0.
-  void (*accumulateTermRows)(const double *const *p, const double *const *v,
-                             int64_t count, int64_t hd, int64_t *const *rows,
-                             int64_t numRows);
+  /// rows[r][c] += sum over t < count of round(p[r][t * pStride] * v[t][c]),
+  /// for r < numRows <= kMaxTermRows and c < hd: `count` keys' integer terms
+  /// for several rows, each value column loaded once for a group of rows. A
+  /// term's sign is its weight's; a weight of 0 adds exactly 0.
+  void (*accumulateTermRows)(const double *const *p, int64_t pStride,
+                             const double *const *v, int64_t count, int64_t hd,
+                             int64_t *const *rows, int64_t numRows);
   /// out[h * hd + c] = float(double(numer[h * hd + c]) / denom[h]) for
   /// h < heads (0 where denom[h] is 0), as one reciprocal per head: a row's
   /// output from its integer sums.
