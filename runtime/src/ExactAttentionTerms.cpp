@@ -35,32 +35,15 @@ inline int64_t roundToInt(double x) {
   return bits - int64_t(0x4338000000000000LL);
 }
 
-/// exp(x) for x <= 0 (Simd.h's cephesExp, NonPositive form): the same IEEE
-/// operations for every element as the attention kernels' lanes.
-void expNonPositive(const float *x, int64_t n, float *y) {
-  using simd::ExpForm;
-  int64_t i = 0;
-#ifdef INCNN_SIMD_AVX2
-  using S = simd::Avx2;
-  for (; i + S::W <= n; i += S::W)
-    S::store(y + i, simd::cephesExp<S, ExpForm::NonPositive>(S::load(x + i)));
-#endif
-  for (; i < n; ++i)
-    y[i] = simd::cephesExp<simd::Scalar, ExpForm::NonPositive>(x[i]);
-}
-
-/// The shift checks of applyTermsToBlock, term by term (additions first):
-/// x[cell] = score - shift for the lanes that stay ok, 0 elsewhere.
+/// The shift checks of applyTermsToBlock (additions before removals):
+/// x[cell] = score - shift where the term takes part in the lane (only the
+/// lanes that stay ok are read), 0 elsewhere.
 void checkShifts(const float *scores, const int64_t *rows, const bool *use,
                  const TermRef *terms, int64_t numTerms,
                  const AttentionShape &shape, AttentionState &state, bool *ok,
                  float *x) {
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads;
-  auto termAt = [&](int64_t t0) { // additions first, then removals
-    int64_t t = t0 % numTerms;
-    return (terms[t].sign > 0) == (t0 < numTerms) ? t : -1;
-  };
 #ifdef INCNN_SIMD_AVX2
   // Lanes are the block's rows; each head's shifts and counts in a vector.
   static thread_local std::vector<float> shifts;
@@ -76,19 +59,27 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
       tops[size_t(h * L + l)] = state.top[slot];
     }
   }
+  // Every (term, head) on its own (no chain through the lanes' liveness):
+  // a lane stops if any term it takes breaks the contract or exceeds its
+  // shift, or if its count of top keys ends at 0 after a removal from the
+  // top bucket (the count only falls once the additions are in, so it
+  // reaches 0 exactly when it ends there). A stopped lane's state is
+  // recomputed, so what the terms did to it does not matter.
   int32_t okLanes[L];
   for (int l = 0; l < L; ++l)
     okLanes[l] = ok[l] ? -1 : 0;
-  __m256i live = _mm256_loadu_si256(reinterpret_cast<__m256i *>(okLanes));
   const __m256 scale = _mm256_set1_ps(shape.scale),
                maxScore = _mm256_set1_ps(kMaxScore),
                magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)),
                bucket = _mm256_set1_ps(kShiftBucket);
   const __m256i zero = _mm256_setzero_si256();
-  for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
-    int64_t t = termAt(t0);
-    if (t < 0)
-      continue;
+  __m256i bad = zero;
+  // Per head: the change of each lane's count, and the lanes a removal from
+  // the top bucket reached.
+  static thread_local std::vector<int32_t> topSteps, removedTop;
+  topSteps.assign(size_t(H * L), 0);
+  removedTop.assign(size_t(H * L), 0);
+  for (int64_t t = 0; t < numTerms; ++t) {
     __m256i used =
         _mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                                reinterpret_cast<const __m128i *>(use + t * L))),
@@ -96,31 +87,47 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
     const __m256i sign = _mm256_set1_epi32(terms[t].sign);
     for (int64_t h = 0; h < H; ++h) {
       float *xs = x + (t * H + h) * L;
-      __m256i active = _mm256_and_si256(used, live);
       __m256 score =
           _mm256_mul_ps(_mm256_loadu_ps(scores + (t * H + h) * L), scale);
       __m256 shift = _mm256_loadu_ps(&shifts[size_t(h * L)]);
       // !(|score| <= kMaxScore) (NaN included) or score > shift: stop.
-      __m256i bad = _mm256_castps_si256(_mm256_or_ps(
-          _mm256_cmp_ps(_mm256_and_ps(score, magnitude), maxScore, _CMP_NLE_UQ),
-          _mm256_cmp_ps(score, shift, _CMP_GT_OQ)));
-      live = _mm256_andnot_si256(_mm256_and_si256(active, bad), live);
-      active = _mm256_andnot_si256(bad, active);
+      bad = _mm256_or_si256(
+          bad, _mm256_and_si256(
+                   used, _mm256_castps_si256(_mm256_or_ps(
+                             _mm256_cmp_ps(_mm256_and_ps(score, magnitude),
+                                           maxScore, _CMP_NLE_UQ),
+                             _mm256_cmp_ps(score, shift, _CMP_GT_OQ)))));
       __m256i inTop = _mm256_and_si256(
-          active, _mm256_castps_si256(_mm256_cmp_ps(
-                      score, _mm256_sub_ps(shift, bucket), _CMP_GT_OQ)));
-      __m256i *topAt = reinterpret_cast<__m256i *>(&tops[size_t(h * L)]);
-      __m256i top = _mm256_add_epi32(_mm256_loadu_si256(topAt),
-                                     _mm256_and_si256(inTop, sign));
-      _mm256_storeu_si256(topAt, top);
-      // The maximum may have dropped a bucket: stop.
-      __m256i dropped =
-          _mm256_andnot_si256(_mm256_cmpgt_epi32(top, zero), inTop);
-      live = _mm256_andnot_si256(dropped, live);
-      active = _mm256_andnot_si256(dropped, active);
-      _mm256_storeu_ps(xs, _mm256_and_ps(_mm256_castsi256_ps(active),
+          used, _mm256_castps_si256(_mm256_cmp_ps(
+                    score, _mm256_sub_ps(shift, bucket), _CMP_GT_OQ)));
+      __m256i *step = reinterpret_cast<__m256i *>(&topSteps[size_t(h * L)]);
+      _mm256_storeu_si256(step,
+                          _mm256_add_epi32(_mm256_loadu_si256(step),
+                                           _mm256_and_si256(inTop, sign)));
+      if (terms[t].sign < 0) {
+        __m256i *removed =
+            reinterpret_cast<__m256i *>(&removedTop[size_t(h * L)]);
+        _mm256_storeu_si256(
+            removed, _mm256_or_si256(_mm256_loadu_si256(removed), inTop));
+      }
+      _mm256_storeu_ps(xs, _mm256_and_ps(_mm256_castsi256_ps(used),
                                          _mm256_sub_ps(score, shift)));
     }
+  }
+  __m256i live = _mm256_andnot_si256(
+      bad, _mm256_loadu_si256(reinterpret_cast<__m256i *>(okLanes)));
+  for (int64_t h = 0; h < H; ++h) {
+    __m256i *topAt = reinterpret_cast<__m256i *>(&tops[size_t(h * L)]);
+    __m256i top =
+        _mm256_add_epi32(_mm256_loadu_si256(topAt),
+                         _mm256_loadu_si256(reinterpret_cast<const __m256i *>(
+                             &topSteps[size_t(h * L)])));
+    _mm256_storeu_si256(topAt, top);
+    // The maximum may have dropped a bucket: stop.
+    __m256i removed = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i *>(&removedTop[size_t(h * L)]));
+    live = _mm256_andnot_si256(
+        _mm256_andnot_si256(_mm256_cmpgt_epi32(top, zero), removed), live);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i *>(okLanes), live);
   for (int l = 0; l < L; ++l) {
@@ -130,6 +137,10 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
         state.top[size_t(rows[l] * H + h)] = tops[size_t(h * L + l)];
   }
 #else
+  auto termAt = [&](int64_t t0) { // additions first, then removals
+    int64_t t = t0 % numTerms;
+    return (terms[t].sign > 0) == (t0 < numTerms) ? t : -1;
+  };
   for (int64_t t0 = 0; t0 < 2 * numTerms; ++t0) {
     int64_t t = termAt(t0);
     if (t < 0)
@@ -274,7 +285,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   // key that stays the row's maximum) keeps the shift.
   checkShifts(scores.data(), rows, use, terms, numTerms, shape, state, ok,
               x.data());
-  expNonPositive(x.data(), int64_t(cells), weights.data());
+  detail::kernels().expNonPositive(x.data(), int64_t(cells), weights.data());
   // Per head, the terms that reach two or more lanes go through the kernel
   // together (one load of a value column serves a group of rows; a lane a
   // term misses weighs it 0), and a term that reaches one lane takes that

@@ -172,6 +172,7 @@ struct Avx512 {
   static VF zero() { return _mm512_setzero_ps(); }
   static VF set1(float x) { return _mm512_set1_ps(x); }
   static VF load(const float *p) { return _mm512_loadu_ps(p); }
+  static void store(float *p, VF x) { _mm512_storeu_ps(p, x); }
   static VF fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
   static VF add(VF a, VF b) { return _mm512_add_ps(a, b); }
   static VF sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
@@ -256,6 +257,7 @@ struct Scalar {
   static VF zero() { return 0.0f; }
   static VF set1(float x) { return x; }
   static VF load(const float *p) { return *p; }
+  static void store(float *p, VF x) { *p = x; }
   static VF fma(VF a, VF b, VF c) { return __builtin_fmaf(a, b, c); }
   static VF add(VF a, VF b) { return a + b; }
   static VF sub(VF a, VF b) { return a - b; }

@@ -82,6 +82,9 @@ struct KernelTable {
   /// output from its integer sums.
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
+  /// y[i] = exp(x[i]) for x[i] <= 0, i < n: Simd.h's cephesExp, NonPositive
+  /// form, the same IEEE operations as the attention kernels' lanes.
+  void (*expNonPositive)(const float *x, int64_t n, float *y);
   /// out[j * rows + r] = sum over i < m of a[r * m + i] * x[j][i], for
   /// r < rows and j < numX <= kMaxDotVectors, in double, in any order: each
   /// row of `a` loaded once for every x (a directional certificate's codes,

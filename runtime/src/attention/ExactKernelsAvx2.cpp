@@ -55,11 +55,13 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = {"avx2",       &runJob,  &accumulateTermRows,
-                                  &finishHeads, &dotRows, nullptr};
+const KernelTable kBaseKernels = {
+    "avx2",   &runJob, &accumulateTermRows, &finishHeads, &expNonPositive,
+    &dotRows, nullptr};
 #else
-const KernelTable kBaseKernels = {"scalar",     &runJob,  &accumulateTermRows,
-                                  &finishHeads, &dotRows, nullptr};
+const KernelTable kBaseKernels = {
+    "scalar", &runJob, &accumulateTermRows, &finishHeads, &expNonPositive,
+    &dotRows, nullptr};
 #endif
 
 } // namespace incnn::runtime::exact::detail

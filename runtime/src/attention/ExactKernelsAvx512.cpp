@@ -34,7 +34,7 @@ struct T : simd::Avx512 {
 } // namespace
 
 const KernelTable kAvx512Kernels = {
-    "avx512",     &runJob,  &accumulateTermRows,
-    &finishHeads, &dotRows, &linearPanelPairAvx512};
+    "avx512",        &runJob,  &accumulateTermRows,   &finishHeads,
+    &expNonPositive, &dotRows, &linearPanelPairAvx512};
 
 } // namespace incnn::runtime::exact::detail
