@@ -357,6 +357,7 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
   }
   b.refs.clear();
   b.refs.reserve(numTerms);
+  uint64_t counts[kBlock] = {};
   auto addTerm = [&](const Term &t, int sign, bool oldTerm) {
     bool *mask = b.use.get() + b.refs.size() * kBlock;
     bool any = false;
@@ -364,8 +365,7 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
       mask[l] = b.valid[l] &&
                 a.inWindow(t.position, oldTerm ? b.oldPos[l] : b.rows[l]);
       any = any || mask[l];
-      if (b.valid[l]) // padding lanes share row 0: write only real rows
-        termCounts[size_t(b.rows[l])] += mask[l];
+      counts[l] += mask[l];
     }
     if (any)
       b.refs.push_back({t.kRot.data(), t.v.data(), sign});
@@ -382,10 +382,13 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
       bool *mask = b.use.get() + b.refs.size() * kBlock;
       std::fill(mask, mask + kBlock, false);
       mask[l] = true;
-      termCounts[size_t(b.rows[l])] += 1;
+      counts[l] += 1;
       b.refs.push_back({t.kRot.data(), t.v.data(), sign});
     }
   }
+  for (int l = 0; l < kBlock; ++l)
+    if (b.valid[l]) // padding lanes share row 0: write only real rows
+      termCounts[size_t(b.rows[l])] += counts[l];
 }
 
 /// After the terms: a lane whose shift moved becomes a full row; the others
