@@ -595,6 +595,63 @@ TEST(ExactAttention, ReplacedTopKeyInItsBucketKeepsTheShift) {
   }
 }
 
+TEST(ExactAttention, RemovingTheLastTopKeyStopsTheRowOnly) {
+  // Rows 0-3 have one top key (j, score 5.3, shift 8: its bucket is (4, 8]),
+  // rows 4-7 a second (key t2, score 4.5 for them). Key j is replaced by one
+  // scoring 1.0: the first rows' maximum leaves the bucket, so they stop;
+  // the others keep their shift and must equal a recomputation.
+  std::mt19937 rng(22);
+  std::uniform_real_distribution<float> small(-0.1f, 0.1f), unit(-1.0f, 1.0f);
+  const int64_t n = exact::kTermBlock, hd = 8, j = 3, t2 = 5;
+  exact::AttentionShape shape = shapeOf({1, 1, hd, false, 0.0f}, 1.0f);
+  std::vector<float> q(size_t(n * hd)), k(size_t(n * hd)), v(size_t(n * hd));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < hd; ++c) {
+      q[size_t(i * hd + c)] = c == 0 ? 1.0f : c == 1 ? float(i >= 4) : 0.0f;
+      k[size_t(i * hd + c)] = i == j    ? (c == 0 ? 5.3f : 0.0f)
+                              : i == t2 ? (c == 1 ? 4.5f : 0.0f)
+                                        : small(rng);
+      v[size_t(i * hd + c)] = unit(rng);
+    }
+  std::vector<float> out(q.size()), want(q.size());
+  exact::AttentionState state, fresh;
+  ASSERT_TRUE(exact::attention(q.data(), k.data(), v.data(), n, shape,
+                               out.data(), state, nullptr));
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(state.shift[size_t(i)], 8.0f) << "row " << i;
+    ASSERT_EQ(state.top[size_t(i)], i >= 4 ? 2 : 1) << "row " << i;
+  }
+  std::vector<float> k2 = k, newK(size_t(hd), 0.0f);
+  newK[0] = 1.0f;
+  std::copy(newK.begin(), newK.end(), k2.begin() + j * hd);
+  ASSERT_TRUE(exact::attention(q.data(), k2.data(), v.data(), n, shape,
+                               want.data(), fresh, nullptr));
+  constexpr int B = exact::kTermBlock;
+  int64_t rows[B];
+  bool use[2 * B], ok[B];
+  std::vector<float> qT(size_t(hd * B));
+  for (int l = 0; l < B; ++l) {
+    rows[l] = l;
+    ok[l] = use[l] = use[B + l] = true;
+    for (int64_t c = 0; c < hd; ++c)
+      qT[size_t(c * B + l)] = q[size_t(l * hd + c)];
+  }
+  std::vector<double> oldV(v.begin() + j * hd, v.begin() + (j + 1) * hd);
+  exact::TermRef terms[2] = {{newK.data(), oldV.data(), +1},
+                             {k.data() + j * hd, oldV.data(), -1}};
+  exact::applyTermsToBlock(qT.data(), rows, use, terms, 2, shape, state, ok);
+  std::vector<float> row(static_cast<size_t>(hd));
+  for (int l = 0; l < B; ++l) {
+    ASSERT_EQ(ok[l], l >= 4) << "row " << l;
+    if (!ok[l])
+      continue;
+    ASSERT_EQ(state.top[size_t(l)], 1) << "row " << l;
+    exact::finishRow(shape, state, l, row.data());
+    EXPECT_TRUE(bitsEqual(row.data(), want.data() + l * hd, size_t(hd)))
+        << "row " << l;
+  }
+}
+
 TEST(ExactAttention, ContractBreachesAreReported) {
   AttnCase c{1, 1, 4, true, 0.0f};
   exact::AttentionShape shape = shapeOf(c, 1.0f);
