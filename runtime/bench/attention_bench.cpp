@@ -1,7 +1,8 @@
 //===- attention_bench.cpp - from-scratch exact attention timings ---------===//
 //
 //   incnn-attention-bench [--heads H] [--head-dim hd] [--threads T]
-//                         [--isa avx2|avx512] [--reps R] [--rows]
+//                         [--isa avx2|avx512] [--reps R] [--row-reps R]
+//                         [--rows]
 //                         [--scattered R] [--terms T] n...
 //
 // Times exact::attention (causal, no rotary) on random inputs; --rows also
@@ -9,8 +10,9 @@
 // for R rows spread evenly over the document (as code flips are), in runs of
 // 64 as the attention update takes them; --terms applyTermsToBlock with T
 // changed keys (as T/2 code flips give) to every block of rows, as the delta
-// update does. Rates are (row, key) pairs per ns; --terms prints ns per
-// (row, term).
+// update does. Each timing is the best of --reps runs (from scratch,
+// default 3) or --row-reps runs (the others, default 50). Rates are (row,
+// key) pairs per ns; --terms prints ns per (row, term).
 //
 //===----------------------------------------------------------------------===//
 #include "ExactAttention.h"
@@ -27,7 +29,7 @@
 using namespace incnn::runtime;
 
 int main(int argc, char **argv) {
-  int64_t H = 4, hd = 32, threads = 1, reps = 3;
+  int64_t H = 4, hd = 32, threads = 1, reps = 3, rowReps = 50;
   bool rows = false;
   int64_t scattered = 0, numTerms = 0;
   std::vector<int64_t> lengths;
@@ -41,6 +43,8 @@ int main(int argc, char **argv) {
       threads = std::atoll(next());
     else if (!std::strcmp(argv[i], "--reps"))
       reps = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--row-reps"))
+      rowReps = std::atoll(next());
     else if (!std::strcmp(argv[i], "--rows"))
       rows = true;
     else if (!std::strcmp(argv[i], "--scattered"))
@@ -109,7 +113,7 @@ int main(int argc, char **argv) {
       std::vector<float> got(picked.size() * size_t(w));
       double bestRun = 1e30;
       bool same = true;
-      for (int64_t r = 0; r < reps; ++r) {
+      for (int64_t r = 0; r < rowReps; ++r) {
         auto t0 = std::chrono::steady_clock::now();
         for (size_t b = 0; b < picked.size(); b += 64) {
           std::vector<int64_t> run(
@@ -161,7 +165,7 @@ int main(int argc, char **argv) {
       std::vector<float> qT(size_t(w * L));
       double bestTerms = 1e30;
       int64_t blocks = n / L, stopped = 0;
-      for (int64_t r = 0; r < reps; ++r) {
+      for (int64_t r = 0; r < rowReps; ++r) {
         stopped = 0;
         auto t0 = std::chrono::steady_clock::now();
         for (int64_t b = 0; b < blocks; ++b) {
@@ -195,7 +199,7 @@ int main(int argc, char **argv) {
     if (rows) {
       std::vector<float> row(static_cast<size_t>(w));
       double bestRow = 1e30;
-      for (int64_t r = 0; r < 5 * reps; ++r) {
+      for (int64_t r = 0; r < rowReps; ++r) {
         auto t0 = std::chrono::steady_clock::now();
         exact::computeRowFromRows(q.data() + (n - 1) * w, kr.data(), vr.data(),
                                   n, shape, state, n - 1, row.data());
