@@ -546,6 +546,43 @@ TEST(ExactAttention, DeltaTermsEqualARecomputation) {
   EXPECT_GT(updated, 100); // most rows take the delta path
 }
 
+/// Replaces key j (one head of width hd, n rows, row-major inputs) by newK,
+/// its value kept, in rows 0 .. kTermBlock - 1 of `state` with one
+/// applyTermsToBlock call (the removal passed first or last); `want` gets
+/// the outputs of a from-scratch run with the new key.
+void replaceKeyInFirstBlock(const std::vector<float> &q,
+                            const std::vector<float> &k,
+                            const std::vector<float> &v, int64_t n, int64_t hd,
+                            int64_t j, const std::vector<float> &newK,
+                            bool removalFirst,
+                            const exact::AttentionShape &shape,
+                            exact::AttentionState &state,
+                            std::vector<float> &want, bool *ok) {
+  std::fill(ok, ok + exact::kTermBlock, false);
+  std::vector<float> k2 = k;
+  std::copy(newK.begin(), newK.end(), k2.begin() + j * hd);
+  exact::AttentionState fresh;
+  want.resize(q.size());
+  ASSERT_TRUE(exact::attention(q.data(), k2.data(), v.data(), n, shape,
+                               want.data(), fresh, nullptr));
+  constexpr int B = exact::kTermBlock;
+  int64_t rows[B];
+  bool use[2 * B];
+  std::vector<float> qT(size_t(hd * B));
+  for (int l = 0; l < B; ++l) {
+    rows[l] = l;
+    ok[l] = use[l] = use[B + l] = true;
+    for (int64_t c = 0; c < hd; ++c)
+      qT[size_t(c * B + l)] = q[size_t(l * hd + c)];
+  }
+  std::vector<double> oldV(v.begin() + j * hd, v.begin() + (j + 1) * hd);
+  exact::TermRef removal{k.data() + j * hd, oldV.data(), -1},
+      addition{newK.data(), oldV.data(), +1};
+  exact::TermRef terms[2] = {removalFirst ? removal : addition,
+                             removalFirst ? addition : removal};
+  exact::applyTermsToBlock(qT.data(), rows, use, terms, 2, shape, state, ok);
+}
+
 TEST(ExactAttention, ReplacedTopKeyInItsBucketKeepsTheShift) {
   // Every row's only top key j (score 5.3, shift 6) is replaced by one that
   // scores 5.6: the shift stays 6, so no row may stop for a recompute, even
@@ -562,30 +599,16 @@ TEST(ExactAttention, ReplacedTopKeyInItsBucketKeepsTheShift) {
       v[size_t(i * hd + c)] = unit(rng);
     }
   std::vector<float> out(q.size()), want(q.size());
-  exact::AttentionState state, fresh;
+  exact::AttentionState state;
   ASSERT_TRUE(exact::attention(q.data(), k.data(), v.data(), n, shape,
                                out.data(), state, nullptr));
   for (int64_t i = 0; i < n; ++i)
     ASSERT_EQ(state.top[size_t(i)], 1) << "row " << i;
-  std::vector<float> k2 = k, newK(k.begin() + j * hd, k.begin() + (j + 1) * hd);
+  std::vector<float> newK(k.begin() + j * hd, k.begin() + (j + 1) * hd);
   newK[0] = 5.6f;
-  std::copy(newK.begin(), newK.end(), k2.begin() + j * hd);
-  ASSERT_TRUE(exact::attention(q.data(), k2.data(), v.data(), n, shape,
-                               want.data(), fresh, nullptr));
   constexpr int B = exact::kTermBlock;
-  int64_t rows[B];
-  bool use[2 * B], ok[B];
-  std::vector<float> qT(size_t(hd * B));
-  for (int l = 0; l < B; ++l) {
-    rows[l] = l;
-    ok[l] = use[l] = use[B + l] = true;
-    for (int64_t c = 0; c < hd; ++c)
-      qT[size_t(c * B + l)] = q[size_t(l * hd + c)];
-  }
-  std::vector<double> oldV(v.begin() + j * hd, v.begin() + (j + 1) * hd);
-  exact::TermRef terms[2] = {{k.data() + j * hd, oldV.data(), -1},
-                             {newK.data(), oldV.data(), +1}};
-  exact::applyTermsToBlock(qT.data(), rows, use, terms, 2, shape, state, ok);
+  bool ok[B];
+  replaceKeyInFirstBlock(q, k, v, n, hd, j, newK, true, shape, state, want, ok);
   std::vector<float> row(static_cast<size_t>(hd));
   for (int l = 0; l < B; ++l) {
     ASSERT_TRUE(ok[l]) << "row " << l << " stopped";
@@ -614,32 +637,19 @@ TEST(ExactAttention, RemovingTheLastTopKeyStopsTheRowOnly) {
       v[size_t(i * hd + c)] = unit(rng);
     }
   std::vector<float> out(q.size()), want(q.size());
-  exact::AttentionState state, fresh;
+  exact::AttentionState state;
   ASSERT_TRUE(exact::attention(q.data(), k.data(), v.data(), n, shape,
                                out.data(), state, nullptr));
   for (int64_t i = 0; i < n; ++i) {
     ASSERT_EQ(state.shift[size_t(i)], 8.0f) << "row " << i;
     ASSERT_EQ(state.top[size_t(i)], i >= 4 ? 2 : 1) << "row " << i;
   }
-  std::vector<float> k2 = k, newK(size_t(hd), 0.0f);
+  std::vector<float> newK(size_t(hd), 0.0f);
   newK[0] = 1.0f;
-  std::copy(newK.begin(), newK.end(), k2.begin() + j * hd);
-  ASSERT_TRUE(exact::attention(q.data(), k2.data(), v.data(), n, shape,
-                               want.data(), fresh, nullptr));
   constexpr int B = exact::kTermBlock;
-  int64_t rows[B];
-  bool use[2 * B], ok[B];
-  std::vector<float> qT(size_t(hd * B));
-  for (int l = 0; l < B; ++l) {
-    rows[l] = l;
-    ok[l] = use[l] = use[B + l] = true;
-    for (int64_t c = 0; c < hd; ++c)
-      qT[size_t(c * B + l)] = q[size_t(l * hd + c)];
-  }
-  std::vector<double> oldV(v.begin() + j * hd, v.begin() + (j + 1) * hd);
-  exact::TermRef terms[2] = {{newK.data(), oldV.data(), +1},
-                             {k.data() + j * hd, oldV.data(), -1}};
-  exact::applyTermsToBlock(qT.data(), rows, use, terms, 2, shape, state, ok);
+  bool ok[B];
+  replaceKeyInFirstBlock(q, k, v, n, hd, j, newK, false, shape, state, want,
+                         ok);
   std::vector<float> row(static_cast<size_t>(hd));
   for (int l = 0; l < B; ++l) {
     ASSERT_EQ(ok[l], l >= 4) << "row " << l;
