@@ -769,22 +769,24 @@ TEST(LinearKernel, SameBitsOnEveryIsa) {
 
 TEST(KernelTable, DotRowsWithinTheirRoundingBoundOnEveryIsa) {
   // Directional certificates bound each dot product's rounding by
-  // gamma(m) * sum |a_i x_i| (any order, FMA or not); every row, vector
-  // and tail.
+  // gamma(m) * sum |a_i x_i| with float's unit roundoff (any order, FMA or
+  // not), plus what underflow can add; every row, vector and tail, and
+  // products small enough to underflow.
   std::mt19937 rng(4);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int64_t rows : {1, 3, 64})
     for (int64_t m : {1, 7, 8, 77, 768})
       for (int64_t numX : {1, 5, 8}) {
-        std::vector<double> a(size_t(rows * m)), xs(size_t(numX * m));
-        for (double &v : a)
-          v = u(rng) * std::exp2(double(int(rng() % 40)) - 20.0);
-        for (double &v : xs)
-          v = u(rng);
-        std::vector<const double *> x;
+        std::vector<float> a(size_t(rows * m)), xs(size_t(numX * m));
+        for (float &v : a)
+          v = u(rng) * std::exp2(float(int(rng() % 40)) - 20.0f);
+        for (float &v : xs)
+          v = u(rng) * (rng() % 7 == 0 ? 0x1p-120f : 1.0f);
+        std::vector<const float *> x;
         for (int64_t j = 0; j < numX; ++j)
           x.push_back(xs.data() + j * m);
-        double gamma = double(m) * 0x1p-53 / (1.0 - double(m) * 0x1p-53);
+        double gamma = double(m) * 0x1p-24 / (1.0 - double(m) * 0x1p-24);
+        double floor = double(2 * m + 1) * 0x1p-150;
         for (const std::string &isa : kernelIsas()) {
           IsaScope scope(isa);
           std::vector<double> out(size_t(numX * rows), NAN);
@@ -800,7 +802,7 @@ TEST(KernelTable, DotRowsWithinTheirRoundingBoundOnEveryIsa) {
               }
               EXPECT_LE(
                   std::fabs((long double)out[size_t(j * rows + r)] - exact),
-                  gamma * magnitude * 1.0001L)
+                  gamma * magnitude * 1.0001L + floor)
                   << isa << " rows=" << rows << " m=" << m << " x " << j
                   << " row " << r;
             }

@@ -86,11 +86,11 @@ struct KernelTable {
   /// form, the same IEEE operations as the attention kernels' lanes.
   void (*expNonPositive)(const float *x, int64_t n, float *y);
   /// out[j * rows + r] = sum over i < m of a[r * m + i] * x[j][i], for
-  /// r < rows and j < numX <= kMaxDotVectors, in double, in any order: each
-  /// row of `a` loaded once for every x (a directional certificate's codes,
-  /// Certificates.cpp).
-  void (*dotRows)(const double *a, int64_t rows, int64_t m,
-                  const double *const *x, int64_t numX, double *out);
+  /// r < rows and j < numX <= kMaxDotVectors, in float (FMA, partial sums
+  /// added in double), in any order: each row of `a` loaded once for every
+  /// x (a directional certificate's codes, Certificates.cpp).
+  void (*dotRows)(const float *a, int64_t rows, int64_t m,
+                  const float *const *x, int64_t numX, double *out);
   /// For `linear` (Kernels.cpp): C[mr, 32] (+)= A[mr, kc] B[kc, 32] (+ the
   /// 32 biases), mr <= 6, over two adjacent weight panels (B at bp and
   /// bp + panelStride, 16 floats per k; A packed k-major, 6 floats per k).

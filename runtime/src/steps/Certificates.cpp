@@ -17,6 +17,7 @@ namespace incnn::runtime {
 namespace {
 
 constexpr double kUnit53 = 0x1p-53; ///< double's unit roundoff
+constexpr double kUnit24 = 0x1p-24; ///< float's
 
 /// The relative error of a float squared distance over d-wide codes (sums of
 /// non-negative terms), with room.
@@ -24,9 +25,10 @@ double etaOf(const Certificate &c) {
   return 2.0 * double(c.codeWidth + 2) * 0x1p-24 * 1.01;
 }
 
-/// n * 2^-53 / (1 - n * 2^-53): the relative error of n double operations.
-double gamma(int64_t n) {
-  double x = double(n) * kUnit53;
+/// n u / (1 - n u): the relative error of n operations with unit roundoff
+/// u (double's by default).
+double gamma(int64_t n, double u = kUnit53) {
+  double x = double(n) * u;
   return x / (1.0 - x);
 }
 
@@ -46,14 +48,16 @@ void buildDirections(const Program &program, Certificate &c) {
   const Weight &cb = program.weights[size_t(program.instrs[c.vq].weights[0])];
   int64_t G = c.groups, K = c.codes, d = c.codeWidth, m = c.inWidth;
   const float *wp = w.ptr(), *codes = cb.ptr();
-  c.along.assign(size_t(G * K * m), 0.0);
+  c.along.assign(size_t(G * K * m), 0.0f);
   c.alongErr.resize(size_t(G * K));
   c.alongSum.resize(size_t(G * K));
   c.codeGap.resize(size_t(G * K * K));
-  std::vector<double> code(static_cast<size_t>(d));
+  std::vector<double> code(static_cast<size_t>(d)),
+      sums(static_cast<size_t>(m));
   for (int64_t gk = 0; gk < G * K; ++gk) {
     int64_t g = gk / K;
-    double *a = &c.along[size_t(gk * m)];
+    double *a = sums.data();
+    std::fill(sums.begin(), sums.end(), 0.0);
     for (int64_t r = 0; r < d; ++r) {
       double cr = codes[gk * d + r]; // float x float is exact in double
       code[size_t(r)] = cr;
@@ -61,14 +65,23 @@ void buildDirections(const Program &program, Certificate &c) {
       for (int64_t i = 0; i < m; ++i)
         a[i] += cr * double(wr[i]);
     }
+    for (int64_t i = 0; i < m; ++i)
+      c.along[size_t(gk * m + i)] = float(a[i]);
     double alongNorm = normOf(a, m), codeNorm = normOf(code.data(), d);
     // |computed z_k - (W^T c_k) . Δo| per unit ||Δo||: the d-term sums of
-    // `along`, then the m-term dot product with Δo (and Δo's subtraction).
-    c.alongErr[size_t(gk)] = 1.01 * (gamma(d) * codeNorm * c.frobenius * 1.01 +
-                                     (gamma(m + 1) + 2 * kUnit53) * alongNorm);
+    // `along` in double, its rounding to float (relative, or 2^-150 below
+    // float's normal range), Δo's subtraction in float, then the m-term
+    // float dot product.
+    c.alongErr[size_t(gk)] =
+        1.01 *
+        (gamma(d) * codeNorm * c.frobenius * 1.01 +
+         (gamma(m, kUnit24) + 2 * kUnit24) * alongNorm + double(m) * 0x1p-150);
     // Summing E edits' z_k: at most E * 2^-53 * sum |z| more.
     c.alongSum[size_t(gk)] = 1.02 * kUnit53 * alongNorm;
   }
+  // Each of the dot product's m float operations and Δo's subtraction may
+  // lose up to 2^-150 to underflow.
+  c.alongFloor = 1.01 * double(2 * m + 1) * 0x1p-150;
   for (int64_t g = 0; g < G; ++g)
     for (int64_t k = 0; k < K; ++k)
       for (int64_t j = 0; j < K; ++j) {
@@ -340,9 +353,10 @@ void Certificates::certifyRows(Certificate &c, const CertifyRow *rows,
   static_assert(kMaxCertifyRows <= exact::detail::kMaxDotVectors, "");
   double moves[kMaxCertifyRows], rhos[kMaxCertifyRows];
   int64_t along[kMaxCertifyRows];
-  static thread_local std::vector<double> deltas, z;
+  static thread_local std::vector<double> z;
+  static thread_local std::vector<float> deltas;
   deltas.resize(size_t(kMaxCertifyRows * m));
-  const double *x[kMaxCertifyRows];
+  const float *x[kMaxCertifyRows];
   for (int64_t i = 0; i < count; ++i) {
     const CertifyRow &r = rows[i];
     certified[i] = false;
@@ -366,9 +380,9 @@ void Certificates::certifyRows(Certificate &c, const CertifyRow *rows,
     if (!c.directional || size_t(r.slot) >= c.alongEdits.size() ||
         c.alongEdits[size_t(r.slot)] < 0)
       continue; // no reference
-    double *delta = &deltas[size_t(numAlong * m)];
+    float *delta = &deltas[size_t(numAlong * m)];
     for (int64_t k = 0; k < m; ++k)
-      delta[k] = double(r.newOut[k]) - double(r.oldOut[k]);
+      delta[k] = r.newOut[k] - r.oldOut[k];
     x[numAlong] = delta;
     moves[numAlong] = move;
     rhos[numAlong] = rho;
@@ -414,7 +428,8 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
   double *sums = &c.alongMove[size_t(slot) * codesPerRow];
   const float *dist = &c.refDist[size_t(slot) * codesPerRow];
   auto errorOf = [&](int64_t gk) {
-    return (c.alongErr[size_t(gk)] + c.alongSum[size_t(gk)] * count) * moved;
+    return (c.alongErr[size_t(gk)] + c.alongSum[size_t(gk)] * count) * moved +
+           c.alongFloor * count;
   };
   for (int64_t g = 0; g < G; ++g) {
     int64_t j = c.refCode[size_t(slot * G + g)], gj = g * K + j;

@@ -94,9 +94,10 @@ struct Certificate {
   /// reference (its last projection) and checked against the margins the VQ
   /// measured there, code by code (docs/exactness.md).
   bool directional = false;
-  std::vector<double> along;    ///< [G * K][inWidth]: W_g^T c_{g,k}
+  std::vector<float> along;     ///< [G * K][inWidth]: W_g^T c_{g,k}, rounded
   std::vector<double> alongErr; ///< [G * K]: error of z_k per unit ||Δo||
   std::vector<double> alongSum; ///< [G * K]: error of a sum of z_k per edit
+  double alongFloor = 0;        ///< what underflow can add to one z_k
   std::vector<double> codeGap;  ///< [G][K][K]: >= ||c_k - c_j||
   // Per state slot (ctx.slotOf(): stable while rows move, so an edit does
   // not copy every row's entries):
