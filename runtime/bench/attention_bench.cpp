@@ -15,12 +15,11 @@
 // key) pairs per ns; --terms prints ns per (row, term).
 //
 //===----------------------------------------------------------------------===//
-#include "ExactAttention.h"
+#include "BenchFlags.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -32,34 +31,15 @@ int main(int argc, char **argv) {
   int64_t H = 4, hd = 32, threads = 1, reps = 3, rowReps = 50;
   bool rows = false;
   int64_t scattered = 0, numTerms = 0;
-  std::vector<int64_t> lengths;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() { return i + 1 < argc ? argv[++i] : (char *)"0"; };
-    if (!std::strcmp(argv[i], "--heads"))
-      H = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--head-dim"))
-      hd = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--threads"))
-      threads = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--reps"))
-      reps = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--row-reps"))
-      rowReps = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--rows"))
-      rows = true;
-    else if (!std::strcmp(argv[i], "--scattered"))
-      scattered = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--terms"))
-      numTerms = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--isa")) {
-      const char *isa = next();
-      if (!exact::setKernelIsa(isa)) {
-        std::fprintf(stderr, "ISA %s is not available\n", isa);
-        return 1;
-      }
-    } else
-      lengths.push_back(std::atoll(argv[i]));
-  }
+  bench::BenchFlags flags;
+  flags.values = {{"--heads", &H},          {"--head-dim", &hd},
+                  {"--threads", &threads},  {"--reps", &reps},
+                  {"--row-reps", &rowReps}, {"--scattered", &scattered},
+                  {"--terms", &numTerms}};
+  flags.switches = {{"--rows", &rows}};
+  if (!flags.parse(argc, argv))
+    return 1;
+  std::vector<int64_t> lengths = flags.positional;
   if (lengths.empty())
     lengths = {2048, 8192, 13000, 16384};
   ThreadPool pool{int(threads)};

@@ -10,14 +10,12 @@
 // repetitions as time, weight bandwidth and MAC rate.
 //
 //===----------------------------------------------------------------------===//
-#include "ExactAttention.h"
+#include "BenchFlags.h"
 #include "Kernels.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <random>
 #include <vector>
 
@@ -25,28 +23,15 @@ using namespace incnn::runtime;
 
 int main(int argc, char **argv) {
   int64_t layers = 12, dim = 768, ffn = 3072, threads = 1, reps = 15;
-  std::vector<int64_t> rowCounts;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() { return i + 1 < argc ? argv[++i] : (char *)"0"; };
-    if (!std::strcmp(argv[i], "--layers"))
-      layers = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--dim"))
-      dim = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--ffn"))
-      ffn = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--threads"))
-      threads = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--reps"))
-      reps = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--isa")) {
-      const char *isa = next();
-      if (!exact::setKernelIsa(isa)) {
-        std::fprintf(stderr, "ISA %s is not available\n", isa);
-        return 1;
-      }
-    } else
-      rowCounts.push_back(std::atoll(argv[i]));
-  }
+  bench::BenchFlags flags;
+  flags.values = {{"--layers", &layers},
+                  {"--dim", &dim},
+                  {"--ffn", &ffn},
+                  {"--threads", &threads},
+                  {"--reps", &reps}};
+  if (!flags.parse(argc, argv))
+    return 1;
+  std::vector<int64_t> rowCounts = flags.positional;
   if (layers < 1 || dim < 1 || ffn < 1 || threads < 1 || reps < 1) {
     std::fprintf(stderr, "--layers, --dim, --ffn, --threads and --reps must "
                          "be positive\n");
