@@ -26,13 +26,11 @@ namespace {
 using detail::kShiftBucket;
 using detail::kTermScale;
 
-/// Rounds |x| < 2^51 to the nearest integer (ties to even), exactly, with
-/// plain double arithmetic so scalar and vectorized code agree.
-inline int64_t roundToInt(double x) {
-  double shifted = x + 6755399441055744.0; // 1.5 * 2^52
-  int64_t bits;
-  std::memcpy(&bits, &shifted, sizeof(bits));
-  return bits - int64_t(0x4338000000000000LL);
+/// Rounds each |x| < 2^51 to the nearest integer (ties to even), exactly:
+/// the bits of x + 1.5 * 2^52, less those of 1.5 * 2^52 (as the kernels'
+/// integer sums read their terms).
+inline simd::I4 roundToInt(simd::D4 x) {
+  return (simd::I4)(x + 6755399441055744.0) - 0x4338000000000000LL;
 }
 
 /// The shift checks of applyTermsToBlock (additions before removals):
@@ -175,6 +173,14 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
 /// FMA latency on two pipes.
 constexpr int kScoreChains = 8;
 
+/// run(std::integral_constant<int, n>{}) for 1 <= n <= N.
+template <int N, class Run> void dispatchChains(int n, Run &run) {
+  if constexpr (N > 1)
+    if (n < N)
+      return dispatchChains<N - 1>(n, run);
+  run(std::integral_constant<int, N>{});
+}
+
 /// out[i][l] = the FMA chain over c < hd of q[c * kTermBlock + l] * k[i][c],
 /// for i < n <= kScoreChains chains run interleaved.
 void scoreChains(const float *q, const float *const *k, float *const *out,
@@ -195,25 +201,7 @@ void scoreChains(const float *q, const float *const *k, float *const *out,
     for (int i = 0; i < N; ++i)
       _mm256_storeu_ps(out[i], acc[i]);
   };
-  static_assert(kScoreChains == 8, "one case per chain count");
-  switch (n) {
-  case 8:
-    return run(std::integral_constant<int, 8>{});
-  case 7:
-    return run(std::integral_constant<int, 7>{});
-  case 6:
-    return run(std::integral_constant<int, 6>{});
-  case 5:
-    return run(std::integral_constant<int, 5>{});
-  case 4:
-    return run(std::integral_constant<int, 4>{});
-  case 3:
-    return run(std::integral_constant<int, 3>{});
-  case 2:
-    return run(std::integral_constant<int, 2>{});
-  default:
-    return run(std::integral_constant<int, 1>{});
-  }
+  dispatchChains<kScoreChains>(n, run);
 #else
   for (int i = 0; i < n; ++i)
     for (int l = 0; l < L; ++l) {
@@ -311,18 +299,13 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   using simd::D4;
   using simd::I4;
   const I4 lowBits = {1, 2, 4, 8}, highBits = {16, 32, 64, 128};
-  const D4 magic = {6755399441055744.0, 6755399441055744.0, 6755399441055744.0,
-                    6755399441055744.0};
-  const I4 magicBits = {0x4338000000000000LL, 0x4338000000000000LL,
-                        0x4338000000000000LL, 0x4338000000000000LL};
   for (int64_t h = 0; h < H; ++h) {
     int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;
     I4 denomLow = {}, denomHigh = {};
     uint32_t taken = 0;
     // Each term's weights for the block's lanes, 0 where it does not take
-    // part: their rounded sum goes to the denominators (roundToInt, lane by
-    // lane), and the weights of terms reaching two or more lanes, signed,
-    // to lanesP[count * L + l].
+    // part: their rounded sum goes to the denominators, and the weights of
+    // terms reaching two or more lanes, signed, to lanesP[count * L + l].
     for (int64_t t = 0; t < numTerms; ++t) {
       uint32_t on = reach[size_t(t)];
       if (on == 0)
@@ -335,8 +318,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
                                   double(kTermScale)));
       D4 pHigh = (D4)(onHigh & (I4)(__builtin_convertvector(w[1], D4) *
                                     double(kTermScale)));
-      I4 roundedLow = (I4)(pLow + magic) - magicBits,
-         roundedHigh = (I4)(pHigh + magic) - magicBits;
+      I4 roundedLow = roundToInt(pLow), roundedHigh = roundToInt(pHigh);
       if (terms[t].sign > 0) {
         denomLow += roundedLow;
         denomHigh += roundedHigh;
