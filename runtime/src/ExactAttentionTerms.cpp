@@ -30,7 +30,7 @@ using detail::kTermScale;
 /// the bits of x + 1.5 * 2^52, less those of 1.5 * 2^52 (as the kernels'
 /// integer sums read their terms).
 inline simd::I4 roundToInt(simd::D4 x) {
-  return (simd::I4)(x + 6755399441055744.0) - 0x4338000000000000LL;
+  return (simd::I4)(x + detail::kRoundMagic) - int64_t(detail::kRoundMagicBits);
 }
 
 /// The shift checks of applyTermsToBlock (additions before removals):

@@ -26,6 +26,11 @@ namespace incnn::runtime::exact::detail {
 constexpr float kShiftBucket = 4.0f;
 /// A key's weight is round(exp(s_j - M) * kTermScale), at most 2^26.
 constexpr float kTermScale = 67108864.0f; // 2^26
+/// fma(p, v, kRoundMagic) rounds p * v (|p v| < 2^51) to the nearest
+/// integer, which its bits less kRoundMagicBits are: how every integer term
+/// is read.
+constexpr double kRoundMagic = 6755399441055744.0; // 1.5 * 2^52
+constexpr uint64_t kRoundMagicBits = 0x4338000000000000ULL;
 
 /// Keys are read in blocks of up to this many past the last one used; key
 /// panels are zero padded to a multiple of it.
