@@ -429,6 +429,35 @@ void settleBlock(const AttentionStep &a, Certificate *cert, Block &b,
       d.updated[size_t(b.rows[lanes[i]])] = 3; // the codes cannot change
 }
 
+/// How many blocks ahead a task starts loading the next rows' queries and
+/// accumulators (from memory, they are the update's first touch).
+constexpr int64_t kPrefetchBlocks = 2;
+
+/// Starts loading the queries and accumulators of block `blockIndex`.
+void prefetchBlock(const AttentionStep &a, const DeltaPlan &d,
+                   int64_t blockIndex) {
+  constexpr size_t kLine = 64;
+  int64_t H = a.shape.numHeads;
+  size_t numerBytes = size_t(H * a.hd) * sizeof(int64_t);
+  size_t queryBytes = size_t(a.qw) * sizeof(float);
+  for (size_t c = size_t(blockIndex * kBlock);
+       c < std::min(d.candidates.size(), size_t((blockIndex + 1) * kBlock));
+       ++c) {
+    int64_t r = d.candidates[c];
+    size_t slot = size_t(a.slotOf[size_t(r)]);
+    const char *numer = reinterpret_cast<const char *>(a.state.numer.data() +
+                                                       slot * size_t(H * a.hd));
+    for (size_t o = 0; o < numerBytes; o += kLine)
+      __builtin_prefetch(numer + o);
+    __builtin_prefetch(a.state.denom.data() + slot * size_t(H));
+    __builtin_prefetch(a.state.shift.data() + slot * size_t(H));
+    __builtin_prefetch(a.state.top.data() + slot * size_t(H));
+    const char *query = reinterpret_cast<const char *>(a.q.row(r));
+    for (size_t o = 0; o < queryBytes; o += kLine)
+      __builtin_prefetch(query + o);
+  }
+}
+
 /// Delta-updates the candidates, kBlock rows at a time, in one pass over
 /// each block's accumulators.
 void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
@@ -449,6 +478,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
         for (int64_t blockIndex = task * kTaskBlocks;
              blockIndex < std::min(numBlocks, (task + 1) * kTaskBlocks);
              ++blockIndex) {
+          prefetchBlock(a, d, blockIndex + kPrefetchBlocks);
           loadBlock(a, plan, d, blockIndex, cert, b);
           gatherBlockTerms(a, d, b, termCounts);
           if (!b.refs.empty())
