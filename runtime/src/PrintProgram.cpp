@@ -38,6 +38,14 @@ std::string printChain(const Program &p, const CertificateChain &c) {
   return out + (c.defer ? "; deferred updates\n" : "\n");
 }
 
+/// " (from table)" or " (from token table)" for a value read from a table.
+std::string tableNote(const Program &p, int32_t value) {
+  if (!p.values[size_t(value)].tableRows)
+    return "";
+  std::optional<TableRows> t = tableRowsOf(p, value);
+  return t && t->weight < 0 ? " (from token table)" : " (from table)";
+}
+
 } // namespace
 
 std::string printProgram(const Program &p) {
@@ -98,8 +106,7 @@ std::string printProgram(const Program &p) {
   for (size_t v = 0; v < p.values.size(); ++v)
     if (p.values[v].perToken && p.values[v].keepAllRows &&
         int32_t(v) != p.tokenValue)
-      out += " " + value(int32_t(v)) +
-             (p.values[v].tableRows ? " (from table)" : "");
+      out += " " + value(int32_t(v)) + tableNote(p, int32_t(v));
   out += "\n";
   out += "certificates: " + std::to_string(p.certificateChains.size()) +
          " chains\n";

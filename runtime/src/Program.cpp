@@ -74,29 +74,63 @@ int64_t Weight::numElements() const {
   return n;
 }
 
+std::vector<char> tokenDeterminedValues(const Program &program) {
+  std::vector<char> determined(program.values.size(), 0);
+  for (const Instr &in : program.instrs) {
+    if (in.results.size() != 1)
+      continue;
+    bool is;
+    switch (in.op) {
+    case OpCode::Embed:
+      is = in.weights.size() == 1;
+      break;
+    case OpCode::AddLearnedPositions:
+    case OpCode::Attention:
+    case OpCode::VectorQuantize:
+    case OpCode::Pool:
+      is = false;
+      break;
+    default: // token-local (RowOps.h's runRows)
+      is = !in.operands.empty();
+      for (int32_t operand : in.operands)
+        is = is && program.values[size_t(operand)].perToken &&
+             determined[size_t(operand)];
+    }
+    int32_t result = in.results[0];
+    determined[size_t(result)] = is && program.values[size_t(result)].perToken;
+  }
+  return determined;
+}
+
 std::optional<TableRows> tableRowsOf(const Program &program, int32_t value) {
   const ValueInfo &info = program.values[size_t(value)];
   if (!info.perToken || !info.keepAllRows || value == program.tokenValue ||
       value == program.outputValue)
     return std::nullopt;
-  std::optional<TableRows> rows;
+  bool oldRowsRead = false;
+  const Instr *def = nullptr;
   for (const Instr &in : program.instrs) {
     bool readsOld = in.op == OpCode::Attention || in.op == OpCode::Pool;
     for (int32_t operand : in.operands)
-      if (operand == value && readsOld)
-        return std::nullopt; // old rows are stashed from the store
-    if (in.results.empty() || in.results[0] != value)
-      continue;
-    if (in.op == OpCode::Embed && in.weights.size() == 1)
-      rows = TableRows{in.weights[0], -1};
-    if (in.op == OpCode::VectorQuantize && in.results.size() == 2 &&
-        in.weights.size() == 1 &&
-        program.weights[size_t(in.weights[0])].shape.size() == 3 &&
-        program.weights[size_t(in.weights[0])].shape[0] == 1 &&
-        program.values[size_t(in.results[1])].keepAllRows)
-      rows = TableRows{in.weights[0], in.results[1]};
+      oldRowsRead = oldRowsRead || (operand == value && readsOld);
+    if (!in.results.empty() && in.results[0] == value)
+      def = &in;
   }
-  return rows;
+  if (!def)
+    return std::nullopt;
+  if (def->op == OpCode::Embed && def->weights.size() == 1)
+    return TableRows{def->weights[0], -1};
+  if (def->op == OpCode::VectorQuantize && def->results.size() == 2 &&
+      def->weights.size() == 1 && !oldRowsRead &&
+      program.weights[size_t(def->weights[0])].shape.size() == 3 &&
+      program.weights[size_t(def->weights[0])].shape[0] == 1 &&
+      program.values[size_t(def->results[1])].keepAllRows)
+    return TableRows{def->weights[0], def->results[1]};
+  if (tokenDeterminedValues(program)[size_t(value)] &&
+      int64_t(program.vocabSize) * info.width * int64_t(sizeof(float)) <=
+          kMaxTokenTableBytes)
+    return TableRows{-1, -1};
+  return std::nullopt;
 }
 
 int64_t cacheBytesPerToken(const Program &program) {

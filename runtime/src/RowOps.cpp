@@ -72,23 +72,75 @@ std::vector<kernels::PackedLinear> pack(const Program &program,
   return packed;
 }
 
+/// What `build` makes of a program: built for each caller of an in-memory
+/// program (whose weights may change), once per process for a mapped one.
+template <class T, class Build>
+std::shared_ptr<const T> sharedPerProgram(const Program &program, Build build) {
+  if (!program.backing)
+    return std::make_shared<const T>(build());
+  static std::mutex mutex;
+  static std::map<const void *, std::weak_ptr<const T>> shared;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::weak_ptr<const T> &slot = shared[program.backing.get()];
+  std::shared_ptr<const T> built = slot.lock();
+  if (!built) {
+    built = std::make_shared<const T>(build());
+    slot = built;
+  }
+  return built;
+}
+
+TokenTables tabulate(const Program &program,
+                     const std::vector<kernels::PackedLinear> &packed,
+                     ThreadPool *pool) {
+  size_t numValues = program.values.size();
+  TokenTables tables(numValues);
+  std::vector<char> wanted(numValues, 0), needed(numValues, 0);
+  for (size_t v = 0; v < numValues; ++v)
+    if (program.values[v].tableRows)
+      if (std::optional<TableRows> t = tableRowsOf(program, int32_t(v));
+          t && t->weight < 0)
+        wanted[v] = needed[v] = 1;
+  for (auto in = program.instrs.rbegin(); in != program.instrs.rend(); ++in)
+    if (in->results.size() == 1 && needed[size_t(in->results[0])])
+      for (int32_t operand : in->operands)
+        needed[size_t(operand)] = 1;
+  int64_t vocab = program.vocabSize;
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  for (int64_t t = 0; t < vocab; ++t)
+    ids[size_t(t)] = int32_t(t);
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    if (in.results.size() != 1 || !needed[size_t(in.results[0])])
+      continue;
+    std::vector<const float *> inputs;
+    for (int32_t operand : in.operands) // the token input: unread (Embed)
+      inputs.push_back(tables[size_t(operand)].data());
+    std::vector<float> &rows = tables[size_t(in.results[0])];
+    rows.resize(size_t(vocab * program.values[size_t(in.results[0])].width));
+    runRows(program, in, &packed[i], inputs.data(), vocab, ids.data(), nullptr,
+            rows.data(), pool);
+  }
+  for (size_t v = 0; v < numValues; ++v)
+    if (!wanted[v]) // an intermediate
+      std::vector<float>().swap(tables[v]);
+  return tables;
+}
+
 } // namespace
 
 std::shared_ptr<const std::vector<kernels::PackedLinear>>
 packLinearWeights(const Program &program, ThreadPool *pool) {
-  using Packed = std::vector<kernels::PackedLinear>;
-  if (!program.backing)
-    return std::make_shared<const Packed>(pack(program, pool));
-  static std::mutex mutex;
-  static std::map<const void *, std::weak_ptr<const Packed>> shared;
-  std::lock_guard<std::mutex> lock(mutex);
-  std::weak_ptr<const Packed> &slot = shared[program.backing.get()];
-  std::shared_ptr<const Packed> packed = slot.lock();
-  if (!packed) {
-    packed = std::make_shared<const Packed>(pack(program, pool));
-    slot = packed;
-  }
-  return packed;
+  return sharedPerProgram<std::vector<kernels::PackedLinear>>(
+      program, [&] { return pack(program, pool); });
+}
+
+std::shared_ptr<const TokenTables>
+tabulateTokenRows(const Program &program,
+                  const std::vector<kernels::PackedLinear> &packed,
+                  ThreadPool *pool) {
+  return sharedPerProgram<TokenTables>(
+      program, [&] { return tabulate(program, packed, pool); });
 }
 
 void runRows(const Program &program, const Instr &in,

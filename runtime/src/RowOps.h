@@ -58,6 +58,19 @@ void checkFinite(const Program &program, size_t index, const float *x,
 std::shared_ptr<const std::vector<kernels::PackedLinear>>
 packLinearWeights(const Program &program, ThreadPool *pool);
 
+/// Per value: the vocabulary's rows of a value read from a computed token
+/// table (tableRowsOf's weight -1, ValueInfo::tableRows), row t computed from
+/// token t by the instructions leading to the value with runRows, so bit for
+/// bit any row of a run with token t. Empty for other values.
+using TokenTables = std::vector<std::vector<float>>;
+
+/// The program's token tables, built like packLinearWeights: once per
+/// process for a mapped program, for each caller otherwise.
+std::shared_ptr<const TokenTables>
+tabulateTokenRows(const Program &program,
+                  const std::vector<kernels::PackedLinear> &packed,
+                  ThreadPool *pool);
+
 /// Computes `m` rows of a token-local instruction (every opcode except
 /// Attention, VectorQuantize and Pool). `inputs[i]` holds the m matching rows
 /// of operand i, contiguous. `tokens` (Embed) and `positions`

@@ -183,7 +183,9 @@ Status verifySteps(const Program &p) {
           !tableRowsOf(p, int32_t(v)))
         fail("value " + std::to_string(v) + " '" + p.values[v].name +
              "' is marked table_rows, but its rows are not all rows of a "
-             "weight table that no step reads old rows of");
+             "table (a weight indexed by the token or by kept codes that no "
+             "step reads old rows of, or a token table of at most " +
+             std::to_string(kMaxTokenTableBytes >> 20) + " MiB)");
   } catch (const StepError &e) {
     return Status::invalidArgument(e.message);
   }

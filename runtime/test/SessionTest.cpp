@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -425,6 +426,85 @@ TEST(Session, InterruptionsInsideAStepLeaveTheSessionAsItWas) {
   Evaluator oracle(program, {1});
   ASSERT_TRUE(oracle.evaluate(session.tokens()).ok());
   EXPECT_EQ(session.output(), oracle.output());
+}
+
+TEST(Session, TokenTablesReadTheFirstLayerFromTheVocabulary) {
+  // Without learned positions the first layer's query, key and value rows
+  // depend on their own token alone: the minimal plan reads them from token
+  // tables the runtime computes once. Over replaces, inserts and deletes
+  // (whose old keys come from the old tokens' table rows) the session stays
+  // exact and equal, bit for bit, to one that stores those rows, with the
+  // second layer's updates deferred or not. No VQ cuts the first layer's
+  // changes, so its every updated row reaches the output.
+  for (std::string position : {"none", "rope", "learned"})
+    for (bool defer : {false, true}) {
+      DecoderConfig config;
+      config.position = position;
+      config.maxPositions = 4096;
+      config.task = TaskKind::Classifier;
+      config.vq = {{1, false, 1, 4}};
+      Program tables = buildDecoder(config);
+      planCache(tables, true);
+      for (CertificateChain &chain : tables.certificateChains)
+        chain.defer = defer;
+      ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
+      Program stored = tables;
+      int computed = 0;
+      for (size_t v = 0; v < tables.values.size(); ++v) {
+        std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
+        if (tables.values[v].tableRows && t && t->weight < 0) {
+          ++computed;
+          stored.values[v].tableRows = false;
+        }
+      }
+      const Instr &first = *std::find_if(
+          tables.instrs.begin(), tables.instrs.end(),
+          [](const Instr &in) { return in.op == OpCode::Attention; });
+      for (int32_t operand : first.operands)
+        EXPECT_EQ(tables.values[size_t(operand)].tableRows,
+                  position != "learned")
+            << position << " operand " << operand;
+      EXPECT_EQ(computed, position == "learned" ? 0 : 3) << position;
+      Session withTables(tables, {1}), withRows(stored, {1});
+      std::mt19937 rng(11);
+      std::vector<int32_t> tokens = randomTokens(rng, 1000, config.vocab);
+      ASSERT_TRUE(withTables.reset(tokens).ok());
+      ASSERT_TRUE(withRows.reset(tokens).ok());
+      EXPECT_EQ(withRows.cacheBytes() - withTables.cacheBytes(),
+                int64_t(computed) * 4 * config.dim * 1000);
+      Evaluator oracle(tables, {1});
+      int64_t updated = 0; // first-layer rows that took the edits' terms
+      for (int e = 0; e < 30; ++e) {
+        TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
+                                    config.maxPositions, config.vocab);
+        ASSERT_TRUE(withTables.apply({edit}).ok());
+        ASSERT_TRUE(withRows.apply({edit}).ok());
+        ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
+        ASSERT_EQ(withTables.output(), oracle.output()) << position << e;
+        ASSERT_EQ(withTables.output(), withRows.output()) << position << e;
+        updated += withTables.stats().updatedRows[0];
+      }
+      if (!defer)
+        EXPECT_GT(updated, 3000) << position;
+    }
+}
+
+TEST(ProgramSteps, TokenTablesHaveABoundedSize) {
+  // A token table larger than kMaxTokenTableBytes is not a table (a program
+  // marking one is refused), so a file cannot make the runtime allocate it.
+  DecoderConfig config;
+  config.position = "none";
+  Program p = buildDecoder(config);
+  planCache(p, true);
+  int32_t query =
+      std::find_if(p.instrs.begin(), p.instrs.end(), [](const Instr &in) {
+        return in.op == OpCode::Attention;
+      })->operands[0];
+  ASSERT_TRUE(tableRowsOf(p, query));
+  p.vocabSize = int32_t(kMaxTokenTableBytes / (4 * config.dim) + 1);
+  EXPECT_FALSE(tableRowsOf(p, query));
+  p.vocabSize = int32_t(kMaxTokenTableBytes / (4 * config.dim));
+  EXPECT_TRUE(tableRowsOf(p, query));
 }
 
 TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {

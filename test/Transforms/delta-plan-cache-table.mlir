@@ -1,15 +1,19 @@
 // RUN: incnn-opt %s --vqt-incrementalize --delta-plan-cache | FileCheck %s
+// RUN: incnn-opt %s --vqt-incrementalize --delta-plan-cache=token-table-mib=0 \
+// RUN:   | FileCheck %s --check-prefix=NOTOKEN
 
-// Kept values whose rows are rows of a weight table are marked from_table
-// and cost nothing: an embedding without token types and a one-group VQ's
-// codewords (its codes are cached). An embedding with token types, a
-// two-group VQ, and values whose old rows are read (attention keys and
-// values, pooled rows) are stored.
-// Bytes per token: q, k, v (3 * 32) + attention state (8 * 8 + 16 * 2) +
-// codes (4) + the two-group VQ's result (32) and codes (8) + the typed
-// embedding (32, an attention key) + the second attention's query (32),
-// output (32) and state (96) + y (32, pooled) = 460.
-// CHECK: module attributes {delta.cache_bytes_per_token = 460 : i64}
+// Kept values whose rows are rows of a table are marked from_table and cost
+// nothing: an embedding without token types, the first attention's query,
+// keys and values (token tables: their rows depend on their token alone)
+// and a one-group VQ's codewords (its codes are cached). An embedding with
+// token types, a two-group VQ, and values after an attention (whose rows
+// depend on other tokens) are stored.
+// Bytes per token: attention state (8 * 8 + 16 * 2) + codes (4) + the
+// two-group VQ's result (32) and codes (8) + the typed embedding (32, an
+// attention key) + the second attention's query (32), output (32) and state
+// (96) + y (32, pooled) = 364; with no token tables q, k and v add 3 * 32.
+// CHECK: module attributes {delta.cache_bytes_per_token = 364 : i64}
+// NOTOKEN: module attributes {delta.cache_bytes_per_token = 460 : i64}
 // CHECK-LABEL: func.func @block
 func.func @block(%t: tensor<?xi32>) -> tensor<8xf32> {
   %table = vqt.param "e" : tensor<16x8xf32>
@@ -22,6 +26,10 @@ func.func @block(%t: tensor<?xi32>) -> tensor<8xf32> {
   // CHECK: delta.cache %[[X]] {bytes_per_token = 0 : i64, from_table}
   %x = vqt.embed %t, %table : tensor<16x8xf32> -> tensor<?x8xf32>
   %n = vqt.layer_norm %x, %g, %g {epsilon = 1.0e-05 : f32} : tensor<?x8xf32>, tensor<8xf32>, tensor<8xf32>
+  // CHECK: %[[N:.*]] = vqt.layer_norm
+  // CHECK-NOT: delta.cache %[[N]]
+  // CHECK-COUNT-3: delta.cache %{{.*}} {bytes_per_token = 0 : i64, from_table}
+  // NOTOKEN-COUNT-3: delta.cache %{{.*}} {bytes_per_token = 32 : i64}
   %q = vqt.linear %n, %w : tensor<?x8xf32>, tensor<8x8xf32> -> tensor<?x8xf32>
   %k = vqt.linear %n, %w : tensor<?x8xf32>, tensor<8x8xf32> -> tensor<?x8xf32>
   %v = vqt.linear %n, %w : tensor<?x8xf32>, tensor<8x8xf32> -> tensor<?x8xf32>

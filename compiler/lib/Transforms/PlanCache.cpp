@@ -38,22 +38,53 @@ Operation *deltaStepOf(Operation *op) {
   return step;
 }
 
-/// Whether every row of `value` is a row of a weight table that the runtime
-/// can read instead of storing (delta.cache's `from_table`): an embedding
-/// without token types, or a one-group VQ's codewords with `codesCached`.
-/// Not for values whose old rows a step reads (attention keys and values,
-/// pooled rows, the output).
-bool readableFromTable(Value value, bool codesCached) {
-  for (Operation *user : value.getUsers())
-    if (isa<vqt::AttentionOp, vqt::PoolOp, func::ReturnOp>(user))
+/// Whether every row of `value` is a function of its own token alone, as
+/// the runtime's tokenDeterminedValues decides: an embedding without token
+/// types, or a token-local op other than added positions whose row operands
+/// all are (weights aside).
+bool tokenDetermined(Value value) {
+  Operation *def = value.getDefiningOp();
+  auto rule = dyn_cast_or_null<vqt::ChangeRuleOpInterface>(def);
+  if (!rule || def->getNumResults() != 1)
+    return false;
+  if (auto embed = dyn_cast<vqt::EmbedOp>(def))
+    return !embed.getTypeTable();
+  if (rule.getChangeRule() != vqt::ChangeRule::TokenLocal ||
+      rule.dependsOnPosition())
+    return false;
+  bool anyRows = false;
+  for (Value operand : def->getOperands()) {
+    if (operand.getDefiningOp<vqt::ParamOp>())
+      continue;
+    if (!tokenDetermined(operand))
       return false;
+    anyRows = true;
+  }
+  return anyRows;
+}
+
+/// Whether every row of `value` is a row of a table that the runtime can
+/// read instead of storing (delta.cache's `from_table`; the runtime's
+/// tableRowsOf): an embedding without token types, a token table the runtime
+/// computes (a token-determined value at most `maxTableWidth` wide, which
+/// keeps its table within the pass's limit), or a one-group VQ's codewords with
+/// `codesCached` when no step reads its old rows (not an attention's or pool's
+/// operand). Never the output.
+bool readableFromTable(Value value, bool codesCached, int64_t maxTableWidth) {
+  bool oldRowsRead = false;
+  for (Operation *user : value.getUsers()) {
+    if (isa<func::ReturnOp>(user))
+      return false;
+    oldRowsRead = oldRowsRead || isa<vqt::AttentionOp, vqt::PoolOp>(user);
+  }
   Operation *def = value.getDefiningOp();
   if (auto embed = dyn_cast_or_null<vqt::EmbedOp>(def))
     return !embed.getTypeTable();
   if (auto quantize = dyn_cast_or_null<vqt::VectorQuantizeOp>(def))
     return value == quantize.getResult() && quantize.getNumGroups() == 1 &&
-           codesCached;
-  return false;
+           codesCached && !oldRowsRead;
+  return tokenDetermined(value) &&
+         vqt::getWidth(value.getType()) <= maxTableWidth;
 }
 
 void cache(Value value, Operation *after, int64_t &total,
@@ -66,9 +97,16 @@ void cache(Value value, Operation *after, int64_t &total,
 }
 
 struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
+  using PlanCacheBase::PlanCacheBase;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     incnn::ChangeAnalysis analysis(module);
+    int64_t vocab = 1;
+    if (auto attr = module->getAttrOfType<IntegerAttr>("vqt.vocab_size"))
+      vocab = std::max<int64_t>(1, attr.getInt());
+    // The widest token table within the limit.
+    int64_t tableWidth = (std::max<int64_t>(0, tokenTableMiB) << 20) /
+                         int64_t(sizeof(float)) / vocab;
     int64_t total = 0;
     module.walk([&](vqt::ChangeRuleOpInterface op) {
       total += internalStateBytes(op);
@@ -85,7 +123,8 @@ struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
       }
       if (!analysis.needsAllRows(result))
         return;
-      cache(result, after, total, readableFromTable(result, codesCached));
+      cache(result, after, total,
+            readableFromTable(result, codesCached, tableWidth));
       ++numCached;
     });
     bytesPerToken = total;

@@ -111,6 +111,7 @@ Status planEdits(const Program &program, const std::vector<int32_t> &tokens,
                               " tokens long, over the context window of " +
                               std::to_string(program.maxPositions));
   plan.tokens = std::move(cur);
+  plan.oldTokens = tokens;
   plan.from = std::move(origin);
   plan.to.assign(tokens.size(), -1);
   plan.edited.clear();

@@ -86,8 +86,12 @@ Engine::Engine(const Program &program, const EngineOptions &options)
   for (size_t i = 0; i < values.size() && !options.keepEverything; ++i)
     if (std::optional<TableRows> t = tableRowsOf(program, int32_t(i));
         t && program.values[i].tableRows) {
+      if (t->weight < 0 && !tokenTables)
+        tokenTables = tabulateTokenRows(program, *packed, &pool);
       values[i].keepAll = false;
-      values[i].table = program.weights[size_t(t->weight)].ptr();
+      values[i].table = t->weight >= 0
+                            ? program.weights[size_t(t->weight)].ptr()
+                            : (*tokenTables)[i].data();
       values[i].tableIndex = t->index < 0 ? nullptr : &values[size_t(t->index)];
       values[i].tokens = &tokens;
     }

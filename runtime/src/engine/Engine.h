@@ -16,6 +16,7 @@
 
 #include "../ExactAttention.h"
 #include "../Kernels.h"
+#include "../RowOps.h"
 #include "../ThreadPool.h"
 #include "../steps/Certificates.h"
 #include "../steps/StepContext.h"
@@ -99,6 +100,8 @@ private:
 
   /// Per instruction; shared by the engines of a loaded program.
   std::shared_ptr<const std::vector<kernels::PackedLinear>> packed;
+  /// Rows of the values read from computed token tables (RowOps.h).
+  std::shared_ptr<const TokenTables> tokenTables;
   std::vector<ValueStore> values;               ///< per value
   RowSlots slots;                               ///< of kept rows
   std::vector<exact::AttentionState> attention; ///< per instruction

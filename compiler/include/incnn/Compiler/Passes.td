@@ -91,15 +91,26 @@ def PlanCache : Pass<"delta-plan-cache", "mlir::ModuleOp"> {
     `delta.cache` op for each such value, and records on the module
     `delta.cache_bytes_per_token`: cached rows plus the attention
     accumulators and VQ codes the runtime keeps. A cached value whose rows
-    are all rows of a weight table (an embedding without token types, a
-    one-group VQ's codewords) is marked `from_table` and costs nothing: the
-    runtime reads it from the table.
+    are all rows of a table is marked `from_table` and costs nothing: the
+    runtime reads it from the table. The tables are weights (an embedding
+    without token types; a one-group VQ's codewords, indexed by its kept
+    codes) or token tables the runtime computes once per program: a value
+    whose rows depend on their own token alone (a token-local chain from
+    such an embedding, without added positions; the first layer's queries,
+    keys and values without learned positions), when its table (vocabulary
+    x width floats) takes at most `token-table-mib` MiB (the runtime
+    refuses tables over 64 MiB).
 
     ```mlir
     delta.cache %k {bytes_per_token = 128 : i64} : tensor<?x32xf32>
     ```
   }];
   let dependentDialects = ["incnn::delta::DeltaDialect"];
+  let options = [
+    Option<"tokenTableMiB", "token-table-mib", "int64_t", /*default=*/"64",
+           "Largest token table (vocabulary x width floats) to read a "
+           "value's rows from, in MiB; 0: none">,
+  ];
   let statistics = [
     Statistic<"numCached", "num-cached", "Number of values kept for all rows">,
     Statistic<"bytesPerToken", "bytes-per-token", "Cache bytes per token">

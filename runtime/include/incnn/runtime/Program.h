@@ -203,15 +203,30 @@ struct Program {
 /// their norm bounds. Stable enough for FileCheck tests.
 std::string printProgram(const Program &program);
 
-/// Where the rows of a kept value may be read from a weight table instead of
-/// stored (ValueInfo::tableRows): an embedding without token types (indexed
-/// by the token) or a one-group VQ's quantized output whose codes are kept
-/// (indexed by the code), when no step reads its old rows (not an
-/// attention's or pool's operand, not the output). Else nullopt.
+/// Where the rows of a kept value may be read from a table instead of stored
+/// (ValueInfo::tableRows):
+///  - a weight table indexed by the token: an embedding without token types;
+///  - a token table the runtime computes once per program (every vocabulary
+///    entry through the instructions that lead to the value), indexed by the
+///    token: a value whose rows are functions of their own token alone
+///    (tokenDeterminedValues), whose table takes at most kMaxTokenTableBytes;
+///  - a one-group VQ's codebook indexed by the code, for a VQ's quantized
+///    output whose codes are kept and whose old rows no step reads (not an
+///    attention's or pool's operand).
+/// Never the token input or the output. Else nullopt. A token-indexed table
+/// also gives the rows a step reads before an edit (the old token's row).
 struct TableRows {
-  int32_t weight = -1; ///< the table, [rows, width] or [1, K, width]
+  int32_t weight = -1; ///< the weight table, [rows, width] or [1, K, width];
+                       ///< -1: a computed token table
   int32_t index = -1;  ///< the value holding each row's index; -1: the token
 };
+/// The largest token table (vocabulary x width floats) a program may ask the
+/// runtime to compute.
+constexpr int64_t kMaxTokenTableBytes = int64_t(64) << 20;
+/// Per value: whether its every row is a function of that row's token alone
+/// (an embedding without token types, or a token-local instruction other than
+/// added positions whose operands all are).
+std::vector<char> tokenDeterminedValues(const Program &program);
 std::optional<TableRows> tableRowsOf(const Program &program, int32_t value);
 
 /// Bytes a session keeps per token under the program's cache plan: every
