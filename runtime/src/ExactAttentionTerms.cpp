@@ -33,9 +33,10 @@ inline simd::I4 roundToInt(simd::D4 x) {
   return (simd::I4)(x + detail::kRoundMagic) - int64_t(detail::kRoundMagicBits);
 }
 
-/// The shift checks of applyTermsToBlock (additions before removals):
-/// x[cell] = score - shift where the term takes part in the lane (only the
-/// lanes that stay ok are read), 0 elsewhere.
+/// The shift checks of applyTermsToBlock (a lane's count of top keys is
+/// judged after all its additions and removals): x[cell] = score - shift,
+/// at most 0, where the term takes part in the lane (only the lanes that
+/// stay ok are read), 0 elsewhere.
 void checkShifts(const float *scores, const int64_t *rows, const bool *use,
                  const TermRef *terms, int64_t numTerms,
                  const AttentionShape &shape, AttentionState &state, bool *ok,
@@ -51,10 +52,10 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
   bool wasOk[L];
   for (int l = 0; l < L; ++l) {
     wasOk[l] = ok[l];
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) { // only ok lanes' rows are this block's
       size_t slot = size_t(rows[l] * H + h);
-      shifts[size_t(h * L + l)] = state.shift[slot];
-      tops[size_t(h * L + l)] = state.top[slot];
+      shifts[size_t(h * L + l)] = ok[l] ? state.shift[slot] : 0.0f;
+      tops[size_t(h * L + l)] = ok[l] ? state.top[slot] : 0;
     }
   }
   // Every (term, head) on its own (no chain through the lanes' liveness):
@@ -71,6 +72,7 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
                magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)),
                bucket = _mm256_set1_ps(kShiftBucket);
   const __m256i zero = _mm256_setzero_si256();
+  const __m256 zeroF = _mm256_setzero_ps();
   __m256i bad = zero;
   // Per head: the change of each lane's count, and the lanes a removal from
   // the top bucket reached.
@@ -108,8 +110,11 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
         _mm256_storeu_si256(
             removed, _mm256_or_si256(_mm256_loadu_si256(removed), inTop));
       }
-      _mm256_storeu_ps(xs, _mm256_and_ps(_mm256_castsi256_ps(used),
-                                         _mm256_sub_ps(score, shift)));
+      // In range for expNonPositive on every lane (a lane that stops here
+      // may have score > shift; its weight is never read).
+      _mm256_storeu_ps(
+          xs, _mm256_and_ps(_mm256_castsi256_ps(used),
+                            _mm256_min_ps(_mm256_sub_ps(score, shift), zeroF)));
     }
   }
   __m256i live = _mm256_andnot_si256(

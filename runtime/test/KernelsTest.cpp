@@ -14,8 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <string>
 
 using namespace incnn::runtime;
@@ -1098,15 +1100,22 @@ TEST(ExactAttention, ScatteredRowsMatchAFullRun) {
       kRows[size_t(j)] = kRot.data() + j * kvw;
       vRows[size_t(j)] = v.data() + j * kvw;
     }
-    // A fifth of the rows, or (every other trial) 3 or 4 of them: the
-    // kernels group a few rows by their own count.
+    // A fifth of the rows, or (every other trial) exactly 3 or 4 of them,
+    // the last included: the kernels group a few rows by their own count.
     std::vector<int64_t> rows;
     int64_t few = trial % 4 == 0 ? 3 : trial % 4 == 2 ? 4 : 0;
-    for (int64_t i = 0; i < n; ++i)
-      if (few ? int64_t(rng() % uint64_t(n)) < few : rng() % 5 == 0)
-        rows.push_back(i);
-    if (rows.empty() || rows.back() != n - 1)
-      rows.push_back(n - 1);
+    if (few) {
+      std::vector<int64_t> all(static_cast<size_t>(n - 1));
+      std::iota(all.begin(), all.end(), int64_t(0));
+      std::shuffle(all.begin(), all.end(), rng);
+      rows.assign(all.begin(), all.begin() + std::min<int64_t>(few - 1, n - 1));
+      std::sort(rows.begin(), rows.end());
+    } else {
+      for (int64_t i = 0; i + 1 < n; ++i)
+        if (rng() % 5 == 0)
+          rows.push_back(i);
+    }
+    rows.push_back(n - 1);
     std::vector<float> qs, got(rows.size() * size_t(qw));
     for (int64_t i : rows)
       qs.insert(qs.end(), qRot.begin() + i * qw, qRot.begin() + (i + 1) * qw);

@@ -23,8 +23,8 @@ struct T : simd::Avx2 {
                                float *out) {
     const __m256i lo = _mm256_set1_epi64x(-(int64_t(1) << 51)),
                   hi = _mm256_set1_epi64x(int64_t(1) << 51),
-                  magicBits = _mm256_set1_epi64x(0x4338000000000000LL);
-    const __m256d magic = _mm256_set1_pd(6755399441055744.0),
+                  magicBits = _mm256_set1_epi64x(int64_t(kRoundMagicBits));
+    const __m256d magic = _mm256_set1_pd(kRoundMagic),
                   scale = _mm256_set1_pd(inv);
     int64_t c = 0;
     for (; c + 4 <= hd; c += 4) {

@@ -475,10 +475,14 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
                   double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
       numTasks, [&](int64_t task) {
         Block b;
-        for (int64_t blockIndex = task * kTaskBlocks;
-             blockIndex < std::min(numBlocks, (task + 1) * kTaskBlocks);
-             ++blockIndex) {
-          prefetchBlock(a, d, blockIndex + kPrefetchBlocks);
+        int64_t first = task * kTaskBlocks,
+                end = std::min(numBlocks, (task + 1) * kTaskBlocks);
+        for (int64_t ahead = first;
+             ahead < std::min(end, first + kPrefetchBlocks); ++ahead)
+          prefetchBlock(a, d, ahead);
+        for (int64_t blockIndex = first; blockIndex < end; ++blockIndex) {
+          if (blockIndex + kPrefetchBlocks < end) // not another task's rows
+            prefetchBlock(a, d, blockIndex + kPrefetchBlocks);
           loadBlock(a, plan, d, blockIndex, cert, b);
           gatherBlockTerms(a, d, b, termCounts);
           if (!b.refs.empty())

@@ -65,9 +65,14 @@ void buildDirections(const Program &program, Certificate &c) {
       for (int64_t i = 0; i < m; ++i)
         a[i] += cr * double(wr[i]);
     }
-    for (int64_t i = 0; i < m; ++i)
+    bool finite = true;
+    for (int64_t i = 0; i < m; ++i) {
       c.along[size_t(gk * m + i)] = float(a[i]);
+      finite = finite && std::isfinite(c.along[size_t(gk * m + i)]);
+    }
     double alongNorm = normOf(a, m), codeNorm = normOf(code.data(), d);
+    if (!finite) // past float's range: this direction never certifies
+      alongNorm = INFINITY;
     // |computed z_k - (W^T c_k) . Δo| per unit ||Δo||: the d-term sums of
     // `along` in double, its rounding to float (relative, or 2^-150 below
     // float's normal range), Δo's subtraction in float, then the m-term
@@ -79,8 +84,8 @@ void buildDirections(const Program &program, Certificate &c) {
     // Summing E edits' z_k: at most E * 2^-53 * sum |z| more.
     c.alongSum[size_t(gk)] = 1.02 * kUnit53 * alongNorm;
   }
-  // Each of the dot product's m float operations and Δo's subtraction may
-  // lose up to 2^-150 to underflow.
+  // Underflow: each of the dot product's m products and m sums may lose up
+  // to 2^-150 (2m, whether or not they fuse), and one more for the sum.
   c.alongFloor = 1.01 * double(2 * m + 1) * 0x1p-150;
   for (int64_t g = 0; g < G; ++g)
     for (int64_t k = 0; k < K; ++k)
@@ -441,6 +446,8 @@ bool Certificates::certifyAlong(Certificate &c, int64_t row, int64_t slot,
         continue;
       int64_t gk = g * K + k;
       double zk = sums[gk] + z[gk];
+      if (!std::isfinite(zk - zj))
+        return false;
       double gap = double(dist[gk]) / (1.0 + eta) - lowJ - 2.0 * (zk - zj) -
                    2.0 * (errorOf(gk) + errJ) -
                    2.0 * c.codeGap[size_t(gk * K + j)] * (normPart + rounding);
