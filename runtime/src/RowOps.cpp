@@ -1,6 +1,7 @@
 //===- RowOps.cpp - one instruction over a set of rows --------------------===//
 #include "RowOps.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -90,40 +91,67 @@ std::shared_ptr<const T> sharedPerProgram(const Program &program, Build build) {
   return built;
 }
 
+/// Caps on a program's token tables: all of them together, and the work of
+/// computing them (multiply-adds over the vocabulary). A program past either
+/// gets none, and its sessions store those rows instead.
+constexpr int64_t kMaxTokenTablesBytes = int64_t(256) << 20;
+constexpr uint64_t kMaxTokenTableMacs = uint64_t(1) << 34;
+/// Vocabulary rows computed at a time (bounds the intermediate rows).
+constexpr int64_t kTabulateChunk = 1024;
+
 TokenTables tabulate(const Program &program,
                      const std::vector<kernels::PackedLinear> &packed,
                      ThreadPool *pool) {
   size_t numValues = program.values.size();
   TokenTables tables(numValues);
   std::vector<char> wanted(numValues, 0), needed(numValues, 0);
+  int64_t vocab = program.vocabSize, tableBytes = 0;
   for (size_t v = 0; v < numValues; ++v)
     if (program.values[v].tableRows)
       if (std::optional<TableRows> t = tableRowsOf(program, int32_t(v));
-          t && t->weight < 0)
+          t && t->weight < 0) {
         wanted[v] = needed[v] = 1;
+        tableBytes += vocab * program.values[v].width * int64_t(sizeof(float));
+      }
+  uint64_t macsPerRow = 0;
   for (auto in = program.instrs.rbegin(); in != program.instrs.rend(); ++in)
-    if (in->results.size() == 1 && needed[size_t(in->results[0])])
+    if (in->results.size() == 1 && needed[size_t(in->results[0])]) {
+      macsPerRow += rowMacs(program, *in, 1) +
+                    uint64_t(program.values[size_t(in->results[0])].width);
       for (int32_t operand : in->operands)
         needed[size_t(operand)] = 1;
-  int64_t vocab = program.vocabSize;
-  std::vector<int32_t> ids(static_cast<size_t>(vocab));
-  for (int64_t t = 0; t < vocab; ++t)
-    ids[size_t(t)] = int32_t(t);
-  for (size_t i = 0; i < program.instrs.size(); ++i) {
-    const Instr &in = program.instrs[i];
-    if (in.results.size() != 1 || !needed[size_t(in.results[0])])
-      continue;
-    std::vector<const float *> inputs;
-    for (int32_t operand : in.operands) // the token input: unread (Embed)
-      inputs.push_back(tables[size_t(operand)].data());
-    std::vector<float> &rows = tables[size_t(in.results[0])];
-    rows.resize(size_t(vocab * program.values[size_t(in.results[0])].width));
-    runRows(program, in, &packed[i], inputs.data(), vocab, ids.data(), nullptr,
-            rows.data(), pool);
-  }
+    }
+  if (tableBytes == 0 || tableBytes > kMaxTokenTablesBytes ||
+      macsPerRow > kMaxTokenTableMacs / uint64_t(vocab))
+    return tables; // none: the rows are stored
   for (size_t v = 0; v < numValues; ++v)
-    if (!wanted[v]) // an intermediate
-      std::vector<float>().swap(tables[v]);
+    if (wanted[v])
+      tables[v].resize(size_t(vocab * program.values[v].width));
+  // Chunks of the vocabulary through the instructions, in order; the chunk's
+  // rows of each value in `chunk`, the wanted ones copied to their tables.
+  std::vector<std::vector<float>> chunk(numValues);
+  std::vector<int32_t> ids(static_cast<size_t>(kTabulateChunk));
+  for (int64_t first = 0; first < vocab; first += kTabulateChunk) {
+    int64_t m = std::min(kTabulateChunk, vocab - first);
+    for (int64_t t = 0; t < m; ++t)
+      ids[size_t(t)] = int32_t(first + t);
+    for (size_t i = 0; i < program.instrs.size(); ++i) {
+      const Instr &in = program.instrs[i];
+      if (in.results.size() != 1 || !needed[size_t(in.results[0])])
+        continue;
+      std::vector<const float *> inputs;
+      for (int32_t operand : in.operands) // the token input: unread (Embed)
+        inputs.push_back(chunk[size_t(operand)].data());
+      size_t result = size_t(in.results[0]);
+      int64_t width = program.values[result].width;
+      chunk[result].resize(size_t(m * width));
+      runRows(program, in, &packed[i], inputs.data(), m, ids.data(), nullptr,
+              chunk[result].data(), pool);
+      if (wanted[result])
+        std::copy(chunk[result].begin(), chunk[result].end(),
+                  tables[result].begin() + first * width);
+    }
+  }
   return tables;
 }
 

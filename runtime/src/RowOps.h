@@ -61,7 +61,9 @@ packLinearWeights(const Program &program, ThreadPool *pool);
 /// Per value: the vocabulary's rows of a value read from a computed token
 /// table (tableRowsOf's weight -1, ValueInfo::tableRows), row t computed from
 /// token t by the instructions leading to the value with runRows, so bit for
-/// bit any row of a run with token t. Empty for other values.
+/// bit any row of a run with token t. Empty for other values, and for all of
+/// them when the tables would take over 256 MiB or 2^34 multiply-adds to
+/// compute (their rows are then stored).
 using TokenTables = std::vector<std::vector<float>>;
 
 /// The program's token tables, built like packLinearWeights: once per

@@ -88,6 +88,8 @@ Engine::Engine(const Program &program, const EngineOptions &options)
         t && program.values[i].tableRows) {
       if (t->weight < 0 && !tokenTables)
         tokenTables = tabulateTokenRows(program, *packed, &pool);
+      if (t->weight < 0 && (*tokenTables)[i].empty())
+        continue; // past the tables' caps: stored
       values[i].keepAll = false;
       values[i].table = t->weight >= 0
                             ? program.weights[size_t(t->weight)].ptr()
