@@ -38,12 +38,20 @@ std::string printChain(const Program &p, const CertificateChain &c) {
   return out + (c.defer ? "; deferred updates\n" : "\n");
 }
 
-/// " (from table)" or " (from token table)" for a value read from a table.
+/// " (from table)" for a value read from a weight table, " (computed table
+/// by token, 1 code)" for one the runtime computes.
 std::string tableNote(const Program &p, int32_t value) {
   if (!p.values[size_t(value)].tableRows)
     return "";
   std::optional<TableRows> t = tableRowsOf(p, value);
-  return t && t->weight < 0 ? " (from token table)" : " (from table)";
+  if (!t || t->weight >= 0)
+    return " (from table)";
+  std::string key = t->key.token ? "token" : "";
+  if (!t->codes.empty())
+    key += std::string(key.empty() ? "" : ", ") +
+           std::to_string(t->codes.size()) +
+           (t->codes.size() == 1 ? " code" : " codes");
+  return " (computed table by " + key + ")";
 }
 
 } // namespace
@@ -102,7 +110,8 @@ std::string printProgram(const Program &p) {
   out +=
       "output: " + value(p.outputValue) + " rows " + rows(p.outputRows) + "\n";
   out += "cache: " + std::to_string(cacheBytesPerToken(p)) +
-         " bytes per token, keeps";
+         " bytes per token and " + std::to_string(computedTableBytes(p)) +
+         " bytes of computed tables, keeps";
   for (size_t v = 0; v < p.values.size(); ++v)
     if (p.values[v].perToken && p.values[v].keepAllRows &&
         int32_t(v) != p.tokenValue)

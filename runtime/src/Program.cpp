@@ -1,6 +1,8 @@
 //===- Program.cpp - opcodes, step kinds and sizes of a program -----------===//
 #include "incnn/runtime/Program.h"
 
+#include <algorithm>
+#include <iterator>
 #include <limits>
 
 namespace incnn::runtime {
@@ -74,32 +76,57 @@ int64_t Weight::numElements() const {
   return n;
 }
 
-std::vector<char> tokenDeterminedValues(const Program &program) {
-  std::vector<char> determined(program.values.size(), 0);
-  for (const Instr &in : program.instrs) {
-    if (in.results.size() != 1)
+namespace {
+
+/// A one-group VQ's codebook ([1, K, width]) whose codes are kept.
+bool keptOneGroupVQ(const Program &program, const Instr &in) {
+  if (in.op != OpCode::VectorQuantize || in.results.size() != 2 ||
+      in.weights.size() != 1)
+    return false;
+  const Weight &codebook = program.weights[size_t(in.weights[0])];
+  return codebook.shape.size() == 3 && codebook.shape[0] == 1 &&
+         program.values[size_t(in.results[1])].keepAllRows;
+}
+
+} // namespace
+
+std::vector<RowKey> rowKeys(const Program &program) {
+  std::vector<RowKey> keys(program.values.size());
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    if (in.results.empty() || !program.values[size_t(in.results[0])].perToken)
       continue;
-    bool is;
+    RowKey key;
     switch (in.op) {
     case OpCode::Embed:
-      is = in.weights.size() == 1;
+      key.keyed = in.weights.size() == 1;
+      key.token = true;
+      break;
+    case OpCode::VectorQuantize:
+      key.keyed = keptOneGroupVQ(program, in);
+      key.vqs = {int32_t(i)};
       break;
     case OpCode::AddLearnedPositions:
     case OpCode::Attention:
-    case OpCode::VectorQuantize:
     case OpCode::Pool:
-      is = false;
       break;
-    default: // token-local (RowOps.h's runRows)
-      is = !in.operands.empty();
-      for (int32_t operand : in.operands)
-        is = is && program.values[size_t(operand)].perToken &&
-             determined[size_t(operand)];
+    default: // token-local (RowOps.h's runRows): the operands' keys
+      key.keyed = !in.operands.empty() && in.results.size() == 1;
+      for (int32_t operand : in.operands) {
+        const RowKey &k = keys[size_t(operand)];
+        key.keyed =
+            key.keyed && program.values[size_t(operand)].perToken && k.keyed;
+        key.token = key.token || k.token;
+        std::vector<int32_t> merged;
+        std::set_union(key.vqs.begin(), key.vqs.end(), k.vqs.begin(),
+                       k.vqs.end(), std::back_inserter(merged));
+        key.vqs = std::move(merged);
+      }
     }
-    int32_t result = in.results[0];
-    determined[size_t(result)] = is && program.values[size_t(result)].perToken;
+    if (key.keyed)
+      keys[size_t(in.results[0])] = std::move(key);
   }
-  return determined;
+  return keys;
 }
 
 std::optional<TableRows> tableRowsOf(const Program &program, int32_t value) {
@@ -118,19 +145,43 @@ std::optional<TableRows> tableRowsOf(const Program &program, int32_t value) {
   }
   if (!def)
     return std::nullopt;
-  if (def->op == OpCode::Embed && def->weights.size() == 1)
-    return TableRows{def->weights[0], -1};
-  if (def->op == OpCode::VectorQuantize && def->results.size() == 2 &&
-      def->weights.size() == 1 && !oldRowsRead &&
-      program.weights[size_t(def->weights[0])].shape.size() == 3 &&
-      program.weights[size_t(def->weights[0])].shape[0] == 1 &&
-      program.values[size_t(def->results[1])].keepAllRows)
-    return TableRows{def->weights[0], def->results[1]};
-  if (tokenDeterminedValues(program)[size_t(value)] &&
-      int64_t(program.vocabSize) * info.width * int64_t(sizeof(float)) <=
-          kMaxTokenTableBytes)
-    return TableRows{-1, -1};
-  return std::nullopt;
+  TableRows t;
+  if (def->op == OpCode::Embed && def->weights.size() == 1) {
+    t.weight = def->weights[0];
+    return t;
+  }
+  if (keptOneGroupVQ(program, *def) && !oldRowsRead) {
+    t.weight = def->weights[0];
+    t.index = def->results[1];
+    return t;
+  }
+  t.key = rowKeys(program)[size_t(value)];
+  if (!t.key.keyed)
+    return std::nullopt;
+  int64_t limit = kMaxComputedTableBytes / int64_t(sizeof(float)) / info.width;
+  t.rows = t.key.token ? int64_t(program.vocabSize) : 1;
+  for (int32_t vq : t.key.vqs) {
+    const Instr &in = program.instrs[size_t(vq)];
+    int64_t codes = program.weights[size_t(in.weights[0])].shape[1];
+    if (codes <= 0 || t.rows > limit / codes)
+      return std::nullopt;
+    t.rows *= codes;
+    t.codes.push_back(in.results[1]);
+    t.radix.push_back(int32_t(codes));
+  }
+  if (t.rows > limit)
+    return std::nullopt;
+  return t;
+}
+
+int64_t computedTableBytes(const Program &program) {
+  int64_t bytes = 0;
+  for (size_t v = 0; v < program.values.size(); ++v)
+    if (program.values[v].tableRows)
+      if (std::optional<TableRows> t = tableRowsOf(program, int32_t(v));
+          t && t->weight < 0)
+        bytes += t->rows * program.values[v].width * int64_t(sizeof(float));
+  return bytes;
 }
 
 int64_t cacheBytesPerToken(const Program &program) {

@@ -91,66 +91,126 @@ std::shared_ptr<const T> sharedPerProgram(const Program &program, Build build) {
   return built;
 }
 
-/// Caps on a program's token tables: all of them together, and the work of
-/// computing them (multiply-adds over the vocabulary). A program past either
+/// Caps on a program's computed tables: all of them together, and the work
+/// of computing them (multiply-adds over every key). A program past either
 /// gets none, and its sessions store those rows instead.
-constexpr int64_t kMaxTokenTablesBytes = int64_t(256) << 20;
-constexpr uint64_t kMaxTokenTableMacs = uint64_t(1) << 34;
-/// Vocabulary rows computed at a time (bounds the intermediate rows).
+constexpr int64_t kMaxComputedTablesBytes = int64_t(256) << 20;
+constexpr uint64_t kMaxComputedTableMacs = uint64_t(1) << 34;
+/// Keys computed at a time (bounds the intermediate rows).
 constexpr int64_t kTabulateChunk = 1024;
 
-TokenTables tabulate(const Program &program,
+/// The rows of key indices [first, first + m) of the values `needed` (one
+/// key's tables): the key's token and codes decoded from each index, the
+/// key's VQs' rows their codewords, every other instruction run on its
+/// operands' rows. Appends the rows of the `wanted` values to their tables.
+void tabulateChunk(const Program &program,
+                   const std::vector<kernels::PackedLinear> &packed,
+                   const TableRows &t, const std::vector<char> &needed,
+                   const std::vector<char> &wanted, int64_t first, int64_t m,
+                   KeyedTables &tables, ThreadPool *pool) {
+  size_t numKeys = t.codes.size();
+  std::vector<int32_t> tokens(static_cast<size_t>(m));
+  std::vector<std::vector<int32_t>> codes(numKeys,
+                                          std::vector<int32_t>(size_t(m)));
+  for (int64_t r = 0; r < m; ++r) {
+    int64_t index = first + r;
+    for (size_t k = numKeys; k-- > 0;) {
+      codes[k][size_t(r)] = int32_t(index % t.radix[k]);
+      index /= t.radix[k];
+    }
+    tokens[size_t(r)] = int32_t(index);
+  }
+  std::vector<std::vector<float>> rows(program.values.size());
+  for (size_t i = 0; i < program.instrs.size(); ++i) {
+    const Instr &in = program.instrs[i];
+    if (in.results.empty() || !needed[size_t(in.results[0])])
+      continue;
+    size_t result = size_t(in.results[0]);
+    int64_t width = program.values[result].width;
+    rows[result].resize(size_t(m * width));
+    auto key = std::find(t.key.vqs.begin(), t.key.vqs.end(), int32_t(i));
+    if (key != t.key.vqs.end()) { // a VQ of the key: its codewords
+      const float *codebook = program.weights[size_t(in.weights[0])].ptr();
+      const std::vector<int32_t> &c = codes[size_t(key - t.key.vqs.begin())];
+      for (int64_t r = 0; r < m; ++r)
+        std::copy(codebook + c[size_t(r)] * width,
+                  codebook + (c[size_t(r)] + 1) * width,
+                  rows[result].begin() + r * width);
+    } else {
+      std::vector<const float *> inputs;
+      for (int32_t operand : in.operands) // the token input: unread (Embed)
+        inputs.push_back(rows[size_t(operand)].data());
+      runRows(program, in, &packed[i], inputs.data(), m, tokens.data(), nullptr,
+              rows[result].data(), pool);
+    }
+    if (wanted[result])
+      tables[result].insert(tables[result].end(), rows[result].begin(),
+                            rows[result].end());
+  }
+}
+
+KeyedTables tabulate(const Program &program,
                      const std::vector<kernels::PackedLinear> &packed,
                      ThreadPool *pool) {
   size_t numValues = program.values.size();
-  TokenTables tables(numValues);
-  std::vector<char> wanted(numValues, 0), needed(numValues, 0);
-  int64_t vocab = program.vocabSize, tableBytes = 0;
-  for (size_t v = 0; v < numValues; ++v)
+  KeyedTables tables(numValues);
+  // The computed tables, by value; their bytes and the work to fill them.
+  std::vector<std::optional<TableRows>> of(numValues);
+  int64_t tableBytes = 0;
+  uint64_t macs = 0;
+  for (size_t v = 0; v < numValues; ++v) {
     if (program.values[v].tableRows)
       if (std::optional<TableRows> t = tableRowsOf(program, int32_t(v));
-          t && t->weight < 0) {
-        wanted[v] = needed[v] = 1;
-        tableBytes += vocab * program.values[v].width * int64_t(sizeof(float));
-      }
-  uint64_t macsPerRow = 0;
-  for (auto in = program.instrs.rbegin(); in != program.instrs.rend(); ++in)
-    if (in->results.size() == 1 && needed[size_t(in->results[0])]) {
-      macsPerRow += rowMacs(program, *in, 1) +
-                    uint64_t(program.values[size_t(in->results[0])].width);
-      for (int32_t operand : in->operands)
-        needed[size_t(operand)] = 1;
-    }
-  if (tableBytes == 0 || tableBytes > kMaxTokenTablesBytes ||
-      macsPerRow > kMaxTokenTableMacs / uint64_t(vocab))
-    return tables; // none: the rows are stored
-  for (size_t v = 0; v < numValues; ++v)
-    if (wanted[v])
-      tables[v].resize(size_t(vocab * program.values[v].width));
-  // Chunks of the vocabulary through the instructions, in order; the chunk's
-  // rows of each value in `chunk`, the wanted ones copied to their tables.
-  std::vector<std::vector<float>> chunk(numValues);
-  std::vector<int32_t> ids(static_cast<size_t>(kTabulateChunk));
-  for (int64_t first = 0; first < vocab; first += kTabulateChunk) {
-    int64_t m = std::min(kTabulateChunk, vocab - first);
-    for (int64_t t = 0; t < m; ++t)
-      ids[size_t(t)] = int32_t(first + t);
-    for (size_t i = 0; i < program.instrs.size(); ++i) {
+          t && t->weight < 0)
+        of[v] = std::move(t);
+    if (!of[v])
+      continue;
+    tableBytes +=
+        of[v]->rows * program.values[v].width * int64_t(sizeof(float));
+    // The instructions leading to the value, stopping at its key's VQs.
+    std::vector<char> needed(numValues, 0);
+    needed[v] = 1;
+    uint64_t macsPerRow = 0;
+    for (size_t i = program.instrs.size(); i-- > 0;) {
       const Instr &in = program.instrs[i];
-      if (in.results.size() != 1 || !needed[size_t(in.results[0])])
+      if (in.results.empty() || !needed[size_t(in.results[0])])
         continue;
-      std::vector<const float *> inputs;
-      for (int32_t operand : in.operands) // the token input: unread (Embed)
-        inputs.push_back(chunk[size_t(operand)].data());
-      size_t result = size_t(in.results[0]);
-      int64_t width = program.values[result].width;
-      chunk[result].resize(size_t(m * width));
-      runRows(program, in, &packed[i], inputs.data(), m, ids.data(), nullptr,
-              chunk[result].data(), pool);
-      if (wanted[result])
-        std::copy(chunk[result].begin(), chunk[result].end(),
-                  tables[result].begin() + first * width);
+      macsPerRow += rowMacs(program, in, 1) +
+                    uint64_t(program.values[size_t(in.results[0])].width);
+      if (in.op != OpCode::VectorQuantize)
+        for (int32_t operand : in.operands)
+          needed[size_t(operand)] = 1;
     }
+    macs += macsPerRow * uint64_t(of[v]->rows);
+    if (macs > kMaxComputedTableMacs)
+      return tables; // none: the rows are stored
+  }
+  if (tableBytes == 0 || tableBytes > kMaxComputedTablesBytes ||
+      macs > kMaxComputedTableMacs)
+    return tables; // none: the rows are stored
+  // One pass per key over its tables' values, a chunk of keys at a time.
+  std::vector<char> done(numValues, 0);
+  for (size_t v = 0; v < numValues; ++v) {
+    if (!of[v] || done[v])
+      continue;
+    const TableRows &t = *of[v];
+    std::vector<char> wanted(numValues, 0), needed(numValues, 0);
+    for (size_t u = v; u < numValues; ++u)
+      if (of[u] && !done[u] && of[u]->key.token == t.key.token &&
+          of[u]->key.vqs == t.key.vqs) {
+        wanted[u] = needed[u] = done[u] = 1;
+        tables[u].reserve(size_t(t.rows * program.values[u].width));
+      }
+    for (size_t i = program.instrs.size(); i-- > 0;) {
+      const Instr &in = program.instrs[i];
+      if (!in.results.empty() && needed[size_t(in.results[0])] &&
+          in.op != OpCode::VectorQuantize)
+        for (int32_t operand : in.operands)
+          needed[size_t(operand)] = 1;
+    }
+    for (int64_t first = 0; first < t.rows; first += kTabulateChunk)
+      tabulateChunk(program, packed, t, needed, wanted, first,
+                    std::min(kTabulateChunk, t.rows - first), tables, pool);
   }
   return tables;
 }
@@ -163,11 +223,11 @@ packLinearWeights(const Program &program, ThreadPool *pool) {
       program, [&] { return pack(program, pool); });
 }
 
-std::shared_ptr<const TokenTables>
-tabulateTokenRows(const Program &program,
+std::shared_ptr<const KeyedTables>
+tabulateKeyedRows(const Program &program,
                   const std::vector<kernels::PackedLinear> &packed,
                   ThreadPool *pool) {
-  return sharedPerProgram<TokenTables>(
+  return sharedPerProgram<KeyedTables>(
       program, [&] { return tabulate(program, packed, pool); });
 }
 

@@ -58,18 +58,19 @@ void checkFinite(const Program &program, size_t index, const float *x,
 std::shared_ptr<const std::vector<kernels::PackedLinear>>
 packLinearWeights(const Program &program, ThreadPool *pool);
 
-/// Per value: the vocabulary's rows of a value read from a computed token
-/// table (tableRowsOf's weight -1, ValueInfo::tableRows), row t computed from
-/// token t by the instructions leading to the value with runRows, so bit for
-/// bit any row of a run with token t. Empty for other values, and for all of
-/// them when the tables would take over 256 MiB or 2^34 multiply-adds to
-/// compute (their rows are then stored).
-using TokenTables = std::vector<std::vector<float>>;
+/// Per value: the rows of a value read from a computed table (tableRowsOf's
+/// weight -1, ValueInfo::tableRows), one per key (token and codes, mixed
+/// radix), each computed from its key by the instructions leading to the
+/// value with runRows (a key VQ's rows its codewords), so bit for bit any
+/// row of a run with that token and those codes. Empty for other values, and
+/// for all of them when the tables would take over 256 MiB or 2^34
+/// multiply-adds to compute (their rows are then stored).
+using KeyedTables = std::vector<std::vector<float>>;
 
-/// The program's token tables, built like packLinearWeights: once per
+/// The program's computed tables, built like packLinearWeights: once per
 /// process for a mapped program, for each caller otherwise.
-std::shared_ptr<const TokenTables>
-tabulateTokenRows(const Program &program,
+std::shared_ptr<const KeyedTables>
+tabulateKeyedRows(const Program &program,
                   const std::vector<kernels::PackedLinear> &packed,
                   ThreadPool *pool);
 

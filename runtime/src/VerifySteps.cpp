@@ -185,7 +185,7 @@ Status verifySteps(const Program &p) {
              "' is marked table_rows, but its rows are not all rows of a "
              "table (a weight indexed by the token or by kept codes that no "
              "step reads old rows of, or a token table of at most " +
-             std::to_string(kMaxTokenTableBytes >> 20) + " MiB)");
+             std::to_string(kMaxComputedTableBytes >> 20) + " MiB)");
   } catch (const StepError &e) {
     return Status::invalidArgument(e.message);
   }

@@ -428,70 +428,74 @@ TEST(Session, InterruptionsInsideAStepLeaveTheSessionAsItWas) {
   EXPECT_EQ(session.output(), oracle.output());
 }
 
-TEST(Session, TokenTablesReadTheFirstLayerFromTheVocabulary) {
-  // Without learned positions the first layer's query, key and value rows
-  // depend on their own token alone: the minimal plan reads them from token
-  // tables the runtime computes once. Over replaces, inserts and deletes
-  // (whose old keys come from the old tokens' table rows) the session stays
-  // exact and equal, bit for bit, to one that stores those rows, with the
-  // second layer's updates deferred or not. No VQ cuts the first layer's
-  // changes, so its every updated row reaches the output.
+TEST(Session, ComputedTablesReadRowsByTheirKeys) {
+  // Without learned positions the first layer's queries, keys and values
+  // depend on their own token alone, and after a one-group VQ the next
+  // layer's on the token and that VQ's code: the minimal plan reads them
+  // from tables the runtime computes once. Over replaces, inserts and deletes
+  // (whose old keys come from the old tokens' and old codes' table rows) the
+  // session stays exact and equal, bit for bit, to one that stores those
+  // rows, with the updates deferred or not. No VQ follows the layer the
+  // tables feed, so its every updated row reaches the output.
   for (std::string position : {"none", "rope", "learned"})
-    for (bool defer : {false, true}) {
-      DecoderConfig config;
-      config.position = position;
-      config.maxPositions = 4096;
-      config.task = TaskKind::Classifier;
-      config.vq = {{1, false, 1, 4}};
-      Program tables = buildDecoder(config);
-      planCache(tables, true);
-      for (CertificateChain &chain : tables.certificateChains)
-        chain.defer = defer;
-      ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
-      Program stored = tables;
-      int computed = 0;
-      for (size_t v = 0; v < tables.values.size(); ++v) {
-        std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
-        if (tables.values[v].tableRows && t && t->weight < 0) {
-          ++computed;
+    for (int vqLayer : {1, 0})
+      for (bool defer : {false, true}) {
+        DecoderConfig config;
+        config.position = position;
+        config.maxPositions = 4096;
+        config.task = TaskKind::Classifier;
+        config.vq = {{vqLayer, false, 1, 4}};
+        Program tables = buildDecoder(config);
+        planCache(tables, true);
+        for (CertificateChain &chain : tables.certificateChains)
+          chain.defer = defer;
+        ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
+        Program stored = tables;
+        int byToken = 0, byCode = 0;
+        for (size_t v = 0; v < tables.values.size(); ++v) {
+          std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
+          if (!tables.values[v].tableRows || !t || t->weight >= 0)
+            continue;
+          (t->key.vqs.empty() ? byToken : byCode) += 1;
           stored.values[v].tableRows = false;
         }
+        bool noPositions = position != "learned";
+        EXPECT_EQ(byToken, noPositions ? 3 : 0) << position;
+        if (vqLayer == 0 && noPositions) // the second layer's q, k, v, ...
+          EXPECT_GE(byCode, 3) << position;
+        else
+          EXPECT_EQ(byCode, 0) << position << vqLayer;
+        Session withTables(tables, {1}), withRows(stored, {1});
+        std::mt19937 rng(11);
+        std::vector<int32_t> tokens = randomTokens(rng, 1000, config.vocab);
+        ASSERT_TRUE(withTables.reset(tokens).ok());
+        ASSERT_TRUE(withRows.reset(tokens).ok());
+        EXPECT_EQ(withRows.cacheBytes() - withTables.cacheBytes(),
+                  int64_t(byToken + byCode) * 4 * config.dim * 1000);
+        Evaluator oracle(tables, {1});
+        int64_t updated = 0, flips = 0;
+        for (int e = 0; e < 30; ++e) {
+          TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
+                                      config.maxPositions, config.vocab);
+          ASSERT_TRUE(withTables.apply({edit}).ok());
+          ASSERT_TRUE(withRows.apply({edit}).ok());
+          ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
+          ASSERT_EQ(withTables.output(), oracle.output()) << position << e;
+          ASSERT_EQ(withTables.output(), withRows.output()) << position << e;
+          const EditStats &s = withTables.stats();
+          updated += s.updatedRows[size_t(vqLayer == 0 ? 1 : 0)];
+          flips += s.codeFlips[0];
+        }
+        if (!defer)
+          EXPECT_GT(updated, 3000) << position;
+        EXPECT_GT(flips, 10) << position; // changed codes: changed keys
       }
-      const Instr &first = *std::find_if(
-          tables.instrs.begin(), tables.instrs.end(),
-          [](const Instr &in) { return in.op == OpCode::Attention; });
-      for (int32_t operand : first.operands)
-        EXPECT_EQ(tables.values[size_t(operand)].tableRows,
-                  position != "learned")
-            << position << " operand " << operand;
-      EXPECT_EQ(computed, position == "learned" ? 0 : 3) << position;
-      Session withTables(tables, {1}), withRows(stored, {1});
-      std::mt19937 rng(11);
-      std::vector<int32_t> tokens = randomTokens(rng, 1000, config.vocab);
-      ASSERT_TRUE(withTables.reset(tokens).ok());
-      ASSERT_TRUE(withRows.reset(tokens).ok());
-      EXPECT_EQ(withRows.cacheBytes() - withTables.cacheBytes(),
-                int64_t(computed) * 4 * config.dim * 1000);
-      Evaluator oracle(tables, {1});
-      int64_t updated = 0; // first-layer rows that took the edits' terms
-      for (int e = 0; e < 30; ++e) {
-        TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
-                                    config.maxPositions, config.vocab);
-        ASSERT_TRUE(withTables.apply({edit}).ok());
-        ASSERT_TRUE(withRows.apply({edit}).ok());
-        ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
-        ASSERT_EQ(withTables.output(), oracle.output()) << position << e;
-        ASSERT_EQ(withTables.output(), withRows.output()) << position << e;
-        updated += withTables.stats().updatedRows[0];
-      }
-      if (!defer)
-        EXPECT_GT(updated, 3000) << position;
-    }
 }
 
-TEST(ProgramSteps, TokenTablesHaveABoundedSize) {
-  // A token table larger than kMaxTokenTableBytes is not a table (a program
-  // marking one is refused), so a file cannot make the runtime allocate it.
+TEST(ProgramSteps, ComputedTablesHaveABoundedSize) {
+  // A computed table larger than kMaxComputedTableBytes is not a table (a
+  // program marking one is refused), so a file cannot make the runtime
+  // allocate it.
   DecoderConfig config;
   config.position = "none";
   Program p = buildDecoder(config);
@@ -501,9 +505,9 @@ TEST(ProgramSteps, TokenTablesHaveABoundedSize) {
         return in.op == OpCode::Attention;
       })->operands[0];
   ASSERT_TRUE(tableRowsOf(p, query));
-  p.vocabSize = int32_t(kMaxTokenTableBytes / (4 * config.dim) + 1);
+  p.vocabSize = int32_t(kMaxComputedTableBytes / (4 * config.dim) + 1);
   EXPECT_FALSE(tableRowsOf(p, query));
-  p.vocabSize = int32_t(kMaxTokenTableBytes / (4 * config.dim));
+  p.vocabSize = int32_t(kMaxComputedTableBytes / (4 * config.dim));
   EXPECT_TRUE(tableRowsOf(p, query));
 }
 

@@ -1,5 +1,5 @@
 // RUN: incnn-opt %s --vqt-incrementalize --delta-plan-cache | FileCheck %s
-// RUN: incnn-opt %s --vqt-incrementalize --delta-plan-cache=token-table-mib=0 \
+// RUN: incnn-opt %s --vqt-incrementalize --delta-plan-cache=computed-table-mib=0 \
 // RUN:   | FileCheck %s --check-prefix=NOTOKEN
 
 // Kept values whose rows are rows of a table are marked from_table and cost

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -108,6 +109,17 @@ std::string calibrate(const CompileOptions &o, mlir::MLIRContext &context,
                " VQ site(s) on " + std::to_string(tokens.size()) + " tokens");
   options.progress = o.progress ? o.progress : [](const std::string &) {};
   return calibrateVQ(context, checkpoint, options);
+}
+
+/// ", and 35.0 MiB of tables the runtime computes once" when there are any.
+std::string computedTablesNote(const runtime::Program &program) {
+  int64_t bytes = runtime::computedTableBytes(program);
+  if (bytes == 0)
+    return "";
+  char mib[32];
+  std::snprintf(mib, sizeof mib, "%.1f", double(bytes) / double(1 << 20));
+  return std::string(", and ") + mib +
+         " MiB of tables the runtime computes once per program";
 }
 
 } // namespace
@@ -209,8 +221,9 @@ std::string compileModel(const CompileOptions &o, CompileResult &result) {
       v.tableRows = false;
     }
   result.cacheBytesPerToken = runtime::cacheBytesPerToken(program);
-  progress("cache plan (" + o.cachePlan + "): " +
-           std::to_string(result.cacheBytesPerToken) + " bytes per token");
+  progress("cache plan (" + o.cachePlan +
+           "): " + std::to_string(result.cacheBytesPerToken) +
+           " bytes per token" + computedTablesNote(program));
   for (const auto &weight : program.weights)
     result.numParameters += weight.numElements();
   result.numInstructions = int64_t(program.instrs.size());

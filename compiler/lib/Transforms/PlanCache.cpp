@@ -38,39 +38,67 @@ Operation *deltaStepOf(Operation *op) {
   return step;
 }
 
-/// Whether every row of `value` is a function of its own token alone, as
-/// the runtime's tokenDeterminedValues decides: an embedding without token
-/// types, or a token-local op other than added positions whose row operands
-/// all are (weights aside).
-bool tokenDetermined(Value value) {
+/// A one-group VQ whose codes its vq_cutoff step keeps.
+bool keepsCodes(vqt::VectorQuantizeOp quantize) {
+  Operation *step = deltaStepOf(quantize);
+  return quantize.getNumGroups() == 1 && step && isa<delta::VQCutoffOp>(step);
+}
+
+/// What every row of a value is a function of, as the runtime's rowKeys
+/// decides: its token and the codes of one-group VQs with kept codes.
+struct RowKey {
+  bool token = false;
+  llvm::SmallVector<vqt::VectorQuantizeOp, 4> vqs;
+};
+
+/// The key of `value`: an embedding without token types is keyed by the
+/// token, a one-group VQ's output (codes kept) by its code, a token-local op
+/// other than added positions by its row operands' keys (weights aside).
+std::optional<RowKey> rowKey(Value value) {
   Operation *def = value.getDefiningOp();
   auto rule = dyn_cast_or_null<vqt::ChangeRuleOpInterface>(def);
-  if (!rule || def->getNumResults() != 1)
-    return false;
-  if (auto embed = dyn_cast<vqt::EmbedOp>(def))
-    return !embed.getTypeTable();
-  if (rule.getChangeRule() != vqt::ChangeRule::TokenLocal ||
+  if (!rule)
+    return std::nullopt;
+  if (auto embed = dyn_cast<vqt::EmbedOp>(def)) {
+    if (embed.getTypeTable())
+      return std::nullopt;
+    return RowKey{true, {}};
+  }
+  if (auto quantize = dyn_cast<vqt::VectorQuantizeOp>(def)) {
+    if (value != quantize.getResult() || !keepsCodes(quantize))
+      return std::nullopt;
+    return RowKey{false, {quantize}};
+  }
+  if (def->getNumResults() != 1 ||
+      rule.getChangeRule() != vqt::ChangeRule::TokenLocal ||
       rule.dependsOnPosition())
-    return false;
-  bool anyRows = false;
+    return std::nullopt;
+  std::optional<RowKey> key;
   for (Value operand : def->getOperands()) {
     if (operand.getDefiningOp<vqt::ParamOp>())
       continue;
-    if (!tokenDetermined(operand))
-      return false;
-    anyRows = true;
+    std::optional<RowKey> k = rowKey(operand);
+    if (!k)
+      return std::nullopt;
+    if (!key)
+      key = RowKey{};
+    key->token = key->token || k->token;
+    for (vqt::VectorQuantizeOp vq : k->vqs)
+      if (!llvm::is_contained(key->vqs, vq))
+        key->vqs.push_back(vq);
   }
-  return anyRows;
+  return key;
 }
 
 /// Whether every row of `value` is a row of a table that the runtime can
 /// read instead of storing (delta.cache's `from_table`; the runtime's
-/// tableRowsOf): an embedding without token types, a token table the runtime
-/// computes (a token-determined value at most `maxTableWidth` wide, which
-/// keeps its table within the pass's limit), or a one-group VQ's codewords with
-/// `codesCached` when no step reads its old rows (not an attention's or pool's
-/// operand). Never the output.
-bool readableFromTable(Value value, bool codesCached, int64_t maxTableWidth) {
+/// tableRowsOf): an embedding without token types, a one-group VQ's
+/// codewords with `codesCached` when no step reads its old rows (not an
+/// attention's or pool's operand), or a table the runtime computes for a
+/// keyed value (rowKey) of at most `maxTableFloats` floats (its keys times
+/// its width). Never the output.
+bool readableFromTable(Value value, bool codesCached, int64_t vocab,
+                       int64_t maxTableFloats) {
   bool oldRowsRead = false;
   for (Operation *user : value.getUsers()) {
     if (isa<func::ReturnOp>(user))
@@ -81,10 +109,22 @@ bool readableFromTable(Value value, bool codesCached, int64_t maxTableWidth) {
   if (auto embed = dyn_cast_or_null<vqt::EmbedOp>(def))
     return !embed.getTypeTable();
   if (auto quantize = dyn_cast_or_null<vqt::VectorQuantizeOp>(def))
-    return value == quantize.getResult() && quantize.getNumGroups() == 1 &&
-           codesCached && !oldRowsRead;
-  return tokenDetermined(value) &&
-         vqt::getWidth(value.getType()) <= maxTableWidth;
+    if (value == quantize.getResult() && quantize.getNumGroups() == 1 &&
+        codesCached && !oldRowsRead)
+      return true;
+  std::optional<RowKey> key = rowKey(value);
+  if (!key)
+    return false;
+  int64_t floats = vqt::getWidth(value.getType());
+  if (key->token)
+    floats *= vocab;
+  for (vqt::VectorQuantizeOp vq : key->vqs) {
+    int64_t codes = cast<ShapedType>(vq.getCodebook().getType()).getShape()[1];
+    if (codes <= 0 || floats > maxTableFloats / codes)
+      return false;
+    floats *= codes;
+  }
+  return floats <= maxTableFloats;
 }
 
 void cache(Value value, Operation *after, int64_t &total,
@@ -104,9 +144,10 @@ struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
     int64_t vocab = 1;
     if (auto attr = module->getAttrOfType<IntegerAttr>("vqt.vocab_size"))
       vocab = std::max<int64_t>(1, attr.getInt());
-    // The widest token table within the limit.
-    int64_t tableWidth = (std::max<int64_t>(0, tokenTableMiB) << 20) /
-                         int64_t(sizeof(float)) / vocab;
+    // The largest computed table within the limit.
+    int64_t tableFloats =
+        (std::clamp<int64_t>(computedTableMiB, 0, 1 << 20) << 20) /
+        int64_t(sizeof(float));
     int64_t total = 0;
     module.walk([&](vqt::ChangeRuleOpInterface op) {
       total += internalStateBytes(op);
@@ -124,7 +165,7 @@ struct PlanCachePass : public incnn::impl::PlanCacheBase<PlanCachePass> {
       if (!analysis.needsAllRows(result))
         return;
       cache(result, after, total,
-            readableFromTable(result, codesCached, tableWidth));
+            readableFromTable(result, codesCached, vocab, tableFloats));
       ++numCached;
     });
     bytesPerToken = total;

@@ -86,16 +86,28 @@ Engine::Engine(const Program &program, const EngineOptions &options)
   for (size_t i = 0; i < values.size() && !options.keepEverything; ++i)
     if (std::optional<TableRows> t = tableRowsOf(program, int32_t(i));
         t && program.values[i].tableRows) {
-      if (t->weight < 0 && !tokenTables)
-        tokenTables = tabulateTokenRows(program, *packed, &pool);
-      if (t->weight < 0 && (*tokenTables)[i].empty())
+      if (t->weight < 0 && !keyedTables)
+        keyedTables = tabulateKeyedRows(program, *packed, &pool);
+      if (t->weight < 0 && (*keyedTables)[i].empty())
         continue; // past the tables' caps: stored
-      values[i].keepAll = false;
-      values[i].table = t->weight >= 0
-                            ? program.weights[size_t(t->weight)].ptr()
-                            : (*tokenTables)[i].data();
-      values[i].tableIndex = t->index < 0 ? nullptr : &values[size_t(t->index)];
-      values[i].tokens = &tokens;
+      ValueStore &v = values[i];
+      v.keepAll = false;
+      v.tokens = &tokens;
+      if (t->weight >= 0) {
+        const Weight &w = program.weights[size_t(t->weight)];
+        v.table = w.ptr();
+        v.tableByToken = t->index < 0;
+        if (t->index >= 0) // a codebook [1, K, width]
+          v.tableCodes = {{&values[size_t(t->index)], w.shape[1]}};
+        continue;
+      }
+      v.table = (*keyedTables)[i].data();
+      v.tableByToken = t->key.token;
+      for (size_t k = 0; k < t->codes.size(); ++k) {
+        ValueStore &codes = values[size_t(t->codes[k])];
+        codes.needsStash = true; // old rows are the old codes' table rows
+        v.tableCodes.emplace_back(&codes, t->radix[k]);
+      }
     }
   attention.resize(program.instrs.size());
   poolSums.resize(program.instrs.size());

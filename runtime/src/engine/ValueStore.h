@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace incnn::runtime {
@@ -51,12 +52,22 @@ struct ValueStore {
   std::unordered_map<int64_t, std::vector<float>> stash;
   bool needsStash = false;
   /// Table rows (Program.h's tableRowsOf; a partial store): a row this
-  /// update did not compute is row index(r) of `table`, the index read from
-  /// `tableIndex` (kept codes) or, when that is null, from `tokens`.
+  /// update did not compute is row index(r) of `table`: the token (when
+  /// `tableByToken`), then each of `tableCodes`' code (mixed radix).
   const float *table = nullptr;
-  const ValueStore *tableIndex = nullptr;
+  bool tableByToken = false;
+  std::vector<std::pair<const ValueStore *, int64_t>> tableCodes;
   const std::vector<int32_t> *tokens = nullptr;
 
+  /// The table row of a row whose token is `token` and whose codes are in
+  /// the rows `codeRow(store)` returns.
+  template <class CodeRow>
+  const float *tableRow(int32_t token, CodeRow codeRow) const {
+    int64_t index = tableByToken ? int64_t(token) : 0;
+    for (const auto &[codes, radix] : tableCodes)
+      index = index * radix + int64_t(codeRow(*codes)[0]);
+    return table + index * width;
+  }
   const float *row(int64_t r) const {
     if (!perToken)
       return data.data() + r * width;
@@ -67,9 +78,8 @@ struct ValueStore {
       return data.data() + int64_t(slot) * width;
     if (!table)
       return nullptr;
-    int64_t index = tableIndex ? int64_t(tableIndex->row(r)[0])
-                               : int64_t((*tokens)[size_t(r)]);
-    return table + index * width;
+    return tableRow(tableByToken ? (*tokens)[size_t(r)] : 0,
+                    [r](const ValueStore &codes) { return codes.row(r); });
   }
   /// Whether `data` holds every one of n rows, in row order.
   bool inRowOrder(int64_t n) const {

@@ -33,8 +33,10 @@ const float *StepContext::oldRow(const ValueStore &store, int64_t old) const {
   if (store.keepAll && store.perToken)
     return store.data.data() +
            int64_t(slots.previous[size_t(old)]) * store.width;
-  if (store.table && !store.tableIndex) // a token table: the old token's row
-    return store.table + int64_t(plan_->oldTokens[size_t(old)]) * store.width;
+  if (store.table) // the row of the old token and old codes
+    return store.tableRow(
+        store.tableByToken ? plan_->oldTokens[size_t(old)] : 0,
+        [&](const ValueStore &codes) { return oldRow(codes, old); });
   return store.row(plan_->to[size_t(old)]);
 }
 

@@ -94,12 +94,14 @@ def PlanCache : Pass<"delta-plan-cache", "mlir::ModuleOp"> {
     are all rows of a table is marked `from_table` and costs nothing: the
     runtime reads it from the table. The tables are weights (an embedding
     without token types; a one-group VQ's codewords, indexed by its kept
-    codes) or token tables the runtime computes once per program: a value
-    whose rows depend on their own token alone (a token-local chain from
-    such an embedding, without added positions; the first layer's queries,
-    keys and values without learned positions), when its table (vocabulary
-    x width floats) takes at most `token-table-mib` MiB (the runtime
-    refuses tables over 64 MiB).
+    codes) or tables the runtime computes once per program for a value whose
+    rows depend only on a key of few values: their token and the codes of
+    one-group VQs before them (a token-local chain from an embedding without
+    added positions, and from such VQs' outputs). Without learned positions
+    the first layer's queries, keys and values are keyed by the token, and
+    after a one-group VQ the next layer's by the token and that VQ's code.
+    A table (keys x width floats) takes at most `computed-table-mib` MiB
+    (the runtime refuses tables over 64 MiB).
 
     ```mlir
     delta.cache %k {bytes_per_token = 128 : i64} : tensor<?x32xf32>
@@ -107,9 +109,10 @@ def PlanCache : Pass<"delta-plan-cache", "mlir::ModuleOp"> {
   }];
   let dependentDialects = ["incnn::delta::DeltaDialect"];
   let options = [
-    Option<"tokenTableMiB", "token-table-mib", "int64_t", /*default=*/"64",
-           "Largest token table (vocabulary x width floats) to read a "
-           "value's rows from, in MiB; 0: none">,
+    Option<"computedTableMiB", "computed-table-mib", "int64_t",
+           /*default=*/"16",
+           "Largest computed table (keys x width floats) to read a value's "
+           "rows from, in MiB; 0: none">,
   ];
   let statistics = [
     Statistic<"numCached", "num-cached", "Number of values kept for all rows">,

@@ -203,36 +203,53 @@ struct Program {
 /// their norm bounds. Stable enough for FileCheck tests.
 std::string printProgram(const Program &program);
 
+/// What every row of a value is a function of, when that is a few discrete
+/// inputs of its own row: its token, and the codes of one-group VQs whose
+/// codes are kept (such a VQ's quantized row is its code's codeword). An
+/// embedding without token types is keyed by the token, a one-group VQ's
+/// output by its codes, a token-local instruction other than added positions
+/// by the union of its operands' keys; nothing else is keyed.
+struct RowKey {
+  bool keyed = false;
+  bool token = false;       ///< the token is part of the key
+  std::vector<int32_t> vqs; ///< VectorQuantize instructions, in order
+};
+std::vector<RowKey> rowKeys(const Program &program);
+
 /// Where the rows of a kept value may be read from a table instead of stored
 /// (ValueInfo::tableRows):
 ///  - a weight table indexed by the token: an embedding without token types;
-///  - a token table the runtime computes once per program (every vocabulary
-///    entry through the instructions that lead to the value), indexed by the
-///    token: a value whose rows are functions of their own token alone
-///    (tokenDeterminedValues), whose table takes at most kMaxTokenTableBytes;
 ///  - a one-group VQ's codebook indexed by the code, for a VQ's quantized
 ///    output whose codes are kept and whose old rows no step reads (not an
-///    attention's or pool's operand).
-/// Never the token input or the output. Else nullopt. A token-indexed table
-/// also gives the rows a step reads before an edit (the old token's row).
+///    attention's or pool's operand);
+///  - a table the runtime computes once per program (every key through the
+///    instructions that lead to the value) for any other keyed value
+///    (rowKeys), indexed by its key: the token, then each VQ's code, mixed
+///    radix. At most kMaxComputedTableBytes.
+/// Never the token input or the output. Else nullopt. A computed table also
+/// gives the rows a step reads before an edit (the old key's row).
 struct TableRows {
   int32_t weight = -1; ///< the weight table, [rows, width] or [1, K, width];
-                       ///< -1: a computed token table
-  int32_t index = -1;  ///< the value holding each row's index; -1: the token
+                       ///< -1: a computed table
+  int32_t index = -1;  ///< a weight table's index: the codes value, or -1
+                       ///< for the token
+  RowKey key;          ///< a computed table's key
+  std::vector<int32_t> codes, radix; ///< per key VQ: its codes value and K
+  int64_t rows = 0;                  ///< a computed table's rows
 };
-/// The largest token table (vocabulary x width floats) a program may ask the
-/// runtime to compute.
-constexpr int64_t kMaxTokenTableBytes = int64_t(64) << 20;
-/// Per value: whether its every row is a function of that row's token alone
-/// (an embedding without token types, or a token-local instruction other than
-/// added positions whose operands all are).
-std::vector<char> tokenDeterminedValues(const Program &program);
+/// The largest computed table (rows x width floats) a program may ask the
+/// runtime for.
+constexpr int64_t kMaxComputedTableBytes = int64_t(64) << 20;
 std::optional<TableRows> tableRowsOf(const Program &program, int32_t value);
 
 /// Bytes a session keeps per token under the program's cache plan: every
 /// kept per-token value not read from a table (4 bytes a column) and the
 /// attention accumulators.
 int64_t cacheBytesPerToken(const Program &program);
+
+/// Bytes of the tables the runtime computes once per program for the values
+/// read from them (tableRowsOf's computed tables), shared by its sessions.
+int64_t computedTableBytes(const Program &program);
 
 /// Checks that a program is well formed (ids in range, shapes consistent),
 /// including its certificate chains and their norm claims. Programs built in
