@@ -184,7 +184,8 @@ Status verifySteps(const Program &p) {
         fail("value " + std::to_string(v) + " '" + p.values[v].name +
              "' is marked table_rows, but its rows are not all rows of a "
              "table (a weight indexed by the token or by kept codes that no "
-             "step reads old rows of, or a token table of at most " +
+             "step reads old rows of, or a table computed from the token "
+             "and kept codes of at most " +
              std::to_string(kMaxComputedTableBytes >> 20) + " MiB)");
   } catch (const StepError &e) {
     return Status::invalidArgument(e.message);

@@ -39,7 +39,7 @@ inline Rows allRows(int64_t n) {
 /// The result of applying a batch of edits to a token sequence.
 struct EditPlan {
   std::vector<int32_t> tokens;
-  std::vector<int32_t> oldTokens; ///< before the edits (token tables' old rows)
+  std::vector<int32_t> oldTokens; ///< before the edits (computed tables' old rows)
   std::vector<int64_t> from;      ///< new row -> old row, -1 if inserted
   std::vector<int64_t> to;        ///< old row -> new row, -1 if deleted
   Rows edited;                    ///< rows whose token is new or different

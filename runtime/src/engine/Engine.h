@@ -100,7 +100,7 @@ private:
 
   /// Per instruction; shared by the engines of a loaded program.
   std::shared_ptr<const std::vector<kernels::PackedLinear>> packed;
-  /// Rows of the values read from computed token tables (RowOps.h).
+  /// Rows of the values read from computed tables (RowOps.h).
   std::shared_ptr<const KeyedTables> keyedTables;
   std::vector<ValueStore> values;               ///< per value
   RowSlots slots;                               ///< of kept rows
