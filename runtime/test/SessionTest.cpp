@@ -492,6 +492,55 @@ TEST(Session, ComputedTablesReadRowsByTheirKeys) {
       }
 }
 
+TEST(Session, ComputedTablesPastTheirWorkCapAreStoredRows) {
+  // Every (token, code) row of the second layer's tables runs the first
+  // layer's MLP: with 2,048 tokens, 8 codes and a 8,192-wide MLP filling
+  // them would take more multiply-adds than the runtime's cap, so it
+  // computes none and the session stores those rows, exactly; a 1,024-wide
+  // MLP stays under the cap and its tables are read.
+  for (int32_t ffn : {1024, 8192}) {
+    DecoderConfig config;
+    config.position = "none";
+    config.vocab = 2048;
+    config.ffn = ffn;
+    config.maxPositions = 1024;
+    config.task = TaskKind::Classifier;
+    config.vq = {{0, false, 1, 8}};
+    Program tables = buildDecoder(config);
+    planCache(tables, true);
+    ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
+    Program stored = tables;
+    int computed = 0;
+    for (size_t v = 0; v < tables.values.size(); ++v) {
+      std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
+      if (tables.values[v].tableRows && t && t->weight < 0) {
+        stored.values[v].tableRows = false;
+        ++computed;
+      }
+    }
+    ASSERT_GE(computed, 6) << ffn; // q, k, v of both layers
+    Session withTables(tables, {1}), withRows(stored, {1});
+    std::mt19937 rng(5);
+    std::vector<int32_t> tokens = randomTokens(rng, 300, config.vocab);
+    ASSERT_TRUE(withTables.reset(tokens).ok());
+    ASSERT_TRUE(withRows.reset(tokens).ok());
+    if (ffn == 1024)
+      EXPECT_LT(withTables.cacheBytes(), withRows.cacheBytes());
+    else
+      EXPECT_EQ(withTables.cacheBytes(), withRows.cacheBytes());
+    Evaluator oracle(tables, {1});
+    for (int e = 0; e < 12; ++e) {
+      TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
+                                  config.maxPositions, config.vocab);
+      ASSERT_TRUE(withTables.apply({edit}).ok());
+      ASSERT_TRUE(withRows.apply({edit}).ok());
+      ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
+      ASSERT_EQ(withTables.output(), oracle.output()) << ffn << " " << e;
+      ASSERT_EQ(withTables.output(), withRows.output()) << ffn << " " << e;
+    }
+  }
+}
+
 TEST(ProgramSteps, ComputedTablesHaveABoundedSize) {
   // A computed table larger than kMaxComputedTableBytes is not a table (a
   // program marking one is refused), so a file cannot make the runtime
