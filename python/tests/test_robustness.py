@@ -185,8 +185,10 @@ def test_waiting_for_an_edit_releases_the_gil(program):
             t.join()
     finally:
         sys.setswitchinterval(old)
-    # A reader holding the GIL while it waits would stall this loop for a whole reset.
-    assert gap < max(0.5 * reset_seconds, 0.05), (gap, reset_seconds)
+    # A reader holding the GIL while it waits would stall this loop for about a whole reset
+    # (it blocks as the writer starts one); the margin is for the scheduler on a busy
+    # machine (a 92 ms gap was seen beside a 178 ms reset under ctest -j2).
+    assert gap < max(0.75 * reset_seconds, 0.05), (gap, reset_seconds)
 
 
 def test_threads_are_bounded(program):

@@ -428,6 +428,46 @@ TEST(Session, InterruptionsInsideAStepLeaveTheSessionAsItWas) {
   EXPECT_EQ(session.output(), oracle.output());
 }
 
+namespace {
+
+/// `tables` with the values read from computed tables stored instead;
+/// counts those keyed by the token alone and by VQ codes too.
+Program storingComputedTables(const Program &tables, int &byToken,
+                              int &byCode) {
+  Program stored = tables;
+  byToken = byCode = 0;
+  for (size_t v = 0; v < tables.values.size(); ++v) {
+    std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
+    if (!tables.values[v].tableRows || !t || t->weight >= 0)
+      continue;
+    (t->key.vqs.empty() ? byToken : byCode) += 1;
+    stored.values[v].tableRows = false;
+  }
+  return stored;
+}
+
+/// One random edit applied to both sessions, whose outputs must both be
+/// the from-scratch run's.
+::testing::AssertionResult editBothExactly(std::mt19937 &rng,
+                                           const DecoderConfig &config,
+                                           Session &a, Session &b,
+                                           Evaluator &oracle) {
+  TokenEdit edit = randomEdit(rng, int64_t(a.tokens().size()),
+                              config.maxPositions, config.vocab);
+  for (Session *s : {&a, &b})
+    if (Status st = s->apply({edit}); !st.ok())
+      return ::testing::AssertionFailure() << "refused: " << st.error;
+  if (Status st = oracle.evaluate(a.tokens()); !st.ok())
+    return ::testing::AssertionFailure() << "from scratch: " << st.error;
+  if (a.output() != oracle.output())
+    return ::testing::AssertionFailure() << "not the from-scratch output";
+  if (a.output() != b.output())
+    return ::testing::AssertionFailure() << "the sessions differ";
+  return ::testing::AssertionSuccess();
+}
+
+} // namespace
+
 TEST(Session, ComputedTablesReadRowsByTheirKeys) {
   // Without learned positions the first layer's queries, keys and values
   // depend on their own token alone, and after a one-group VQ the next
@@ -450,15 +490,8 @@ TEST(Session, ComputedTablesReadRowsByTheirKeys) {
         for (CertificateChain &chain : tables.certificateChains)
           chain.defer = defer;
         ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
-        Program stored = tables;
         int byToken = 0, byCode = 0;
-        for (size_t v = 0; v < tables.values.size(); ++v) {
-          std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
-          if (!tables.values[v].tableRows || !t || t->weight >= 0)
-            continue;
-          (t->key.vqs.empty() ? byToken : byCode) += 1;
-          stored.values[v].tableRows = false;
-        }
+        Program stored = storingComputedTables(tables, byToken, byCode);
         bool noPositions = position != "learned";
         EXPECT_EQ(byToken, noPositions ? 3 : 0) << position;
         if (vqLayer == 0 && noPositions) // the second layer's q, k, v, ...
@@ -475,13 +508,9 @@ TEST(Session, ComputedTablesReadRowsByTheirKeys) {
         Evaluator oracle(tables, {1});
         int64_t updated = 0, flips = 0;
         for (int e = 0; e < 30; ++e) {
-          TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
-                                      config.maxPositions, config.vocab);
-          ASSERT_TRUE(withTables.apply({edit}).ok());
-          ASSERT_TRUE(withRows.apply({edit}).ok());
-          ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
-          ASSERT_EQ(withTables.output(), oracle.output()) << position << e;
-          ASSERT_EQ(withTables.output(), withRows.output()) << position << e;
+          ASSERT_TRUE(
+              editBothExactly(rng, config, withTables, withRows, oracle))
+              << position << " " << vqLayer << " edit " << e;
           const EditStats &s = withTables.stats();
           updated += s.updatedRows[size_t(vqLayer == 0 ? 1 : 0)];
           flips += s.codeFlips[0];
@@ -509,16 +538,10 @@ TEST(Session, ComputedTablesPastTheirWorkCapAreStoredRows) {
     Program tables = buildDecoder(config);
     planCache(tables, true);
     ASSERT_TRUE(verifyProgram(tables).ok()) << verifyProgram(tables).error;
-    Program stored = tables;
-    int computed = 0;
-    for (size_t v = 0; v < tables.values.size(); ++v) {
-      std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
-      if (tables.values[v].tableRows && t && t->weight < 0) {
-        stored.values[v].tableRows = false;
-        ++computed;
-      }
-    }
-    ASSERT_GE(computed, 6) << ffn; // q, k, v of both layers
+    int byToken = 0, byCode = 0;
+    Program stored = storingComputedTables(tables, byToken, byCode);
+    ASSERT_EQ(byToken, 3) << ffn; // the first layer's q, k, v
+    ASSERT_GE(byCode, 3) << ffn;  // the second's
     Session withTables(tables, {1}), withRows(stored, {1});
     std::mt19937 rng(5);
     std::vector<int32_t> tokens = randomTokens(rng, 300, config.vocab);
@@ -530,13 +553,8 @@ TEST(Session, ComputedTablesPastTheirWorkCapAreStoredRows) {
       EXPECT_EQ(withTables.cacheBytes(), withRows.cacheBytes());
     Evaluator oracle(tables, {1});
     for (int e = 0; e < 12; ++e) {
-      TokenEdit edit = randomEdit(rng, int64_t(withTables.tokens().size()),
-                                  config.maxPositions, config.vocab);
-      ASSERT_TRUE(withTables.apply({edit}).ok());
-      ASSERT_TRUE(withRows.apply({edit}).ok());
-      ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
-      ASSERT_EQ(withTables.output(), oracle.output()) << ffn << " " << e;
-      ASSERT_EQ(withTables.output(), withRows.output()) << ffn << " " << e;
+      ASSERT_TRUE(editBothExactly(rng, config, withTables, withRows, oracle))
+          << ffn << " edit " << e;
     }
   }
 }
