@@ -50,7 +50,7 @@ for k in $(seq "$SERVERS"); do
   "$BUILD_DIR/bin/incnn-serve" "$PROGRAM" --port 0 "$@" > "$RUN/server-$k.out" 2> "$RUN/server-$k.log" &
   pids+=($!)
   echo $! > "$RUN/server-$k.pid"
-  for _ in $(seq 100); do grep -q "http://" "$RUN/server-$k.out" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -qs "http://" "$RUN/server-$k.out" && break; sleep 0.1; done
   addr=$(grep -o "http://[^/]*" "$RUN/server-$k.out" | head -1 | cut -d/ -f3)
   [ -n "$addr" ] || { echo "fleet.sh: server $k did not start: $(cat "$RUN/server-$k.log")" >&2; exit 1; }
   backends+="  server s$k $addr check"$'\n'

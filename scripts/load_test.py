@@ -171,8 +171,8 @@ def main():
         base = "http://" + server.stdout.readline().split("http://")[1].split("/")[0]
 
     def post(path, body, method="POST"):
-        """(status, JSON answer); connection failures and balancer errors are retried for
-        up to 30 s."""
+        """(status, JSON answer); connection failures, answers cut short and balancer
+        errors are retried for up to 30 s."""
         deadline = time.time() + 30
         while True:
             req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
@@ -184,7 +184,9 @@ def main():
             except urllib.error.HTTPError as e:
                 if e.code not in (502, 503, 504) or time.time() > deadline:
                     return e.code, json.loads(e.read() or b"{}")
-            except (urllib.error.URLError, ConnectionError) as e:
+            except (urllib.error.URLError, OSError, http.client.HTTPException,
+                    ValueError) as e:
+                # Refused, reset, or cut mid-answer (a server killed while it replied).
                 if time.time() > deadline:
                     return 0, {"error": str(e)}
             time.sleep(0.05)
@@ -197,6 +199,13 @@ def main():
     run = "load-%d" % os.getpid()
 
     def client(k):
+        try:
+            replay(k)
+        except Exception as e:  # a client that stops must fail the run, with its reason
+            with lock:
+                failures.append((k, "exception", 0, repr(e)))
+
+    def replay(k):
         doc = docs[k % len(docs)]
         path = "/v1/documents/%s-%d" % (run, k)
         text = doc["base"]
