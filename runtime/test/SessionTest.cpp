@@ -253,6 +253,42 @@ FuzzCase certifiedCase(const std::string &position, float codebookScale,
   return c;
 }
 
+/// `tables` with the values read from computed tables stored instead;
+/// counts those keyed by the token alone and by VQ codes too.
+Program storingComputedTables(const Program &tables, int &byToken,
+                              int &byCode) {
+  Program stored = tables;
+  byToken = byCode = 0;
+  for (size_t v = 0; v < tables.values.size(); ++v) {
+    std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
+    if (!tables.values[v].tableRows || !t || t->weight >= 0)
+      continue;
+    (t->key.vqs.empty() ? byToken : byCode) += 1;
+    stored.values[v].tableRows = false;
+  }
+  return stored;
+}
+
+/// One random edit applied to both sessions, whose outputs must both be
+/// the from-scratch run's.
+::testing::AssertionResult editBothExactly(std::mt19937 &rng,
+                                           const DecoderConfig &config,
+                                           Session &a, Session &b,
+                                           Evaluator &oracle) {
+  TokenEdit edit = randomEdit(rng, int64_t(a.tokens().size()),
+                              config.maxPositions, config.vocab);
+  for (Session *s : {&a, &b})
+    if (Status st = s->apply({edit}); !st.ok())
+      return ::testing::AssertionFailure() << "refused: " << st.error;
+  if (Status st = oracle.evaluate(a.tokens()); !st.ok())
+    return ::testing::AssertionFailure() << "from scratch: " << st.error;
+  if (a.output() != oracle.output())
+    return ::testing::AssertionFailure() << "not the from-scratch output";
+  if (a.output() != b.output())
+    return ::testing::AssertionFailure() << "the sessions differ";
+  return ::testing::AssertionSuccess();
+}
+
 } // namespace
 
 TEST(Session, MatchesFromScratchBitForBit) {
@@ -428,46 +464,6 @@ TEST(Session, InterruptionsInsideAStepLeaveTheSessionAsItWas) {
   EXPECT_EQ(session.output(), oracle.output());
 }
 
-namespace {
-
-/// `tables` with the values read from computed tables stored instead;
-/// counts those keyed by the token alone and by VQ codes too.
-Program storingComputedTables(const Program &tables, int &byToken,
-                              int &byCode) {
-  Program stored = tables;
-  byToken = byCode = 0;
-  for (size_t v = 0; v < tables.values.size(); ++v) {
-    std::optional<TableRows> t = tableRowsOf(tables, int32_t(v));
-    if (!tables.values[v].tableRows || !t || t->weight >= 0)
-      continue;
-    (t->key.vqs.empty() ? byToken : byCode) += 1;
-    stored.values[v].tableRows = false;
-  }
-  return stored;
-}
-
-/// One random edit applied to both sessions, whose outputs must both be
-/// the from-scratch run's.
-::testing::AssertionResult editBothExactly(std::mt19937 &rng,
-                                           const DecoderConfig &config,
-                                           Session &a, Session &b,
-                                           Evaluator &oracle) {
-  TokenEdit edit = randomEdit(rng, int64_t(a.tokens().size()),
-                              config.maxPositions, config.vocab);
-  for (Session *s : {&a, &b})
-    if (Status st = s->apply({edit}); !st.ok())
-      return ::testing::AssertionFailure() << "refused: " << st.error;
-  if (Status st = oracle.evaluate(a.tokens()); !st.ok())
-    return ::testing::AssertionFailure() << "from scratch: " << st.error;
-  if (a.output() != oracle.output())
-    return ::testing::AssertionFailure() << "not the from-scratch output";
-  if (a.output() != b.output())
-    return ::testing::AssertionFailure() << "the sessions differ";
-  return ::testing::AssertionSuccess();
-}
-
-} // namespace
-
 TEST(Session, ComputedTablesReadRowsByTheirKeys) {
   // Without learned positions the first layer's queries, keys and values
   // depend on their own token alone, and after a one-group VQ the next
@@ -552,10 +548,9 @@ TEST(Session, ComputedTablesPastTheirWorkCapAreStoredRows) {
     else
       EXPECT_EQ(withTables.cacheBytes(), withRows.cacheBytes());
     Evaluator oracle(tables, {1});
-    for (int e = 0; e < 12; ++e) {
+    for (int e = 0; e < 12; ++e)
       ASSERT_TRUE(editBothExactly(rng, config, withTables, withRows, oracle))
           << ffn << " edit " << e;
-    }
   }
 }
 
