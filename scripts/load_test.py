@@ -13,7 +13,7 @@ tokenizes and runs from scratch and says whether every bit agrees). Like an LSP 
 the text: a 404 (its server went away, or evicted it) is answered by PUTting the text again and
 re-sending the edit, and a refused connection (502/503 from a balancer) is retried. With
 --kill-busiest (the run directory scripts/fleet.sh prints), the fleet's server holding the most
-documents is killed --kill-after seconds in, and latencies are reported before, during (until
+documents still being edited is killed --kill-after seconds in, and latencies are reported before, during (until
 the last client recovered) and after.
 Prints requests per second, p50/p90/p99 latency per edit, the server's peak memory (VmHWM),
 evictions, documents recovered, failed requests and mismatches; exits 1 if any request failed
@@ -149,7 +149,7 @@ def main():
                     help="incnn-serve --max-tokens (whole PEPs reach 39,000 tokens)")
     ap.add_argument("--url", help="a running server or fleet (none is started)")
     ap.add_argument("--kill-busiest", metavar="RUN_DIR",
-                    help="kill the fleet's server holding the most documents...")
+                    help="kill the fleet's server holding the most documents still being edited...")
     ap.add_argument("--kill-after", type=float, default=2.0, help="...this many seconds in")
     ap.add_argument("--keystrokes", type=int, default=0,
                     help="instead: one client types this many characters, one request each, "
@@ -198,12 +198,17 @@ def main():
     lock = threading.Lock()
     run = "load-%d" % os.getpid()
 
+    replaying = set(range(a.clients))
+
     def client(k):
         try:
             replay(k)
         except Exception as e:  # a client that stops must fail the run, with its reason
             with lock:
                 failures.append((k, "exception", 0, repr(e)))
+        finally:
+            with lock:
+                replaying.discard(k)
 
     def replay(k):
         doc = docs[k % len(docs)]
@@ -247,14 +252,25 @@ def main():
 
     def killer():
         time.sleep(a.kill_after)
-        busiest = (-1, None)
+        # The server holding the most documents still being edited (asked directly, not
+        # through the balancer), then the most documents.
+        with lock:
+            names = ["/v1/documents/%s-%d" % (run, k) for k in replaying]
+        busiest = (-1, -1, None)
         for out in glob.glob(os.path.join(a.kill_busiest, "server-*.out")):
             with open(out) as f:
                 url = f.read().split("http://")[1].split("/")[0]
             health = json.loads(urllib.request.urlopen("http://%s/healthz" % url).read())
+            held = 0
+            for name in names:
+                try:
+                    urllib.request.urlopen("http://%s%s" % (url, name)).read()
+                    held += 1
+                except urllib.error.HTTPError:
+                    pass
             with open(out[:-4] + ".pid") as f:
-                busiest = max(busiest, (health["documents"], int(f.read())))
-        os.kill(busiest[1], signal.SIGKILL)
+                busiest = max(busiest, (held, health["documents"], int(f.read())))
+        os.kill(busiest[2], signal.SIGKILL)
         killed[0] = time.time()
 
     t0 = time.time()
