@@ -108,10 +108,10 @@ def test_output_equals_incnn_run(bundled, tmp_path):
     # same counts.
     stats = doc.stats
     assert set(first["stats"]) <= set(stats)
-    assert list(stats)[:9] == list(first["stats"])[:9]
+    assert list(stats)[:10] == list(first["stats"])[:10]
     for key in ("macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
                 "code_flips", "certified_rows", "deferred_rows",
-                "recomputed_rows",
+                "recomputed_rows", "state_bytes",
                 "cache_bytes_per_token"):
         assert stats[key] == first["stats"][key], key
 

@@ -198,6 +198,7 @@ ordered_json statsToJson(const EditStats &s) {
   r["certified_rows"] = s.certifiedRows;
   r["deferred_rows"] = s.deferredRows;
   r["recomputed_rows"] = int64_t(s.recomputedRows.size());
+  r["state_bytes"] = s.stateBytes;
   r["us"] = std::round(s.micros * 10) / 10;
   return r;
 }

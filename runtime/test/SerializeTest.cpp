@@ -164,6 +164,7 @@ TEST(Serialize, StatsHaveEveryKey) {
   s.codeFlips = {5};
   s.certifiedRows = 6;
   s.recomputedRows = {0, 3, 4};
+  s.stateBytes = 4096;
   s.micros = 12.345;
   nlohmann::ordered_json j = statsToJson(s);
   std::vector<std::string> keys;
@@ -175,7 +176,7 @@ TEST(Serialize, StatsHaveEveryKey) {
                          "\"dirty_rows\":[1,2],\"updated_rows\":[3,4],"
                          "\"code_flips\":[5],\"certified_rows\":6,"
                          "\"deferred_rows\":0,\"recomputed_rows\":3,"
-                         "\"us\":12.3}");
+                         "\"state_bytes\":4096,\"us\":12.3}");
   // Empty statistics (before any evaluation) have the same keys.
   nlohmann::ordered_json empty = statsToJson(EditStats{});
   EXPECT_EQ(empty.size(), std::size(kStatsKeys));

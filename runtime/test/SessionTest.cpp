@@ -594,6 +594,35 @@ TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
   EXPECT_GE(s.dirtyRows[0], 1);
 }
 
+TEST(Session, StateBytesCountTheRewrittenAccumulators) {
+  DecoderConfig config;
+  config.position = "none";
+  config.maxPositions = 256;
+  config.task = TaskKind::Classifier;
+  config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
+  Program program = buildDecoder(config);
+  planCache(program, true);
+  Session session(program, {1});
+  std::mt19937 rng(11);
+  int64_t n = 120;
+  ASSERT_TRUE(session.reset(randomTokens(rng, n, config.vocab)).ok());
+  // A row's accumulators: per head, a shift, a count, a denominator and
+  // headDim numerators.
+  uint64_t perRow =
+      uint64_t(config.heads) * (16 + 8 * uint64_t(config.dim / config.heads));
+  EXPECT_EQ(session.stats().stateBytes, uint64_t(config.layers * n) * perRow);
+  for (int64_t at : {100, 30, 0}) {
+    ASSERT_TRUE(session.apply(TokenEdit::replace(at, {5})).ok());
+    const EditStats &s = session.stats();
+    uint64_t touched = 0; // rows delta-updated or recomputed, every layer
+    for (size_t l = 0; l < s.updatedRows.size(); ++l)
+      touched += uint64_t(s.updatedRows[l] + s.dirtyRows[l]);
+    EXPECT_GE(s.stateBytes, touched * perRow) << "edit at " << at;
+    EXPECT_LE(s.stateBytes, uint64_t(2 * config.layers * n) * perRow);
+    EXPECT_GT(s.stateBytes, 0u);
+  }
+}
+
 TEST(Session, LongDocumentsStayExact) {
   // Thousands of keys per row: the accumulators' bound (valueBound of the
   // program length) is what makes these sums exact. INCNN_LONG_TOKENS and

@@ -155,6 +155,7 @@ void Engine::begin(const EditPlan *plan) {
   stats.codeFlips.assign(size_t(numVQ), plan ? 0 : n);
   stats.certifiedRows = 0;
   stats.deferredRows = 0;
+  stats.stateBytes = 0;
   stats.recomputedRows.clear();
   certificates.prepare(n, !plan);
   if (!plan)

@@ -52,6 +52,10 @@ struct AttentionStep {
     int64_t W = shape.window;
     return W == 0 || (row - key < W && key - row < W);
   }
+  /// Counts `rows` rows of accumulators rewritten (EditStats::stateBytes).
+  void countRewritten(int64_t rows) const {
+    ctx.stats.stateBytes += uint64_t(rows) * uint64_t(state.bytesPerRow());
+  }
   const float *oldRow(const ValueStore &store, int64_t r) const {
     return ctx.oldRow(store, r);
   }

@@ -78,6 +78,7 @@ void recomputeLayer(const AttentionStep &a, const std::vector<char> &full,
   for (size_t t = 0; t < dirty.size(); ++t)
     std::copy_n(out.data() + dirty[t] * qw, qw, rows.data() + t * qw);
   ctx.stats.macs += 2 * exact::attendedPairs(shape, n) * uint64_t(qw);
+  a.countRewritten(n);
   ctx.dirtyRowsOf(index) = int64_t(dirty.size());
   ctx.stats.recomputedRows = unite(ctx.stats.recomputedRows, dirty);
   ctx.storeRows(in.results[0], dirty, std::move(rows));
@@ -96,6 +97,7 @@ void computeAllRows(const AttentionStep &a) {
     throwAttentionBreach(a.p, a.index, a.v.data.data(), a.n * a.kvw,
                          a.shape.valueBound);
   ctx.stats.macs += 2 * exact::attendedPairs(a.shape, a.n) * uint64_t(a.qw);
+  a.countRewritten(a.n);
   if (Certificate *c = ctx.certificates.ofAttention(a.index)) {
     coverAllValues(a, *c);
     for (int64_t i = 0; i < a.n; ++i)
@@ -496,6 +498,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
   for (uint64_t count : termCounts)
     ctx.stats.macs += count * 2 * uint64_t(a.qw);
   ctx.stats.macs += caughtUp.load() * 2 * uint64_t(a.qw);
+  a.countRewritten(int64_t(d.candidates.size()));
   if (cert) // stale candidates caught up (or will be recomputed)
     for (int64_t i : d.candidates)
       cert->settle(i);
@@ -586,6 +589,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
     exact::keyRange(a.shape, i, n, begin, end);
     a.ctx.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
   }
+  a.countRewritten(int64_t(fullRows.size()));
 }
 
 /// Stores the refreshed output rows in order (recomputed ones from

@@ -44,6 +44,9 @@ struct EditStats {
   /// Rows whose attention update was deferred: a bound proved their VQ codes
   /// unchanged without updating them (all layers).
   int64_t deferredRows = 0;
+  /// Bytes of attention accumulators (softmax sums) the update rewrote, each
+  /// read and written once: the memory traffic an exact update cannot skip.
+  uint64_t stateBytes = 0;
   /// Rows some attention layer recomputed in full (sorted; empty from
   /// scratch, where every row is).
   std::vector<int64_t> recomputedRows;

@@ -61,12 +61,14 @@ inline constexpr const char *kStatsKeys[] = {"macs",
                                              "certified_rows",
                                              "deferred_rows",
                                              "recomputed_rows",
+                                             "state_bytes",
                                              "us"};
 
 /// Every field of EditStats, under the keys of kStatsKeys (docs/json.md):
 /// counts are integers; dirty_rows and updated_rows per attention layer and
 /// code_flips per VQ site are arrays; recomputed_rows counts the rows some
-/// attention layer recomputed in full (0 from scratch); us is the update's
+/// attention layer recomputed in full (0 from scratch); state_bytes the
+/// accumulator bytes it rewrote; us is the update's
 /// wall time in microseconds rounded to 0.1.
 nlohmann::ordered_json statsToJson(const EditStats &stats);
 
