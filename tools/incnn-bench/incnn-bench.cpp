@@ -173,6 +173,7 @@ double measureBandwidth() {
 
 struct EditRecord {
   int64_t tokens = 0, changedRows = 0;
+  uint64_t stateBytes = 0;
   uint64_t macs = 0, macsFull = 0, macsPrefix = 0, macsFloor = 0;
   double us = 0, usFull = -1, usTokenize = 0, usFullTokenize = -1;
   int64_t retokenizedBytes = 0;
@@ -229,6 +230,7 @@ public:
     rec.tokens = s.numTokens;
     rec.macs = s.macs;
     rec.macsFull = s.macsFull;
+    rec.stateBytes = s.stateBytes;
     rec.us = s.micros;
     rec.usTokenize = r.tokenizeMicros;
     rec.retokenizedBytes = r.retokenizedBytes;
@@ -291,7 +293,8 @@ public:
 
   json summary(double bandwidth) const {
     std::vector<double> macRatio, wallRatio, prefixRatio, floorRatio, us,
-        usFull, tok, tokens, fullTok, endToEnd, tokOverUpdate, retokenized;
+        usFull, tok, tokens, fullTok, endToEnd, tokOverUpdate, retokenized,
+        stateBytes;
     bool exact = mismatches == 0;
     int64_t checked = 0;
     for (const EditRecord &r : records) {
@@ -302,6 +305,7 @@ public:
       floorRatio.push_back(double(r.macsFull) /
                            double(std::max<uint64_t>(r.macsFloor, 1)));
       us.push_back(r.us);
+      stateBytes.push_back(double(r.stateBytes));
       tok.push_back(r.usTokenize);
       tokens.push_back(double(r.tokens));
       tokOverUpdate.push_back(r.usTokenize / std::max(r.us, 1e-3));
@@ -356,6 +360,9 @@ public:
     s["weight_bytes"] = weightBytes;
     s["bandwidth_gb_s"] = bandwidth / 1e9;
     s["weight_stream_us"] = double(weightBytes) / bandwidth * 1e6;
+    // The update's floor in memory traffic: its rewritten accumulators.
+    s["median_state_bytes"] = median(stateBytes);
+    s["state_stream_us"] = median(stateBytes) / bandwidth * 1e6;
     return s;
   }
 
@@ -590,6 +597,12 @@ int main(int argc, char **argv) {
               double(s["weight_bytes"].get<int64_t>()) / 1e6,
               s["weight_stream_us"].get<double>(),
               s["bandwidth_gb_s"].get<double>());
+  std::printf("accumulators             median %.1f MB rewritten per edit; "
+              "reading them once takes %.0f us (%.2f of the median update)\n",
+              s["median_state_bytes"].get<double>() / 1e6,
+              s["state_stream_us"].get<double>(),
+              s["state_stream_us"].get<double>() /
+                  std::max(s["median_update_us"].get<double>(), 1e-3));
   if (!o.torchModel.empty()) {
     int64_t n = int64_t(s["median_tokens"].get<double>());
     double t = torchSeconds(o.torchModel, n, o.threads);
