@@ -289,6 +289,24 @@ Program storingComputedTables(const Program &tables, int &byToken,
   return ::testing::AssertionSuccess();
 }
 
+/// A two-layer classifier (the builder's d 32) without positions, with a
+/// one-group VQ of four codes after each attention.
+DecoderConfig vqClassifierConfig() {
+  DecoderConfig config;
+  config.position = "none";
+  config.maxPositions = 256;
+  config.task = TaskKind::Classifier;
+  config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
+  return config;
+}
+
+/// vqClassifierConfig's program, its cache planned.
+Program vqClassifier() {
+  Program program = buildDecoder(vqClassifierConfig());
+  planCache(program, true);
+  return program;
+}
+
 } // namespace
 
 TEST(Session, MatchesFromScratchBitForBit) {
@@ -574,15 +592,8 @@ TEST(ProgramSteps, ComputedTablesHaveABoundedSize) {
 }
 
 TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
-  DecoderConfig config;
-  config.position = "none";
-  config.dim = 32;
-  config.ffn = 64;
-  config.maxPositions = 256;
-  config.task = TaskKind::Classifier;
-  config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
-  Program program = buildDecoder(config);
-  planCache(program, true);
+  DecoderConfig config = vqClassifierConfig();
+  Program program = vqClassifier();
   Session session(program, {1});
   std::mt19937 rng(7);
   ASSERT_TRUE(session.reset(randomTokens(rng, 200, config.vocab)).ok());
@@ -595,13 +606,8 @@ TEST(Session, ReplacementCostsLessThanFromScratchWithVQ) {
 }
 
 TEST(Session, StateBytesCountTheRewrittenAccumulators) {
-  DecoderConfig config;
-  config.position = "none";
-  config.maxPositions = 256;
-  config.task = TaskKind::Classifier;
-  config.vq = {{0, false, 1, 4}, {1, false, 1, 4}};
-  Program program = buildDecoder(config);
-  planCache(program, true);
+  DecoderConfig config = vqClassifierConfig();
+  Program program = vqClassifier();
   Session session(program, {1});
   std::mt19937 rng(11);
   int64_t n = 120;
