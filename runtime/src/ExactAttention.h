@@ -148,6 +148,32 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          AttentionState &state, float *out,
                          ThreadPool *pool = nullptr);
 
+/// A key that occurs `count` times among a row's keys: the same rotated key
+/// and value bits each time.
+struct RepeatedKey {
+  const float *kRot = nullptr, *v = nullptr;
+  int64_t count = 1;
+};
+
+/// The rotated keys of `keys`, transposed kTermBlock at a time (the last
+/// block padded with its last key), for computeRowFromRepeatedKeys: [block]
+/// [width][kTermBlock].
+void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
+                           int64_t width, std::vector<float> &keysT);
+
+/// computeRowFromRows over a row's keys given once each with their counts,
+/// in any order: the same bits, since the row's sums are integers (a key
+/// that occurs m times adds m times its rounded terms). `keysT` is
+/// transposeRepeatedKeys of these keys, or of a longer list that starts
+/// with them. Its scores, shift, top count and denominators follow the
+/// from-scratch kernels; every value must lie within shape.valueBound.
+/// Writes state row `row` and the output. Returns false when a score breaks
+/// the contract.
+bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
+                                int64_t numKeys, const float *keysT,
+                                const AttentionShape &shape,
+                                AttentionState &state, int64_t row, float *out);
+
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;
 

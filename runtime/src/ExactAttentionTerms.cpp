@@ -10,6 +10,7 @@
 #include "Simd.h"
 #include "attention/ExactKernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -386,6 +387,117 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
   std::vector<double> v(vRow, vRow + shape.kvWidth());
   TermRef term{kRotRow, v.data(), sign};
   applyTermsToBlock(qT, rows, use, &term, 1, shape, state, ok);
+}
+
+namespace {
+
+/// out[l] = the FMA chain over c < hd of q[c] * kT[c * kTermBlock + l]: one
+/// query's scores against a block of keys transposed (lanes are keys).
+void keyBlockScores(const float *q, const float *kT, int64_t hd, float *out) {
+  constexpr int L = kTermBlock;
+#if defined(__AVX2__) && defined(__FMA__)
+  static_assert(L == 8, "one AVX2 vector of keys");
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t c = 0; c < hd; ++c)
+    acc =
+        _mm256_fmadd_ps(_mm256_set1_ps(q[c]), _mm256_loadu_ps(kT + c * L), acc);
+  _mm256_storeu_ps(out, acc);
+#else
+  for (int l = 0; l < L; ++l) {
+    float acc = 0.0f;
+    for (int64_t c = 0; c < hd; ++c)
+      acc = std::fma(q[c], kT[c * L + l], acc);
+    out[l] = acc;
+  }
+#endif
+}
+
+/// numer[c] += count * round(p * v[c]) for c < hd, exactly (|p v| < 2^51).
+void addRepeatedTerms(double p, const float *v, int64_t count, int64_t hd,
+                      int64_t *numer) {
+  typedef float F4 __attribute__((vector_size(16)));
+  using simd::D4;
+  using simd::I4;
+  const I4 times = {count, count, count, count};
+  int64_t c = 0;
+  for (; c + 4 <= hd; c += 4) {
+    F4 vf;
+    I4 acc;
+    std::memcpy(&vf, v + c, sizeof vf);
+    std::memcpy(&acc, numer + c, sizeof acc);
+    I4 term = roundToInt(__builtin_convertvector(vf, D4) * p);
+    acc += count == 1 ? term : times * term; // most keys occur once
+    std::memcpy(numer + c, &acc, sizeof acc);
+  }
+  for (; c < hd; ++c)
+    numer[c] += count * int64_t(std::nearbyint(p * double(v[c])));
+}
+
+} // namespace
+
+void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
+                           int64_t width, std::vector<float> &keysT) {
+  constexpr int L = kTermBlock;
+  int64_t blocks = (numKeys + L - 1) / L;
+  keysT.resize(size_t(blocks * width * L));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float *rows[L];
+    for (int l = 0; l < L; ++l)
+      rows[l] = keys[std::min(b * L + l, numKeys - 1)].kRot;
+    transposeBlockRows(rows, width, keysT.data() + b * width * L);
+  }
+}
+
+bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
+                                int64_t numKeys, const float *keysT,
+                                const AttentionShape &shape,
+                                AttentionState &state, int64_t row,
+                                float *out) {
+  constexpr int L = kTermBlock;
+  int64_t H = shape.numHeads, hd = shape.headDim, kvw = shape.kvWidth();
+  int64_t blocks = (numKeys + L - 1) / L, padded = blocks * L;
+  static thread_local std::vector<float> scores, x, weights;
+  scores.resize(size_t(H * padded));
+  x.resize(size_t(padded));
+  weights.resize(size_t(padded));
+  // Scores, L keys at a time (lanes past numKeys are never read).
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      keyBlockScores(qRot + h * hd,
+                     keysT + (b * kvw + shape.kvHeadOf(h) * hd) * L, hd,
+                     &scores[size_t(h * padded + b * L)]);
+  const detail::KernelTable &kernels = detail::kernels();
+  for (int64_t h = 0; h < H; ++h) {
+    float *s = &scores[size_t(h * padded)];
+    float high = -INFINITY;
+    for (int64_t d = 0; d < numKeys; ++d) {
+      s[d] *= shape.scale;
+      if (!(std::fabs(s[d]) <= kMaxScore))
+        return false;
+      high = std::max(high, s[d]);
+    }
+    float shift = std::ceil(high / kShiftBucket) * kShiftBucket + 0.0f;
+    int64_t top = 0;
+    for (int64_t d = 0; d < numKeys; ++d) {
+      top += s[d] > shift - kShiftBucket ? keys[d].count : 0;
+      x[size_t(d)] = s[d] - shift;
+    }
+    kernels.expNonPositive(x.data(), numKeys, weights.data());
+    size_t slot = size_t(row * H + h);
+    int64_t *numer = &state.numer[slot * size_t(hd)];
+    std::fill(numer, numer + hd, int64_t(0));
+    int64_t denom = 0, offset = shape.kvHeadOf(h) * hd;
+    for (int64_t d = 0; d < numKeys; ++d) {
+      float P = weights[size_t(d)] * kTermScale;
+      denom += keys[d].count * int64_t(std::nearbyint(P));
+      addRepeatedTerms(double(P), keys[d].v + offset, keys[d].count, hd, numer);
+    }
+    state.shift[slot] = shift;
+    state.top[slot] = int32_t(top);
+    state.denom[slot] = denom;
+  }
+  finishRow(shape, state, row, out);
+  return true;
 }
 
 void finishRow(const AttentionShape &shape, const AttentionState &state,

@@ -929,6 +929,62 @@ TEST(ExactAttention, MatchesScalarSpecOnEveryIsa) {
   }
 }
 
+TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
+  // Keys drawn from a few distinct rows (as table rows are): a row over its
+  // distinct keys and their counts has the bits of the row over every key.
+  std::mt19937 rng(23);
+  for (const std::string &isa : kernelIsas()) {
+    IsaScope scope(isa);
+    for (const AttnCase &c : attnCases()) {
+      const int64_t n = 700, distinct = 37, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
+      auto q = randomFloats(size_t(n * qw), rng);
+      auto kk = randomFloats(size_t(distinct * kvw), rng);
+      auto v = randomFloats(size_t(distinct * kvw), rng);
+      for (float &x : q)
+        x *= 4.0f; // a spread of weights, some underflowing
+      exact::AttentionShape shape = shapeOf(c, 1.0f / std::sqrt(float(c.hd)));
+      std::vector<const float *> kRows(static_cast<size_t>(n)),
+          vRows(static_cast<size_t>(n));
+      std::vector<int64_t> which(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        // Skewed: a few keys occur hundreds of times, others once.
+        which[size_t(j)] = int64_t(rng() % distinct) * int64_t(rng() % 3) / 2;
+        kRows[size_t(j)] = kk.data() + which[size_t(j)] * kvw;
+        vRows[size_t(j)] = v.data() + which[size_t(j)] * kvw;
+      }
+      exact::AttentionState every, grouped;
+      every.resize(1, c.H, c.hd);
+      grouped.resize(1, c.H, c.hd);
+      std::vector<float> a(static_cast<size_t>(qw)), b(static_cast<size_t>(qw));
+      for (int64_t i : {int64_t(0), int64_t(1), n / 2, n - 1}) {
+        int64_t count = i + 1;
+        const float *qi = q.data() + i * qw;
+        ASSERT_TRUE(exact::computeRowFromRows(
+            qi, kRows.data(), vRows.data(), count, shape, every, 0, a.data()));
+        std::vector<exact::RepeatedKey> keys;
+        std::vector<int64_t> at(size_t(distinct), -1);
+        for (int64_t j = count - 1; j >= 0; --j) { // any order
+          int64_t d = which[size_t(j)];
+          if (at[size_t(d)] < 0) {
+            at[size_t(d)] = int64_t(keys.size());
+            keys.push_back({kRows[size_t(j)], vRows[size_t(j)], 0});
+          }
+          ++keys[size_t(at[size_t(d)])].count;
+        }
+        std::vector<float> keysT;
+        exact::transposeRepeatedKeys(keys.data(), int64_t(keys.size()), kvw,
+                                     keysT);
+        ASSERT_TRUE(exact::computeRowFromRepeatedKeys(
+            qi, keys.data(), int64_t(keys.size()), keysT.data(), shape, grouped,
+            0, b.data()));
+        EXPECT_TRUE(stateEqual(grouped, every)) << isa << " row " << i;
+        EXPECT_TRUE(bitsEqual(a.data(), b.data(), size_t(qw)))
+            << isa << " row " << i;
+      }
+    }
+  }
+}
+
 TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
   // Six keys replaced in one applyTermsToBlock call per block: terms that
   // reach several lanes take the ISA's kernel together, a term that reaches

@@ -535,6 +535,50 @@ TEST(Session, ComputedTablesReadRowsByTheirKeys) {
       }
 }
 
+TEST(Session, FullRowsOverRepeatedKeysAreExact) {
+  // Read from computed tables over a small vocabulary, keys repeat: a row
+  // recomputed in full goes over its distinct keys with their counts, and
+  // stays exact and equal to the session storing the rows (which goes over
+  // every key): without a VQ (so that every row's error reaches the
+  // output), with one after either layer, deferral on or off, causal (one
+  // pass over the keys for every row), windowed and bidirectional. A count
+  // left at 1, or a row's first key dropped, fails it.
+  for (auto [causal, window] : {std::pair{true, 0}, {true, 48}, {false, 0}})
+    for (int vqLayer : {-1, 1, 0})
+      for (bool defer : {false, true}) {
+        if (vqLayer < 0 && defer)
+          continue; // nothing to defer
+        DecoderConfig config;
+        config.position = "none";
+        config.causal = causal;
+        config.window = window;
+        config.vocab = 12;
+        config.maxPositions = 1024;
+        config.task = TaskKind::Classifier;
+        config.pool = PoolKind::Mean; // every row reaches the output
+        if (vqLayer >= 0)
+          config.vq = {{vqLayer, false, 1, 4}};
+        Program tables = buildDecoder(config);
+        planCache(tables, true);
+        for (CertificateChain &chain : tables.certificateChains)
+          chain.defer = defer;
+        int byToken = 0, byCode = 0;
+        Program stored = storingComputedTables(tables, byToken, byCode);
+        ASSERT_EQ(byToken, 3);
+        Session withTables(tables, {1}), withRows(stored, {1});
+        std::mt19937 rng(17);
+        std::vector<int32_t> tokens = randomTokens(rng, 600, config.vocab);
+        ASSERT_TRUE(withTables.reset(tokens).ok());
+        ASSERT_TRUE(withRows.reset(tokens).ok());
+        Evaluator oracle(tables, {1});
+        for (int e = 0; e < 25; ++e)
+          ASSERT_TRUE(
+              editBothExactly(rng, config, withTables, withRows, oracle))
+              << causal << " " << window << " " << vqLayer << " " << defer
+              << " edit " << e;
+      }
+}
+
 TEST(Session, ComputedTablesPastTheirWorkCapAreStoredRows) {
   // Every (token, code) row of the second layer's tables runs the first
   // layer's MLP: with 2,048 tokens, 8 codes and a 8,192-wide MLP filling

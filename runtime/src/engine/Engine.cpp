@@ -96,12 +96,14 @@ Engine::Engine(const Program &program, const EngineOptions &options)
       if (t->weight >= 0) {
         const Weight &w = program.weights[size_t(t->weight)];
         v.table = w.ptr();
+        v.tableRows = w.numElements() / v.width;
         v.tableByToken = t->index < 0;
         if (t->index >= 0) // a codebook [1, K, width]
           v.tableCodes = {{&values[size_t(t->index)], w.shape[1]}};
         continue;
       }
       v.table = (*keyedTables)[i].data();
+      v.tableRows = int64_t((*keyedTables)[i].size()) / v.width;
       v.tableByToken = t->key.token;
       for (size_t k = 0; k < t->codes.size(); ++k) {
         ValueStore &codes = values[size_t(t->codes[k])];

@@ -55,6 +55,7 @@ struct ValueStore {
   /// update did not compute is row index(r) of `table`: the token (when
   /// `tableByToken`), then each of `tableCodes`' code (mixed radix).
   const float *table = nullptr;
+  int64_t tableRows = 0; ///< rows of `table`
   bool tableByToken = false;
   std::vector<std::pair<const ValueStore *, int64_t>> tableCodes;
   const std::vector<int32_t> *tokens = nullptr;

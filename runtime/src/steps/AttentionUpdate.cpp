@@ -2,7 +2,9 @@
 //
 // Change rule. inputs = {query rows, key/value rows}. From scratch every row
 // is computed with exact::attention. After an edit:
-//  - rows whose query changed, and new rows, are recomputed in full;
+//  - rows whose query changed, and new rows, are recomputed in full (over
+//    their distinct keys, with counts, where keys and values are rows of
+//    computed tables and so repeat);
 //  - every other row that attends to a changed, inserted or deleted key gets
 //    delta updates of its exact accumulators (old terms subtracted, new ones
 //    added, kTermBlock rows at a time); with a window, a kept row near an
@@ -27,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -36,6 +39,11 @@ namespace {
 
 /// Most recomputed rows that share one pass over the keys.
 constexpr int64_t kRunRows = 64;
+
+/// Full rows go over their distinct keys when there are at most 1/this as
+/// many as keys (a distinct key costs about what a pass's key does, and the
+/// grouping a few nanoseconds per key).
+constexpr int64_t kRepeatedKeysGain = 3;
 
 /// A delta term costs about this many times one (row, key) pair of the
 /// blocked from-scratch kernels (measured: ~1.5 vs ~10 G pairs/s).
@@ -540,15 +548,161 @@ std::vector<std::pair<size_t, size_t>> runsOf(const AttentionStep &a,
   return runs;
 }
 
+/// Per key row: its table row when its key and value are both that row of
+/// tables of one key (without rotary embedding, every row of that key has
+/// the same key and value bits), or -1 for a key of its own (a row this
+/// update computed). Empty when no key repeats, or too few do to pay for
+/// grouping them.
+std::vector<int32_t>
+repeatedKeyGroups(const AttentionStep &a,
+                  const std::vector<const float *> &kPtrs,
+                  const std::vector<const float *> &vPtrs) {
+  const ValueStore &k = a.k, &v = a.v;
+  if (a.shape.ropeTheta != 0.0f || !k.table || !v.table ||
+      k.tableByToken != v.tableByToken || k.tableCodes != v.tableCodes ||
+      k.tableRows != v.tableRows)
+    return {};
+  auto indexIn = [](const ValueStore &store, const float *row) -> int64_t {
+    auto at = reinterpret_cast<std::uintptr_t>(row),
+         base = reinterpret_cast<std::uintptr_t>(store.table);
+    std::uintptr_t rowBytes = std::uintptr_t(store.width) * sizeof(float);
+    if (at < base || at - base >= std::uintptr_t(store.tableRows) * rowBytes)
+      return -1; // not a table row
+    return int64_t((at - base) / rowBytes);
+  };
+  std::vector<int32_t> groups(size_t(a.n));
+  std::vector<char> seen(size_t(k.tableRows), 0);
+  int64_t distinct = 0;
+  for (int64_t j = 0; j < a.n; ++j) {
+    int64_t index = indexIn(k, kPtrs[size_t(j)]);
+    bool shared = index >= 0 && index == indexIn(v, vPtrs[size_t(j)]);
+    groups[size_t(j)] = shared ? int32_t(index) : -1;
+    distinct += shared ? !seen[size_t(index)] : 1;
+    if (shared)
+      seen[size_t(index)] = 1;
+  }
+  if (distinct * kRepeatedKeysGain > a.n)
+    return {};
+  return groups;
+}
+
+/// Distinct keys with their counts, as keys [begin, end) are added.
+struct RepeatedKeyCounts {
+  std::vector<exact::RepeatedKey> keys;
+  std::vector<int32_t> at; ///< per table row: its entry in keys, or -1
+
+  void add(int32_t group, const float *k, const float *v) {
+    if (group >= 0 && at[size_t(group)] >= 0) {
+      ++keys[size_t(at[size_t(group)])].count;
+      return;
+    }
+    if (group >= 0)
+      at[size_t(group)] = int32_t(keys.size());
+    keys.push_back({k, v, 1});
+  }
+};
+
+/// Causal attention without a window: every row's keys are a prefix.
+bool keysArePrefixes(const exact::AttentionShape &shape) {
+  return shape.causal && shape.window == 0;
+}
+
+/// The distinct keys of each full row: with prefixes, one pass over the
+/// keys (each row's list starts the next one's); else a pass over each
+/// row's own.
+std::vector<std::vector<exact::RepeatedKey>>
+repeatedKeysOfRows(const AttentionStep &a, const Rows &fullRows,
+                   const std::vector<int32_t> &groups,
+                   const std::vector<const float *> &kPtrs,
+                   const std::vector<const float *> &vPtrs) {
+  std::vector<std::vector<exact::RepeatedKey>> perRow(fullRows.size());
+  RepeatedKeyCounts counts;
+  counts.at.assign(size_t(a.k.tableRows), -1);
+  bool prefixes = keysArePrefixes(a.shape);
+  int64_t next = 0; // prefixes: keys added so far
+  for (size_t t = 0; t < fullRows.size(); ++t) {
+    int64_t begin, end;
+    exact::keyRange(a.shape, fullRows[t], a.n, begin, end);
+    if (!prefixes) {
+      counts.keys.clear();
+      std::fill(counts.at.begin(), counts.at.end(), -1);
+      next = begin;
+    }
+    for (; next < end; ++next)
+      counts.add(groups[size_t(next)], kPtrs[size_t(next)],
+                 vPtrs[size_t(next)]);
+    perRow[t] = counts.keys;
+  }
+  return perRow;
+}
+
+/// recomputeFullRows for keys that repeat (repeatedKeyGroups): each row
+/// over its distinct keys and their counts. False on a score breach.
+bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
+                                   const std::vector<int32_t> &groups,
+                                   const std::vector<const float *> &kPtrs,
+                                   const std::vector<const float *> &vPtrs,
+                                   std::vector<float> &fullOut) {
+  std::vector<std::vector<exact::RepeatedKey>> keys =
+      repeatedKeysOfRows(a, fullRows, groups, kPtrs, vPtrs);
+  std::atomic<bool> scoresOk{true};
+  uint64_t pairs = 0;
+  for (const std::vector<exact::RepeatedKey> &rowKeys : keys)
+    pairs += rowKeys.size();
+  // Prefixes: each row's keys start the last row's list, so one transposed
+  // copy serves every row.
+  bool prefixes = keysArePrefixes(a.shape);
+  std::vector<float> sharedT;
+  if (prefixes && !keys.empty())
+    exact::transposeRepeatedKeys(keys.back().data(),
+                                 int64_t(keys.back().size()), a.kvw, sharedT);
+  int64_t numRows = int64_t(fullRows.size());
+  parallelFor(
+      a.ctx.poolFor(double(pairs) * double(a.qw)), numRows, [&](int64_t t) {
+        int64_t i = fullRows[size_t(t)];
+        const std::vector<exact::RepeatedKey> &rowKeys = keys[size_t(t)];
+        static thread_local std::vector<float> ownT;
+        if (!prefixes)
+          exact::transposeRepeatedKeys(rowKeys.data(), int64_t(rowKeys.size()),
+                                       a.kvw, ownT);
+        if (!exact::computeRowFromRepeatedKeys(
+                a.q.row(i), rowKeys.data(), int64_t(rowKeys.size()),
+                prefixes ? sharedT.data() : ownT.data(), a.shape, a.state,
+                a.slotOf[size_t(i)], fullOut.data() + t * a.qw))
+          scoresOk.store(false, std::memory_order_relaxed);
+      });
+  a.ctx.stats.macs += 2 * pairs * uint64_t(a.qw);
+  return scoresOk.load();
+}
+
+/// Throws the breach a full row's failed scores mean: a value out of its
+/// bound, else a score.
+[[noreturn]] void throwFullRowBreach(const AttentionStep &a,
+                                     const std::vector<const float *> &vPtrs) {
+  for (const float *v : vPtrs)
+    if (!exact::withinBound(v, a.kvw, a.shape.valueBound))
+      throwBreach(a.p, a.index, Breach::AttentionValue);
+  throwBreach(a.p, a.index, Breach::AttentionScore);
+}
+
 /// Recomputes rows `fullRows` from scratch, reading the keys and values
-/// where they are stored, in runs that share one pass over the keys; their
-/// outputs go to fullOut in order.
+/// where they are stored, in runs that share one pass over the keys (or
+/// over their distinct keys, where keys repeat); their outputs go to fullOut
+/// in order.
 void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
                        std::vector<float> &fullOut) {
   int64_t n = a.n, qw = a.qw, H = a.shape.numHeads;
   std::vector<const float *> kPtrs, vPtrs;
   std::vector<float> kRot;
   keyValueRows(a, kPtrs, vPtrs, kRot);
+  a.countRewritten(int64_t(fullRows.size()));
+  if (std::vector<int32_t> groups = repeatedKeyGroups(a, kPtrs, vPtrs);
+      !groups.empty()) {
+    if (!recomputeRowsOverRepeatedKeys(a, fullRows, groups, kPtrs, vPtrs,
+                                       fullOut))
+      throwFullRowBreach(a, vPtrs);
+    return;
+  }
   std::vector<std::pair<size_t, size_t>> runs = runsOf(a, fullRows);
   std::atomic<bool> scoresOk{true};
   ThreadPool *pool =
@@ -578,18 +732,13 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
         for (size_t t = 0; t < rows.size(); ++t)
           a.state.copyRow(computed, int64_t(t), a.slotOf[size_t(rows[t])]);
       });
-  if (!scoresOk.load()) {
-    for (int64_t j = 0; j < n; ++j)
-      if (!exact::withinBound(vPtrs[size_t(j)], a.kvw, a.shape.valueBound))
-        throwBreach(a.p, a.index, Breach::AttentionValue);
-    throwBreach(a.p, a.index, Breach::AttentionScore);
-  }
+  if (!scoresOk.load())
+    throwFullRowBreach(a, vPtrs);
   for (int64_t i : fullRows) {
     int64_t begin, end;
     exact::keyRange(a.shape, i, n, begin, end);
     a.ctx.stats.macs += 2 * uint64_t(end - begin) * uint64_t(qw);
   }
-  a.countRewritten(int64_t(fullRows.size()));
 }
 
 /// Stores the refreshed output rows in order (recomputed ones from
