@@ -812,6 +812,22 @@ TEST(KernelTable, DotRowsWithinTheirRoundingBoundOnEveryIsa) {
       }
 }
 
+/// Random queries [numQueries, qw] times qScale (a spread of weights, some
+/// underflowing), keys and values [numKeys, kvw].
+struct RandomQkv {
+  std::vector<float> q, k, v;
+};
+RandomQkv randomQkv(std::mt19937 &rng, int64_t numQueries, int64_t numKeys,
+                    int64_t qw, int64_t kvw, float qScale) {
+  RandomQkv r;
+  r.q = randomFloats(size_t(numQueries * qw), rng);
+  r.k = randomFloats(size_t(numKeys * kvw), rng);
+  r.v = randomFloats(size_t(numKeys * kvw), rng);
+  for (float &x : r.q)
+    x *= qScale;
+  return r;
+}
+
 std::vector<AttnCase> longAttnCases() {
   return {{4, 4, 32, true, 0.0f},     {12, 12, 64, true, 0.0f},
           {4, 2, 16, true, 10000.0f}, {3, 1, 6, false, 500.0f},
@@ -829,11 +845,7 @@ TEST(ExactAttention, MatchesScalarSpecOnEveryIsa) {
   for (const AttnCase &c : longAttnCases()) {
     const int64_t n = c.H >= 12 ? 300 : 1100, qw = c.H * c.hd,
                   kvw = c.Hkv * c.hd;
-    auto q = randomFloats(size_t(n * qw), rng);
-    auto kk = randomFloats(size_t(n * kvw), rng);
-    auto v = randomFloats(size_t(n * kvw), rng);
-    for (float &x : q)
-      x *= 3.0f; // a spread of weights, some underflowing
+    auto [q, kk, v] = randomQkv(rng, n, n, qw, kvw, 3.0f);
     exact::AttentionShape shape = shapeOf(c, 1.0f / std::sqrt(float(c.hd)));
     std::vector<float> qRot(q.size()), kRot(kk.size());
     exact::rotateRows(q.data(), n, c.H, c.hd, c.theta, qRot.data());
@@ -937,11 +949,7 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
     IsaScope scope(isa);
     for (const AttnCase &c : attnCases()) {
       const int64_t n = 700, distinct = 37, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
-      auto q = randomFloats(size_t(n * qw), rng);
-      auto kk = randomFloats(size_t(distinct * kvw), rng);
-      auto v = randomFloats(size_t(distinct * kvw), rng);
-      for (float &x : q)
-        x *= 4.0f; // a spread of weights, some underflowing
+      auto [q, kk, v] = randomQkv(rng, n, distinct, qw, kvw, 4.0f);
       exact::AttentionShape shape = shapeOf(c, 1.0f / std::sqrt(float(c.hd)));
       std::vector<const float *> kRows(static_cast<size_t>(n)),
           vRows(static_cast<size_t>(n));
