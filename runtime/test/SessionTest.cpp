@@ -571,7 +571,8 @@ TEST(Session, FullRowsOverRepeatedKeysAreExact) {
         ASSERT_TRUE(withTables.reset(tokens).ok());
         ASSERT_TRUE(withRows.reset(tokens).ok());
         Evaluator oracle(tables, {1});
-        for (int e = 0; e < 25; ++e)
+        for (int e = 0, edits = std::max(25, fuzzEdits(25) / 20); e < edits;
+             ++e)
           ASSERT_TRUE(
               editBothExactly(rng, config, withTables, withRows, oracle))
               << causal << " " << window << " " << vqLayer << " " << defer
