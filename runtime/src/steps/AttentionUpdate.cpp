@@ -625,13 +625,16 @@ repeatedKeysOfRows(const AttentionStep &a, const Rows &fullRows,
     exact::keyRange(a.shape, fullRows[t], a.n, begin, end);
     if (!prefixes) {
       counts.keys.clear();
-      std::fill(counts.at.begin(), counts.at.end(), -1);
       next = begin;
     }
     for (; next < end; ++next)
       counts.add(groups[size_t(next)], kPtrs[size_t(next)],
                  vPtrs[size_t(next)]);
     perRow[t] = counts.keys;
+    if (!prefixes) // the next row starts afresh
+      for (int64_t j = begin; j < end; ++j)
+        if (int32_t g = groups[size_t(j)]; g >= 0)
+          counts.at[size_t(g)] = -1;
   }
   return perRow;
 }
