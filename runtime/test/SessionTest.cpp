@@ -540,9 +540,9 @@ TEST(Session, FullRowsOverRepeatedKeysAreExact) {
   // recomputed in full goes over its distinct keys with their counts, and
   // stays exact and equal to the session storing the rows (which goes over
   // every key): without a VQ (so that every row's error reaches the
-  // output), with one after either layer, deferral on or off, causal (one
-  // pass over the keys for every row), windowed and bidirectional. A count
-  // left at 1, or a row's first key dropped, fails it.
+  // output), with one after either layer, deferral on or off, causal and
+  // bidirectional (and windowed, which goes over every key). A count left at
+  // 1, or a key left out of a row's list, fails it.
   for (auto [causal, window] : {std::pair{true, 0}, {true, 48}, {false, 0}})
     for (int vqLayer : {-1, 1, 0})
       for (bool defer : {false, true}) {

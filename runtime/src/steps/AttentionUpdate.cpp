@@ -4,7 +4,7 @@
 // is computed with exact::attention. After an edit:
 //  - rows whose query changed, and new rows, are recomputed in full (over
 //    their distinct keys, with counts, where keys and values are rows of
-//    computed tables and so repeat);
+//    computed tables and so repeat, without a window);
 //  - every other row that attends to a changed, inserted or deleted key gets
 //    delta updates of its exact accumulators (old terms subtracted, new ones
 //    added, kTermBlock rows at a time); with a window, a kept row near an
@@ -551,14 +551,15 @@ std::vector<std::pair<size_t, size_t>> runsOf(const AttentionStep &a,
 /// Per key row: its table row when its key and value are both that row of
 /// tables of one key (without rotary embedding, every row of that key has
 /// the same key and value bits), or -1 for a key of its own (a row this
-/// update computed). Empty when no key repeats, or too few do to pay for
-/// grouping them.
+/// update computed). Empty with a window (a window's few keys repeat
+/// little, and its rows share passes already), or when too few keys repeat
+/// to pay for grouping them.
 std::vector<int32_t>
 repeatedKeyGroups(const AttentionStep &a,
                   const std::vector<const float *> &kPtrs,
                   const std::vector<const float *> &vPtrs) {
   const ValueStore &k = a.k, &v = a.v;
-  if (a.shape.ropeTheta != 0.0f || !k.table || !v.table ||
+  if (a.shape.window > 0 || a.shape.ropeTheta != 0.0f || !k.table || !v.table ||
       k.tableByToken != v.tableByToken || k.tableCodes != v.tableCodes ||
       k.tableRows != v.tableRows)
     return {};
@@ -602,14 +603,9 @@ struct RepeatedKeyCounts {
   }
 };
 
-/// Causal attention without a window: every row's keys are a prefix.
-bool keysArePrefixes(const exact::AttentionShape &shape) {
-  return shape.causal && shape.window == 0;
-}
-
-/// The distinct keys of each full row: with prefixes, one pass over the
-/// keys (each row's list starts the next one's); else a pass over each
-/// row's own.
+/// The distinct keys of each full row (rows ascending, without a window:
+/// every row's keys are a prefix, all of them if bidirectional), from one
+/// pass over the keys: each row's list starts the next one's.
 std::vector<std::vector<exact::RepeatedKey>>
 repeatedKeysOfRows(const AttentionStep &a, const Rows &fullRows,
                    const std::vector<int32_t> &groups,
@@ -618,23 +614,14 @@ repeatedKeysOfRows(const AttentionStep &a, const Rows &fullRows,
   std::vector<std::vector<exact::RepeatedKey>> perRow(fullRows.size());
   RepeatedKeyCounts counts;
   counts.at.assign(size_t(a.k.tableRows), -1);
-  bool prefixes = keysArePrefixes(a.shape);
-  int64_t next = 0; // prefixes: keys added so far
+  int64_t next = 0; // keys added so far
   for (size_t t = 0; t < fullRows.size(); ++t) {
     int64_t begin, end;
     exact::keyRange(a.shape, fullRows[t], a.n, begin, end);
-    if (!prefixes) {
-      counts.keys.clear();
-      next = begin;
-    }
     for (; next < end; ++next)
       counts.add(groups[size_t(next)], kPtrs[size_t(next)],
                  vPtrs[size_t(next)]);
     perRow[t] = counts.keys;
-    if (!prefixes) // the next row starts afresh
-      for (int64_t j = begin; j < end; ++j)
-        if (int32_t g = groups[size_t(j)]; g >= 0)
-          counts.at[size_t(g)] = -1;
   }
   return perRow;
 }
@@ -652,26 +639,21 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
   uint64_t pairs = 0;
   for (const std::vector<exact::RepeatedKey> &rowKeys : keys)
     pairs += rowKeys.size();
-  // Prefixes: each row's keys start the last row's list, so one transposed
-  // copy serves every row.
-  bool prefixes = keysArePrefixes(a.shape);
-  std::vector<float> sharedT;
-  if (prefixes && !keys.empty())
+  // Each row's keys start the last row's list: one transposed copy serves
+  // every row.
+  std::vector<float> keysT;
+  if (!keys.empty())
     exact::transposeRepeatedKeys(keys.back().data(),
-                                 int64_t(keys.back().size()), a.kvw, sharedT);
+                                 int64_t(keys.back().size()), a.kvw, keysT);
   int64_t numRows = int64_t(fullRows.size());
   parallelFor(
       a.ctx.poolFor(double(pairs) * double(a.qw)), numRows, [&](int64_t t) {
         int64_t i = fullRows[size_t(t)];
         const std::vector<exact::RepeatedKey> &rowKeys = keys[size_t(t)];
-        static thread_local std::vector<float> ownT;
-        if (!prefixes)
-          exact::transposeRepeatedKeys(rowKeys.data(), int64_t(rowKeys.size()),
-                                       a.kvw, ownT);
         if (!exact::computeRowFromRepeatedKeys(
                 a.q.row(i), rowKeys.data(), int64_t(rowKeys.size()),
-                prefixes ? sharedT.data() : ownT.data(), a.shape, a.state,
-                a.slotOf[size_t(i)], fullOut.data() + t * a.qw))
+                keysT.data(), a.shape, a.state, a.slotOf[size_t(i)],
+                fullOut.data() + t * a.qw))
           scoresOk.store(false, std::memory_order_relaxed);
       });
   a.ctx.stats.macs += 2 * pairs * uint64_t(a.qw);
