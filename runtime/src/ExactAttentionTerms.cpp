@@ -391,27 +391,6 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
 
 namespace {
 
-/// out[l] = the FMA chain over c < hd of q[c] * kT[c * kTermBlock + l]: one
-/// query's scores against a block of keys transposed (lanes are keys).
-void keyBlockScores(const float *q, const float *kT, int64_t hd, float *out) {
-  constexpr int L = kTermBlock;
-#if defined(__AVX2__) && defined(__FMA__)
-  static_assert(L == 8, "one AVX2 vector of keys");
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t c = 0; c < hd; ++c)
-    acc =
-        _mm256_fmadd_ps(_mm256_set1_ps(q[c]), _mm256_loadu_ps(kT + c * L), acc);
-  _mm256_storeu_ps(out, acc);
-#else
-  for (int l = 0; l < L; ++l) {
-    float acc = 0.0f;
-    for (int64_t c = 0; c < hd; ++c)
-      acc = std::fma(q[c], kT[c * L + l], acc);
-    out[l] = acc;
-  }
-#endif
-}
-
 /// numer[c] += count * round(p * v[c]) for c < hd, exactly (|p v| < 2^51).
 void addRepeatedTerms(double p, const float *v, int64_t count, int64_t hd,
                       int64_t *numer) {
@@ -460,12 +439,22 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
   scores.resize(size_t(H * padded));
   x.resize(size_t(padded));
   weights.resize(size_t(padded));
-  // Scores, L keys at a time (lanes past numKeys are never read).
+  // Scores, L keys at a time (lanes past numKeys are never read): the
+  // transposed keys take the place of scoreChains' rows, and the queries of
+  // one kv head's heads that of its keys.
+  int64_t perKv = H / shape.numKvHeads;
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      keyBlockScores(qRot + h * hd,
-                     keysT + (b * kvw + shape.kvHeadOf(h) * hd) * L, hd,
-                     &scores[size_t(h * padded + b * L)]);
+    for (int64_t g = 0; g < shape.numKvHeads; ++g)
+      for (int64_t h0 = g * perKv; h0 < (g + 1) * perKv; h0 += kScoreChains) {
+        int n = int(std::min<int64_t>(kScoreChains, (g + 1) * perKv - h0));
+        const float *queries[kScoreChains];
+        float *out[kScoreChains];
+        for (int i = 0; i < n; ++i) {
+          queries[i] = qRot + (h0 + i) * hd;
+          out[i] = &scores[size_t((h0 + i) * padded + b * L)];
+        }
+        scoreChains(keysT + (b * kvw + g * hd) * L, queries, out, n, hd);
+      }
   const detail::KernelTable &kernels = detail::kernels();
   for (int64_t h = 0; h < H; ++h) {
     float *s = &scores[size_t(h * padded)];
