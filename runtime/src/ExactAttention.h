@@ -159,7 +159,8 @@ struct RepeatedKey {
 /// block padded with its last key), for computeRowFromRepeatedKeys: [block]
 /// [width][kTermBlock].
 void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
-                           int64_t width, std::vector<float> &keysT);
+                           int64_t width, std::vector<float> &keysT,
+                           ThreadPool *pool = nullptr);
 
 /// computeRowFromRows over a row's keys given once each with their counts,
 /// in any order: the same bits, since the row's sums are integers (a key
@@ -167,12 +168,14 @@ void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
 /// transposeRepeatedKeys of these keys, or of a longer list that starts
 /// with them. Its scores, shift, top count and denominators follow the
 /// from-scratch kernels; every value must lie within shape.valueBound.
-/// Writes state row `row` and the output. Returns false when a score breaks
-/// the contract.
+/// Writes state row `row` and the output, of the heads of kv heads
+/// [kvBegin, kvEnd) (clipped; several calls may split a row between
+/// threads). Returns false when a score breaks the contract.
 bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
                                 int64_t numKeys, const float *keysT,
                                 const AttentionShape &shape,
-                                AttentionState &state, int64_t row, float *out);
+                                AttentionState &state, int64_t row, float *out,
+                                int64_t kvBegin = 0, int64_t kvEnd = INT64_MAX);
 
 /// Rows handled together by applyTermToBlock.
 constexpr int kTermBlock = 8;

@@ -389,62 +389,64 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
   applyTermsToBlock(qT, rows, use, &term, 1, shape, state, ok);
 }
 
-namespace {
-
-/// numer[c] += count * round(p * v[c]) for c < hd, exactly (|p v| < 2^51).
-void addRepeatedTerms(double p, const float *v, int64_t count, int64_t hd,
-                      int64_t *numer) {
-  typedef float F4 __attribute__((vector_size(16)));
-  using simd::D4;
-  using simd::I4;
-  const I4 times = {count, count, count, count};
-  int64_t c = 0;
-  for (; c + 4 <= hd; c += 4) {
-    F4 vf;
-    I4 acc;
-    std::memcpy(&vf, v + c, sizeof vf);
-    std::memcpy(&acc, numer + c, sizeof acc);
-    I4 term = roundToInt(__builtin_convertvector(vf, D4) * p);
-    acc += count == 1 ? term : times * term; // most keys occur once
-    std::memcpy(numer + c, &acc, sizeof acc);
-  }
-  for (; c < hd; ++c)
-    numer[c] += count * int64_t(std::nearbyint(p * double(v[c])));
-}
-
-} // namespace
-
 void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
-                           int64_t width, std::vector<float> &keysT) {
+                           int64_t width, std::vector<float> &keysT,
+                           ThreadPool *pool) {
   constexpr int L = kTermBlock;
+  constexpr int64_t kBlocksPerTask = 16;
   int64_t blocks = (numKeys + L - 1) / L;
   keysT.resize(size_t(blocks * width * L));
-  for (int64_t b = 0; b < blocks; ++b) {
-    const float *rows[L];
+  auto rowsOf = [&](int64_t b, const float **rows) {
     for (int l = 0; l < L; ++l)
       rows[l] = keys[std::min(b * L + l, numKeys - 1)].kRot;
-    transposeBlockRows(rows, width, keysT.data() + b * width * L);
-  }
+  };
+  parallelFor(
+      pool, (blocks + kBlocksPerTask - 1) / kBlocksPerTask, [&](int64_t task) {
+        int64_t end = std::min(blocks, (task + 1) * kBlocksPerTask);
+        for (int64_t b = task * kBlocksPerTask; b < end; ++b) {
+          const float *rows[L];
+          if (b + 1 < end) { // table rows, scattered: load the next ones
+            rowsOf(b + 1, rows);
+            for (int l = 0; l < L; ++l)
+              for (int64_t c = 0; c < width; c += 16)
+                __builtin_prefetch(rows[l] + c);
+          }
+          rowsOf(b, rows);
+          transposeBlockRows(rows, width, keysT.data() + b * width * L);
+        }
+      });
 }
 
 bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
                                 int64_t numKeys, const float *keysT,
                                 const AttentionShape &shape,
-                                AttentionState &state, int64_t row,
-                                float *out) {
+                                AttentionState &state, int64_t row, float *out,
+                                int64_t kvBegin, int64_t kvEnd) {
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads, hd = shape.headDim, kvw = shape.kvWidth();
   int64_t blocks = (numKeys + L - 1) / L, padded = blocks * L;
   static thread_local std::vector<float> scores, x, weights;
+  static thread_local std::vector<double> termWeights;
+  static thread_local std::vector<int64_t> counts;
+  static thread_local std::vector<const float *> values;
   scores.resize(size_t(H * padded));
   x.resize(size_t(padded));
   weights.resize(size_t(padded));
+  termWeights.resize(size_t(numKeys));
+  counts.resize(size_t(numKeys));
+  values.resize(size_t(numKeys));
+  for (int64_t d = 0; d < numKeys; ++d) {
+    counts[size_t(d)] = keys[d].count;
+    values[size_t(d)] = keys[d].v;
+  }
   // Scores, L keys at a time (lanes past numKeys are never read): the
   // transposed keys take the place of scoreChains' rows, and the queries of
   // one kv head's heads that of its keys.
   int64_t perKv = H / shape.numKvHeads;
+  kvEnd = std::min(kvEnd, shape.numKvHeads);
+  int64_t hBegin = kvBegin * perKv, hEnd = kvEnd * perKv;
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t g = 0; g < shape.numKvHeads; ++g)
+    for (int64_t g = kvBegin; g < kvEnd; ++g)
       for (int64_t h0 = g * perKv; h0 < (g + 1) * perKv; h0 += kScoreChains) {
         int n = int(std::min<int64_t>(kScoreChains, (g + 1) * perKv - h0));
         const float *queries[kScoreChains];
@@ -456,7 +458,7 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
         scoreChains(keysT + (b * kvw + g * hd) * L, queries, out, n, hd);
       }
   const detail::KernelTable &kernels = detail::kernels();
-  for (int64_t h = 0; h < H; ++h) {
+  for (int64_t h = hBegin; h < hEnd; ++h) {
     float *s = &scores[size_t(h * padded)];
     float high = -INFINITY;
     for (int64_t d = 0; d < numKeys; ++d) {
@@ -473,19 +475,23 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
     }
     kernels.expNonPositive(x.data(), numKeys, weights.data());
     size_t slot = size_t(row * H + h);
-    int64_t *numer = &state.numer[slot * size_t(hd)];
-    std::fill(numer, numer + hd, int64_t(0));
-    int64_t denom = 0, offset = shape.kvHeadOf(h) * hd;
+    int64_t denom = 0;
     for (int64_t d = 0; d < numKeys; ++d) {
       float P = weights[size_t(d)] * kTermScale;
       denom += keys[d].count * int64_t(std::nearbyint(P));
-      addRepeatedTerms(double(P), keys[d].v + offset, keys[d].count, hd, numer);
+      termWeights[size_t(d)] = double(P);
     }
+    kernels.repeatedKeyTerms(termWeights.data(), counts.data(), values.data(),
+                             shape.kvHeadOf(h) * hd, numKeys, hd,
+                             &state.numer[slot * size_t(hd)]);
     state.shift[slot] = shift;
     state.top[slot] = int32_t(top);
     state.denom[slot] = denom;
   }
-  finishRow(shape, state, row, out);
+  if (hEnd > hBegin)
+    kernels.finishHeads(&state.numer[size_t((row * H + hBegin) * hd)],
+                        &state.denom[size_t(row * H + hBegin)], hEnd - hBegin,
+                        hd, out + hBegin * hd);
   return true;
 }
 

@@ -124,6 +124,13 @@ struct Avx2 {
   static VI set1I(uint64_t x) { return _mm256_set1_epi64x(int64_t(x)); }
   static VI addI(VI a, VI b) { return _mm256_add_epi64(a, b); }
   static VI castI(VD a) { return _mm256_castpd_si256(a); }
+  /// a * b modulo 2^64, for b < 2^32 (no 64-bit multiply in AVX2).
+  static VI mulI(VI a, uint64_t b) {
+    const __m256i bv = _mm256_set1_epi64x(int64_t(b));
+    __m256i high = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), bv);
+    return _mm256_add_epi64(_mm256_mul_epu32(a, bv),
+                            _mm256_slli_epi64(high, 32));
+  }
   static VI loadI(const uint64_t *p) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p));
   }
@@ -237,6 +244,10 @@ struct Avx512 {
   static VI set1I(uint64_t x) { return _mm512_set1_epi64(int64_t(x)); }
   static VI addI(VI a, VI b) { return _mm512_add_epi64(a, b); }
   static VI castI(VD a) { return _mm512_castpd_si512(a); }
+  /// a * b modulo 2^64, for b < 2^32.
+  static VI mulI(VI a, uint64_t b) {
+    return _mm512_mullo_epi64(a, _mm512_set1_epi64(int64_t(b)));
+  }
   static VI loadI(const uint64_t *p) { return _mm512_loadu_si512(p); }
   static void storeI(uint64_t *p, VI x) { _mm512_storeu_si512(p, x); }
   static void storeWidened(double *dst, VF x) {
@@ -301,6 +312,8 @@ struct Scalar {
     __builtin_memcpy(&bits, &a, 8);
     return bits;
   }
+  /// a * b modulo 2^64, for b < 2^32.
+  static VI mulI(VI a, uint64_t b) { return a * b; }
   static VI loadI(const uint64_t *p) { return *p; }
   static void storeI(uint64_t *p, VI x) { *p = x; }
   static void storeWidened(double *dst, VF x) { *dst = double(x); }

@@ -988,6 +988,17 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
         EXPECT_TRUE(stateEqual(grouped, every)) << isa << " row " << i;
         EXPECT_TRUE(bitsEqual(a.data(), b.data(), size_t(qw)))
             << isa << " row " << i;
+        // The same row one kv head at a time, last first (as threads may).
+        exact::AttentionState split;
+        split.resize(1, c.H, c.hd);
+        std::vector<float> s(static_cast<size_t>(qw));
+        for (int64_t g = c.Hkv - 1; g >= 0; --g)
+          ASSERT_TRUE(exact::computeRowFromRepeatedKeys(
+              qi, keys.data(), int64_t(keys.size()), keysT.data(), shape, split,
+              0, s.data(), g, g + 1));
+        EXPECT_TRUE(stateEqual(split, every)) << isa << " row " << i;
+        EXPECT_TRUE(bitsEqual(a.data(), s.data(), size_t(qw)))
+            << isa << " row " << i;
       }
     }
   }

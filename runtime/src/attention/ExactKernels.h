@@ -82,6 +82,12 @@ struct KernelTable {
   void (*accumulateTermRows)(const double *const *p, int64_t pStride,
                              const double *const *v, int64_t count, int64_t hd,
                              int64_t *const *rows, int64_t numRows);
+  /// numer[c] = sum over t < numKeys of counts[t] * round(p[t] *
+  /// v[t][offset + c]) for c < hd (0 < counts[t] < 2^32): the integer terms
+  /// of keys that repeat, each weighed once (computeRowFromRepeatedKeys).
+  void (*repeatedKeyTerms)(const double *p, const int64_t *counts,
+                           const float *const *v, int64_t offset,
+                           int64_t numKeys, int64_t hd, int64_t *numer);
   /// out[h * hd + c] = float(double(numer[h * hd + c]) / denom[h]) for
   /// h < heads (0 where denom[h] is 0), as one reciprocal per head: a row's
   /// output from its integer sums.

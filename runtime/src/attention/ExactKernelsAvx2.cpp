@@ -55,13 +55,19 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = {
-    "avx2",   &runJob, &accumulateTermRows, &finishHeads, &expNonPositive,
-    &dotRows, nullptr};
+const KernelTable kBaseKernels = {"avx2",
+                                  &runJob,
+                                  &accumulateTermRows,
+                                  &repeatedKeyTerms,
+                                  &finishHeads,
+                                  &expNonPositive,
+                                  &dotRows,
+                                  nullptr};
 #else
 const KernelTable kBaseKernels = {
-    "scalar", &runJob, &accumulateTermRows, &finishHeads, &expNonPositive,
-    &dotRows, nullptr};
+    "scalar",          &runJob,      &accumulateTermRows,
+    &repeatedKeyTerms, &finishHeads, &expNonPositive,
+    &dotRows,          nullptr};
 #endif
 
 } // namespace incnn::runtime::exact::detail

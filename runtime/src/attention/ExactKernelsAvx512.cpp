@@ -33,8 +33,13 @@ struct T : simd::Avx512 {
 
 } // namespace
 
-const KernelTable kAvx512Kernels = {
-    "avx512",        &runJob,  &accumulateTermRows,   &finishHeads,
-    &expNonPositive, &dotRows, &linearPanelPairAvx512};
+const KernelTable kAvx512Kernels = {"avx512",
+                                    &runJob,
+                                    &accumulateTermRows,
+                                    &repeatedKeyTerms,
+                                    &finishHeads,
+                                    &expNonPositive,
+                                    &dotRows,
+                                    &linearPanelPairAvx512};
 
 } // namespace incnn::runtime::exact::detail

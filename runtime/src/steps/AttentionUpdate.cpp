@@ -641,21 +641,28 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
     pairs += rowKeys.size();
   // Each row's keys start the last row's list: one transposed copy serves
   // every row.
+  // Both passes read table rows scattered in memory and do a few
+  // operations per float: weighed at kGroupedCost multiply-adds a float.
+  constexpr double kGroupedCost = 4.0;
   std::vector<float> keysT;
   if (!keys.empty())
-    exact::transposeRepeatedKeys(keys.back().data(),
-                                 int64_t(keys.back().size()), a.kvw, keysT);
-  int64_t numRows = int64_t(fullRows.size());
-  parallelFor(
-      a.ctx.poolFor(double(pairs) * double(a.qw)), numRows, [&](int64_t t) {
-        int64_t i = fullRows[size_t(t)];
-        const std::vector<exact::RepeatedKey> &rowKeys = keys[size_t(t)];
-        if (!exact::computeRowFromRepeatedKeys(
-                a.q.row(i), rowKeys.data(), int64_t(rowKeys.size()),
-                keysT.data(), a.shape, a.state, a.slotOf[size_t(i)],
-                fullOut.data() + t * a.qw))
-          scoresOk.store(false, std::memory_order_relaxed);
-      });
+    exact::transposeRepeatedKeys(
+        keys.back().data(), int64_t(keys.back().size()), a.kvw, keysT,
+        a.ctx.poolFor(kGroupedCost * double(keys.back().size()) *
+                      double(a.kvw)));
+  // A task per row and kv head: a few flipped rows still fill every thread.
+  int64_t kvHeads = a.shape.numKvHeads;
+  parallelFor(a.ctx.poolFor(kGroupedCost * double(pairs) * double(a.qw)),
+              int64_t(fullRows.size()) * kvHeads, [&](int64_t task) {
+                size_t t = size_t(task / kvHeads);
+                int64_t g = task % kvHeads, i = fullRows[t];
+                const std::vector<exact::RepeatedKey> &rowKeys = keys[t];
+                if (!exact::computeRowFromRepeatedKeys(
+                        a.q.row(i), rowKeys.data(), int64_t(rowKeys.size()),
+                        keysT.data(), a.shape, a.state, a.slotOf[size_t(i)],
+                        fullOut.data() + int64_t(t) * a.qw, g, g + 1))
+                  scoresOk.store(false, std::memory_order_relaxed);
+              });
   a.ctx.stats.macs += 2 * pairs * uint64_t(a.qw);
   return scoresOk.load();
 }
