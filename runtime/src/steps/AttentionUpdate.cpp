@@ -215,13 +215,41 @@ void collectEdgeTerms(const AttentionStep &a, const EditPlan &plan,
   }
 }
 
+/// Rows [0, size) that attend to the key at position p: a difference array,
+/// `cover`[lo] + 1 and [hi + 1] - 1 for its interval.
+void coverKey(const exact::AttentionShape &shape, int64_t p, int64_t size,
+              std::vector<int32_t> &cover) {
+  int64_t W = shape.window;
+  int64_t lo = shape.causal ? p : W > 0 ? p - W + 1 : 0;
+  int64_t hi = W > 0 ? std::min(p + W - 1, size - 1) : size - 1;
+  lo = std::max<int64_t>(lo, 0);
+  if (lo <= hi) {
+    ++cover[size_t(lo)];
+    --cover[size_t(hi + 1)];
+  }
+}
+
 /// Candidate rows: kept rows with an unchanged query that attend to some
 /// changed key (or have edge terms). New rows become full rows.
 void selectCandidates(const AttentionStep &a, const EditPlan &plan,
                       DeltaPlan &d) {
   if (d.oldTerms.empty() && d.newTerms.empty() && d.edgeTerms.empty())
     return;
+  // The rows each term reaches are an interval of new rows (new terms) or
+  // of old rows (old terms): one pass over the rows instead of a pass over
+  // the terms per row.
+  int64_t oldN = int64_t(plan.to.size());
+  std::vector<int32_t> newCover(size_t(a.n) + 1, 0),
+      oldCover(size_t(oldN) + 1, 0);
+  for (const Term &t : d.newTerms)
+    coverKey(a.shape, t.position, a.n, newCover);
+  for (const Term &t : d.oldTerms)
+    coverKey(a.shape, t.position, oldN, oldCover);
+  for (int64_t o = 1; o < oldN; ++o)
+    oldCover[size_t(o)] += oldCover[size_t(o - 1)];
+  int32_t reached = 0; // new terms whose interval holds row i
   for (int64_t i = 0; i < a.n; ++i) {
+    reached += newCover[size_t(i)];
     if (d.full[size_t(i)])
       continue;
     int64_t oldPos = plan.from[size_t(i)];
@@ -231,12 +259,7 @@ void selectCandidates(const AttentionStep &a, const EditPlan &plan,
     }
     if (a.shape.window > 0 && !d.reach[size_t(i)])
       continue;
-    bool touched = d.edgeTerms.count(i) > 0;
-    for (const Term &t : d.oldTerms)
-      touched = touched || a.inWindow(t.position, oldPos);
-    for (const Term &t : d.newTerms)
-      touched = touched || a.inWindow(t.position, i);
-    if (touched)
+    if (reached > 0 || oldCover[size_t(oldPos)] > 0 || d.edgeTerms.count(i))
       d.candidates.push_back(i);
   }
 }
@@ -353,9 +376,9 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
 }
 
 /// Every term that reaches a row of the block, old ones first, then each
-/// row's own edge terms (its lane only); counts each row's terms.
-void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
-                      std::vector<uint64_t> &termCounts) {
+/// row's own edge terms (its lane only). Returns the (row, term) pairs.
+uint64_t gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d,
+                          Block &b) {
   size_t numTerms = d.oldTerms.size() + d.newTerms.size();
   for (int l = 0; l < kBlock; ++l)
     if (b.valid[l])
@@ -396,9 +419,10 @@ void gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d, Block &b,
       b.refs.push_back({t.kRot.data(), t.v.data(), sign});
     }
   }
+  uint64_t pairs = 0;
   for (int l = 0; l < kBlock; ++l)
-    if (b.valid[l]) // padding lanes share row 0: write only real rows
-      termCounts[size_t(b.rows[l])] += counts[l];
+    pairs += counts[l]; // 0 on padding lanes
+  return pairs;
 }
 
 /// After the terms: a lane whose shift moved becomes a full row; the others
@@ -474,8 +498,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
                      DeltaPlan &d) {
   StepContext &ctx = a.ctx;
   Certificate *cert = ctx.certificates.ofAttention(a.index);
-  std::vector<uint64_t> termCounts(size_t(a.n), 0);
-  std::atomic<uint64_t> caughtUp{0};
+  std::atomic<uint64_t> pairs{0}, caughtUp{0};
   int64_t numBlocks = (int64_t(d.candidates.size()) + kBlock - 1) / kBlock;
   // A task takes kTaskBlocks consecutive blocks, so that the per-row flags
   // and counts two threads write never share a cache line.
@@ -494,7 +517,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
           if (blockIndex + kPrefetchBlocks < end) // not another task's rows
             prefetchBlock(a, d, blockIndex + kPrefetchBlocks);
           loadBlock(a, plan, d, blockIndex, cert, b);
-          gatherBlockTerms(a, d, b, termCounts);
+          pairs.fetch_add(gatherBlockTerms(a, d, b), std::memory_order_relaxed);
           if (!b.refs.empty())
             exact::applyTermsToBlock(b.qT.data(), b.stateRows, b.use.get(),
                                      b.refs.data(), int64_t(b.refs.size()),
@@ -503,13 +526,23 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
           caughtUp.fetch_add(b.caughtUp, std::memory_order_relaxed);
         }
       });
-  for (uint64_t count : termCounts)
-    ctx.stats.macs += count * 2 * uint64_t(a.qw);
-  ctx.stats.macs += caughtUp.load() * 2 * uint64_t(a.qw);
+  ctx.stats.macs += (pairs.load() + caughtUp.load()) * 2 * uint64_t(a.qw);
   a.countRewritten(int64_t(d.candidates.size()));
   if (cert) // stale candidates caught up (or will be recomputed)
     for (int64_t i : d.candidates)
-      cert->settle(i);
+      if (cert->stale(i))
+        cert->settle(i);
+}
+
+/// f(j) for every key row j, in chunks shared by the pool's threads on long
+/// documents (looking up where a row is stored takes a few dependent loads).
+template <class F> void forEachKey(const AttentionStep &a, F f) {
+  constexpr int64_t kChunk = 2048;
+  int64_t chunks = (a.n + kChunk - 1) / kChunk;
+  parallelFor(chunks > 1 ? &a.ctx.pool() : nullptr, chunks, [&](int64_t c) {
+    for (int64_t j = c * kChunk; j < std::min(a.n, (c + 1) * kChunk); ++j)
+      f(j);
+  });
 }
 
 /// Every key row (rotated) and value row where it is stored.
@@ -525,10 +558,10 @@ void keyValueRows(const AttentionStep &a, std::vector<const float *> &kPtrs,
                       a.shape.numKvHeads, a.hd, a.shape.ropeTheta, kRot.data(),
                       a.ctx.poolFor(double(n * kvw)));
   }
-  for (int64_t j = 0; j < n; ++j) {
+  forEachKey(a, [&](int64_t j) {
     kPtrs[size_t(j)] = kRot.empty() ? a.k.row(j) : kRot.data() + j * kvw;
     vPtrs[size_t(j)] = a.v.row(j);
-  }
+  });
 }
 
 /// [begin, end) ranges of `fullRows` computed together (one pass over their
@@ -572,15 +605,17 @@ repeatedKeyGroups(const AttentionStep &a,
     return int64_t((at - base) / rowBytes);
   };
   std::vector<int32_t> groups(size_t(a.n));
-  std::vector<char> seen(size_t(k.tableRows), 0);
-  int64_t distinct = 0;
-  for (int64_t j = 0; j < a.n; ++j) {
+  forEachKey(a, [&](int64_t j) {
     int64_t index = indexIn(k, kPtrs[size_t(j)]);
     bool shared = index >= 0 && index == indexIn(v, vPtrs[size_t(j)]);
     groups[size_t(j)] = shared ? int32_t(index) : -1;
-    distinct += shared ? !seen[size_t(index)] : 1;
-    if (shared)
-      seen[size_t(index)] = 1;
+  });
+  std::vector<char> seen(size_t(k.tableRows), 0);
+  int64_t distinct = 0;
+  for (int32_t group : groups) {
+    distinct += group < 0 || !seen[size_t(group)];
+    if (group >= 0)
+      seen[size_t(group)] = 1;
   }
   if (distinct * kRepeatedKeysGain > a.n)
     return {};

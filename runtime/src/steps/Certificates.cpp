@@ -174,31 +174,53 @@ void Certificates::prepare(int64_t n, bool fromScratch) {
 
 void Certificates::remap(const std::vector<int64_t> &from) {
   size_t n = from.size();
+  std::vector<double> next; // the last array's old buffer serves the next
+  // v's row blocks of `width` moved to their new rows (runs of consecutive
+  // kept rows copied at once); new rows get `fill`.
+  auto remapRows = [&](std::vector<double> &v, size_t width, double fill) {
+    next.resize(n * width);
+    size_t oldRows = v.size() / width;
+    for (size_t i = 0; i < n;) {
+      size_t o = size_t(from[i]), end = i + 1;
+      if (from[i] < 0 || o >= oldRows) {
+        std::fill_n(next.begin() + int64_t(i * width), width, fill);
+        i = end;
+        continue;
+      }
+      while (end < n && from[end] == from[end - 1] + 1 &&
+             size_t(from[end]) < oldRows)
+        ++end;
+      std::copy_n(v.begin() + int64_t(o * width), (end - i) * width,
+                  next.begin() + int64_t(i * width));
+      i = end;
+    }
+    v.swap(next);
+  };
   for (Certificate &c : list) {
-    auto remapRows = [&](std::vector<double> &v) {
-      std::vector<double> next(n, -INFINITY);
-      for (size_t i = 0; i < n; ++i)
-        if (from[i] >= 0 && size_t(from[i]) < v.size())
-          next[i] = v[size_t(from[i])];
-      v = std::move(next);
-    };
-    remapRows(c.budget);
-    remapRows(c.refNorm);
-    remapRows(c.syncBudget);
-    std::vector<std::vector<int64_t>> pending(n);
+    remapRows(c.budget, 1, -INFINITY);
+    remapRows(c.refNorm, 1, -INFINITY);
+    remapRows(c.syncBudget, 1, -INFINITY);
     size_t H = size_t(c.numHeads);
+    if (c.defer)
+      remapRows(c.outNorm, H, INFINITY);
+    if (std::all_of(
+            c.pending.begin(), c.pending.end(),
+            [](const std::vector<int64_t> &ids) { return ids.empty(); })) {
+      // No stale row (always, without deferral): nothing else moves.
+      c.pending.resize(n);
+      c.lowDenom.resize(n * H);
+      c.lowTop.resize(n * H);
+      continue;
+    }
+    std::vector<std::vector<int64_t>> pending(n);
     std::vector<double> lowDenom(n * H, 0.0);
     std::vector<int32_t> lowTop(n * H, 0);
-    std::vector<double> outNorm(c.defer ? n * H : 0, INFINITY);
     std::vector<char> kept(c.pending.size(), 0);
     for (size_t i = 0; i < n; ++i) {
       size_t o = size_t(from[i]);
       if (from[i] < 0 || o >= c.pending.size())
         continue; // new rows are computed in full
       kept[o] = 1;
-      if (c.defer && (o + 1) * H <= c.outNorm.size())
-        std::copy_n(c.outNorm.begin() + int64_t(o * H), H,
-                    outNorm.begin() + int64_t(i * H));
       pending[i] = std::move(c.pending[o]); // empty ones keep their room
       if (pending[i].empty())
         continue;
@@ -214,7 +236,6 @@ void Certificates::remap(const std::vector<int64_t> &from) {
     c.pending = std::move(pending);
     c.lowDenom = std::move(lowDenom);
     c.lowTop = std::move(lowTop);
-    c.outNorm = std::move(outNorm);
   }
 }
 
