@@ -775,10 +775,9 @@ void finishRows(const AttentionStep &a, const DeltaPlan &d,
                 const Rows &fullRows, const std::vector<float> &fullOut) {
   StepContext &ctx = a.ctx;
   int64_t qw = a.qw;
-  std::vector<float> outRows;
   Rows dirty;
-  int64_t numUpdated = 0, numCertified = 0;
-  size_t nextFull = 0;
+  std::vector<int64_t> fullAt; // per dirty row: its row of fullOut, or -1
+  int64_t numUpdated = 0, numCertified = 0, nextFull = 0;
   for (int64_t i = 0; i < a.n; ++i) {
     if (!d.full[size_t(i)] && d.updated[size_t(i)] == 3) {
       ++numUpdated;
@@ -788,17 +787,26 @@ void finishRows(const AttentionStep &a, const DeltaPlan &d,
     if (!d.full[size_t(i)] && !d.updated[size_t(i)])
       continue;
     dirty.push_back(i);
-    size_t at = outRows.size();
-    outRows.resize(at + size_t(qw));
-    if (d.full[size_t(i)]) {
-      std::memcpy(outRows.data() + at, fullOut.data() + nextFull++ * qw,
-                  sizeof(float) * size_t(qw));
-    } else {
-      exact::finishRow(a.shape, a.state, a.slotOf[size_t(i)],
-                       outRows.data() + at);
-      ++numUpdated;
-    }
+    fullAt.push_back(d.full[size_t(i)] ? nextFull++ : -1);
+    numUpdated += !d.full[size_t(i)];
   }
+  // Finishing a row reads its integer sums: a few operations a column.
+  constexpr double kFinishCost = 4.0;
+  std::vector<float> outRows(dirty.size() * size_t(qw));
+  constexpr int64_t kChunk = 64;
+  int64_t chunks = (int64_t(dirty.size()) + kChunk - 1) / kChunk;
+  parallelFor(
+      ctx.poolFor(kFinishCost * double(numUpdated) * double(qw)), chunks,
+      [&](int64_t c) {
+        for (size_t t = size_t(c * kChunk);
+             t < std::min(dirty.size(), size_t((c + 1) * kChunk)); ++t) {
+          float *out = outRows.data() + t * size_t(qw);
+          if (fullAt[t] >= 0)
+            std::copy_n(fullOut.data() + fullAt[t] * qw, qw, out);
+          else
+            exact::finishRow(a.shape, a.state, a.slotOf[size_t(dirty[t])], out);
+        }
+      });
   ctx.dirtyRowsOf(a.index) = int64_t(fullRows.size());
   ctx.stats.recomputedRows = unite(ctx.stats.recomputedRows, fullRows);
   ctx.updatedRowsOf(a.index) = numUpdated;
