@@ -177,10 +177,13 @@ void Engine::runStep(const Step &step) {
     if (lastUse[size_t(v)] == int64_t(step.instr) && store.perToken &&
         !store.keepAll) {
       // Swapped out, not cleared: a cleared vector keeps its capacity, and
-      // a from-scratch run's capacity is every row.
+      // a from-scratch run's capacity is every row. The row index (4 bytes
+      // a row) stays, all -1, for the next update's rows.
       std::vector<float>().swap(store.data);
+      for (int64_t r : store.rows)
+        if (size_t(r) < store.slotOf.size())
+          store.slotOf[size_t(r)] = -1;
       store.rows.clear();
-      std::vector<int32_t>().swap(store.slotOf);
     }
   }
 }

@@ -92,8 +92,14 @@ void StepContext::storeRows(int32_t id, const Rows &rows,
   }
   if (!v.keepAll) {
     v.data = std::move(computed);
+    // slotOf is -1 but at v.rows (Engine::runStep releases it so): reset
+    // those instead of every row.
+    if (v.slotOf.size() != tokens.size())
+      v.slotOf.assign(tokens.size(), -1);
+    else
+      for (int64_t r : v.rows)
+        v.slotOf[size_t(r)] = -1;
     v.rows = rows;
-    v.slotOf.assign(tokens.size(), -1);
     for (size_t i = 0; i < rows.size(); ++i)
       v.slotOf[size_t(rows[i])] = int32_t(i);
     return;
