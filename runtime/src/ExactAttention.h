@@ -148,32 +148,26 @@ bool computeRowsFromRows(const float *qRot, const std::vector<int64_t> &rows,
                          AttentionState &state, float *out,
                          ThreadPool *pool = nullptr);
 
-/// A key that occurs `count` times among a row's keys: the same rotated key
-/// and value bits each time.
-struct RepeatedKey {
-  const float *kRot = nullptr, *v = nullptr;
-  int64_t count = 1;
-};
-
-/// The rotated keys of `keys`, transposed kTermBlock at a time (the last
-/// block padded with its last key), for computeRowFromRepeatedKeys: [block]
-/// [width][kTermBlock].
-void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
+/// Rotated key rows `keys` (each a row of kvWidth), transposed kTermBlock
+/// at a time (the last block padded with its last key), for
+/// computeRowFromRepeatedKeys: [block][width][kTermBlock].
+void transposeDistinctKeys(const float *const *keys, int64_t numKeys,
                            int64_t width, std::vector<float> &keysT,
                            ThreadPool *pool = nullptr);
 
-/// computeRowFromRows over a row's keys given once each with their counts,
-/// in any order: the same bits, since the row's sums are integers (a key
-/// that occurs m times adds m times its rounded terms). `keysT` is
-/// transposeRepeatedKeys of these keys, or of a longer list that starts
-/// with them. Its scores, shift, top count and denominators follow the
-/// from-scratch kernels; every value must lie within shape.valueBound.
-/// Writes state row `row` and the output, of the heads of kv heads
-/// [kvBegin, kvEnd) (clipped; several calls may split a row between
-/// threads). Returns false when a score breaks the contract.
-bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
-                                int64_t numKeys, const float *keysT,
-                                const AttentionShape &shape,
+/// computeRowFromRows over a row's keys given once each, key d with its
+/// value row values[d] and its count counts[d] >= 1 (the same rotated key
+/// and value bits each time), in any order: the same bits, since the row's
+/// sums are integers (a key that occurs m times adds m times its rounded
+/// terms). `keysT` is transposeDistinctKeys of these keys, or of a longer
+/// list that starts with them. Its scores, shift, top count and
+/// denominators follow the from-scratch kernels; every value must lie
+/// within shape.valueBound. Writes state row `row` and the output, of the
+/// heads of kv heads [kvBegin, kvEnd) (clipped; several calls may split a
+/// row between threads). Returns false when a score breaks the contract.
+bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
+                                const int32_t *counts, int64_t numKeys,
+                                const float *keysT, const AttentionShape &shape,
                                 AttentionState &state, int64_t row, float *out,
                                 int64_t kvBegin = 0, int64_t kvEnd = INT64_MAX);
 

@@ -389,7 +389,7 @@ void applyTermToBlock(const float *qT, const int64_t *rows, const bool *use,
   applyTermsToBlock(qT, rows, use, &term, 1, shape, state, ok);
 }
 
-void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
+void transposeDistinctKeys(const float *const *keys, int64_t numKeys,
                            int64_t width, std::vector<float> &keysT,
                            ThreadPool *pool) {
   constexpr int L = kTermBlock;
@@ -398,7 +398,7 @@ void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
   keysT.resize(size_t(blocks * width * L));
   auto rowsOf = [&](int64_t b, const float **rows) {
     for (int l = 0; l < L; ++l)
-      rows[l] = keys[std::min(b * L + l, numKeys - 1)].kRot;
+      rows[l] = keys[std::min(b * L + l, numKeys - 1)];
   };
   parallelFor(
       pool, (blocks + kBlocksPerTask - 1) / kBlocksPerTask, [&](int64_t task) {
@@ -417,9 +417,9 @@ void transposeRepeatedKeys(const RepeatedKey *keys, int64_t numKeys,
       });
 }
 
-bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
-                                int64_t numKeys, const float *keysT,
-                                const AttentionShape &shape,
+bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
+                                const int32_t *counts, int64_t numKeys,
+                                const float *keysT, const AttentionShape &shape,
                                 AttentionState &state, int64_t row, float *out,
                                 int64_t kvBegin, int64_t kvEnd) {
   constexpr int L = kTermBlock;
@@ -427,18 +427,10 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
   int64_t blocks = (numKeys + L - 1) / L, padded = blocks * L;
   static thread_local std::vector<float> scores, x, weights;
   static thread_local std::vector<double> termWeights;
-  static thread_local std::vector<int64_t> counts;
-  static thread_local std::vector<const float *> values;
   scores.resize(size_t(H * padded));
   x.resize(size_t(padded));
   weights.resize(size_t(padded));
   termWeights.resize(size_t(numKeys));
-  counts.resize(size_t(numKeys));
-  values.resize(size_t(numKeys));
-  for (int64_t d = 0; d < numKeys; ++d) {
-    counts[size_t(d)] = keys[d].count;
-    values[size_t(d)] = keys[d].v;
-  }
   // Scores, L keys at a time (lanes past numKeys are never read): the
   // transposed keys take the place of scoreChains' rows, and the queries of
   // one kv head's heads that of its keys.
@@ -470,7 +462,7 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
     float shift = std::ceil(high / kShiftBucket) * kShiftBucket + 0.0f;
     int64_t top = 0;
     for (int64_t d = 0; d < numKeys; ++d) {
-      top += s[d] > shift - kShiftBucket ? keys[d].count : 0;
+      top += s[d] > shift - kShiftBucket ? counts[d] : 0;
       x[size_t(d)] = s[d] - shift;
     }
     kernels.expNonPositive(x.data(), numKeys, weights.data());
@@ -478,10 +470,10 @@ bool computeRowFromRepeatedKeys(const float *qRot, const RepeatedKey *keys,
     int64_t denom = 0;
     for (int64_t d = 0; d < numKeys; ++d) {
       float P = weights[size_t(d)] * kTermScale;
-      denom += keys[d].count * int64_t(std::nearbyint(P));
+      denom += counts[d] * int64_t(std::nearbyint(P));
       termWeights[size_t(d)] = double(P);
     }
-    kernels.repeatedKeyTerms(termWeights.data(), counts.data(), values.data(),
+    kernels.repeatedKeyTerms(termWeights.data(), counts, values,
                              shape.kvHeadOf(h) * hd, numKeys, hd,
                              &state.numer[slot * size_t(hd)]);
     state.shift[slot] = shift;

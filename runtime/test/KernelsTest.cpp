@@ -969,22 +969,25 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
         const float *qi = q.data() + i * qw;
         ASSERT_TRUE(exact::computeRowFromRows(
             qi, kRows.data(), vRows.data(), count, shape, every, 0, a.data()));
-        std::vector<exact::RepeatedKey> keys;
+        std::vector<const float *> keys, values;
+        std::vector<int32_t> counts;
         std::vector<int64_t> at(size_t(distinct), -1);
         for (int64_t j = count - 1; j >= 0; --j) { // any order
           int64_t d = which[size_t(j)];
           if (at[size_t(d)] < 0) {
             at[size_t(d)] = int64_t(keys.size());
-            keys.push_back({kRows[size_t(j)], vRows[size_t(j)], 0});
+            keys.push_back(kRows[size_t(j)]);
+            values.push_back(vRows[size_t(j)]);
+            counts.push_back(0);
           }
-          ++keys[size_t(at[size_t(d)])].count;
+          ++counts[size_t(at[size_t(d)])];
         }
+        int64_t numKeys = int64_t(keys.size());
         std::vector<float> keysT;
-        exact::transposeRepeatedKeys(keys.data(), int64_t(keys.size()), kvw,
-                                     keysT);
+        exact::transposeDistinctKeys(keys.data(), numKeys, kvw, keysT);
         ASSERT_TRUE(exact::computeRowFromRepeatedKeys(
-            qi, keys.data(), int64_t(keys.size()), keysT.data(), shape, grouped,
-            0, b.data()));
+            qi, values.data(), counts.data(), numKeys, keysT.data(), shape,
+            grouped, 0, b.data()));
         EXPECT_TRUE(stateEqual(grouped, every)) << isa << " row " << i;
         EXPECT_TRUE(bitsEqual(a.data(), b.data(), size_t(qw)))
             << isa << " row " << i;
@@ -994,8 +997,8 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
         std::vector<float> s(static_cast<size_t>(qw));
         for (int64_t g = c.Hkv - 1; g >= 0; --g)
           ASSERT_TRUE(exact::computeRowFromRepeatedKeys(
-              qi, keys.data(), int64_t(keys.size()), keysT.data(), shape, split,
-              0, s.data(), g, g + 1));
+              qi, values.data(), counts.data(), numKeys, keysT.data(), shape,
+              split, 0, s.data(), g, g + 1));
         EXPECT_TRUE(stateEqual(split, every)) << isa << " row " << i;
         EXPECT_TRUE(bitsEqual(a.data(), s.data(), size_t(qw)))
             << isa << " row " << i;

@@ -83,9 +83,9 @@ struct KernelTable {
                              const double *const *v, int64_t count, int64_t hd,
                              int64_t *const *rows, int64_t numRows);
   /// numer[c] = sum over t < numKeys of counts[t] * round(p[t] *
-  /// v[t][offset + c]) for c < hd (0 < counts[t] < 2^32): the integer terms
+  /// v[t][offset + c]) for c < hd (counts[t] > 0): the integer terms
   /// of keys that repeat, each weighed once (computeRowFromRepeatedKeys).
-  void (*repeatedKeyTerms)(const double *p, const int64_t *counts,
+  void (*repeatedKeyTerms)(const double *p, const int32_t *counts,
                            const float *const *v, int64_t offset,
                            int64_t numKeys, int64_t hd, int64_t *numer);
   /// out[h * hd + c] = float(double(numer[h * hd + c]) / denom[h]) for

@@ -622,43 +622,59 @@ repeatedKeyGroups(const AttentionStep &a,
   return groups;
 }
 
-/// Distinct keys with their counts, as keys [begin, end) are added.
-struct RepeatedKeyCounts {
-  std::vector<exact::RepeatedKey> keys;
-  std::vector<int32_t> at; ///< per table row: its entry in keys, or -1
+/// The distinct keys of the full rows (rows ascending, without a window:
+/// every row's keys are a prefix, all of them if bidirectional, so each
+/// row's distinct keys start the next one's list) and each row's counts.
+struct DistinctKeys {
+  std::vector<const float *> kRows, vRows; ///< first occurrence order
+  /// Row t's count of key d at [t * kRows.size() + d], d < numKeys[t].
+  std::vector<int32_t> counts;
+  std::vector<int64_t> numKeys;
 
-  void add(int32_t group, const float *k, const float *v) {
-    if (group >= 0 && at[size_t(group)] >= 0) {
-      ++keys[size_t(at[size_t(group)])].count;
-      return;
-    }
-    if (group >= 0)
-      at[size_t(group)] = int32_t(keys.size());
-    keys.push_back({k, v, 1});
+  const int32_t *countsOf(size_t t) const {
+    return counts.data() + t * kRows.size();
   }
 };
 
-/// The distinct keys of each full row (rows ascending, without a window:
-/// every row's keys are a prefix, all of them if bidirectional), from one
-/// pass over the keys: each row's list starts the next one's.
-std::vector<std::vector<exact::RepeatedKey>>
-repeatedKeysOfRows(const AttentionStep &a, const Rows &fullRows,
-                   const std::vector<int32_t> &groups,
-                   const std::vector<const float *> &kPtrs,
-                   const std::vector<const float *> &vPtrs) {
-  std::vector<std::vector<exact::RepeatedKey>> perRow(fullRows.size());
-  RepeatedKeyCounts counts;
-  counts.at.assign(size_t(a.k.tableRows), -1);
-  int64_t next = 0; // keys added so far
+/// DistinctKeys of `fullRows`: a pass over the longest prefix finds the
+/// keys, a second one counts them, each row's counts continuing the last's.
+DistinctKeys distinctKeysOfRows(const AttentionStep &a, const Rows &fullRows,
+                                const std::vector<int32_t> &groups,
+                                const std::vector<const float *> &kPtrs,
+                                const std::vector<const float *> &vPtrs) {
+  DistinctKeys keys;
+  std::vector<int64_t> ends(fullRows.size());
   for (size_t t = 0; t < fullRows.size(); ++t) {
-    int64_t begin, end;
-    exact::keyRange(a.shape, fullRows[t], a.n, begin, end);
-    for (; next < end; ++next)
-      counts.add(groups[size_t(next)], kPtrs[size_t(next)],
-                 vPtrs[size_t(next)]);
-    perRow[t] = counts.keys;
+    int64_t begin;
+    exact::keyRange(a.shape, fullRows[t], a.n, begin, ends[t]);
   }
-  return perRow;
+  std::vector<int32_t> at(size_t(a.k.tableRows), -1); // table row -> key
+  for (int64_t j = 0; j < (ends.empty() ? 0 : ends.back()); ++j) {
+    int32_t group = groups[size_t(j)];
+    if (group >= 0 && at[size_t(group)] >= 0)
+      continue;
+    if (group >= 0)
+      at[size_t(group)] = int32_t(keys.kRows.size());
+    keys.kRows.push_back(kPtrs[size_t(j)]);
+    keys.vRows.push_back(vPtrs[size_t(j)]);
+  }
+  size_t numDistinct = keys.kRows.size();
+  keys.counts.assign(fullRows.size() * numDistinct, 0);
+  keys.numKeys.resize(fullRows.size());
+  int64_t next = 0, seen = 0; // keys counted; distinct keys among them
+  for (size_t t = 0; t < fullRows.size(); ++t) {
+    int32_t *row = keys.counts.data() + t * numDistinct;
+    if (t > 0)
+      std::copy_n(row - numDistinct, seen, row);
+    for (; next < ends[t]; ++next) {
+      int32_t group = groups[size_t(next)];
+      int64_t d = group >= 0 ? at[size_t(group)] : seen; // first pass's order
+      seen += d == seen;
+      ++row[d];
+    }
+    keys.numKeys[t] = seen;
+  }
+  return keys;
 }
 
 /// recomputeFullRows for keys that repeat (repeatedKeyGroups): each row
@@ -668,34 +684,29 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
                                    const std::vector<const float *> &kPtrs,
                                    const std::vector<const float *> &vPtrs,
                                    std::vector<float> &fullOut) {
-  std::vector<std::vector<exact::RepeatedKey>> keys =
-      repeatedKeysOfRows(a, fullRows, groups, kPtrs, vPtrs);
+  DistinctKeys keys = distinctKeysOfRows(a, fullRows, groups, kPtrs, vPtrs);
   std::atomic<bool> scoresOk{true};
   uint64_t pairs = 0;
-  for (const std::vector<exact::RepeatedKey> &rowKeys : keys)
-    pairs += rowKeys.size();
-  // Each row's keys start the last row's list: one transposed copy serves
-  // every row.
+  for (int64_t count : keys.numKeys)
+    pairs += uint64_t(count);
   // Both passes read table rows scattered in memory and do a few
   // operations per float: weighed at kGroupedCost multiply-adds a float.
   constexpr double kGroupedCost = 4.0;
-  std::vector<float> keysT;
-  if (!keys.empty())
-    exact::transposeRepeatedKeys(
-        keys.back().data(), int64_t(keys.back().size()), a.kvw, keysT,
-        a.ctx.poolFor(kGroupedCost * double(keys.back().size()) *
-                      double(a.kvw)));
+  std::vector<float> keysT; // one transposed copy serves every row
+  exact::transposeDistinctKeys(
+      keys.kRows.data(), int64_t(keys.kRows.size()), a.kvw, keysT,
+      a.ctx.poolFor(kGroupedCost * double(keys.kRows.size()) * double(a.kvw)));
   // A task per row and kv head: a few flipped rows still fill every thread.
   int64_t kvHeads = a.shape.numKvHeads;
   parallelFor(a.ctx.poolFor(kGroupedCost * double(pairs) * double(a.qw)),
               int64_t(fullRows.size()) * kvHeads, [&](int64_t task) {
                 size_t t = size_t(task / kvHeads);
                 int64_t g = task % kvHeads, i = fullRows[t];
-                const std::vector<exact::RepeatedKey> &rowKeys = keys[t];
                 if (!exact::computeRowFromRepeatedKeys(
-                        a.q.row(i), rowKeys.data(), int64_t(rowKeys.size()),
-                        keysT.data(), a.shape, a.state, a.slotOf[size_t(i)],
-                        fullOut.data() + int64_t(t) * a.qw, g, g + 1))
+                        a.q.row(i), keys.vRows.data(), keys.countsOf(t),
+                        keys.numKeys[t], keysT.data(), a.shape, a.state,
+                        a.slotOf[size_t(i)], fullOut.data() + int64_t(t) * a.qw,
+                        g, g + 1))
                   scoresOk.store(false, std::memory_order_relaxed);
               });
   a.ctx.stats.macs += 2 * pairs * uint64_t(a.qw);
