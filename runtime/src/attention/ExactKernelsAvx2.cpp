@@ -55,19 +55,9 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = {"avx2",
-                                  &runJob,
-                                  &accumulateTermRows,
-                                  &repeatedKeyTerms,
-                                  &finishHeads,
-                                  &expNonPositive,
-                                  &dotRows,
-                                  nullptr};
+const KernelTable kBaseKernels = tableOf("avx2", nullptr);
 #else
-const KernelTable kBaseKernels = {
-    "scalar",          &runJob,      &accumulateTermRows,
-    &repeatedKeyTerms, &finishHeads, &expNonPositive,
-    &dotRows,          nullptr};
+const KernelTable kBaseKernels = tableOf("scalar", nullptr);
 #endif
 
 } // namespace incnn::runtime::exact::detail

@@ -33,13 +33,6 @@ struct T : simd::Avx512 {
 
 } // namespace
 
-const KernelTable kAvx512Kernels = {"avx512",
-                                    &runJob,
-                                    &accumulateTermRows,
-                                    &repeatedKeyTerms,
-                                    &finishHeads,
-                                    &expNonPositive,
-                                    &dotRows,
-                                    &linearPanelPairAvx512};
+const KernelTable kAvx512Kernels = tableOf("avx512", &linearPanelPairAvx512);
 
 } // namespace incnn::runtime::exact::detail
