@@ -577,6 +577,21 @@ TEST(Session, FullRowsOverRepeatedKeysAreExact) {
               editBothExactly(rng, config, withTables, withRows, oracle))
               << causal << " " << window << " " << vqLayer << " " << defer
               << " edit " << e;
+        // A long insertion at the end: more full rows than one batch of
+        // counts (256), each batch continuing the last's. Its rows' own keys
+        // are distinct, so the document is long enough for them to stay
+        // under a third of the keys.
+        tokens = randomTokens(rng, 700, config.vocab);
+        for (Session *s : {&withTables, &withRows})
+          ASSERT_TRUE(s->reset(tokens).ok());
+        TokenEdit paste =
+            TokenEdit::insert(700, randomTokens(rng, 270, config.vocab));
+        for (Session *s : {&withTables, &withRows})
+          ASSERT_TRUE(s->apply({paste}).ok());
+        ASSERT_TRUE(oracle.evaluate(withTables.tokens()).ok());
+        EXPECT_EQ(withTables.output(), oracle.output())
+            << causal << " " << window << " " << vqLayer << " " << defer;
+        EXPECT_EQ(withRows.output(), oracle.output());
       }
 }
 

@@ -622,93 +622,101 @@ repeatedKeyGroups(const AttentionStep &a,
   return groups;
 }
 
-/// The distinct keys of the full rows (rows ascending, without a window:
-/// every row's keys are a prefix, all of them if bidirectional, so each
-/// row's distinct keys start the next one's list) and each row's counts.
+/// The distinct keys of full rows (rows ascending, without a window: every
+/// row's keys are a prefix, all of them if bidirectional, so each row's
+/// distinct keys start the next one's list), in first occurrence order,
+/// and their counts over a growing prefix of the keys.
 struct DistinctKeys {
-  std::vector<const float *> kRows, vRows; ///< first occurrence order
-  /// Row t's count of key d at [t * kRows.size() + d], d < numKeys[t].
-  std::vector<int32_t> counts;
-  std::vector<int64_t> numKeys;
+  std::vector<const float *> kRows, vRows;
+  std::vector<int32_t> at;      ///< table row -> its key, or -1
+  std::vector<int32_t> running; ///< counts over keys [0, next)
+  int64_t next = 0, seen = 0;   ///< keys counted; distinct keys among them
 
-  const int32_t *countsOf(size_t t) const {
-    return counts.data() + t * kRows.size();
+  /// The keys of the longest prefix, [0, end).
+  DistinctKeys(const AttentionStep &a, int64_t end,
+               const std::vector<int32_t> &groups,
+               const std::vector<const float *> &kPtrs,
+               const std::vector<const float *> &vPtrs)
+      : at(size_t(a.k.tableRows), -1) {
+    for (int64_t j = 0; j < end; ++j) {
+      int32_t group = groups[size_t(j)];
+      if (group >= 0 && at[size_t(group)] >= 0)
+        continue;
+      if (group >= 0)
+        at[size_t(group)] = int32_t(kRows.size());
+      kRows.push_back(kPtrs[size_t(j)]);
+      vRows.push_back(vPtrs[size_t(j)]);
+    }
+    running.assign(kRows.size(), 0);
+  }
+
+  /// Counts keys up to `end` (in the first pass's order); returns how many
+  /// distinct keys the prefix has.
+  int64_t countTo(int64_t end, const std::vector<int32_t> &groups) {
+    for (; next < end; ++next) {
+      int32_t group = groups[size_t(next)];
+      int64_t d = group >= 0 ? at[size_t(group)] : seen;
+      seen += d == seen;
+      ++running[size_t(d)];
+    }
+    return seen;
   }
 };
 
-/// DistinctKeys of `fullRows`: a pass over the longest prefix finds the
-/// keys, a second one counts them, each row's counts continuing the last's.
-DistinctKeys distinctKeysOfRows(const AttentionStep &a, const Rows &fullRows,
-                                const std::vector<int32_t> &groups,
-                                const std::vector<const float *> &kPtrs,
-                                const std::vector<const float *> &vPtrs) {
-  DistinctKeys keys;
-  std::vector<int64_t> ends(fullRows.size());
-  for (size_t t = 0; t < fullRows.size(); ++t) {
-    int64_t begin;
-    exact::keyRange(a.shape, fullRows[t], a.n, begin, ends[t]);
-  }
-  std::vector<int32_t> at(size_t(a.k.tableRows), -1); // table row -> key
-  for (int64_t j = 0; j < (ends.empty() ? 0 : ends.back()); ++j) {
-    int32_t group = groups[size_t(j)];
-    if (group >= 0 && at[size_t(group)] >= 0)
-      continue;
-    if (group >= 0)
-      at[size_t(group)] = int32_t(keys.kRows.size());
-    keys.kRows.push_back(kPtrs[size_t(j)]);
-    keys.vRows.push_back(vPtrs[size_t(j)]);
-  }
-  size_t numDistinct = keys.kRows.size();
-  keys.counts.assign(fullRows.size() * numDistinct, 0);
-  keys.numKeys.resize(fullRows.size());
-  int64_t next = 0, seen = 0; // keys counted; distinct keys among them
-  for (size_t t = 0; t < fullRows.size(); ++t) {
-    int32_t *row = keys.counts.data() + t * numDistinct;
-    if (t > 0)
-      std::copy_n(row - numDistinct, seen, row);
-    for (; next < ends[t]; ++next) {
-      int32_t group = groups[size_t(next)];
-      int64_t d = group >= 0 ? at[size_t(group)] : seen; // first pass's order
-      seen += d == seen;
-      ++row[d];
-    }
-    keys.numKeys[t] = seen;
-  }
-  return keys;
-}
-
 /// recomputeFullRows for keys that repeat (repeatedKeyGroups): each row
-/// over its distinct keys and their counts. False on a score breach.
+/// over its distinct keys and their counts, a batch of rows at a time (the
+/// counts of a batch's rows are kept, a row of int32s each). False on a
+/// score breach.
 bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
                                    const std::vector<int32_t> &groups,
                                    const std::vector<const float *> &kPtrs,
                                    const std::vector<const float *> &vPtrs,
                                    std::vector<float> &fullOut) {
-  DistinctKeys keys = distinctKeysOfRows(a, fullRows, groups, kPtrs, vPtrs);
-  std::atomic<bool> scoresOk{true};
-  uint64_t pairs = 0;
-  for (int64_t count : keys.numKeys)
-    pairs += uint64_t(count);
+  std::vector<int64_t> ends(fullRows.size());
+  for (size_t t = 0; t < fullRows.size(); ++t) {
+    int64_t begin;
+    exact::keyRange(a.shape, fullRows[t], a.n, begin, ends[t]);
+  }
+  DistinctKeys keys(a, ends.empty() ? 0 : ends.back(), groups, kPtrs, vPtrs);
+  size_t numDistinct = keys.kRows.size();
   // Both passes read table rows scattered in memory and do a few
   // operations per float: weighed at kGroupedCost multiply-adds a float.
   constexpr double kGroupedCost = 4.0;
   std::vector<float> keysT; // one transposed copy serves every row
   exact::transposeDistinctKeys(
-      keys.kRows.data(), int64_t(keys.kRows.size()), a.kvw, keysT,
-      a.ctx.poolFor(kGroupedCost * double(keys.kRows.size()) * double(a.kvw)));
-  // A task per row and kv head: a few flipped rows still fill every thread.
+      keys.kRows.data(), int64_t(numDistinct), a.kvw, keysT,
+      a.ctx.poolFor(kGroupedCost * double(numDistinct) * double(a.kvw)));
+  constexpr size_t kBatchRows = 256;
+  std::vector<int32_t> counts; // [row of the batch][distinct key]
+  std::vector<int64_t> numKeys;
+  std::atomic<bool> scoresOk{true};
+  uint64_t pairs = 0;
   int64_t kvHeads = a.shape.numKvHeads;
-  parallelFor(a.ctx.poolFor(kGroupedCost * double(pairs) * double(a.qw)),
-              int64_t(fullRows.size()) * kvHeads, [&](int64_t task) {
-                size_t t = size_t(task / kvHeads);
-                int64_t g = task % kvHeads, i = fullRows[t];
-                if (!exact::computeRowFromRepeatedKeys(
-                        a.q.row(i), keys.vRows.data(), keys.countsOf(t),
-                        keys.numKeys[t], keysT.data(), a.shape, a.state,
-                        a.slotOf[size_t(i)], fullOut.data() + int64_t(t) * a.qw,
-                        g, g + 1))
-                  scoresOk.store(false, std::memory_order_relaxed);
-              });
+  for (size_t first = 0; first < fullRows.size(); first += kBatchRows) {
+    size_t rows = std::min(kBatchRows, fullRows.size() - first);
+    counts.resize(rows * numDistinct);
+    numKeys.resize(rows);
+    uint64_t batchPairs = 0;
+    for (size_t t = 0; t < rows; ++t) {
+      numKeys[t] = keys.countTo(ends[first + t], groups);
+      std::copy_n(keys.running.begin(), numKeys[t],
+                  counts.begin() + int64_t(t * numDistinct));
+      batchPairs += uint64_t(numKeys[t]);
+    }
+    pairs += batchPairs;
+    // A task per row and kv head: a few flipped rows still fill every thread.
+    parallelFor(a.ctx.poolFor(kGroupedCost * double(batchPairs) * double(a.qw)),
+                int64_t(rows) * kvHeads, [&](int64_t task) {
+                  size_t t = size_t(task / kvHeads);
+                  int64_t g = task % kvHeads, i = fullRows[first + t];
+                  if (!exact::computeRowFromRepeatedKeys(
+                          a.q.row(i), keys.vRows.data(),
+                          &counts[t * numDistinct], numKeys[t], keysT.data(),
+                          a.shape, a.state, a.slotOf[size_t(i)],
+                          fullOut.data() + int64_t(first + t) * a.qw, g, g + 1))
+                    scoresOk.store(false, std::memory_order_relaxed);
+                });
+  }
   a.ctx.stats.macs += 2 * pairs * uint64_t(a.qw);
   return scoresOk.load();
 }
