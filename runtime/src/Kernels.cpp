@@ -97,17 +97,6 @@ void mapBinary(const float *a, const float *b, int64_t count, float *y,
   });
 }
 
-/// Splits n rows into tasks of about `rowsPerTask` rows.
-template <typename F>
-void forRowChunks(int64_t n, int64_t rowsPerTask, ThreadPool *pool, F f) {
-  int64_t tasks = (n + rowsPerTask - 1) / rowsPerTask;
-  parallelFor(pool, tasks, [&](int64_t t) {
-    int64_t begin = t * rowsPerTask, end = std::min(n, begin + rowsPerTask);
-    for (int64_t i = begin; i < end; ++i)
-      f(i);
-  });
-}
-
 } // namespace
 
 void AlignedBuffer::resize(int64_t newCount) {

@@ -8,6 +8,7 @@
 #ifndef INCNN_RUNTIME_THREADPOOL_H
 #define INCNN_RUNTIME_THREADPOOL_H
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -66,6 +67,17 @@ inline void parallelFor(ThreadPool *pool, int64_t n,
   else
     for (int64_t i = 0; i < n; ++i)
       fn(i);
+}
+
+/// f(i) for every i in [0, n), in tasks of `rowsPerTask` consecutive i.
+template <typename F>
+void forRowChunks(int64_t n, int64_t rowsPerTask, ThreadPool *pool, F f) {
+  int64_t tasks = (n + rowsPerTask - 1) / rowsPerTask;
+  parallelFor(pool, tasks, [&](int64_t t) {
+    int64_t begin = t * rowsPerTask, end = std::min(n, begin + rowsPerTask);
+    for (int64_t i = begin; i < end; ++i)
+      f(i);
+  });
 }
 
 } // namespace incnn::runtime

@@ -538,11 +538,7 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
 /// documents (looking up where a row is stored takes a few dependent loads).
 template <class F> void forEachKey(const AttentionStep &a, F f) {
   constexpr int64_t kChunk = 2048;
-  int64_t chunks = (a.n + kChunk - 1) / kChunk;
-  parallelFor(chunks > 1 ? &a.ctx.pool() : nullptr, chunks, [&](int64_t c) {
-    for (int64_t j = c * kChunk; j < std::min(a.n, (c + 1) * kChunk); ++j)
-      f(j);
-  });
+  forRowChunks(a.n, kChunk, a.n > kChunk ? &a.ctx.pool() : nullptr, f);
 }
 
 /// Every key row (rotated) and value row where it is stored.
@@ -812,20 +808,17 @@ void finishRows(const AttentionStep &a, const DeltaPlan &d,
   // Finishing a row reads its integer sums: a few operations a column.
   constexpr double kFinishCost = 4.0;
   std::vector<float> outRows(dirty.size() * size_t(qw));
-  constexpr int64_t kChunk = 64;
-  int64_t chunks = (int64_t(dirty.size()) + kChunk - 1) / kChunk;
-  parallelFor(
-      ctx.poolFor(kFinishCost * double(numUpdated) * double(qw)), chunks,
-      [&](int64_t c) {
-        for (size_t t = size_t(c * kChunk);
-             t < std::min(dirty.size(), size_t((c + 1) * kChunk)); ++t) {
-          float *out = outRows.data() + t * size_t(qw);
-          if (fullAt[t] >= 0)
-            std::copy_n(fullOut.data() + fullAt[t] * qw, qw, out);
-          else
-            exact::finishRow(a.shape, a.state, a.slotOf[size_t(dirty[t])], out);
-        }
-      });
+  forRowChunks(int64_t(dirty.size()), 64,
+               ctx.poolFor(kFinishCost * double(numUpdated) * double(qw)),
+               [&](int64_t t) {
+                 float *out = outRows.data() + t * qw;
+                 if (fullAt[size_t(t)] >= 0)
+                   std::copy_n(fullOut.data() + fullAt[size_t(t)] * qw, qw,
+                               out);
+                 else
+                   exact::finishRow(a.shape, a.state,
+                                    a.slotOf[size_t(dirty[size_t(t)])], out);
+               });
   ctx.dirtyRowsOf(a.index) = int64_t(fullRows.size());
   ctx.stats.recomputedRows = unite(ctx.stats.recomputedRows, fullRows);
   ctx.updatedRowsOf(a.index) = numUpdated;
