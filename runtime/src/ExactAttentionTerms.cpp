@@ -34,6 +34,25 @@ inline simd::I4 roundToInt(simd::D4 x) {
   return (simd::I4)(x + detail::kRoundMagic) - int64_t(detail::kRoundMagicBits);
 }
 
+/// Per-thread scratch of applyTermsToBlock and computeRowFromRepeatedKeys,
+/// reached once per call: the
+/// runtime is position independent, so every thread_local read is a call
+/// site to the compiler, which saves the vector registers around it.
+struct TermScratch {
+  std::vector<float> scores, x, weights, shifts;
+  std::vector<int32_t> tops, topSteps, removedTop;
+  std::vector<double> p, lanesP;
+  std::vector<const double *> v, singleV;
+  std::vector<std::pair<int64_t, int>> single;
+  std::vector<int64_t> kvOffset; // per head, no divisions
+  std::vector<uint32_t> reach;
+};
+
+TermScratch &termScratch() {
+  static thread_local TermScratch scratch;
+  return scratch;
+}
+
 /// The shift checks of applyTermsToBlock (a lane's count of top keys is
 /// judged after all its additions and removals): x[cell] = score - shift,
 /// at most 0, where the term takes part in the lane (only the lanes that
@@ -41,15 +60,15 @@ inline simd::I4 roundToInt(simd::D4 x) {
 void checkShifts(const float *scores, const int64_t *rows, const bool *use,
                  const TermRef *terms, int64_t numTerms,
                  const AttentionShape &shape, AttentionState &state, bool *ok,
-                 float *x) {
+                 float *x, TermScratch &scratch) {
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads;
 #ifdef INCNN_SIMD_AVX2
   // Lanes are the block's rows; each head's shifts and counts in a vector.
-  static thread_local std::vector<float> shifts;
-  static thread_local std::vector<int32_t> tops;
-  shifts.resize(size_t(H * L));
-  tops.resize(size_t(H * L));
+  scratch.shifts.resize(size_t(H * L));
+  scratch.tops.resize(size_t(H * L));
+  float *shifts = scratch.shifts.data();
+  int32_t *tops = scratch.tops.data();
   bool wasOk[L];
   for (int l = 0; l < L; ++l) {
     wasOk[l] = ok[l];
@@ -77,9 +96,10 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
   __m256i bad = zero;
   // Per head: the change of each lane's count, and the lanes a removal from
   // the top bucket reached.
-  static thread_local std::vector<int32_t> topSteps, removedTop;
-  topSteps.assign(size_t(H * L), 0);
-  removedTop.assign(size_t(H * L), 0);
+  scratch.topSteps.assign(size_t(H * L), 0);
+  scratch.removedTop.assign(size_t(H * L), 0);
+  int32_t *topSteps = scratch.topSteps.data(),
+          *removedTop = scratch.removedTop.data();
   for (int64_t t = 0; t < numTerms; ++t) {
     __m256i used =
         _mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
@@ -141,6 +161,7 @@ void checkShifts(const float *scores, const int64_t *rows, const bool *use,
         state.top[size_t(rows[l] * H + h)] = tops[size_t(h * L + l)];
   }
 #else
+  (void)scratch;
   auto termAt = [&](int64_t t0) { // additions first, then removals
     int64_t t = t0 % numTerms;
     return (terms[t].sign > 0) == (t0 < numTerms) ? t : -1;
@@ -245,15 +266,14 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads, hd = shape.headDim;
   size_t cells = size_t(numTerms * H * L); // [term][head][lane]
-  static thread_local std::vector<float> scores, x, weights;
-  static thread_local std::vector<double> p, lanesP;
-  static thread_local std::vector<const double *> v, singleV;
-  static thread_local std::vector<std::pair<int64_t, int>> single;
-  static thread_local std::vector<int64_t> kvOffset; // per head, no divisions
-  scores.resize(cells);
-  x.resize(cells);
-  weights.resize(cells);
-  kvOffset.resize(size_t(H));
+  TermScratch &scratch = termScratch();
+  scratch.scores.resize(cells);
+  scratch.x.resize(cells);
+  scratch.weights.resize(cells);
+  scratch.kvOffset.resize(size_t(H));
+  float *scores = scratch.scores.data(), *x = scratch.x.data(),
+        *weights = scratch.weights.data();
+  int64_t *kvOffset = scratch.kvOffset.data();
   for (int64_t h = 0; h < H; ++h)
     kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
@@ -277,24 +297,26 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   // half updated). With the additions counted first, `top` falls to 0 only if
   // it ends at 0, so a top key replaced by one in the same bucket (a changed
   // key that stays the row's maximum) keeps the shift.
-  checkShifts(scores.data(), rows, use, terms, numTerms, shape, state, ok,
-              x.data());
-  detail::kernels().expNonPositive(x.data(), int64_t(cells), weights.data());
+  checkShifts(scores, rows, use, terms, numTerms, shape, state, ok, x, scratch);
+  detail::kernels().expNonPositive(x, int64_t(cells), weights);
   // Per head, the terms that reach two or more lanes go through the kernel
   // together (one load of a value column serves a group of rows; a lane a
   // term misses weighs it 0), and a term that reaches one lane takes that
   // lane's own pass.
-  lanesP.resize(size_t(numTerms * L));
-  v.resize(size_t(numTerms));
-  single.resize(size_t(numTerms));
-  p.resize(size_t(numTerms));
-  singleV.resize(size_t(numTerms));
+  scratch.lanesP.resize(size_t(numTerms * L));
+  scratch.v.resize(size_t(numTerms));
+  scratch.single.resize(size_t(numTerms));
+  scratch.p.resize(size_t(numTerms));
+  scratch.singleV.resize(size_t(numTerms));
+  scratch.reach.resize(size_t(numTerms));
+  double *lanesP = scratch.lanesP.data(), *p = scratch.p.data();
+  const double **v = scratch.v.data(), **singleV = scratch.singleV.data();
+  std::pair<int64_t, int> *single = scratch.single.data();
+  uint32_t *reach = scratch.reach.data();
   static_assert(L == 8, "a block's lanes in two simd::D4");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
   const detail::KernelTable &kernels = detail::kernels();
   // Lane masks: bit l of reach[t] when term t takes part in lane l.
-  static thread_local std::vector<uint32_t> reach;
-  reach.resize(size_t(numTerms));
   for (int64_t t = 0; t < numTerms; ++t) {
     uint32_t bits = 0;
     for (int l = 0; l < L; ++l)
@@ -356,7 +378,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       state.denom[slot] += denom[l];
       int64_t *numer = &state.numer[slot * size_t(hd)];
       if (taken >> l & 1) {
-        pRows[numRows] = lanesP.data() + l;
+        pRows[numRows] = lanesP + l;
         numerRows[numRows++] = numer;
       }
       int64_t n = 0;
@@ -370,13 +392,12 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         singleV[size_t(n++)] = terms[t].v + offset;
       }
       if (n > 0) {
-        const double *pRow = p.data();
-        kernels.accumulateTermRows(&pRow, 1, singleV.data(), n, hd, &numer, 1);
+        const double *pRow = p;
+        kernels.accumulateTermRows(&pRow, 1, singleV, n, hd, &numer, 1);
       }
     }
     if (numRows > 0)
-      kernels.accumulateTermRows(pRows, L, v.data(), count, hd, numerRows,
-                                 numRows);
+      kernels.accumulateTermRows(pRows, L, v, count, hd, numerRows, numRows);
   }
 }
 
@@ -425,12 +446,14 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads, hd = shape.headDim, kvw = shape.kvWidth();
   int64_t blocks = (numKeys + L - 1) / L, padded = blocks * L;
-  static thread_local std::vector<float> scores, x, weights;
-  static thread_local std::vector<double> termWeights;
-  scores.resize(size_t(H * padded));
-  x.resize(size_t(padded));
-  weights.resize(size_t(padded));
-  termWeights.resize(size_t(numKeys));
+  TermScratch &scratch = termScratch();
+  scratch.scores.resize(size_t(H * padded));
+  scratch.x.resize(size_t(padded));
+  scratch.weights.resize(size_t(padded));
+  scratch.p.resize(size_t(numKeys));
+  float *scores = scratch.scores.data(), *x = scratch.x.data(),
+        *weights = scratch.weights.data();
+  double *termWeights = scratch.p.data();
   // Scores, L keys at a time (lanes past numKeys are never read): the
   // transposed keys take the place of scoreChains' rows, and the queries of
   // one kv head's heads that of its keys.
@@ -465,7 +488,7 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
       top += s[d] > shift - kShiftBucket ? counts[d] : 0;
       x[size_t(d)] = s[d] - shift;
     }
-    kernels.expNonPositive(x.data(), numKeys, weights.data());
+    kernels.expNonPositive(x, numKeys, weights);
     size_t slot = size_t(row * H + h);
     int64_t denom = 0;
     for (int64_t d = 0; d < numKeys; ++d) {
@@ -473,7 +496,7 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
       denom += counts[d] * int64_t(std::nearbyint(P));
       termWeights[size_t(d)] = double(P);
     }
-    kernels.repeatedKeyTerms(termWeights.data(), counts, values,
+    kernels.repeatedKeyTerms(termWeights, counts, values,
                              shape.kvHeadOf(h) * hd, numKeys, hd,
                              &state.numer[slot * size_t(hd)]);
     state.shift[slot] = shift;
