@@ -507,28 +507,37 @@ void Certificates::refresh(Certificate &c, int64_t row, const float *out,
 double Certificates::moveOf(const float *newOut, const float *oldOut,
                             int64_t width, double &normSq) {
   // Eight partial sums (the order does not matter against the 1e-6 slack
-  // below: double sums of floats err by at most width * 2^-53).
+  // below: double sums of floats err by at most width * 2^-53), each summed
+  // in two interleaved chains so that the FMA latency is covered.
   double diffs[8] = {}, norms[8] = {};
   int64_t k = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-  __m256d dLo = _mm256_setzero_pd(), dHi = dLo, nLo = dLo, nHi = dLo;
-  for (; k + 8 <= width; k += 8) {
-    __m256 a = _mm256_loadu_ps(newOut + k), b = _mm256_loadu_ps(oldOut + k);
+  __m256d d[4], n[4];
+  for (int i = 0; i < 4; ++i)
+    d[i] = n[i] = _mm256_setzero_pd();
+  auto add = [&](int64_t at, int chain) {
+    __m256 a = _mm256_loadu_ps(newOut + at), b = _mm256_loadu_ps(oldOut + at);
     __m256d aLo = _mm256_cvtps_pd(_mm256_castps256_ps128(a)),
             aHi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
     __m256d eLo =
                 _mm256_sub_pd(aLo, _mm256_cvtps_pd(_mm256_castps256_ps128(b))),
             eHi = _mm256_sub_pd(aHi,
                                 _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)));
-    dLo = _mm256_fmadd_pd(eLo, eLo, dLo);
-    dHi = _mm256_fmadd_pd(eHi, eHi, dHi);
-    nLo = _mm256_fmadd_pd(aLo, aLo, nLo);
-    nHi = _mm256_fmadd_pd(aHi, aHi, nHi);
+    d[chain] = _mm256_fmadd_pd(eLo, eLo, d[chain]);
+    d[chain + 1] = _mm256_fmadd_pd(eHi, eHi, d[chain + 1]);
+    n[chain] = _mm256_fmadd_pd(aLo, aLo, n[chain]);
+    n[chain + 1] = _mm256_fmadd_pd(aHi, aHi, n[chain + 1]);
+  };
+  for (; k + 16 <= width; k += 16) {
+    add(k, 0);
+    add(k + 8, 2);
   }
-  _mm256_storeu_pd(diffs, dLo);
-  _mm256_storeu_pd(diffs + 4, dHi);
-  _mm256_storeu_pd(norms, nLo);
-  _mm256_storeu_pd(norms + 4, nHi);
+  for (; k + 8 <= width; k += 8)
+    add(k, 0);
+  _mm256_storeu_pd(diffs, _mm256_add_pd(d[0], d[2]));
+  _mm256_storeu_pd(diffs + 4, _mm256_add_pd(d[1], d[3]));
+  _mm256_storeu_pd(norms, _mm256_add_pd(n[0], n[2]));
+  _mm256_storeu_pd(norms + 4, _mm256_add_pd(n[1], n[3]));
 #endif
   for (; k + 8 <= width; k += 8)
     for (int l = 0; l < 8; ++l) {
