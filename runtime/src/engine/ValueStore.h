@@ -63,24 +63,36 @@ struct ValueStore {
   /// The table row of a row whose token is `token` and whose codes are in
   /// the rows `codeRow(store)` returns.
   template <class CodeRow>
-  const float *tableRow(int32_t token, CodeRow codeRow) const {
+  int64_t tableIndex(int32_t token, CodeRow codeRow) const {
     int64_t index = tableByToken ? int64_t(token) : 0;
     for (const auto &[codes, radix] : tableCodes)
       index = index * radix + int64_t(codeRow(*codes)[0]);
-    return table + index * width;
+    return index;
+  }
+  template <class CodeRow>
+  const float *tableRow(int32_t token, CodeRow codeRow) const {
+    return table + tableIndex(token, codeRow) * width;
+  }
+  /// Row r's slot in `data` (a per-token store), or -1 where a partial
+  /// store does not hold it.
+  int32_t slotOfRow(int64_t r) const {
+    return keepAll                     ? slots->slotOf[size_t(r)]
+           : size_t(r) < slotOf.size() ? slotOf[size_t(r)]
+                                       : -1;
+  }
+  /// The table row that row r reads (a store with a table, r not held).
+  int64_t tableIndexOf(int64_t r) const {
+    return tableIndex(tableByToken ? (*tokens)[size_t(r)] : 0,
+                      [r](const ValueStore &codes) { return codes.row(r); });
   }
   const float *row(int64_t r) const {
     if (!perToken)
       return data.data() + r * width;
-    int32_t slot = keepAll                     ? slots->slotOf[size_t(r)]
-                   : size_t(r) < slotOf.size() ? slotOf[size_t(r)]
-                                               : -1;
-    if (slot >= 0)
+    if (int32_t slot = slotOfRow(r); slot >= 0)
       return data.data() + int64_t(slot) * width;
     if (!table)
       return nullptr;
-    return tableRow(tableByToken ? (*tokens)[size_t(r)] : 0,
-                    [r](const ValueStore &codes) { return codes.row(r); });
+    return table + tableIndexOf(r) * width;
   }
   /// Whether `data` holds every one of n rows, in row order.
   bool inRowOrder(int64_t n) const {

@@ -583,28 +583,16 @@ std::vector<std::pair<size_t, size_t>> runsOf(const AttentionStep &a,
 /// update computed). Empty with a window (a window's few keys repeat
 /// little, and its rows share passes already), or when too few keys repeat
 /// to pay for grouping them.
-std::vector<int32_t>
-repeatedKeyGroups(const AttentionStep &a,
-                  const std::vector<const float *> &kPtrs,
-                  const std::vector<const float *> &vPtrs) {
+std::vector<int32_t> repeatedKeyGroups(const AttentionStep &a) {
   const ValueStore &k = a.k, &v = a.v;
   if (a.shape.window > 0 || a.shape.ropeTheta != 0.0f || !k.table || !v.table ||
       k.tableByToken != v.tableByToken || k.tableCodes != v.tableCodes ||
       k.tableRows != v.tableRows)
     return {};
-  auto indexIn = [](const ValueStore &store, const float *row) -> int64_t {
-    auto at = reinterpret_cast<std::uintptr_t>(row),
-         base = reinterpret_cast<std::uintptr_t>(store.table);
-    std::uintptr_t rowBytes = std::uintptr_t(store.width) * sizeof(float);
-    if (at < base || at - base >= std::uintptr_t(store.tableRows) * rowBytes)
-      return -1; // not a table row
-    return int64_t((at - base) / rowBytes);
-  };
   std::vector<int32_t> groups(size_t(a.n));
   forEachKey(a, [&](int64_t j) {
-    int64_t index = indexIn(k, kPtrs[size_t(j)]);
-    bool shared = index >= 0 && index == indexIn(v, vPtrs[size_t(j)]);
-    groups[size_t(j)] = shared ? int32_t(index) : -1;
+    bool fromTables = k.slotOfRow(j) < 0 && v.slotOfRow(j) < 0;
+    groups[size_t(j)] = fromTables ? int32_t(k.tableIndexOf(j)) : -1;
   });
   std::vector<char> seen(size_t(k.tableRows), 0);
   int64_t distinct = 0;
@@ -630,18 +618,20 @@ struct DistinctKeys {
 
   /// The keys of the longest prefix, [0, end).
   DistinctKeys(const AttentionStep &a, int64_t end,
-               const std::vector<int32_t> &groups,
-               const std::vector<const float *> &kPtrs,
-               const std::vector<const float *> &vPtrs)
+               const std::vector<int32_t> &groups)
       : at(size_t(a.k.tableRows), -1) {
     for (int64_t j = 0; j < end; ++j) {
       int32_t group = groups[size_t(j)];
       if (group >= 0 && at[size_t(group)] >= 0)
         continue;
-      if (group >= 0)
+      if (group >= 0) {
         at[size_t(group)] = int32_t(kRows.size());
-      kRows.push_back(kPtrs[size_t(j)]);
-      vRows.push_back(vPtrs[size_t(j)]);
+        kRows.push_back(a.k.table + int64_t(group) * a.k.width);
+        vRows.push_back(a.v.table + int64_t(group) * a.v.width);
+      } else {
+        kRows.push_back(a.k.row(j));
+        vRows.push_back(a.v.row(j));
+      }
     }
     running.assign(kRows.size(), 0);
   }
@@ -665,15 +655,13 @@ struct DistinctKeys {
 /// score breach.
 bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
                                    const std::vector<int32_t> &groups,
-                                   const std::vector<const float *> &kPtrs,
-                                   const std::vector<const float *> &vPtrs,
                                    std::vector<float> &fullOut) {
   std::vector<int64_t> ends(fullRows.size());
   for (size_t t = 0; t < fullRows.size(); ++t) {
     int64_t begin;
     exact::keyRange(a.shape, fullRows[t], a.n, begin, ends[t]);
   }
-  DistinctKeys keys(a, ends.empty() ? 0 : ends.back(), groups, kPtrs, vPtrs);
+  DistinctKeys keys(a, ends.empty() ? 0 : ends.back(), groups);
   size_t numDistinct = keys.kRows.size();
   // Both passes read table rows scattered in memory and do a few
   // operations per float: weighed at kGroupedCost multiply-adds a float.
@@ -719,10 +707,9 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
 
 /// Throws the breach a full row's failed scores mean: a value out of its
 /// bound, else a score.
-[[noreturn]] void throwFullRowBreach(const AttentionStep &a,
-                                     const std::vector<const float *> &vPtrs) {
-  for (const float *v : vPtrs)
-    if (!exact::withinBound(v, a.kvw, a.shape.valueBound))
+[[noreturn]] void throwFullRowBreach(const AttentionStep &a) {
+  for (int64_t j = 0; j < a.n; ++j)
+    if (!exact::withinBound(a.v.row(j), a.kvw, a.shape.valueBound))
       throwBreach(a.p, a.index, Breach::AttentionValue);
   throwBreach(a.p, a.index, Breach::AttentionScore);
 }
@@ -734,17 +721,15 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
 void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
                        std::vector<float> &fullOut) {
   int64_t n = a.n, qw = a.qw, H = a.shape.numHeads;
+  a.countRewritten(int64_t(fullRows.size()));
+  if (std::vector<int32_t> groups = repeatedKeyGroups(a); !groups.empty()) {
+    if (!recomputeRowsOverRepeatedKeys(a, fullRows, groups, fullOut))
+      throwFullRowBreach(a);
+    return;
+  }
   std::vector<const float *> kPtrs, vPtrs;
   std::vector<float> kRot;
   keyValueRows(a, kPtrs, vPtrs, kRot);
-  a.countRewritten(int64_t(fullRows.size()));
-  if (std::vector<int32_t> groups = repeatedKeyGroups(a, kPtrs, vPtrs);
-      !groups.empty()) {
-    if (!recomputeRowsOverRepeatedKeys(a, fullRows, groups, kPtrs, vPtrs,
-                                       fullOut))
-      throwFullRowBreach(a, vPtrs);
-    return;
-  }
   std::vector<std::pair<size_t, size_t>> runs = runsOf(a, fullRows);
   std::atomic<bool> scoresOk{true};
   ThreadPool *pool =
@@ -775,7 +760,7 @@ void recomputeFullRows(const AttentionStep &a, const Rows &fullRows,
           a.state.copyRow(computed, int64_t(t), a.slotOf[size_t(rows[t])]);
       });
   if (!scoresOk.load())
-    throwFullRowBreach(a, vPtrs);
+    throwFullRowBreach(a);
   for (int64_t i : fullRows) {
     int64_t begin, end;
     exact::keyRange(a.shape, i, n, begin, end);
