@@ -199,7 +199,18 @@ ordered_json statsToJson(const EditStats &s) {
   r["deferred_rows"] = s.deferredRows;
   r["recomputed_rows"] = int64_t(s.recomputedRows.size());
   r["state_bytes"] = s.stateBytes;
-  r["us"] = std::round(s.micros * 10) / 10;
+  auto tenths = [](double micros) { return std::round(micros * 10) / 10; };
+  r["us"] = tenths(s.micros);
+  ordered_json steps = ordered_json::array();
+  for (double micros : s.stepMicros)
+    steps.push_back(tenths(micros));
+  r["step_us"] = std::move(steps);
+  ordered_json layers = ordered_json::array();
+  for (const AttentionMicros &t : s.attentionMicros)
+    layers.push_back({{"plan", tenths(t.plan)},
+                      {"delta_terms", tenths(t.deltaTerms)},
+                      {"full_rows", tenths(t.fullRows)}});
+  r["attention_us"] = std::move(layers);
   return r;
 }
 

@@ -88,10 +88,10 @@ Status Session::apply(const std::vector<TokenEdit> &edits) {
   if (!impl->valid)
     return Status::invalidArgument(
         "the session has no document: call reset first");
+  auto start = std::chrono::steady_clock::now(); // planning is update work
   EditPlan plan;
   if (Status st = planEdits(e.program, e.tokens, edits, plan); !st.ok())
     return st;
-  auto start = std::chrono::steady_clock::now();
   std::optional<Engine::Snapshot> before;
   try {
     before = e.snapshot();

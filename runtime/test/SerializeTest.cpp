@@ -166,6 +166,8 @@ TEST(Serialize, StatsHaveEveryKey) {
   s.recomputedRows = {0, 3, 4};
   s.stateBytes = 4096;
   s.micros = 12.345;
+  s.stepMicros = {1.04, 11.26};
+  s.attentionMicros = {{0.5, 9.96, 0.0}};
   nlohmann::ordered_json j = statsToJson(s);
   std::vector<std::string> keys;
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -176,7 +178,10 @@ TEST(Serialize, StatsHaveEveryKey) {
                          "\"dirty_rows\":[1,2],\"updated_rows\":[3,4],"
                          "\"code_flips\":[5],\"certified_rows\":6,"
                          "\"deferred_rows\":0,\"recomputed_rows\":3,"
-                         "\"state_bytes\":4096,\"us\":12.3}");
+                         "\"state_bytes\":4096,\"us\":12.3,"
+                         "\"step_us\":[1.0,11.3],\"attention_us\":[{"
+                         "\"plan\":0.5,\"delta_terms\":10.0,"
+                         "\"full_rows\":0.0}]}");
   // Empty statistics (before any evaluation) have the same keys.
   nlohmann::ordered_json empty = statsToJson(EditStats{});
   EXPECT_EQ(empty.size(), std::size(kStatsKeys));
@@ -198,6 +203,29 @@ TEST(Serialize, SessionStatsEverywhere) {
   EXPECT_EQ(j["updated_rows"].size(), size_t(session.numLayers()));
   EXPECT_EQ(j["code_flips"].size(), size_t(session.numVQ()));
   EXPECT_EQ(j["macs_full"], countMacs(p, 6));
+  // Every step timed, each layer's parts within its step, all within the
+  // update.
+  const EditStats &s = session.stats();
+  ASSERT_EQ(s.stepMicros.size(), p.steps.size());
+  ASSERT_EQ(s.attentionMicros.size(), size_t(session.numLayers()));
+  EXPECT_EQ(j["step_us"].size(), p.steps.size());
+  EXPECT_EQ(j["attention_us"].size(), size_t(session.numLayers()));
+  double steps = 0;
+  size_t layer = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    EXPECT_GE(s.stepMicros[i], 0.0);
+    steps += s.stepMicros[i];
+    if (p.steps[i].kind != StepKind::AttentionUpdate)
+      continue;
+    const AttentionMicros &t = s.attentionMicros[layer++];
+    EXPECT_GT(t.plan, 0.0);
+    EXPECT_LE(t.plan + t.deltaTerms + t.fullRows, s.stepMicros[i]);
+  }
+  EXPECT_LE(steps, s.micros);
+  // From scratch: every step, no attention parts.
+  ASSERT_TRUE(session.reset({4, 8, 15}).ok());
+  EXPECT_EQ(session.stats().stepMicros.size(), p.steps.size());
+  EXPECT_TRUE(session.stats().attentionMicros.empty());
 }
 
 TEST(Serialize, CApiStatsJson) {

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -179,6 +180,8 @@ struct EditRecord {
   int64_t retokenizedBytes = 0;
   bool checked = false, exact = true;
   nlohmann::ordered_json stats; ///< statsToJson of the update
+  std::vector<double> stepUs;   ///< EditStats::stepMicros
+  std::vector<AttentionMicros> attentionUs;
 };
 
 class Bench {
@@ -235,6 +238,8 @@ public:
     rec.usTokenize = r.tokenizeMicros;
     rec.retokenizedBytes = r.retokenizedBytes;
     rec.stats = statsToJson(s);
+    rec.stepUs = s.stepMicros;
+    rec.attentionUs = s.attentionMicros;
     // Prefix reuse: rows before the first change are kept, the rest rerun.
     rec.macsPrefix = s.macsFull - countMacs(program, r.firstChanged);
     for (const TokenEdit &e : r.tokenEdits)
@@ -363,7 +368,60 @@ public:
     // The update's floor in memory traffic: its rewritten accumulators.
     s["median_state_bytes"] = median(stateBytes);
     s["state_stream_us"] = median(stateBytes) / bandwidth * 1e6;
+    s["time_by_step"] = timeByStep();
     return s;
+  }
+
+  /// Shares of the summed update time: each attention update (and its
+  /// parts), the other steps by kind, and the work outside the steps.
+  json timeByStep() const {
+    size_t numSteps = program.steps.size();
+    std::vector<double> steps(numSteps, 0.0);
+    std::vector<AttentionMicros> layers;
+    double total = 0;
+    for (const EditRecord &r : records) {
+      total += r.us;
+      for (size_t i = 0; i < std::min(numSteps, r.stepUs.size()); ++i)
+        steps[i] += r.stepUs[i];
+      layers.resize(std::max(layers.size(), r.attentionUs.size()));
+      for (size_t l = 0; l < r.attentionUs.size(); ++l) {
+        layers[l].plan += r.attentionUs[l].plan;
+        layers[l].deltaTerms += r.attentionUs[l].deltaTerms;
+        layers[l].fullRows += r.attentionUs[l].fullRows;
+      }
+    }
+    auto share = [&](double us) { return total > 0 ? us / total : 0.0; };
+    json out = json::array();
+    std::map<std::string, std::pair<double, int64_t>> byKind;
+    double inSteps = 0;
+    size_t layer = 0;
+    for (size_t i = 0; i < numSteps; ++i) {
+      const Step &step = program.steps[i];
+      inSteps += steps[i];
+      if (step.kind != StepKind::AttentionUpdate || layer >= layers.size()) {
+        auto &[us, count] = byKind[stepKindName(step.kind)];
+        us += steps[i];
+        ++count;
+        continue;
+      }
+      const AttentionMicros &t = layers[layer++];
+      const Instr &in = program.instrs[size_t(step.instr)];
+      std::string name = program.values[size_t(in.results[0])].name;
+      out.push_back(
+          {{"step", "attention_update @" + std::to_string(step.instr) +
+                        (name.empty() ? "" : " '" + name + "'")},
+           {"share", share(steps[i])},
+           {"plan", share(t.plan)},
+           {"delta_terms", share(t.deltaTerms)},
+           {"full_rows", share(t.fullRows)}});
+    }
+    for (const auto &[kind, usCount] : byKind)
+      out.push_back({{"step", kind + " (" + std::to_string(usCount.second) +
+                                  (usCount.second == 1 ? " step)" : " steps)")},
+                     {"share", share(usCount.first)}});
+    out.push_back(
+        {{"step", "outside the steps"}, {"share", share(total - inSteps)}});
+    return out;
   }
 
   json perEdit() const {
@@ -603,6 +661,17 @@ int main(int argc, char **argv) {
               s["state_stream_us"].get<double>(),
               s["state_stream_us"].get<double>() /
                   std::max(s["median_update_us"].get<double>(), 1e-3));
+  std::printf("time by step             share of the summed update time\n");
+  for (const json &t : s["time_by_step"]) {
+    std::printf("  %-42s %5.1f%%", t["step"].get<std::string>().c_str(),
+                100 * t["share"].get<double>());
+    if (t.contains("plan"))
+      std::printf(": plan %.1f%%, delta terms %.1f%%, full rows %.1f%%",
+                  100 * t["plan"].get<double>(),
+                  100 * t["delta_terms"].get<double>(),
+                  100 * t["full_rows"].get<double>());
+    std::printf("\n");
+  }
   if (!o.torchModel.empty()) {
     int64_t n = int64_t(s["median_tokens"].get<double>());
     double t = torchSeconds(o.torchModel, n, o.threads);

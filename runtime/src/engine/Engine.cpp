@@ -7,6 +7,7 @@
 #include "../steps/Steps.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace incnn::runtime {
@@ -140,9 +141,14 @@ Engine::Engine(const Program &program, const EngineOptions &options)
 
 void Engine::run(const EditPlan *plan) {
   begin(plan);
-  for (const Step &step : program.steps) {
+  stats.stepMicros.assign(program.steps.size(), 0.0);
+  for (size_t i = 0; i < program.steps.size(); ++i) {
+    auto start = std::chrono::steady_clock::now();
     ctx.checkpoint();
-    runStep(step);
+    runStep(program.steps[i]);
+    stats.stepMicros[i] = std::chrono::duration<double, std::micro>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
   }
   finish();
 }
@@ -159,6 +165,7 @@ void Engine::begin(const EditPlan *plan) {
   stats.deferredRows = 0;
   stats.stateBytes = 0;
   stats.recomputedRows.clear();
+  stats.attentionMicros.assign(plan ? size_t(numLayers) : 0, AttentionMicros{});
   certificates.prepare(n, !plan);
   if (!plan)
     slots.reset(n);

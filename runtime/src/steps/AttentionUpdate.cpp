@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -812,6 +813,18 @@ void finishRows(const AttentionStep &a, const DeltaPlan &d,
   ctx.rowSet(a.s.output) = std::move(dirty);
 }
 
+/// Microseconds since the last lap (or since it was made).
+struct Laps {
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  double lap() {
+    auto now = std::chrono::steady_clock::now();
+    double micros =
+        std::chrono::duration<double, std::micro>(now - last).count();
+    last = now;
+    return micros;
+  }
+};
+
 } // namespace
 
 static void runAttentionUpdate(StepContext &ctx, const Step &s) {
@@ -820,15 +833,21 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
     computeAllRows(a);
     return;
   }
+  Laps laps;
+  AttentionMicros &time = ctx.attentionMicrosOf(a.index);
   DeltaPlan d = planDelta(a, *ctx.plan());
   Certificate *cert = ctx.certificates.ofAttention(a.index);
   if (cert && cert->defer && ctx.certificates.enabled())
     deferCandidates(a, *ctx.plan(), d, *cert);
   if (deltaCostsMore(a, d)) { // the same bits, the touched rows dirty
+    time.plan = laps.lap();
     recomputeLayer(a, d.full, d.candidates);
+    time.fullRows = laps.lap();
     return;
   }
+  time.plan = laps.lap();
   applyDeltaTerms(a, *ctx.plan(), d);
+  time.deltaTerms = laps.lap();
   Rows fullRows;
   for (int64_t i = 0; i < a.n; ++i)
     if (d.full[size_t(i)])
@@ -842,6 +861,7 @@ static void runAttentionUpdate(StepContext &ctx, const Step &s) {
       recordOutputNorms(a, *cert, fullRows[t], fullOut.data() + t * a.qw);
     }
   finishRows(a, d, fullRows, fullOut);
+  time.fullRows = laps.lap();
 }
 
 static bool attentionUpdateUpdates(const Program &, const Instr &in) {

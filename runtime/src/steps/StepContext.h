@@ -117,6 +117,10 @@ public:
   int64_t &updatedRowsOf(size_t attention) {
     return stats.updatedRows[size_t(layerOf[attention])];
   }
+  /// Where an attention instruction's update spent its time.
+  AttentionMicros &attentionMicrosOf(size_t attention) {
+    return stats.attentionMicros[size_t(layerOf[attention])];
+  }
   /// Rows whose codes a VectorQuantize instruction changed.
   int64_t &codeFlipsOf(size_t vq) {
     return stats.codeFlips[size_t(vqIndexOf[vq])];

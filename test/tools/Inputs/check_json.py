@@ -32,7 +32,8 @@ def main():
     # docs/json.md: the keys of every stats object, in this order.
     stat_keys = ["macs", "macs_full", "tokens", "dirty_rows", "updated_rows",
                  "code_flips", "certified_rows", "deferred_rows",
-                 "recomputed_rows", "state_bytes", "us"]
+                 "recomputed_rows", "state_bytes", "us", "step_us",
+                 "attention_us"]
     for k, line in enumerate(lines):
         j = json.loads(line)
         if set(j) != keys:

@@ -27,6 +27,19 @@ struct TokenEdit {
   static TokenEdit erase(int64_t at, int64_t count);
 };
 
+/// Where an attention update's time went (EditStats::attentionMicros).
+struct AttentionMicros {
+  /// Planning: the changed keys' terms, the candidate rows, deferral, and
+  /// the choice between delta terms and a recompute of the layer.
+  double plan = 0;
+  /// The delta terms of the candidate rows, with the certificates of the
+  /// rows they updated.
+  double deltaTerms = 0;
+  /// Rows recomputed in full (new queries, shifts that moved), and the
+  /// outputs of the rows not certified.
+  double fullRows = 0;
+};
+
 /// Statistics of the last reset() or apply().
 struct EditStats {
   uint64_t macs = 0;     ///< multiply-accumulates performed
@@ -56,6 +69,11 @@ struct EditStats {
   /// kept their token and output (and moved with inserts and deletes).
   std::vector<int64_t> changedOutputRows;
   double micros = 0; ///< wall time of the update
+  /// Wall time of each step of the program (Program::steps order), µs; the
+  /// rest of `micros` is planning the edit and restoring-state bookkeeping.
+  std::vector<double> stepMicros;
+  /// Per layer (attention op): its update's parts (empty from scratch).
+  std::vector<AttentionMicros> attentionMicros;
   int64_t numTokens = 0;
 };
 

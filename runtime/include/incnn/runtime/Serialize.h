@@ -62,14 +62,18 @@ inline constexpr const char *kStatsKeys[] = {"macs",
                                              "deferred_rows",
                                              "recomputed_rows",
                                              "state_bytes",
-                                             "us"};
+                                             "us",
+                                             "step_us",
+                                             "attention_us"};
 
 /// Every field of EditStats, under the keys of kStatsKeys (docs/json.md):
 /// counts are integers; dirty_rows and updated_rows per attention layer and
 /// code_flips per VQ site are arrays; recomputed_rows counts the rows some
 /// attention layer recomputed in full (0 from scratch); state_bytes the
 /// accumulator bytes it rewrote; us is the update's
-/// wall time in microseconds rounded to 0.1.
+/// wall time in microseconds rounded to 0.1, step_us each program step's,
+/// and attention_us per attention layer its update's parts (plan,
+/// delta_terms, full_rows; empty from scratch).
 nlohmann::ordered_json statsToJson(const EditStats &stats);
 
 /// Compact JSON text, like dump() with invalid UTF-8 replaced by U+FFFD,
