@@ -240,6 +240,58 @@ void scoreChains(const float *q, const float *const *k, float *const *out,
 #endif
 }
 
+/// out[i][l] = the FMA chain over c < hd of v[i][c * kTermBlock + l] *
+/// s[i][c], for i < n <= kScoreChains chains run interleaved: scoreChains
+/// where each chain has its own lanes (few terms, or a head per key block).
+void scorePairs(const float *const *v, const float *const *s, float *const *out,
+                int n, int64_t hd) {
+  constexpr int L = kTermBlock;
+#if defined(__AVX2__) && defined(__FMA__)
+  auto run = [&](auto chains) {
+    constexpr int N = decltype(chains)::value;
+    __m256 acc[N];
+    for (int i = 0; i < N; ++i)
+      acc[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; ++c)
+      for (int i = 0; i < N; ++i)
+        acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(v[i] + c * L),
+                                 _mm256_set1_ps(s[i][c]), acc[i]);
+    for (int i = 0; i < N; ++i)
+      _mm256_storeu_ps(out[i], acc[i]);
+  };
+  dispatchChains<kScoreChains>(n, run);
+#else
+  for (int i = 0; i < n; ++i)
+    for (int l = 0; l < L; ++l) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < hd; ++c)
+        acc = std::fma(v[i][c * L + l], s[i][c], acc);
+      out[i][l] = acc;
+    }
+#endif
+}
+
+/// Collects score chains and runs them kScoreChains at a time.
+struct PairScores {
+  const float *v[kScoreChains], *s[kScoreChains];
+  float *out[kScoreChains];
+  int n = 0;
+  int64_t hd;
+  explicit PairScores(int64_t hd) : hd(hd) {}
+  void add(const float *lanes, const float *scalars, float *to) {
+    v[n] = lanes;
+    s[n] = scalars;
+    out[n] = to;
+    if (++n == kScoreChains)
+      flush();
+  }
+  void flush() {
+    if (n > 0)
+      scorePairs(v, s, out, n, hd);
+    n = 0;
+  }
+};
+
 } // namespace
 
 void transposeBlockRows(const float *const *rows, int64_t width, float *qT) {
@@ -277,21 +329,29 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   for (int64_t h = 0; h < H; ++h)
     kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
-  // increasing c as dot(); up to kScoreChains terms of a head run
-  // interleaved, sharing each load of the head's queries.
+  // increasing c as dot(). Groups of kScoreChains terms of a head run
+  // interleaved, sharing each load of the head's queries; the (term, head)
+  // pairs left over run kScoreChains at a time across heads, so that a few
+  // terms do not leave one chain's latency exposed.
+  int64_t grouped = numTerms / kScoreChains * kScoreChains;
   for (int64_t h = 0; h < H; ++h) {
     const float *q = qT + h * hd * L;
-    for (int64_t t0 = 0; t0 < numTerms; t0 += kScoreChains) {
-      int n = int(std::min<int64_t>(kScoreChains, numTerms - t0));
+    for (int64_t t0 = 0; t0 < grouped; t0 += kScoreChains) {
       const float *k[kScoreChains];
       float *out[kScoreChains];
-      for (int i = 0; i < n; ++i) {
+      for (int i = 0; i < kScoreChains; ++i) {
         k[i] = terms[t0 + i].kRot + kvOffset[size_t(h)];
         out[i] = &scores[size_t(((t0 + i) * H + h) * L)];
       }
-      scoreChains(q, k, out, n, hd);
+      scoreChains(q, k, out, kScoreChains, hd);
     }
   }
+  PairScores pairs(hd);
+  for (int64_t t = grouped; t < numTerms; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      pairs.add(qT + h * hd * L, terms[t].kRot + kvOffset[size_t(h)],
+                &scores[size_t((t * H + h) * L)]);
+  pairs.flush();
   // Added keys first, then removed ones: a lane whose shift would move, or
   // that breaks the contract, stops (its row is recomputed; its state may be
   // half updated). With the additions counted first, `top` falls to 0 only if
@@ -460,18 +520,27 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
   int64_t perKv = H / shape.numKvHeads;
   kvEnd = std::min(kvEnd, shape.numKvHeads);
   int64_t hBegin = kvBegin * perKv, hEnd = kvEnd * perKv;
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t g = kvBegin; g < kvEnd; ++g)
-      for (int64_t h0 = g * perKv; h0 < (g + 1) * perKv; h0 += kScoreChains) {
-        int n = int(std::min<int64_t>(kScoreChains, (g + 1) * perKv - h0));
-        const float *queries[kScoreChains];
-        float *out[kScoreChains];
-        for (int i = 0; i < n; ++i) {
-          queries[i] = qRot + (h0 + i) * hd;
-          out[i] = &scores[size_t((h0 + i) * padded + b * L)];
+  if (perKv >= kScoreChains) { // a kv head's queries share each key load
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t g = kvBegin; g < kvEnd; ++g)
+        for (int64_t h0 = g * perKv; h0 < (g + 1) * perKv; h0 += kScoreChains) {
+          int n = int(std::min<int64_t>(kScoreChains, (g + 1) * perKv - h0));
+          const float *queries[kScoreChains];
+          float *out[kScoreChains];
+          for (int i = 0; i < n; ++i) {
+            queries[i] = qRot + (h0 + i) * hd;
+            out[i] = &scores[size_t((h0 + i) * padded + b * L)];
+          }
+          scoreChains(keysT + (b * kvw + g * hd) * L, queries, out, n, hd);
         }
-        scoreChains(keysT + (b * kvw + g * hd) * L, queries, out, n, hd);
-      }
+  } else { // few heads a kv head: chains over key blocks too
+    PairScores pairs(hd);
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t h = hBegin; h < hEnd; ++h)
+        pairs.add(keysT + (b * kvw + (h / perKv) * hd) * L, qRot + h * hd,
+                  &scores[size_t(h * padded + b * L)]);
+    pairs.flush();
+  }
   const detail::KernelTable &kernels = detail::kernels();
   for (int64_t h = hBegin; h < hEnd; ++h) {
     float *s = &scores[size_t(h * padded)];
