@@ -81,6 +81,7 @@ def keystrokes(a, docs, post, base, server):
     did, tokens, times = r["id"], r["stats"]["tokens"], []
     served, updates = [], []  # the server's request and update times
     recomputed, flips = [], []  # per layer, summed over the keystrokes
+    parts = []  # per layer: [plan, delta terms, full rows] in µs, summed
     size = len(text.encode("utf-8"))
     region = size // 20 if a.caret == "top" else size
     at = region // 2
@@ -116,6 +117,11 @@ def keystrokes(a, docs, post, base, server):
             total.extend([0] * (len(layers) - len(total)))
             for i, x in enumerate(layers):
                 total[i] += x
+        for i, t in enumerate(r["stats"].get("attention_us", [])):
+            if i == len(parts):
+                parts.append([0.0, 0.0, 0.0])
+            for k, key in enumerate(("plan", "delta_terms", "full_rows")):
+                parts[i][k] += t[key]
         text = text[:at] + ch + text[at:]
         at += 1
     conn.close()
@@ -131,6 +137,10 @@ def keystrokes(a, docs, post, base, server):
         print("  %s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms" %
               (name, percentile(xs, 0.5), percentile(xs, 0.9), percentile(xs, 0.99)))
     print("  in all: rows recomputed per layer %s, code flips per VQ %s" % (recomputed, flips))
+    summed = max(sum(updates), 1e-9) * 1e3
+    print("  share of the summed update time per layer (plan, delta terms, full rows): %s" %
+          "; ".join("layer %d %.0f%%, %.0f%%, %.0f%%" % ((i,) + tuple(100 * x / summed for x in p))
+                    for i, p in enumerate(parts)))
     return 0 if r.get("exact") else 1
 
 
