@@ -208,11 +208,14 @@ template <int N, class Run> void dispatchChains(int n, Run &run) {
   run(std::integral_constant<int, N>{});
 }
 
-/// out[i][l] = the FMA chain over c < hd of q[c * kTermBlock + l] * k[i][c],
-/// for i < n <= kScoreChains chains run interleaved.
-void scoreChains(const float *q, const float *const *k, float *const *out,
-                 int n, int64_t hd) {
+/// out[i][l] = the FMA chain over c < hd of v[i][c * kTermBlock + l] *
+/// s[i][c], in increasing c as dot(), for i < n <= kScoreChains chains run
+/// interleaved. With SharedLanes every chain reads v[0] (one load a step).
+template <bool SharedLanes>
+void scoreChains(const float *const *v, const float *const *s,
+                 float *const *out, int n, int64_t hd) {
   constexpr int L = kTermBlock;
+  auto lanes = [&](int i) { return v[SharedLanes ? 0 : i]; };
 #if defined(__AVX2__) && defined(__FMA__)
   static_assert(L == 8, "one AVX2 vector of rows");
   auto run = [&](auto chains) {
@@ -221,41 +224,13 @@ void scoreChains(const float *q, const float *const *k, float *const *out,
     for (int i = 0; i < N; ++i)
       acc[i] = _mm256_setzero_ps();
     for (int64_t c = 0; c < hd; ++c) {
-      __m256 qc = _mm256_loadu_ps(q + c * L);
+      __m256 x[SharedLanes ? 1 : N];
+      for (int i = 0; i < (SharedLanes ? 1 : N); ++i)
+        x[i] = _mm256_loadu_ps(lanes(i) + c * L);
       for (int i = 0; i < N; ++i)
-        acc[i] = _mm256_fmadd_ps(qc, _mm256_set1_ps(k[i][c]), acc[i]);
-    }
-    for (int i = 0; i < N; ++i)
-      _mm256_storeu_ps(out[i], acc[i]);
-  };
-  dispatchChains<kScoreChains>(n, run);
-#else
-  for (int i = 0; i < n; ++i)
-    for (int l = 0; l < L; ++l) {
-      float acc = 0.0f;
-      for (int64_t c = 0; c < hd; ++c)
-        acc = std::fma(q[c * L + l], k[i][c], acc);
-      out[i][l] = acc;
-    }
-#endif
-}
-
-/// out[i][l] = the FMA chain over c < hd of v[i][c * kTermBlock + l] *
-/// s[i][c], for i < n <= kScoreChains chains run interleaved: scoreChains
-/// where each chain has its own lanes (few terms, or a head per key block).
-void scorePairs(const float *const *v, const float *const *s, float *const *out,
-                int n, int64_t hd) {
-  constexpr int L = kTermBlock;
-#if defined(__AVX2__) && defined(__FMA__)
-  auto run = [&](auto chains) {
-    constexpr int N = decltype(chains)::value;
-    __m256 acc[N];
-    for (int i = 0; i < N; ++i)
-      acc[i] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < hd; ++c)
-      for (int i = 0; i < N; ++i)
-        acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(v[i] + c * L),
+        acc[i] = _mm256_fmadd_ps(x[SharedLanes ? 0 : i],
                                  _mm256_set1_ps(s[i][c]), acc[i]);
+    }
     for (int i = 0; i < N; ++i)
       _mm256_storeu_ps(out[i], acc[i]);
   };
@@ -265,7 +240,7 @@ void scorePairs(const float *const *v, const float *const *s, float *const *out,
     for (int l = 0; l < L; ++l) {
       float acc = 0.0f;
       for (int64_t c = 0; c < hd; ++c)
-        acc = std::fma(v[i][c * L + l], s[i][c], acc);
+        acc = std::fma(lanes(i)[c * L + l], s[i][c], acc);
       out[i][l] = acc;
     }
 #endif
@@ -287,7 +262,7 @@ struct PairScores {
   }
   void flush() {
     if (n > 0)
-      scorePairs(v, s, out, n, hd);
+      scoreChains<false>(v, s, out, n, hd);
     n = 0;
   }
 };
@@ -343,7 +318,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         k[i] = terms[t0 + i].kRot + kvOffset[size_t(h)];
         out[i] = &scores[size_t(((t0 + i) * H + h) * L)];
       }
-      scoreChains(q, k, out, kScoreChains, hd);
+      scoreChains<true>(&q, k, out, kScoreChains, hd);
     }
   }
   PairScores pairs(hd);
@@ -531,7 +506,8 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
             queries[i] = qRot + (h0 + i) * hd;
             out[i] = &scores[size_t((h0 + i) * padded + b * L)];
           }
-          scoreChains(keysT + (b * kvw + g * hd) * L, queries, out, n, hd);
+          const float *keys = keysT + (b * kvw + g * hd) * L;
+          scoreChains<true>(&keys, queries, out, n, hd);
         }
   } else { // few heads a kv head: chains over key blocks too
     PairScores pairs(hd);
