@@ -137,6 +137,11 @@ try {
   } else if (shown !== doc.prediction || shown !== run.label)
     fail(`the page shows '${shown}', the server '${doc.prediction}', incnn-run '${run.label}'`);
   const rtt = await page.textContent("#rtt");
+  // The bar of where the last update went: three parts a layer, then the rest.
+  const parts = await page.$$eval("#parts span", (spans) => spans.map((x) => x.title));
+  const layerCount = run.stats.dirty_rows.length;
+  if (parts.length !== 3 * layerCount + 1 || !parts[0].startsWith("layer 0: delta terms: "))
+    fail(`the update's bar shows ${JSON.stringify(parts)}`);
   console.log(`typed ASCII and non-ASCII text, deleted, replaced: the page shows '${shown}', ` +
               `its document equals incnn-run --text bit for bit (last round trip ${rtt})`);
   if (tagger) {
