@@ -490,8 +490,7 @@ bool computeRowFromRepeatedKeys(const float *qRot, const float *const *values,
         *weights = scratch.weights.data();
   double *termWeights = scratch.p.data();
   // Scores, L keys at a time (lanes past numKeys are never read): the
-  // transposed keys take the place of scoreChains' rows, and the queries of
-  // one kv head's heads that of its keys.
+  // transposed keys are scoreChains' lanes, the heads' queries its scalars.
   int64_t perKv = H / shape.numKvHeads;
   kvEnd = std::min(kvEnd, shape.numKvHeads);
   int64_t hBegin = kvBegin * perKv, hEnd = kvEnd * perKv;

@@ -36,7 +36,8 @@ struct AttentionMicros {
   /// rows they updated.
   double deltaTerms = 0;
   /// Rows recomputed in full (new queries, shifts that moved), and the
-  /// outputs of the rows not certified.
+  /// outputs of the rows not certified; or the whole layer, where delta
+  /// terms would cost more.
   double fullRows = 0;
 };
 
@@ -70,7 +71,8 @@ struct EditStats {
   std::vector<int64_t> changedOutputRows;
   double micros = 0; ///< wall time of the update
   /// Wall time of each step of the program (Program::steps order), µs; the
-  /// rest of `micros` is planning the edit and restoring-state bookkeeping.
+  /// rest of `micros` is planning the edit, saving the state a rejected edit
+  /// restores, moving slots, and starting and finishing the update.
   std::vector<double> stepMicros;
   /// Per layer (attention op): its update's parts (empty from scratch).
   std::vector<AttentionMicros> attentionMicros;
