@@ -35,9 +35,9 @@ inline simd::I4 roundToInt(simd::D4 x) {
 }
 
 /// Per-thread scratch of applyTermsToBlock and computeRowFromRepeatedKeys,
-/// reached once per call: the
-/// runtime is position independent, so every thread_local read is a call
-/// site to the compiler, which saves the vector registers around it.
+/// reached once per call: the runtime is position independent, so every
+/// thread_local read is a call site to the compiler, which saves the vector
+/// registers around it.
 struct TermScratch {
   std::vector<float> scores, x, weights, shifts;
   std::vector<int32_t> tops, topSteps, removedTop;
