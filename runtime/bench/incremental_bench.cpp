@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -39,6 +40,41 @@ double median(std::vector<double> v) {
   size_t m = v.size() / 2;
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
+
+/// Summed wall time of a kind of edit, by where it went: the attention
+/// updates' parts over all layers, the other steps by kind, and the rest.
+struct TimeByStep {
+  double total = 0, plan = 0, deltaTerms = 0, fullRows = 0;
+  std::map<std::string, double> byKind;
+
+  void add(const Program &program, const EditStats &s) {
+    total += s.micros;
+    double inSteps = 0;
+    for (size_t i = 0; i < std::min(program.steps.size(), s.stepMicros.size());
+         ++i) {
+      inSteps += s.stepMicros[i];
+      if (program.steps[i].kind != StepKind::AttentionUpdate)
+        byKind[stepKindName(program.steps[i].kind)] += s.stepMicros[i];
+    }
+    for (const AttentionMicros &a : s.attentionMicros) {
+      plan += a.plan;
+      deltaTerms += a.deltaTerms;
+      fullRows += a.fullRows;
+    }
+    byKind["outside the steps"] += s.micros - inSteps;
+  }
+
+  void print() const {
+    auto pct = [&](double us) { return total > 0 ? 100 * us / total : 0.0; };
+    std::printf("  attention: plan %.1f%%, delta terms %.1f%%, full rows "
+                "%.1f%%",
+                pct(plan), pct(deltaTerms), pct(fullRows));
+    for (const auto &[kind, us] : byKind)
+      if (pct(us) >= 0.5)
+        std::printf("; %s %.1f%%", kind.c_str(), pct(us));
+    std::printf("\n");
+  }
+};
 
 double seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since)
@@ -223,6 +259,7 @@ int main(int argc, char **argv) {
       // moved: rows whose attention took delta terms and whose move the
       // margin certificate could not absorb (their projection and VQ rerun).
       std::vector<double> times, macRatios, rows, flips, moved;
+      TimeByStep timeByStep;
       bool exact = true;
       for (int e = 0; e < edits; ++e) {
         int64_t len = int64_t(session.tokens().size());
@@ -238,6 +275,7 @@ int main(int argc, char **argv) {
           return 1;
         const EditStats &s = session.stats();
         times.push_back(s.micros * 1e-6);
+        timeByStep.add(program, s);
         macRatios.push_back(double(s.macsFull) /
                             double(std::max<uint64_t>(s.macs, 1)));
         double r = 0, f = 0;
@@ -268,6 +306,7 @@ int main(int argc, char **argv) {
       std::printf("%-8s %10.2f %10.1f %10.1f %10.1f %12.2f %12.1f %8s\n", kind,
                   t * 1e3, scratchTime / t, median(macRatios), median(rows),
                   median(flips), median(moved), exact ? "yes" : "NO");
+      timeByStep.print();
       if (!csvPath.empty()) {
         FILE *csv = std::fopen(csvPath.c_str(), "a");
         if (csv) {
