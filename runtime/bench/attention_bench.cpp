@@ -148,6 +148,9 @@ int main(int argc, char **argv) {
       for (int64_t r = 0; r < rowReps; ++r) {
         stopped = 0;
         auto t0 = std::chrono::steady_clock::now();
+        exact::TermKeys shared; // once per update, as the delta update does
+        exact::transposeTermKeys(terms.data(), 2 * numTerms, shape, shared);
+        exact::SharedTerms all{&shared, 0, 0, 2 * numTerms};
         for (int64_t b = 0; b < blocks; ++b) {
           const float *qs[L];
           int64_t stateRows[L];
@@ -159,8 +162,8 @@ int main(int argc, char **argv) {
           }
           exact::transposeBlockRows(qs, w, qT.data());
           exact::applyTermsToBlock(qT.data(), stateRows, useFlags.get(),
-                                   terms.data(), 2 * numTerms, shape, state,
-                                   ok);
+                                   terms.data(), 2 * numTerms, shape, state, ok,
+                                   &all, 1);
           for (int l = 0; l < L; ++l)
             stopped += !ok[l];
         }

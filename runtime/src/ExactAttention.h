@@ -197,15 +197,38 @@ struct TermRef {
   int sign = 1;
 };
 
+/// The rotated keys of terms that many blocks share, transposed once so
+/// that a vector holds many terms: kT[(kvHead * hd + c) * ldk + t] for
+/// t < ldk (empty where the CPU's kernels gain nothing by it).
+struct TermKeys {
+  std::vector<float> kT;
+  int64_t ldk = 0;
+};
+
+/// Fills `keys` with the transposed keys of terms [0, count), or leaves it
+/// empty where they would not be used.
+void transposeTermKeys(const TermRef *terms, int64_t count,
+                       const AttentionShape &shape, TermKeys &keys);
+
+/// A block's terms [at, at + count) are the terms of `keys` from `column`
+/// on, the same keys in the same order.
+struct SharedTerms {
+  const TermKeys *keys = nullptr;
+  int64_t at = 0, column = 0, count = 0;
+};
+
 /// applyTermToBlock for several terms at once: term t takes part in lane l
 /// when use[t * kTermBlock + l]. Lanes that stay ok end with the same state as
 /// applying the terms one by one; each row's accumulators are read and
 /// written once. A lane's shift is checked with the added keys counted before
 /// the removed ones, so it stops only if the shift moves after all terms.
+/// The scores of the terms in `shared` (numShared ranges, in increasing
+/// `at`, apart) may read their keys transposed.
 void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
                        const TermRef *terms, int64_t numTerms,
                        const AttentionShape &shape, AttentionState &state,
-                       bool *ok);
+                       bool *ok, const SharedTerms *shared = nullptr,
+                       int numShared = 0);
 
 /// Recomputes the output row from the row's state.
 void finishRow(const AttentionShape &shape, const AttentionState &state,

@@ -27,13 +27,6 @@ namespace {
 using detail::kShiftBucket;
 using detail::kTermScale;
 
-/// Rounds each |x| < 2^51 to the nearest integer (ties to even), exactly:
-/// the bits of x + 1.5 * 2^52, less those of 1.5 * 2^52 (as the kernels'
-/// integer sums read their terms).
-inline simd::I4 roundToInt(simd::D4 x) {
-  return (simd::I4)(x + detail::kRoundMagic) - int64_t(detail::kRoundMagicBits);
-}
-
 /// Per-thread scratch of applyTermsToBlock and computeRowFromRepeatedKeys,
 /// reached once per call: the runtime is position independent, so every
 /// thread_local read is a call site to the compiler, which saves the vector
@@ -41,10 +34,12 @@ inline simd::I4 roundToInt(simd::D4 x) {
 struct TermScratch {
   std::vector<float> scores, x, weights, shifts;
   std::vector<int32_t> tops, topSteps, removedTop;
-  std::vector<double> p, lanesP;
+  std::vector<double> p, lanesP, pAll;
+  std::vector<int32_t> signs;
   std::vector<const double *> v, singleV;
   std::vector<std::pair<int64_t, int>> single;
   std::vector<int64_t> kvOffset; // per head, no divisions
+  std::vector<int64_t> rest;     // terms whose keys are not shared
   std::vector<uint32_t> reach;
 };
 
@@ -286,10 +281,24 @@ void transposeBlockRows(const float *const *rows, int64_t width, float *qT) {
       qT[c * L + l] = rows[l][c];
 }
 
+void transposeTermKeys(const TermRef *terms, int64_t count,
+                       const AttentionShape &shape, TermKeys &keys) {
+  keys.ldk = 0;
+  keys.kT.clear();
+  if (!detail::kernels().blockTermScores || count < detail::kLaneTerms)
+    return;
+  int64_t width = shape.kvWidth();
+  keys.ldk = count;
+  keys.kT.resize(size_t(width * count));
+  for (int64_t t = 0; t < count; ++t)
+    for (int64_t c = 0; c < width; ++c)
+      keys.kT[size_t(c * count + t)] = terms[t].kRot[c];
+}
+
 void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
                        const TermRef *terms, int64_t numTerms,
                        const AttentionShape &shape, AttentionState &state,
-                       bool *ok) {
+                       bool *ok, const SharedTerms *shared, int numShared) {
   constexpr int L = kTermBlock;
   int64_t H = shape.numHeads, hd = shape.headDim;
   size_t cells = size_t(numTerms * H * L); // [term][head][lane]
@@ -304,28 +313,51 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   for (int64_t h = 0; h < H; ++h)
     kvOffset[size_t(h)] = shape.kvHeadOf(h) * hd;
   // Scores: every (term, head) is an independent FMA chain over c, in
-  // increasing c as dot(). Groups of kScoreChains terms of a head run
-  // interleaved, sharing each load of the head's queries; the (term, head)
-  // pairs left over run kScoreChains at a time across heads, so that a few
-  // terms do not leave one chain's latency exposed.
-  int64_t grouped = numTerms / kScoreChains * kScoreChains;
+  // increasing c as dot(). The shared terms' keys, transposed, give vectors
+  // of terms where those are wider than a block's rows. Groups of
+  // kScoreChains terms of a head run interleaved, sharing each load of the
+  // head's queries; the (term, head) pairs left over run kScoreChains at a
+  // time across heads, so that a few terms do not leave one chain's latency
+  // exposed.
+  const detail::KernelTable &kernels = detail::kernels();
+  // The terms scored here, whose keys are not read transposed.
+  scratch.rest.resize(size_t(numTerms));
+  int64_t *rest = scratch.rest.data(), numRest = 0, next = 0;
+  for (int i = 0; i < numShared && kernels.blockTermScores; ++i) {
+    const SharedTerms &s = shared[i];
+    int64_t lanes = s.count / detail::kLaneTerms * detail::kLaneTerms;
+    if (lanes == 0 || s.keys->kT.empty())
+      continue;
+    for (int64_t h = 0; h < H; ++h)
+      kernels.blockTermScores(
+          qT + h * hd * L,
+          s.keys->kT.data() + kvOffset[size_t(h)] * s.keys->ldk + s.column,
+          s.keys->ldk, lanes, hd, &scores[size_t((s.at * H + h) * L)], H * L);
+    for (; next < s.at; ++next)
+      rest[numRest++] = next;
+    next = s.at + lanes;
+  }
+  for (; next < numTerms; ++next)
+    rest[numRest++] = next;
+  int64_t grouped = numRest / kScoreChains * kScoreChains;
   for (int64_t h = 0; h < H; ++h) {
     const float *q = qT + h * hd * L;
-    for (int64_t t0 = 0; t0 < grouped; t0 += kScoreChains) {
+    for (int64_t i0 = 0; i0 < grouped; i0 += kScoreChains) {
       const float *k[kScoreChains];
       float *out[kScoreChains];
       for (int i = 0; i < kScoreChains; ++i) {
-        k[i] = terms[t0 + i].kRot + kvOffset[size_t(h)];
-        out[i] = &scores[size_t(((t0 + i) * H + h) * L)];
+        int64_t t = rest[i0 + i];
+        k[i] = terms[t].kRot + kvOffset[size_t(h)];
+        out[i] = &scores[size_t((t * H + h) * L)];
       }
       scoreChains<true>(&q, k, out, kScoreChains, hd);
     }
   }
   PairScores pairs(hd);
-  for (int64_t t = grouped; t < numTerms; ++t)
+  for (int64_t i = grouped; i < numRest; ++i)
     for (int64_t h = 0; h < H; ++h)
-      pairs.add(qT + h * hd * L, terms[t].kRot + kvOffset[size_t(h)],
-                &scores[size_t((t * H + h) * L)]);
+      pairs.add(qT + h * hd * L, terms[rest[i]].kRot + kvOffset[size_t(h)],
+                &scores[size_t((rest[i] * H + h) * L)]);
   pairs.flush();
   // Added keys first, then removed ones: a lane whose shift would move, or
   // that breaks the contract, stops (its row is recomputed; its state may be
@@ -348,9 +380,8 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   const double **v = scratch.v.data(), **singleV = scratch.singleV.data();
   std::pair<int64_t, int> *single = scratch.single.data();
   uint32_t *reach = scratch.reach.data();
-  static_assert(L == 8, "a block's lanes in two simd::D4");
+  static_assert(L == 8, "a block's lanes in one weighTerms vector");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
-  const detail::KernelTable &kernels = detail::kernels();
   // Lane masks: bit l of reach[t] when term t takes part in lane l.
   for (int64_t t = 0; t < numTerms; ++t) {
     uint32_t bits = 0;
@@ -358,51 +389,34 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       bits |= uint32_t(ok[l] && use[t * L + l]) << l;
     reach[size_t(t)] = bits;
   }
-  typedef float F4 __attribute__((vector_size(16)));
-  using simd::D4;
-  using simd::I4;
-  const I4 lowBits = {1, 2, 4, 8}, highBits = {16, 32, 64, 128};
+  scratch.signs.resize(size_t(numTerms));
+  scratch.pAll.resize(size_t(numTerms * L));
+  int32_t *signs = scratch.signs.data();
+  double *pAll = scratch.pAll.data();
+  for (int64_t t = 0; t < numTerms; ++t)
+    signs[t] = terms[t].sign;
   for (int64_t h = 0; h < H; ++h) {
     int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;
-    I4 denomLow = {}, denomHigh = {};
     uint32_t taken = 0;
     // Each term's weights for the block's lanes, 0 where it does not take
     // part: their rounded sum goes to the denominators, and the weights of
     // terms reaching two or more lanes, signed, to lanesP[count * L + l].
+    int64_t denom[L];
+    kernels.weighTerms(&weights[size_t(h * L)], H * L, reach, signs, numTerms,
+                       pAll, denom);
     for (int64_t t = 0; t < numTerms; ++t) {
       uint32_t on = reach[size_t(t)];
       if (on == 0)
         continue;
-      F4 w[2];
-      std::memcpy(w, &weights[size_t((t * H + h) * L)], sizeof w);
-      I4 all = {int64_t(on), int64_t(on), int64_t(on), int64_t(on)};
-      I4 onLow = (all & lowBits) != 0, onHigh = (all & highBits) != 0;
-      D4 pLow = (D4)(onLow & (I4)(__builtin_convertvector(w[0], D4) *
-                                  double(kTermScale)));
-      D4 pHigh = (D4)(onHigh & (I4)(__builtin_convertvector(w[1], D4) *
-                                    double(kTermScale)));
-      I4 roundedLow = roundToInt(pLow), roundedHigh = roundToInt(pHigh);
-      if (terms[t].sign > 0) {
-        denomLow += roundedLow;
-        denomHigh += roundedHigh;
-      } else {
-        denomLow -= roundedLow;
-        denomHigh -= roundedHigh;
-        pLow = -pLow;
-        pHigh = -pHigh;
-      }
       if ((on & (on - 1)) == 0) { // one lane: its own pass
         single[size_t(numSingle++)] = {t, __builtin_ctz(on)};
         continue;
       }
-      std::memcpy(&lanesP[size_t(count * L)], &pLow, sizeof pLow);
-      std::memcpy(&lanesP[size_t(count * L + 4)], &pHigh, sizeof pHigh);
+      std::memcpy(&lanesP[size_t(count * L)], &pAll[size_t(t * L)],
+                  sizeof(double) * L);
       v[size_t(count++)] = terms[t].v + offset;
       taken |= on;
     }
-    int64_t denom[L];
-    std::memcpy(denom, &denomLow, sizeof denomLow);
-    std::memcpy(denom + 4, &denomHigh, sizeof denomHigh);
     const double *pRows[L];
     int64_t *numerRows[L];
     int64_t numRows = 0;
@@ -421,9 +435,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         auto [t, lane] = single[size_t(i)];
         if (lane != l)
           continue;
-        p[size_t(n)] =
-            terms[t].sign *
-            double(weights[size_t((t * H + h) * L + l)] * kTermScale);
+        p[size_t(n)] = pAll[size_t(t * L + l)];
         singleV[size_t(n++)] = terms[t].v + offset;
       }
       if (n > 0) {

@@ -1008,75 +1008,90 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
 }
 
 TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
-  // Six keys replaced in one applyTermsToBlock call per block: terms that
-  // reach several lanes take the ISA's kernel together, a term that reaches
-  // one lane (causal, the block's last row) its own pass; head widths with
-  // and without a tail past whole vectors.
+  // Six or twenty keys replaced in one applyTermsToBlock call per block:
+  // terms that reach several lanes take the ISA's kernel together, a term
+  // that reaches one lane (causal, the block's last row) its own pass; head
+  // widths with and without a tail past whole vectors. With twenty, the
+  // keys are also shared transposed (vectors of terms where the ISA has
+  // them), every group of terms followed by the ones left over.
+  std::vector<int64_t> twenty;
+  for (int64_t j = 1; j < 40; j += 2)
+    twenty.push_back(j);
   for (const std::string &isa : kernelIsas()) {
     IsaScope scope(isa);
     std::mt19937 rng(9);
-    int64_t updated = 0, singleLane = 0;
-    for (const AttnCase &c : attnCases()) {
-      const int64_t n = 40, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
-      exact::AttentionShape shape = shapeOf(c, 0.5f);
-      shape.ropeTheta = 0.0f;
-      RandomAttention r = randomAttention(shape, n, rng);
-      ASSERT_TRUE(r.ok);
-      std::vector<float> &q = r.q, &kk = r.k, &v = r.v;
-      exact::AttentionState &state = r.state;
-      std::vector<int64_t> keys = {3, 7, 15, 22, 23, 31};
-      Replaced next = replaceKeys(q, kk, v, keys, n, shape, rng);
-      std::vector<float> &k2 = next.k, &v2 = next.v, &want = next.want;
-      ASSERT_FALSE(want.empty());
-      std::vector<std::vector<double>> values;
-      std::vector<exact::TermRef> terms;
-      std::vector<int64_t> termKey;
-      for (int64_t j : keys)
-        for (int sign : {-1, +1}) {
-          const std::vector<float> &from = sign < 0 ? v : v2;
-          values.emplace_back(from.begin() + j * kvw,
-                              from.begin() + (j + 1) * kvw);
-          termKey.push_back(j);
-        }
-      for (size_t t = 0; t < values.size(); ++t) {
-        const std::vector<float> &k = terms.size() % 2 ? k2 : kk;
-        terms.push_back(
-            {k.data() + termKey[t] * kvw, values[t].data(), t % 2 ? +1 : -1});
-      }
-      constexpr int B = exact::kTermBlock;
-      for (int64_t r0 = 0; r0 < n; r0 += B) {
-        int64_t rows[B];
-        bool ok[B];
-        std::vector<char> use(terms.size() * B);
-        std::vector<float> qT(size_t(qw * B), 0.0f);
-        for (int l = 0; l < B; ++l) {
-          rows[l] = std::min(r0 + l, n - 1);
-          ok[l] = r0 + l < n;
-          for (int64_t x = 0; x < qw; ++x)
-            qT[size_t(x * B + l)] = q[size_t(rows[l] * qw + x)];
-        }
-        for (size_t t = 0; t < terms.size(); ++t) {
-          int reached = 0;
-          for (int l = 0; l < B; ++l) {
-            use[t * B + size_t(l)] =
-                ok[l] && (!c.causal || rows[l] >= termKey[t]);
-            reached += use[t * B + size_t(l)];
+    int64_t updated = 0, singleLane = 0, laneTerms = 0;
+    for (const std::vector<int64_t> &replaced :
+         {std::vector<int64_t>{3, 7, 15, 22, 23, 31}, twenty})
+      for (const AttnCase &c : attnCases()) {
+        const int64_t n = 40, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
+        exact::AttentionShape shape = shapeOf(c, 0.5f);
+        shape.ropeTheta = 0.0f;
+        RandomAttention r = randomAttention(shape, n, rng);
+        ASSERT_TRUE(r.ok);
+        std::vector<float> &q = r.q, &kk = r.k, &v = r.v;
+        exact::AttentionState &state = r.state;
+        std::vector<int64_t> keys = replaced;
+        Replaced next = replaceKeys(q, kk, v, keys, n, shape, rng);
+        std::vector<float> &k2 = next.k, &v2 = next.v, &want = next.want;
+        ASSERT_FALSE(want.empty());
+        std::vector<std::vector<double>> values;
+        std::vector<exact::TermRef> terms;
+        std::vector<int64_t> termKey;
+        for (int64_t j : keys)
+          for (int sign : {-1, +1}) {
+            const std::vector<float> &from = sign < 0 ? v : v2;
+            values.emplace_back(from.begin() + j * kvw,
+                                from.begin() + (j + 1) * kvw);
+            termKey.push_back(j);
           }
-          singleLane += reached == 1;
+        for (size_t t = 0; t < values.size(); ++t) {
+          const std::vector<float> &k = terms.size() % 2 ? k2 : kk;
+          terms.push_back(
+              {k.data() + termKey[t] * kvw, values[t].data(), t % 2 ? +1 : -1});
         }
-        exact::applyTermsToBlock(
-            qT.data(), rows, reinterpret_cast<const bool *>(use.data()),
-            terms.data(), int64_t(terms.size()), shape, state, ok);
-        for (int l = 0; l < B; ++l)
-          if (r0 + l < n)
-            ASSERT_TRUE(rowMatches(shape, state, q.data() + rows[l] * qw, k2,
-                                   v2, n, rows[l], ok[l],
-                                   want.data() + rows[l] * qw, updated))
-                << isa << ": row " << rows[l] << ", head width " << c.hd;
+        exact::TermKeys shared;
+        if (keys.size() > 6)
+          exact::transposeTermKeys(terms.data(), int64_t(terms.size()), shape,
+                                   shared);
+        laneTerms += shared.ldk;
+        exact::SharedTerms all{&shared, 0, 0, int64_t(terms.size())};
+        constexpr int B = exact::kTermBlock;
+        for (int64_t r0 = 0; r0 < n; r0 += B) {
+          int64_t rows[B];
+          bool ok[B];
+          std::vector<char> use(terms.size() * B);
+          std::vector<float> qT(size_t(qw * B), 0.0f);
+          for (int l = 0; l < B; ++l) {
+            rows[l] = std::min(r0 + l, n - 1);
+            ok[l] = r0 + l < n;
+            for (int64_t x = 0; x < qw; ++x)
+              qT[size_t(x * B + l)] = q[size_t(rows[l] * qw + x)];
+          }
+          for (size_t t = 0; t < terms.size(); ++t) {
+            int reached = 0;
+            for (int l = 0; l < B; ++l) {
+              use[t * B + size_t(l)] =
+                  ok[l] && (!c.causal || rows[l] >= termKey[t]);
+              reached += use[t * B + size_t(l)];
+            }
+            singleLane += reached == 1;
+          }
+          exact::applyTermsToBlock(
+              qT.data(), rows, reinterpret_cast<const bool *>(use.data()),
+              terms.data(), int64_t(terms.size()), shape, state, ok, &all, 1);
+          for (int l = 0; l < B; ++l)
+            if (r0 + l < n)
+              ASSERT_TRUE(rowMatches(shape, state, q.data() + rows[l] * qw, k2,
+                                     v2, n, rows[l], ok[l],
+                                     want.data() + rows[l] * qw, updated))
+                  << isa << ": row " << rows[l] << ", head width " << c.hd;
+        }
       }
-    }
-    EXPECT_GT(updated, 150) << isa; // most rows take the delta path
+    EXPECT_GT(updated, 300) << isa; // most rows take the delta path
     EXPECT_GT(singleLane, 0) << isa;
+    if (isa == "avx512")
+      EXPECT_GT(laneTerms, 0) << isa;
   }
 }
 

@@ -93,6 +93,14 @@ struct KernelTable {
   /// output from its integer sums.
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
+  /// One head of a delta-term block (8 lanes): for each term t < numTerms
+  /// with reach[t] != 0, p[t * 8 + l] = signs[t] * double(w[t * wStride +
+  /// l]) * kTermScale in the lanes l of reach[t] (bit l), 0 in the others;
+  /// denom[l] = the sum over those terms of signs[t] * round(|p[t * 8 +
+  /// l]|), each |p| below 2^51.
+  void (*weighTerms)(const float *w, int64_t wStride, const uint32_t *reach,
+                     const int32_t *signs, int64_t numTerms, double *p,
+                     int64_t *denom);
   /// y[i] = exp(x[i]) for x[i] <= 0, i < n: Simd.h's cephesExp, NonPositive
   /// form, the same IEEE operations as the attention kernels' lanes.
   void (*expNonPositive)(const float *x, int64_t n, float *y);
@@ -112,12 +120,27 @@ struct KernelTable {
                           const float *bp, int64_t panelStride, float *c,
                           int64_t ldc, bool accumulate, const float *bias,
                           const float *next);
+  /// scores[t * stride + l] = the FMA chain over c < hd of qT[c * 8 + l] *
+  /// kT[c * ldk + t], in increasing c as dot(), for t < numTerms (a multiple
+  /// of kLaneTerms) and the 8 rows l of a delta-term block: lanes are terms,
+  /// whose keys the caller transposed once for every block. Null where a
+  /// vector of terms is no wider than the block's vector of rows.
+  void (*blockTermScores)(const float *qT, const float *kT, int64_t ldk,
+                          int64_t numTerms, int64_t hd, float *scores,
+                          int64_t stride);
 };
+
+/// Terms in one vector of blockTermScores (the AVX-512 float lanes).
+constexpr int64_t kLaneTerms = 16;
 
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
                            int64_t ldc, bool accumulate, const float *bias,
                            const float *next);
+
+void blockTermScoresAvx512(const float *qT, const float *kT, int64_t ldk,
+                           int64_t numTerms, int64_t hd, float *scores,
+                           int64_t stride);
 
 extern const KernelTable kBaseKernels;
 extern const KernelTable kAvx512Kernels; ///< built with INCNN_EXACT_AVX512

@@ -55,9 +55,9 @@ struct T : simd::Scalar {
 } // namespace
 
 #ifdef INCNN_SIMD_AVX2
-const KernelTable kBaseKernels = tableOf("avx2", nullptr);
+const KernelTable kBaseKernels = tableOf("avx2", nullptr, nullptr);
 #else
-const KernelTable kBaseKernels = tableOf("scalar", nullptr);
+const KernelTable kBaseKernels = tableOf("scalar", nullptr, nullptr);
 #endif
 
 } // namespace incnn::runtime::exact::detail

@@ -315,6 +315,10 @@ struct Block {
   std::unique_ptr<bool[]> use; ///< [term][kBlock]: the term reaches the lane
   size_t useCapacity = 0;
   std::vector<exact::TermRef> refs;
+  /// The runs of refs that are consecutive old or new terms, whose keys
+  /// the update transposed once.
+  exact::SharedTerms shared[2];
+  int numShared = 0;
   uint64_t caughtUp = 0; ///< deferred (row, term) pairs applied first
   /// Scratch rows reused by the blocks of one task.
   std::vector<float> qRot, syncOut, newOut, zeroRow;
@@ -379,7 +383,7 @@ void loadBlock(const AttentionStep &a, const EditPlan &plan, const DeltaPlan &d,
 /// Every term that reaches a row of the block, old ones first, then each
 /// row's own edge terms (its lane only). Returns the (row, term) pairs.
 uint64_t gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d,
-                          Block &b) {
+                          const exact::TermKeys (&keysT)[2], Block &b) {
   size_t numTerms = d.oldTerms.size() + d.newTerms.size();
   for (int l = 0; l < kBlock; ++l)
     if (b.valid[l])
@@ -404,10 +408,26 @@ uint64_t gatherBlockTerms(const AttentionStep &a, const DeltaPlan &d,
     if (any)
       b.refs.push_back({t.kRot.data(), t.v.data(), sign});
   };
-  for (const Term &t : d.oldTerms)
-    addTerm(t, -1, true);
-  for (const Term &t : d.newTerms)
-    addTerm(t, +1, false);
+  // Each list's terms that the block takes, when they are consecutive.
+  b.numShared = 0;
+  auto addList = [&](const std::vector<Term> &list, int sign, bool oldTerms,
+                     const exact::TermKeys &keys) {
+    int64_t at = int64_t(b.refs.size()), first = -1, last = -1;
+    bool consecutive = true;
+    for (size_t i = 0; i < list.size(); ++i) {
+      size_t before = b.refs.size();
+      addTerm(list[i], sign, oldTerms);
+      if (b.refs.size() == before)
+        continue;
+      consecutive = consecutive && (first < 0 || last + 1 == int64_t(i));
+      first = first < 0 ? int64_t(i) : first;
+      last = int64_t(i);
+    }
+    if (first >= 0 && consecutive && !keys.kT.empty())
+      b.shared[b.numShared++] = {&keys, at, first, last - first + 1};
+  };
+  addList(d.oldTerms, -1, true, keysT[0]);
+  addList(d.newTerms, +1, false, keysT[1]);
   for (int l = 0; l < kBlock; ++l) {
     auto it = b.valid[l] ? d.edgeTerms.find(b.rows[l]) : d.edgeTerms.end();
     if (it == d.edgeTerms.end())
@@ -504,6 +524,16 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
   // A task takes kTaskBlocks consecutive blocks, so that the per-row flags
   // and counts two threads write never share a cache line.
   int64_t numTasks = (numBlocks + kTaskBlocks - 1) / kTaskBlocks;
+  // The changed keys transposed once, for the blocks that take them.
+  exact::TermKeys keysT[2];
+  for (int list = 0; list < 2; ++list) {
+    const std::vector<Term> &terms = list == 0 ? d.oldTerms : d.newTerms;
+    std::vector<exact::TermRef> refs;
+    for (const Term &t : terms)
+      refs.push_back({t.kRot.data(), nullptr, 1});
+    exact::transposeTermKeys(refs.data(), int64_t(refs.size()), a.shape,
+                             keysT[list]);
+  }
   parallelFor(
       ctx.poolFor(double(d.candidates.size()) *
                   double(d.oldTerms.size() + d.newTerms.size()) * double(a.qw)),
@@ -518,11 +548,13 @@ void applyDeltaTerms(const AttentionStep &a, const EditPlan &plan,
           if (blockIndex + kPrefetchBlocks < end) // not another task's rows
             prefetchBlock(a, d, blockIndex + kPrefetchBlocks);
           loadBlock(a, plan, d, blockIndex, cert, b);
-          pairs.fetch_add(gatherBlockTerms(a, d, b), std::memory_order_relaxed);
+          pairs.fetch_add(gatherBlockTerms(a, d, keysT, b),
+                          std::memory_order_relaxed);
           if (!b.refs.empty())
             exact::applyTermsToBlock(b.qT.data(), b.stateRows, b.use.get(),
                                      b.refs.data(), int64_t(b.refs.size()),
-                                     a.shape, a.state, b.ok);
+                                     a.shape, a.state, b.ok, b.shared,
+                                     b.numShared);
           settleBlock(a, cert, b, d);
           caughtUp.fetch_add(b.caughtUp, std::memory_order_relaxed);
         }
