@@ -34,10 +34,10 @@ using detail::kTermScale;
 struct TermScratch {
   std::vector<float> scores, x, weights, shifts;
   std::vector<int32_t> tops, topSteps, removedTop;
-  std::vector<double> p, lanesP, pAll;
+  std::vector<double> p, lanesP, singleP;
   std::vector<int32_t> signs;
   std::vector<const double *> v, singleV;
-  std::vector<std::pair<int64_t, int>> single;
+  std::vector<int64_t> multi, single;
   std::vector<int64_t> kvOffset; // per head, no divisions
   std::vector<int64_t> rest;     // terms whose keys are not shared
   std::vector<uint32_t> reach;
@@ -378,7 +378,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   scratch.reach.resize(size_t(numTerms));
   double *lanesP = scratch.lanesP.data(), *p = scratch.p.data();
   const double **v = scratch.v.data(), **singleV = scratch.singleV.data();
-  std::pair<int64_t, int> *single = scratch.single.data();
+  int64_t *single = scratch.single.data();
   uint32_t *reach = scratch.reach.data();
   static_assert(L == 8, "a block's lanes in one weighTerms vector");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
@@ -390,32 +390,26 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
     reach[size_t(t)] = bits;
   }
   scratch.signs.resize(size_t(numTerms));
-  scratch.pAll.resize(size_t(numTerms * L));
+  scratch.singleP.resize(size_t(numTerms));
+  scratch.multi.resize(size_t(numTerms));
   int32_t *signs = scratch.signs.data();
-  double *pAll = scratch.pAll.data();
+  double *singleP = scratch.singleP.data();
+  int64_t *multi = scratch.multi.data();
   for (int64_t t = 0; t < numTerms; ++t)
     signs[t] = terms[t].sign;
   for (int64_t h = 0; h < H; ++h) {
-    int64_t offset = kvOffset[size_t(h)], count = 0, numSingle = 0;
-    uint32_t taken = 0;
+    int64_t offset = kvOffset[size_t(h)], numSingle = 0;
     // Each term's weights for the block's lanes, 0 where it does not take
     // part: their rounded sum goes to the denominators, and the weights of
-    // terms reaching two or more lanes, signed, to lanesP[count * L + l].
+    // terms reaching two or more lanes, signed, to lanesP[i * L + l].
     int64_t denom[L];
-    kernels.weighTerms(&weights[size_t(h * L)], H * L, reach, signs, numTerms,
-                       pAll, denom);
-    for (int64_t t = 0; t < numTerms; ++t) {
-      uint32_t on = reach[size_t(t)];
-      if (on == 0)
-        continue;
-      if ((on & (on - 1)) == 0) { // one lane: its own pass
-        single[size_t(numSingle++)] = {t, __builtin_ctz(on)};
-        continue;
-      }
-      std::memcpy(&lanesP[size_t(count * L)], &pAll[size_t(t * L)],
-                  sizeof(double) * L);
-      v[size_t(count++)] = terms[t].v + offset;
-      taken |= on;
+    int64_t count = kernels.weighTerms(&weights[size_t(h * L)], H * L, reach,
+                                       signs, numTerms, lanesP, multi, singleP,
+                                       single, &numSingle, denom);
+    uint32_t taken = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      v[size_t(i)] = terms[multi[i]].v + offset;
+      taken |= reach[size_t(multi[i])];
     }
     const double *pRows[L];
     int64_t *numerRows[L];
@@ -432,10 +426,10 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       }
       int64_t n = 0;
       for (int64_t i = 0; i < numSingle; ++i) {
-        auto [t, lane] = single[size_t(i)];
-        if (lane != l)
+        int64_t t = single[i];
+        if (reach[size_t(t)] != 1u << l)
           continue;
-        p[size_t(n)] = pAll[size_t(t * L + l)];
+        p[size_t(n)] = singleP[t];
         singleV[size_t(n++)] = terms[t].v + offset;
       }
       if (n > 0) {
