@@ -4,8 +4,9 @@
 // attention block, fits the codebooks by k-means to the model's own
 // activations, then measures single-token replace / insert / delete edits at
 // uniform positions: median wall time and MACs of the incremental update
-// against a from-scratch run of the same tokens, as ratios. Every edit is
-// checked bit for bit against the from-scratch output.
+// against a from-scratch run of the same tokens, as ratios, and under each
+// kind where its time went (the attention updates' parts, the other steps).
+// Every --check-every'th edit is checked bit for bit against from scratch.
 //
 //   incnn-incremental-bench [--tokens 512,1024] [--layers 12] [--dim 768]
 //       [--heads 12] [--ffn 3072] [--codes 64] [--groups 1] [--edits 20]
