@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -325,17 +324,18 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   int64_t *rest = scratch.rest.data(), numRest = 0, next = 0;
   for (int i = 0; i < numShared && kernels.blockTermScores; ++i) {
     const SharedTerms &s = shared[i];
-    int64_t lanes = s.count / detail::kLaneTerms * detail::kLaneTerms;
-    if (lanes == 0 || s.keys->kT.empty())
+    int64_t laneTerms = s.count / detail::kLaneTerms * detail::kLaneTerms;
+    if (laneTerms == 0 || s.keys->kT.empty()) // too few, or not transposed
       continue;
     for (int64_t h = 0; h < H; ++h)
-      kernels.blockTermScores(
-          qT + h * hd * L,
-          s.keys->kT.data() + kvOffset[size_t(h)] * s.keys->ldk + s.column,
-          s.keys->ldk, lanes, hd, &scores[size_t((s.at * H + h) * L)], H * L);
+      kernels.blockTermScores(qT + h * hd * L,
+                              s.keys->kT.data() +
+                                  kvOffset[size_t(h)] * s.keys->ldk + s.column,
+                              s.keys->ldk, laneTerms, hd,
+                              &scores[size_t((s.at * H + h) * L)], H * L);
     for (; next < s.at; ++next)
       rest[numRest++] = next;
-    next = s.at + lanes;
+    next = s.at + laneTerms;
   }
   for (; next < numTerms; ++next)
     rest[numRest++] = next;
@@ -380,7 +380,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   const double **v = scratch.v.data(), **singleV = scratch.singleV.data();
   int64_t *single = scratch.single.data();
   uint32_t *reach = scratch.reach.data();
-  static_assert(L == 8, "a block's lanes in one weighTerms vector");
+  static_assert(L == 8, "weighTerms weighs 8 lanes");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
   // Lane masks: bit l of reach[t] when term t takes part in lane l.
   for (int64_t t = 0; t < numTerms; ++t) {

@@ -1008,21 +1008,27 @@ TEST(ExactAttention, RepeatedKeysEqualEveryKeyOnEveryIsa) {
 }
 
 TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
-  // Six or twenty keys replaced in one applyTermsToBlock call per block:
-  // terms that reach several lanes take the ISA's kernel together, a term
-  // that reaches one lane (causal, the block's last row) its own pass; head
-  // widths with and without a tail past whole vectors. With twenty, the
-  // keys are also shared transposed (vectors of terms where the ISA has
-  // them), every group of terms followed by the ones left over.
-  std::vector<int64_t> twenty;
+  // Six, twenty or twenty-four keys replaced in one applyTermsToBlock call
+  // per block: terms that reach several lanes take the ISA's kernel
+  // together, a term that reaches one lane (causal, the block's last row)
+  // its own pass; head widths with and without a tail past whole vectors.
+  // With twenty, all 40 terms' keys are also shared transposed (vectors of
+  // terms where the ISA has them), with twenty-four as two ranges that
+  // start past the first term and column; groups of terms are followed by
+  // the ones left over.
+  std::vector<int64_t> twenty, twentyFour;
   for (int64_t j = 1; j < 40; j += 2)
     twenty.push_back(j);
+  for (int64_t j = 2; j < 40; ++j)
+    if (j % 5 != 0 && j % 7 != 0 && j % 11 != 0)
+      twentyFour.push_back(j);
+  ASSERT_EQ(twentyFour.size(), 24u);
   for (const std::string &isa : kernelIsas()) {
     IsaScope scope(isa);
     std::mt19937 rng(9);
     int64_t updated = 0, singleLane = 0, laneTerms = 0;
     for (const std::vector<int64_t> &replaced :
-         {std::vector<int64_t>{3, 7, 15, 22, 23, 31}, twenty})
+         {std::vector<int64_t>{3, 7, 15, 22, 23, 31}, twenty, twentyFour})
       for (const AttnCase &c : attnCases()) {
         const int64_t n = 40, qw = c.H * c.hd, kvw = c.Hkv * c.hd;
         exact::AttentionShape shape = shapeOf(c, 0.5f);
@@ -1055,7 +1061,16 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
           exact::transposeTermKeys(terms.data(), int64_t(terms.size()), shape,
                                    shared);
         laneTerms += shared.ldk;
-        exact::SharedTerms all{&shared, 0, 0, int64_t(terms.size())};
+        // Twenty-four keys: terms [3, 23) and [23, 48), as two lists a block
+        // took from their third and first on.
+        int64_t numTerms = int64_t(terms.size());
+        exact::SharedTerms ranges[2] = {{&shared, 0, 0, numTerms}, {}};
+        int numRanges = 1;
+        if (keys.size() == 24) {
+          ranges[0] = {&shared, 3, 3, 20};
+          ranges[1] = {&shared, 23, 23, numTerms - 23};
+          numRanges = 2;
+        }
         constexpr int B = exact::kTermBlock;
         for (int64_t r0 = 0; r0 < n; r0 += B) {
           int64_t rows[B];
@@ -1079,7 +1094,7 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
           }
           exact::applyTermsToBlock(
               qT.data(), rows, reinterpret_cast<const bool *>(use.data()),
-              terms.data(), int64_t(terms.size()), shape, state, ok, &all, 1);
+              terms.data(), numTerms, shape, state, ok, ranges, numRanges);
           for (int l = 0; l < B; ++l)
             if (r0 + l < n)
               ASSERT_TRUE(rowMatches(shape, state, q.data() + rows[l] * qw, k2,
@@ -1088,7 +1103,7 @@ TEST(ExactAttention, ManyDeltaTermsAtOnceEqualARecomputationOnEveryIsa) {
                   << isa << ": row " << rows[l] << ", head width " << c.hd;
         }
       }
-    EXPECT_GT(updated, 300) << isa; // most rows take the delta path
+    EXPECT_GT(updated, 450) << isa; // most rows take the delta path
     EXPECT_GT(singleLane, 0) << isa;
     if (isa == "avx512")
       EXPECT_GT(laneTerms, 0) << isa;

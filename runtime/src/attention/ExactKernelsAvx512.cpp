@@ -91,7 +91,7 @@ void blockTermScoresAvx512(const float *qT, const float *kT, int64_t ldk,
   int64_t t = 0;
   for (; t + 2 * kLaneTerms <= numTerms; t += 2 * kLaneTerms)
     termGroups<2>(qT, kT + t, ldk, hd, scores + t * stride, stride);
-  for (; t < numTerms; t += kLaneTerms)
+  for (; t + kLaneTerms <= numTerms; t += kLaneTerms)
     termGroups<1>(qT, kT + t, ldk, hd, scores + t * stride, stride);
 }
 
