@@ -33,10 +33,10 @@ using detail::kTermScale;
 struct TermScratch {
   std::vector<float> scores, x, weights, shifts;
   std::vector<int32_t> tops, topSteps, removedTop;
-  std::vector<double> p, lanesP, singleP;
+  std::vector<double> p, lanesP;
   std::vector<int32_t> signs;
   std::vector<const double *> v, singleV;
-  std::vector<int64_t> multi, single;
+  std::vector<int64_t> order;    // terms reaching several lanes, then one
   std::vector<int64_t> kvOffset; // per head, no divisions
   std::vector<int64_t> rest;     // terms whose keys are not shared
   std::vector<uint32_t> reach;
@@ -372,45 +372,49 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
   // lane's own pass.
   scratch.lanesP.resize(size_t(numTerms * L));
   scratch.v.resize(size_t(numTerms));
-  scratch.single.resize(size_t(numTerms));
+  scratch.order.resize(size_t(numTerms));
   scratch.p.resize(size_t(numTerms));
   scratch.singleV.resize(size_t(numTerms));
   scratch.reach.resize(size_t(numTerms));
+  scratch.signs.resize(size_t(numTerms));
   double *lanesP = scratch.lanesP.data(), *p = scratch.p.data();
   const double **v = scratch.v.data(), **singleV = scratch.singleV.data();
-  int64_t *single = scratch.single.data();
+  int64_t *order = scratch.order.data();
   uint32_t *reach = scratch.reach.data();
+  int32_t *signs = scratch.signs.data();
   static_assert(L == 8, "weighTerms weighs 8 lanes");
   static_assert(L <= detail::kMaxTermRows, "a block's rows in one call");
-  // Lane masks: bit l of reach[t] when term t takes part in lane l.
+  // Lane masks (bit l of reach[t] when term t takes part in lane l), and
+  // the terms that take part: those reaching two or more lanes first, then
+  // those reaching one (the same for every head).
+  auto oneLane = [](uint32_t bits) { return (bits & (bits - 1)) == 0; };
+  int64_t numMulti = 0;
+  uint32_t taken = 0;
   for (int64_t t = 0; t < numTerms; ++t) {
     uint32_t bits = 0;
     for (int l = 0; l < L; ++l)
       bits |= uint32_t(ok[l] && use[t * L + l]) << l;
     reach[size_t(t)] = bits;
-  }
-  scratch.signs.resize(size_t(numTerms));
-  scratch.singleP.resize(size_t(numTerms));
-  scratch.multi.resize(size_t(numTerms));
-  int32_t *signs = scratch.signs.data();
-  double *singleP = scratch.singleP.data();
-  int64_t *multi = scratch.multi.data();
-  for (int64_t t = 0; t < numTerms; ++t)
     signs[t] = terms[t].sign;
-  for (int64_t h = 0; h < H; ++h) {
-    int64_t offset = kvOffset[size_t(h)], numSingle = 0;
-    // Each term's weights for the block's lanes, 0 where it does not take
-    // part: their rounded sum goes to the denominators, and the weights of
-    // terms reaching two or more lanes, signed, to lanesP[i * L + l].
-    int64_t denom[L];
-    int64_t count = kernels.weighTerms(&weights[size_t(h * L)], H * L, reach,
-                                       signs, numTerms, lanesP, multi, singleP,
-                                       single, &numSingle, denom);
-    uint32_t taken = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      v[size_t(i)] = terms[multi[i]].v + offset;
-      taken |= reach[size_t(multi[i])];
+    if (!oneLane(bits)) {
+      order[numMulti++] = t;
+      taken |= bits;
     }
+  }
+  int64_t numReached = numMulti;
+  for (int64_t t = 0; t < numTerms; ++t)
+    if (reach[size_t(t)] != 0 && oneLane(reach[size_t(t)]))
+      order[numReached++] = t;
+  for (int64_t h = 0; h < H; ++h) {
+    int64_t offset = kvOffset[size_t(h)];
+    // Each term's weights for the block's lanes, 0 where it does not take
+    // part: their rounded sum goes to the denominators, and the weights,
+    // signed, to lanesP[i * L + l] for order[i].
+    int64_t denom[L];
+    kernels.weighTerms(&weights[size_t(h * L)], H * L, reach, signs, order,
+                       numReached, lanesP, denom);
+    for (int64_t i = 0; i < numMulti; ++i)
+      v[size_t(i)] = terms[order[i]].v + offset;
     const double *pRows[L];
     int64_t *numerRows[L];
     int64_t numRows = 0;
@@ -425,11 +429,11 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
         numerRows[numRows++] = numer;
       }
       int64_t n = 0;
-      for (int64_t i = 0; i < numSingle; ++i) {
-        int64_t t = single[i];
+      for (int64_t i = numMulti; i < numReached; ++i) {
+        int64_t t = order[i];
         if (reach[size_t(t)] != 1u << l)
           continue;
-        p[size_t(n)] = singleP[t];
+        p[size_t(n)] = lanesP[size_t(i * L + l)];
         singleV[size_t(n++)] = terms[t].v + offset;
       }
       if (n > 0) {
@@ -438,7 +442,7 @@ void applyTermsToBlock(const float *qT, const int64_t *rows, const bool *use,
       }
     }
     if (numRows > 0)
-      kernels.accumulateTermRows(pRows, L, v, count, hd, numerRows, numRows);
+      kernels.accumulateTermRows(pRows, L, v, numMulti, hd, numerRows, numRows);
   }
 }
 

@@ -93,18 +93,14 @@ struct KernelTable {
   /// output from its integer sums.
   void (*finishHeads)(const int64_t *numer, const int64_t *denom, int64_t heads,
                       int64_t hd, float *out);
-  /// One head of a delta-term block (8 lanes): each term t < numTerms with
-  /// reach[t] != 0 weighs p_l = signs[t] * double(w[t * wStride + l]) *
+  /// One head of a delta-term block (8 lanes): for the terms t = order[i],
+  /// i < count, p[i * 8 + l] = signs[t] * double(w[t * wStride + l]) *
   /// kTermScale in the lanes l of reach[t] (bit l), 0 in the others, and
-  /// denom[l] = the sum over those terms of signs[t] * round(|p_l|) (each
-  /// below 2^51). A term reaching two or more lanes goes to multi[i] with
-  /// its p at lanesP[i * 8 + l], in order (returns how many); one reaching
-  /// a single lane to single[i] (*numSingle of them) with that lane's p at
-  /// singleP[t].
-  int64_t (*weighTerms)(const float *w, int64_t wStride, const uint32_t *reach,
-                        const int32_t *signs, int64_t numTerms, double *lanesP,
-                        int64_t *multi, double *singleP, int64_t *single,
-                        int64_t *numSingle, int64_t *denom);
+  /// denom[l] = the sum over those terms of signs[t] * round(|p[i * 8 + l]|)
+  /// (each below 2^51).
+  void (*weighTerms)(const float *w, int64_t wStride, const uint32_t *reach,
+                     const int32_t *signs, const int64_t *order, int64_t count,
+                     double *p, int64_t *denom);
   /// y[i] = exp(x[i]) for x[i] <= 0, i < n: Simd.h's cephesExp, NonPositive
   /// form, the same IEEE operations as the attention kernels' lanes.
   void (*expNonPositive)(const float *x, int64_t n, float *y);
