@@ -206,9 +206,16 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
   if (n <= 0)
     return;
   const int64_t in = w.in, out = w.out;
+  // Row blocks of at most kMR rows, their sizes as even as can be: a block
+  // of few rows is bound by FMA latency, not by throughput.
   const int64_t rowBlocks = (n + kMR - 1) / kMR, nPad = rowBlocks * kMR;
-  // Pack X once: for each k block (k0, kc), row blocks of kMR rows stored
-  // k-major, block b at aPacked[k0 * nPad + b * kMR * kc].
+  const int64_t evenRows = n / rowBlocks, longer = n % rowBlocks;
+  auto blockStart = [&](int64_t b) {
+    return b * evenRows + std::min(b, longer);
+  };
+  auto blockRows = [&](int64_t b) { return evenRows + (b < longer ? 1 : 0); };
+  // Pack X once: for each k block (k0, kc), each row block stored k-major
+  // with stride kMR, block b at aPacked[k0 * nPad + b * kMR * kc].
   thread_local std::vector<float> aPackedBuf;
   if (aPackedBuf.size() < size_t(nPad * in))
     aPackedBuf.resize(size_t(nPad * in));
@@ -218,7 +225,7 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
               [&](int64_t t) {
                 int64_t b1 = std::min(rowBlocks, (t + 1) * kBlocksPerPackTask);
                 for (int64_t b = t * kBlocksPerPackTask; b < b1; ++b) {
-                  int64_t r0 = b * kMR, mr = std::min(kMR, n - r0);
+                  int64_t r0 = blockStart(b), mr = blockRows(b);
                   for (int64_t k0 = 0; k0 < in; k0 += kKC) {
                     int64_t kc = std::min(kKC, in - k0);
                     float *dst = aPacked + k0 * nPad + b * kMR * kc;
@@ -234,12 +241,14 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
   // Two full panels at once where the CPU has a 32-column tile (the same
   // FMA chains, so the same bits).
   const auto panelPair = exact::detail::kernels().linearPanelPair;
-  const int64_t rowChunks = (n + kMC - 1) / kMC;
+  constexpr int64_t kBlocksPerChunk = kMC / kMR;
+  const int64_t rowChunks = (rowBlocks + kBlocksPerChunk - 1) / kBlocksPerChunk;
   const int64_t panelGroups =
       (w.numPanels + kPanelsPerTask - 1) / kPanelsPerTask;
   parallelFor(pool, rowChunks * panelGroups, [&](int64_t task) {
     // Row chunks vary fastest so that threads share weight panels in cache.
-    int64_t r0 = (task % rowChunks) * kMC, r1 = std::min(n, r0 + kMC);
+    int64_t b0 = (task % rowChunks) * kBlocksPerChunk,
+            b1 = std::min(rowBlocks, b0 + kBlocksPerChunk);
     int64_t p0 = (task / rowChunks) * kPanelsPerTask;
     int64_t p1 = std::min(w.numPanels, p0 + kPanelsPerTask);
     alignas(64) float edge[kMR * kPanelWidth];
@@ -254,19 +263,32 @@ void linear(const float *x, int64_t n, int64_t ldx, const PackedLinear &w,
         int64_t c0 = p * kPanelWidth;
         int64_t cols = std::min(kPanelWidth, out - c0);
         if (panelPair && p + 1 < p1 && c0 + 2 * kPanelWidth <= out) {
-          // The first row block also prefetches the next pair's slice.
-          const float *next = p + 3 < p1 ? bp + 2 * in * kPanelWidth : nullptr;
-          for (int64_t rb = r0; rb < r1; rb += kMR, next = nullptr)
-            panelPair(kc, std::min(kMR, r1 - rb), aBlock + rb * kc, bp,
-                      in * kPanelWidth, y + rb * ldy + c0, ldy, k0 > 0, bias,
-                      next);
+          // The row blocks prefetch the task's next pair's slice (after the
+          // last pair: the first pair's next k block), each an equal share.
+          const float *next = nullptr;
+          int64_t nextKc = 0;
+          if (p + 3 < p1) {
+            next = bp + 2 * in * kPanelWidth;
+            nextKc = kc;
+          } else if (k0 + kc < in && p0 + 1 < p1) {
+            next = w.panels.data() + (p0 * in + k0 + kc) * kPanelWidth;
+            nextKc = std::min(kKC, in - k0 - kc);
+          }
+          int64_t share = (nextKc + b1 - b0 - 1) / (b1 - b0);
+          for (int64_t b = b0; b < b1; ++b) {
+            int64_t from = std::min((b - b0) * share, nextKc);
+            panelPair(kc, blockRows(b), aBlock + b * kMR * kc, bp,
+                      in * kPanelWidth, y + blockStart(b) * ldy + c0, ldy,
+                      k0 > 0, bias, next ? next + from * kPanelWidth : nullptr,
+                      std::min(nextKc, from + share) - from);
+          }
           ++p;
           continue;
         }
-        for (int64_t rb = r0; rb < r1; rb += kMR) {
-          int64_t mr = std::min(kMR, r1 - rb);
-          const float *ap = aBlock + rb * kc;
-          float *c = y + rb * ldy + c0;
+        for (int64_t b = b0; b < b1; ++b) {
+          int64_t mr = blockRows(b);
+          const float *ap = aBlock + b * kMR * kc;
+          float *c = y + blockStart(b) * ldy + c0;
           if (cols == kPanelWidth) {
             kMicroKernels[mr](kc, ap, bp, c, ldy, k0 > 0, bias);
             continue;

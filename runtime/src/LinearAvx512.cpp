@@ -17,7 +17,7 @@ template <int MR>
 void panelPair(int64_t kc, const float *__restrict ap,
                const float *__restrict bp, int64_t panelStride, float *c,
                int64_t ldc, bool accumulate, const float *bias,
-               const float *next) {
+               const float *next, int64_t nextLines) {
   __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
@@ -26,11 +26,19 @@ void panelPair(int64_t kc, const float *__restrict ap,
         accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
   }
   const float *bq = bp + panelStride;
+  // One line of each of the next pair's panels every `every` k steps, so the
+  // prefetches spread over the whole tile instead of bursting.
+  const int64_t every = nextLines > 0 ? (kc + nextLines - 1) / nextLines : kc;
+  int64_t untilPrefetch = 0, line = 0;
   for (int64_t k = 0; k < kc; ++k) {
-    if (next) { // the next pair's line k of each panel, a pair ahead
-      _mm_prefetch(reinterpret_cast<const char *>(next + 16 * k), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char *>(next + panelStride + 16 * k),
+    if (--untilPrefetch < 0 && line < nextLines) {
+      _mm_prefetch(reinterpret_cast<const char *>(next + 16 * line),
                    _MM_HINT_T0);
+      _mm_prefetch(
+          reinterpret_cast<const char *>(next + panelStride + 16 * line),
+          _MM_HINT_T0);
+      ++line;
+      untilPrefetch = every - 1;
     }
     __m512 b0 = _mm512_loadu_ps(bp + 16 * k), b1 = _mm512_loadu_ps(bq + 16 * k);
 #pragma GCC unroll 6
@@ -58,7 +66,7 @@ void panelPair(int64_t kc, const float *__restrict ap,
 
 using PanelPairFn = void (*)(int64_t, const float *, const float *, int64_t,
                              float *, int64_t, bool, const float *,
-                             const float *);
+                             const float *, int64_t);
 constexpr PanelPairFn kPanelPairs[kRowStride + 1] = {
     nullptr,      panelPair<1>, panelPair<2>, panelPair<3>,
     panelPair<4>, panelPair<5>, panelPair<6>};
@@ -68,8 +76,9 @@ constexpr PanelPairFn kPanelPairs[kRowStride + 1] = {
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
                            int64_t ldc, bool accumulate, const float *bias,
-                           const float *next) {
-  kPanelPairs[mr](kc, ap, bp, panelStride, c, ldc, accumulate, bias, next);
+                           const float *next, int64_t nextLines) {
+  kPanelPairs[mr](kc, ap, bp, panelStride, c, ldc, accumulate, bias, next,
+                  nextLines);
 }
 
 } // namespace incnn::runtime::exact::detail

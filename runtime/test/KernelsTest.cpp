@@ -106,6 +106,32 @@ TEST(LinearKernel, RowInvariant) {
   }
 }
 
+TEST(LinearKernel, ManyRowsEqualOneRowAtATime) {
+  // More rows than one task's chunk, in blocks of uneven size: every row
+  // has the bits of that row alone, at either thread count.
+  std::mt19937 rng(5);
+  for (LinearCase c : {LinearCase{768, 64, true}, LinearCase{100, 47, false}}) {
+    for (int64_t n : {97, 131}) {
+      auto x = randomFloats(size_t(n * c.in), rng);
+      auto w = randomFloats(size_t(c.out * c.in), rng);
+      auto b = randomFloats(size_t(c.out), rng);
+      k::PackedLinear packed;
+      k::packLinear(w.data(), c.out, c.in, c.bias ? b.data() : nullptr, packed);
+      for (ThreadPool *pool : {static_cast<ThreadPool *>(nullptr), &pool2()}) {
+        std::vector<float> all(size_t(n * c.out)), one(size_t(c.out));
+        k::linear(x.data(), n, c.in, packed, all.data(), c.out, pool);
+        for (int64_t r = 0; r < n; ++r) {
+          k::linear(x.data() + r * c.in, 1, c.in, packed, one.data(), c.out,
+                    nullptr);
+          ASSERT_TRUE(
+              bitsEqual(one.data(), all.data() + r * c.out, size_t(c.out)))
+              << "row " << r << " of " << n << " in=" << c.in;
+        }
+      }
+    }
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Norms and elementwise
 //===----------------------------------------------------------------------===//

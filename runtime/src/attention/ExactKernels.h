@@ -114,12 +114,13 @@ struct KernelTable {
   /// 32 biases), mr <= 6, over two adjacent weight panels (B at bp and
   /// bp + panelStride, 16 floats per k; A packed k-major, 6 floats per k).
   /// Every element is one FMA chain over k in order, then the bias, as the
-  /// 16-column kernel computes it. `next` (or null): the next pair's B, to
-  /// prefetch. Null where the 16-column kernel is the widest.
+  /// 16-column kernel computes it. It prefetches `nextLines` lines (k
+  /// steps) of the two panels at `next`, spread over its k loop. Null where
+  /// the 16-column kernel is the widest.
   void (*linearPanelPair)(int64_t kc, int64_t mr, const float *ap,
                           const float *bp, int64_t panelStride, float *c,
                           int64_t ldc, bool accumulate, const float *bias,
-                          const float *next);
+                          const float *next, int64_t nextLines);
   /// scores[t * stride + l] = the FMA chain over c < hd of qT[c * 8 + l] *
   /// kT[c * ldk + t], in increasing c as dot(), for t < numTerms (a multiple
   /// of kLaneTerms) and the 8 rows l of a delta-term block: lanes are terms,
@@ -136,7 +137,7 @@ constexpr int64_t kLaneTerms = 16;
 void linearPanelPairAvx512(int64_t kc, int64_t mr, const float *ap,
                            const float *bp, int64_t panelStride, float *c,
                            int64_t ldc, bool accumulate, const float *bias,
-                           const float *next);
+                           const float *next, int64_t nextLines);
 
 void blockTermScoresAvx512(const float *qT, const float *kT, int64_t ldk,
                            int64_t numTerms, int64_t hd, float *scores,
