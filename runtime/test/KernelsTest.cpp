@@ -804,7 +804,7 @@ TEST(KernelTable, DotRowsWithinTheirRoundingBoundOnEveryIsa) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int64_t rows : {1, 3, 64})
     for (int64_t m : {1, 7, 8, 77, 768})
-      for (int64_t numX : {1, 5, 8}) {
+      for (int64_t numX : {1, 2, 3, 5, 8}) {
         std::vector<float> a(size_t(rows * m)), xs(size_t(numX * m));
         for (float &v : a)
           v = u(rng) * std::exp2(float(int(rng() % 40)) - 20.0f);
