@@ -699,12 +699,18 @@ bool recomputeRowsOverRepeatedKeys(const AttentionStep &a, const Rows &fullRows,
   // Both passes read table rows scattered in memory and do a few
   // operations per float: weighed at kGroupedCost multiply-adds a float.
   constexpr double kGroupedCost = 4.0;
-  std::vector<float> keysT; // one transposed copy serves every row
+  // One transposed copy serves every row. This buffer and the counts' are
+  // kept from one update to the next (zeroing fresh pages for them cost as
+  // much as the rows' work); the tasks below read them through these
+  // references, not as their own thread's.
+  static thread_local std::vector<float> keysTBuffer;
+  static thread_local std::vector<int32_t> countsBuffer;
+  std::vector<float> &keysT = keysTBuffer;
   exact::transposeDistinctKeys(
       keys.kRows.data(), int64_t(numDistinct), a.kvw, keysT,
       a.ctx.poolFor(kGroupedCost * double(numDistinct) * double(a.kvw)));
   constexpr size_t kBatchRows = 256;
-  std::vector<int32_t> counts; // [row of the batch][distinct key]
+  std::vector<int32_t> &counts = countsBuffer; // [batch row][distinct key]
   std::vector<int64_t> numKeys;
   std::atomic<bool> scoresOk{true};
   uint64_t pairs = 0;
