@@ -592,6 +592,12 @@ TEST(Session, FullRowsOverRepeatedKeysAreExact) {
         EXPECT_EQ(withTables.output(), oracle.output())
             << causal << " " << window << " " << vqLayer << " " << defer;
         EXPECT_EQ(withRows.output(), oracle.output());
+        // The same insertion on two threads: the full rows' tasks then run
+        // on both, and read the buffers of the thread running the update.
+        Session threaded(tables, {2});
+        ASSERT_TRUE(threaded.reset(tokens).ok());
+        ASSERT_TRUE(threaded.apply({paste}).ok());
+        EXPECT_EQ(threaded.output(), oracle.output());
       }
 }
 
